@@ -1,0 +1,3 @@
+from relevo.cli import main
+
+main()

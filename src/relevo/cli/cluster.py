@@ -1,0 +1,241 @@
+"""Commands that build and drive the cluster: init, up, down, status, start, stop, kill, render."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from relevo.cli.common import console, err_console, get_topology, print_json
+from relevo.cluster import Cluster
+from relevo.errors import RelevoError
+from relevo.lifecycle import down, up
+from relevo.model import Topology
+from relevo.topology import DEFAULT_FILE, default_text
+
+SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "TERM": signal.SIGTERM}
+HEALTH_STYLE = {"UP": "green", "DOWN": "red", "MAINT": "yellow", "DRAIN": "cyan", "NOLB": "cyan"}
+STATE_STYLE = {"running": "green", "stopped": "dim", "paused": "red", "missing": "dim"}
+
+
+def _progress(message: str) -> None:
+    err_console.print(f"[dim]·[/] {message}")
+
+
+def _node_name(topology: Topology, name: str) -> str:
+    if name not in topology.node_names:
+        raise click.BadParameter(
+            f"no node {name!r}; nodes: {', '.join(topology.node_names)}", param_hint="NODE"
+        )
+    return name
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_FILE)
+def init(path: Path, force: bool) -> None:
+    """Write the default topology (the seed's layout) to PATH (default: ./relevo.yaml)."""
+    if path.exists() and not force:
+        raise RelevoError(f"{path} exists; use --force to overwrite it")
+    path.write_text(default_text())
+    console.print(f"wrote {path}: ha1 balancing web1 and web2, with standbys web1bck and web2bck")
+
+
+@click.command("up")
+@click.option("--no-controller", is_flag=True, help="Do not start the failover controller.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def up_command(ctx: click.Context, no_controller: bool, as_json: bool) -> None:
+    """Start the cluster: render and check configs, start HAProxy and the primaries, wait until HAProxy
+    sees them UP, start the failover controller. Standbys are prepared but stay stopped (cold).
+
+    Running it again changes nothing that already runs, except to apply an edited topology. If any step
+    fails, what this call started is stopped again and the reason is printed."""
+    topology = get_topology(ctx)
+    result = up(topology, progress=_progress, controller=not no_controller)
+    if as_json:
+        print_json(asdict(result))
+        return
+    console.print(
+        f"[green]cluster {topology.name!r} is up[/]" + ("" if result.started else " (already running)")
+    )
+    console.print(f"  frontend  {result.frontend_url}")
+    console.print(f"  stats     {result.stats_url}   (user and password in {result.secrets_file})")
+    console.print(f"  metrics   {result.metrics_url}")
+    if result.controller_pid:
+        console.print(f"  controller running as pid {result.controller_pid}: `relevo events -f` to follow it")
+
+
+@click.command("down")
+@click.option("--json", "as_json", is_flag=True, help="Print what was stopped as JSON.")
+@click.pass_context
+def down_command(ctx: click.Context, as_json: bool) -> None:
+    """Stop everything relevo started (by PID): controller, balancer, web nodes. Removes no file."""
+    stopped = down(get_topology(ctx), progress=_progress)
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--events", "event_count", default=5, show_default=True, help="How many recent events to show.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
+    """Each node's state (running/stopped/paused), its health as HAProxy sees it (UP, DOWN, MAINT, DRAIN),
+    its address, current sessions and total requests; the URLs; the controller and its last events."""
+    topology = get_topology(ctx)
+    report = status_report(topology, event_count)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"cluster {topology.name!r} ({topology.standby.mode} standbys)", title_justify="left")
+    for column in ("node", "role", "provider", "state", "health", "address", "sessions", "requests"):
+        table.add_column(column, justify="right" if column in ("sessions", "requests") else "left")
+    for node in report["nodes"]:
+        role = node["role"] + (f" for {node['standby_for']}" if node["standby_for"] else "")
+        state, health = node["state"], node["health"]
+        table.add_row(
+            node["name"],
+            role,
+            node["provider"],
+            f"[{STATE_STYLE.get(state, '')}]{state}[/]",
+            f"[{HEALTH_STYLE.get(health, 'dim')}]{health}[/]",
+            node["address"],
+            _count(node["current_sessions"]),
+            _count(node["total_requests"]),
+        )
+    console.print(table)
+    console.print(f"frontend  {report['frontend_url']}")
+    console.print(f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})")
+    controller = report["controller"]
+    if controller is not None:
+        running = controller.get("running")
+        console.print(
+            f"controller {'[green]running[/]' if running else '[red]not running[/]'}"
+            + (f" (pid {controller.get('pid')})" if running else "")
+        )
+    for event in report["events"]:
+        console.print(
+            f"  [dim]{event.get('time', '')}[/] {event.get('node', '')}: "
+            f"{event.get('from', '')} → {event.get('to', '')} ({event.get('reason', '')})"
+        )
+
+
+def status_report(topology: Topology, event_count: int = 5) -> dict[str, object]:
+    cluster = Cluster(topology)
+    stats = topology.balancer.stats.url
+    controller: dict[str, object] | None = None
+    events: list[dict[str, object]] = []
+    try:
+        from relevo.controller import daemon
+
+        controller = daemon.controller_status(topology)
+        events = daemon.recent_events(topology, event_count)
+    except ImportError:
+        pass
+    return {
+        "cluster": topology.name,
+        "topology": str(topology.source) if topology.source else None,
+        "frontend_url": topology.balancer.frontend.url + "/",
+        "stats_url": stats + "/stats",
+        "metrics_url": stats + "/metrics",
+        "secrets_file": str(cluster.paths.secrets),
+        "nodes": [asdict(node) for node in cluster.node_statuses()],
+        "controller": controller,
+        "events": events,
+    }
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+@click.command()
+@click.argument("node")
+@click.pass_context
+def start(ctx: click.Context, node: str) -> None:
+    """Start NODE (a web node, a standby or the balancer)."""
+    topology = get_topology(ctx)
+    Cluster(topology).start(_node_name(topology, node))
+    console.print(f"started {node}")
+
+
+@click.command()
+@click.argument("node")
+@click.pass_context
+def stop(ctx: click.Context, node: str) -> None:
+    """Stop NODE gracefully (SIGTERM, then SIGKILL after a few seconds)."""
+    topology = get_topology(ctx)
+    Cluster(topology).stop(_node_name(topology, node))
+    console.print(f"stopped {node}")
+
+
+@click.command()
+@click.argument("node")
+@click.option(
+    "-s",
+    "--signal",
+    "signal_name",
+    type=click.Choice(sorted(SIGNALS), case_sensitive=False),
+    default="KILL",
+    show_default=True,
+    help="KILL: a crash. STOP: a hang. CONT: resume a hung node. TERM: a clean stop.",
+)
+@click.pass_context
+def kill(ctx: click.Context, node: str, signal_name: str) -> None:
+    """Send a signal to every process of NODE: the failures the controller must handle."""
+    topology = get_topology(ctx)
+    Cluster(topology).kill(_node_name(topology, node), SIGNALS[signal_name.upper()])
+    console.print(f"sent SIG{signal_name.upper()} to {node}")
+
+
+@click.command()
+@click.argument("what", type=click.Choice(["haproxy", "apache", "systemd"]))
+@click.argument("node", required=False)
+@click.pass_context
+def render(ctx: click.Context, what: str, node: str | None) -> None:
+    """Print a rendered configuration: `haproxy`, `apache NODE`, or `systemd` (a unit that runs the
+    failover controller on a host). Writes nothing, generates no credentials (shows placeholders when
+    none exist yet)."""
+    topology = get_topology(ctx)
+    click.echo(render_text(topology, what, node), nl=False)
+
+
+def render_text(topology: Topology, what: str, node: str | None) -> str:
+    from relevo.paths import StatePaths
+    from relevo.secrets import Secrets, load_or_create_secrets
+
+    paths = StatePaths(topology.state_dir)
+    if what == "haproxy":
+        from relevo.render.haproxy import render_haproxy
+
+        secrets = (
+            load_or_create_secrets(paths.secrets)
+            if paths.secrets.exists()
+            else Secrets(stats_user="admin", stats_password="<generated by relevo up>")
+        )
+        return render_haproxy(topology, secrets, paths)
+    if what == "apache":
+        from relevo.providers.tools import find_apache
+        from relevo.render.apache import layout_for, render_apache, worker_account
+
+        names = [n.name for n in topology.nodes]
+        if node is None or node not in names:
+            raise click.BadParameter(f"expected a web node: {', '.join(names)}", param_hint="NODE")
+        web = topology.node(node)
+        return render_apache(
+            topology, web, layout_for(web, paths, find_apache().modules_dir), run_as=worker_account()
+        )
+    from relevo.render.systemd import render_systemd_unit
+
+    return render_systemd_unit(topology)
+
+
+def register(group: click.Group) -> None:
+    for command in (init, up_command, down_command, status, start, stop, kill, render):
+        group.add_command(command)

@@ -1,0 +1,115 @@
+"""A whole cluster: the Provider verbs for every node name, dispatched to each node's provider."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+from relevo.errors import ProviderError, RuntimeAPIError
+from relevo.haproxy.runtime import RuntimeAPI, ServerStat
+from relevo.model import Endpoint, Role, Topology
+from relevo.paths import StatePaths
+from relevo.providers.base import NodeState, Provider, load_provider
+from relevo.providers.local import save_server_state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatus:
+    name: str
+    role: Role
+    provider: str
+    state: NodeState
+    health: str  # as HAProxy sees it: UP, DOWN, MAINT, DRAIN, ... or "-" when HAProxy does not answer
+    address: str
+    current_sessions: int | None
+    total_requests: int | None
+    standby_for: str | None = None
+
+
+class Cluster:
+    """Implements the Provider protocol for the balancer and every web node of one topology."""
+
+    name = "cluster"
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.paths = StatePaths(topology.state_dir)
+        self.runtime = RuntimeAPI(self.paths.runtime_socket)
+        self._providers: dict[str, Provider] = {}
+
+    def provider_for(self, node: str) -> Provider:
+        if node == self.topology.balancer.name:
+            kind = self.topology.balancer.provider
+        else:
+            try:
+                kind = self.topology.node(node).provider
+            except KeyError:
+                known = ", ".join(self.topology.node_names)
+                raise ProviderError(f"no node named {node!r}; nodes: {known}") from None
+        if kind not in self._providers:
+            self._providers[kind] = load_provider(kind, self.topology)
+        return self._providers[kind]
+
+    # -- the Provider verbs, by node name --------------------------------------------------------------
+    def create(self, node: str) -> None:
+        self.provider_for(node).create(node)
+
+    def start(self, node: str) -> None:
+        self.provider_for(node).start(node)
+
+    def stop(self, node: str) -> None:
+        if node == self.topology.balancer.name and self.status(node) is NodeState.RUNNING:
+            self.save_server_state()
+        self.provider_for(node).stop(node)
+
+    def kill(self, node: str, sig: signal.Signals) -> None:
+        self.provider_for(node).kill(node, sig)
+
+    def status(self, node: str) -> NodeState:
+        return self.provider_for(node).status(node)
+
+    def address(self, node: str) -> Endpoint:
+        return self.provider_for(node).address(node)
+
+    # -- HAProxy's view --------------------------------------------------------------------------------------
+    def save_server_state(self) -> None:
+        save_server_state(self.paths)
+
+    def haproxy_servers(self) -> dict[str, ServerStat]:
+        """HAProxy's view of the backend's servers; empty when HAProxy does not answer."""
+        try:
+            return self.runtime.servers(self.topology.balancer.BACKEND)
+        except RuntimeAPIError:
+            return {}
+
+    def node_statuses(self) -> list[NodeStatus]:
+        seen = self.haproxy_servers()
+        balancer = self.topology.balancer
+        statuses = [
+            NodeStatus(
+                name=balancer.name,
+                role=Role.BALANCER,
+                provider=balancer.provider,
+                state=self.status(balancer.name),
+                health="UP" if seen else "-",
+                address=f"{balancer.frontend.address}:{balancer.frontend.port}",
+                current_sessions=None,
+                total_requests=None,
+            )
+        ]
+        for node in self.topology.nodes:
+            stat = seen.get(node.name)
+            statuses.append(
+                NodeStatus(
+                    name=node.name,
+                    role=node.role,
+                    provider=node.provider,
+                    state=self.status(node.name),
+                    health=stat.health if stat else "-",
+                    address=f"{node.address}:{node.port}",
+                    current_sessions=stat.current_sessions if stat else None,
+                    total_requests=stat.total_sessions if stat else None,
+                    standby_for=node.standby_for,
+                )
+            )
+        return statuses

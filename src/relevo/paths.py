@@ -1,0 +1,67 @@
+"""Where everything lives in the state directory: one place, so no module invents a path of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class StatePaths:
+    root: Path
+
+    # HAProxy
+    @property
+    def haproxy_dir(self) -> Path:
+        return self.root / "haproxy"
+
+    @property
+    def haproxy_cfg(self) -> Path:
+        return self.haproxy_dir / "haproxy.cfg"
+
+    @property
+    def runtime_socket(self) -> Path:
+        return self.haproxy_dir / "admin.sock"
+
+    @property
+    def server_state(self) -> Path:
+        return self.haproxy_dir / "server-state"
+
+    @property
+    def error_page_503(self) -> Path:
+        return self.haproxy_dir / "503.http"
+
+    # Web nodes
+    def node_dir(self, node: str) -> Path:
+        return self.root / "nodes" / node
+
+    def pid_file(self, node: str) -> Path:
+        return self.root / "run" / f"{node}.json"
+
+    def log_dir(self, node: str) -> Path:
+        return self.root / "logs" / node
+
+    # Cluster-wide
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def controller_lock(self) -> Path:
+        return self.root / "controller.lock"
+
+    @property
+    def controller_pid(self) -> Path:
+        return self.root / "run" / "controller.json"
+
+    @property
+    def controller_log(self) -> Path:
+        return self.root / "logs" / "controller.log"
+
+    @property
+    def controller_state(self) -> Path:
+        return self.root / "controller-state.json"

@@ -1,0 +1,136 @@
+"""Processes relevo starts, recorded by PID and start time so that only they are ever signalled.
+
+A PID alone can be reused by an unrelated process once ours has died; the kernel's start time of the
+process (field 22 of /proc/PID/stat) tells ours from a newcomer. Nothing here matches processes by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    pid: int
+    start_time: int  # clock ticks since boot, from /proc/PID/stat
+    # The process group leader's pid: a node's processes (Apache's workers, HAProxy's worker) share it.
+    pgid: int
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> ProcessRecord | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(pid=int(data["pid"]), start_time=int(data["start_time"]), pgid=int(data["pgid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRecord | None:
+        """Record a live process now; None if it is already gone."""
+        stat = _stat_fields(pid)
+        if stat is None:
+            return None
+        return cls(pid=pid, start_time=int(stat[19]), pgid=int(stat[2]))
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces), or None."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp ...": split after the last ')' so a strange comm cannot shift fields.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state (R, S, T, Z, ...) or None when there is no such process."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def is_ours(record: ProcessRecord) -> bool:
+    """True while the recorded process is alive (not a zombie) and is the one we started."""
+    fields = _stat_fields(record.pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return int(fields[19]) == record.start_time
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live PIDs in a process group (our node's processes), found by group id, never by name."""
+    members = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def signal_group(record: ProcessRecord, sig: signal.Signals) -> bool:
+    """Send `sig` to every process of our group; False when the leader is no longer ours."""
+    if not is_ours(record):
+        return False
+    try:
+        os.killpg(record.pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_paused(record: ProcessRecord) -> bool:
+    """Every live process of the group is stopped by a signal (state T): a hung node."""
+    states = [process_state(pid) for pid in group_members(record.pgid)]
+    return bool(states) and all(state == "T" for state in states)
+
+
+def reap_children() -> None:
+    """Collect exit statuses of our own exited children so they do not linger as zombies."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def wait_gone(record: ProcessRecord, timeout_s: float) -> bool:
+    """Wait until the whole process group has exited; True if it did within the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        reap_children()
+        if not is_ours(record) and not group_members(record.pgid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop_group(
+    record: ProcessRecord, *, term: signal.Signals = signal.SIGTERM, timeout_s: float = 5.0
+) -> None:
+    """Ask the group to stop, wait, then SIGKILL what is left. A paused group is resumed first."""
+    if not is_ours(record) and not group_members(record.pgid):
+        return
+    if is_ours(record):
+        # A SIGSTOPped process never handles SIGTERM: resume it so it can exit cleanly.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pgid, signal.SIGCONT)
+            os.kill(record.pid, term)
+    if wait_gone(record, timeout_s):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pgid, signal.SIGKILL)
+    wait_gone(record, 2.0)

@@ -1,0 +1,516 @@
+"""Reads `relevo.yaml` into a frozen `Topology`: the only module that reads YAML.
+
+Every error names the file, the line and column, and what was expected (a `TopologyError`, exit status 2).
+The YAML is composed into nodes rather than loaded into dicts, so each value keeps its position and a
+duplicate key is an error instead of a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from importlib.resources import files
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import yaml
+
+from relevo.errors import TopologyError
+from relevo.model import (
+    Balance,
+    Balancer,
+    ControllerSettings,
+    Endpoint,
+    HealthCheck,
+    Node,
+    OptionValue,
+    RestartPolicy,
+    Role,
+    StandbyMode,
+    StandbyPolicy,
+    Temperature,
+    Topology,
+)
+
+DEFAULT_FILE = "relevo.yaml"
+STATE_DIR = ".relevo"
+# Names reach file paths, HAProxy server names and container names: keep them to a safe alphabet.
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
+DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
+DEFAULT_WEB_PORT = 8080
+# Per-provider node options: name -> expected type. Unknown options are errors, like unknown keys.
+PROVIDER_OPTIONS: dict[str, dict[str, type]] = {
+    "local": {"max_request_workers": int, "threads_per_child": int},
+    "lxd": {"image": str, "target": str, "profile": str, "remote": str},
+}
+
+E = TypeVar("E", bound=Any)
+
+
+def default_text() -> str:
+    """The default topology, the seed's layout: what `relevo init` writes and what runs without a file."""
+    return files("relevo").joinpath("default.yaml").read_text()
+
+
+def load_topology(path: Path | None = None) -> Topology:
+    """Load `path`; with None, ./relevo.yaml if there is one, else the built-in default."""
+    if path is None:
+        candidate = Path(DEFAULT_FILE)
+        if not candidate.exists():
+            return parse_topology(default_text(), source=None, state_dir=Path.cwd() / STATE_DIR)
+        path = candidate
+    path = path.resolve()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise TopologyError("no such file (run `relevo init` to write the default)", path=path) from None
+    except OSError as exc:
+        raise TopologyError(f"cannot read it: {exc.strerror}", path=path) from None
+    return parse_topology(text, source=path, state_dir=path.parent / STATE_DIR)
+
+
+def parse_topology(text: str, *, source: Path | None, state_dir: Path) -> Topology:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise TopologyError(
+            f"not valid YAML: {exc.problem}",
+            path=source,
+            line=mark.line + 1 if mark else 0,
+            column=mark.column + 1 if mark else 0,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"not valid YAML: {exc}", path=source) from None
+    if root is None:
+        root = yaml.MappingNode("tag:yaml.org,2002:map", [])
+    return _Reader(source).topology(root, state_dir)
+
+
+class _Reader:
+    """Walks the composed YAML, converting each value where it stands so errors carry its position."""
+
+    def __init__(self, source: Path | None) -> None:
+        self.source = source
+
+    def fail(self, node: yaml.Node, message: str) -> TopologyError:
+        mark = node.start_mark
+        return TopologyError(message, path=self.source, line=mark.line + 1, column=mark.column + 1)
+
+    # -- generic shapes ------------------------------------------------------------------------------
+    def mapping(self, node: yaml.Node, where: str, allowed: set[str]) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{where}: expected a mapping of keys to values")
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                raise self.fail(key_node, f"{where}: expected a plain key")
+            if key in out:
+                raise self.fail(key_node, f"{where}: duplicate key {key!r}")
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise self.fail(key_node, f"{where}: unknown key {key!r}; expected one of: {known}")
+            out[key] = value_node
+        return out
+
+    def scalar(self, node: yaml.Node, where: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, f"{where}: expected a single value, not a list or mapping")
+        return yaml.SafeLoader(  # resolve the scalar's tag the way yaml.safe_load would
+            ""
+        ).construct_object(node)
+
+    def integer(self, node: yaml.Node, where: str, *, low: int, high: int) -> int:
+        value = self.scalar(node, where)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(
+                node, f"{where}: expected a whole number from {low} to {high}, got {node.value!r}"
+            )
+        return value
+
+    def string(self, node: yaml.Node, where: str) -> str:
+        value = self.scalar(node, where)
+        if not isinstance(value, str) or not value:
+            raise self.fail(node, f"{where}: expected text, got {node.value!r}")
+        return value
+
+    def name(self, node: yaml.Node, where: str) -> str:
+        value = self.scalar(node, where)
+        if not isinstance(value, str) or not NAME_RE.match(value):
+            raise self.fail(
+                node,
+                f"{where}: {node.value!r} is not a safe name; expected a lowercase letter, then up to 30 "
+                "lowercase letters, digits, '-' or '_'",
+            )
+        return value
+
+    def duration(self, node: yaml.Node, where: str, *, low_s: float = 0.001, high_s: float = 3600.0) -> float:
+        value = self.scalar(node, where)
+        seconds: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())):
+            number, unit = float(match.group(1)), match.group(2) or "s"
+            seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+        if seconds is None or not low_s <= seconds <= high_s:
+            raise self.fail(
+                node,
+                f"{where}: expected a duration such as 250ms, 2s or 1m, from {low_s:g}s to {high_s:g}s, "
+                f"got {node.value!r}",
+            )
+        return seconds
+
+    def choice(self, node: yaml.Node, where: str, enum_type: type[E]) -> E:
+        value = self.scalar(node, where)
+        try:
+            return enum_type(value)
+        except ValueError:
+            known = ", ".join(member.value for member in enum_type)
+            raise self.fail(node, f"{where}: expected one of {known}, got {node.value!r}") from None
+
+    def address(self, node: yaml.Node, where: str) -> str:
+        value = self.string(node, where)
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise self.fail(
+                node, f"{where}: expected an IP address such as 127.0.0.1, got {value!r}"
+            ) from None
+
+    def port(self, node: yaml.Node, where: str) -> int:
+        return self.integer(node, where, low=1, high=65535)
+
+    # -- sections ------------------------------------------------------------------------------------
+    def topology(self, root: yaml.Node, state_dir: Path) -> Topology:
+        top = self.mapping(
+            root,
+            "top level",
+            {
+                "version",
+                "name",
+                "provider",
+                "network",
+                "balancer",
+                "health",
+                "standby",
+                "controller",
+                "nodes",
+            },
+        )
+        if "version" in top:
+            self.integer(top["version"], "version", low=1, high=1)
+        name = self.name(top["name"], "name") if "name" in top else "relevo"
+        provider = self.provider(top["provider"], "provider") if "provider" in top else "local"
+        addresses = self.address_plan(top.get("network"))
+
+        balancer_node = top.get("balancer") or yaml.MappingNode("tag:yaml.org,2002:map", [])
+        nodes_node = top.get("nodes")
+        nodes = self.nodes(nodes_node, provider) if nodes_node is not None else self.default_nodes(provider)
+        balancer = self.balancer(balancer_node, provider, next(addresses))
+        nodes = tuple(self.place(node, addresses) for node in nodes)
+
+        topology = Topology(
+            name=name,
+            balancer=balancer,
+            nodes=nodes,
+            health=self.health(top["health"]) if "health" in top else HealthCheck(),
+            standby=self.standby(top["standby"]) if "standby" in top else StandbyPolicy(),
+            controller=self.controller(top["controller"]) if "controller" in top else ControllerSettings(),
+            source=self.source,
+            state_dir=state_dir,
+        )
+        self.check_cluster(topology, root, top)
+        return topology
+
+    def provider(self, node: yaml.Node, where: str) -> str:
+        value = self.name(node, where)
+        if value not in PROVIDER_OPTIONS:
+            from relevo.providers.base import known_providers
+
+            if value not in known_providers():
+                known = ", ".join(sorted(known_providers()))
+                raise self.fail(node, f"{where}: unknown provider {value!r}; known providers: {known}")
+        return value
+
+    def address_plan(self, node: yaml.Node | None) -> Iterator[str]:
+        """Addresses handed out in order to the balancer, then to nodes that name none (the seed's .2-.6)."""
+        network = ipaddress.ip_network("127.100.0.0/24")
+        if node is not None:
+            text = self.string(node, "network")
+            try:
+                network = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise self.fail(
+                    node, f"network: expected a CIDR such as 127.100.0.0/24, got {text!r}"
+                ) from None
+        if sys.platform != "linux":
+            # Only Linux routes all of 127.0.0.0/8 to loopback: elsewhere, one address and distinct ports.
+            return iter(["127.0.0.1"] * 256)
+        hosts = network.hosts()
+        next(hosts, None)  # .1 is a gateway's address by habit; the seed started at .2
+        return (str(host) for host in hosts)
+
+    def balancer(self, node: yaml.Node, provider: str, default_address: str) -> Balancer:
+        keys = {
+            "name",
+            "address",
+            "provider",
+            "frontend",
+            "stats",
+            "balance",
+            "timeout_connect",
+            "timeout_server",
+            "retries",
+            "options",
+        }
+        section = self.mapping(node, "balancer", keys)
+        address = (
+            self.address(section["address"], "balancer.address") if "address" in section else default_address
+        )
+        provider = (
+            self.provider(section["provider"], "balancer.provider") if "provider" in section else provider
+        )
+        return Balancer(
+            name=self.name(section["name"], "balancer.name") if "name" in section else "ha1",
+            provider=provider,
+            address=address,
+            frontend=self.endpoint(section.get("frontend"), "balancer.frontend", address, 8080),
+            stats=self.endpoint(section.get("stats"), "balancer.stats", address, 8404),
+            balance=self.choice(section["balance"], "balancer.balance", Balance)
+            if "balance" in section
+            else Balance.ROUNDROBIN,
+            timeout_connect_s=self.duration(section["timeout_connect"], "balancer.timeout_connect", high_s=60)
+            if "timeout_connect" in section
+            else 0.5,
+            timeout_server_s=self.duration(section["timeout_server"], "balancer.timeout_server", high_s=600)
+            if "timeout_server" in section
+            else 2.0,
+            retries=self.integer(section["retries"], "balancer.retries", low=0, high=10)
+            if "retries" in section
+            else 3,
+            options=self.options(section.get("options"), "balancer.options", provider),
+        )
+
+    def endpoint(self, node: yaml.Node | None, where: str, address: str, port: int) -> Endpoint:
+        if node is None:
+            return Endpoint(address=address, port=port)
+        section = self.mapping(node, where, {"address", "port"})
+        return Endpoint(
+            address=self.address(section["address"], f"{where}.address") if "address" in section else address,
+            port=self.port(section["port"], f"{where}.port") if "port" in section else port,
+        )
+
+    def health(self, node: yaml.Node) -> HealthCheck:
+        keys = {"path", "interval", "fastinter", "downinter", "timeout", "rise", "fall", "expect_status"}
+        section = self.mapping(node, "health", keys)
+        values: dict[str, Any] = {}
+        if "path" in section:
+            path = self.string(section["path"], "health.path")
+            if not re.match(r"^/[A-Za-z0-9._~/-]*$", path):
+                raise self.fail(
+                    section["path"], f"health.path: expected a URL path such as /health, got {path!r}"
+                )
+            values["path"] = path
+        for key in ("interval", "fastinter", "downinter", "timeout"):
+            if key in section:
+                values[f"{key}_s"] = self.duration(section[key], f"health.{key}", high_s=60)
+        for key in ("rise", "fall"):
+            if key in section:
+                values[key] = self.integer(section[key], f"health.{key}", low=1, high=100)
+        if "expect_status" in section:
+            values["expect_status"] = self.integer(
+                section["expect_status"], "health.expect_status", low=100, high=599
+            )
+        return HealthCheck(**values)
+
+    def standby(self, node: yaml.Node) -> StandbyPolicy:
+        section = self.mapping(node, "standby", {"mode", "temperature", "restart", "hold"})
+        values: dict[str, Any] = {}
+        if "mode" in section:
+            values["mode"] = self.choice(section["mode"], "standby.mode", StandbyMode)
+        if "temperature" in section:
+            values["temperature"] = self.choice(section["temperature"], "standby.temperature", Temperature)
+        if "restart" in section:
+            values["restart"] = self.choice(section["restart"], "standby.restart", RestartPolicy)
+        if "hold" in section:
+            values["hold_s"] = self.duration(section["hold"], "standby.hold", low_s=0.0, high_s=3600)
+        return StandbyPolicy(**values)
+
+    def controller(self, node: yaml.Node) -> ControllerSettings:
+        # Every ControllerSettings field `<key>_s` is a duration, any other one a whole number.
+        known = {f.name.removesuffix("_s"): f.name for f in fields(ControllerSettings)}
+        section = self.mapping(node, "controller", set(known))
+        values: dict[str, Any] = {}
+        for key, value_node in section.items():
+            attr = known[key]
+            if attr.endswith("_s"):
+                values[attr] = self.duration(value_node, f"controller.{key}")
+            else:
+                values[attr] = self.integer(value_node, f"controller.{key}", low=0, high=1_000_000)
+        return ControllerSettings(**values)
+
+    def options(
+        self, node: yaml.Node | None, where: str, provider: str
+    ) -> MappingProxyType[str, OptionValue]:
+        if node is None:
+            return MappingProxyType({})
+        allowed = PROVIDER_OPTIONS.get(provider)
+        if allowed is None:  # a third-party provider: plain values, checked by the provider itself
+            keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+            section = self.mapping(node, where, keys)
+            return MappingProxyType({k: self.scalar(v, f"{where}.{k}") for k, v in section.items()})
+        section = self.mapping(node, where, set(allowed))
+        out: dict[str, OptionValue] = {}
+        for key, value_node in section.items():
+            if allowed[key] is int:
+                out[key] = self.integer(value_node, f"{where}.{key}", low=1, high=100_000)
+            else:
+                out[key] = self.string(value_node, f"{where}.{key}")
+        return MappingProxyType(out)
+
+    def default_nodes(self, provider: str) -> list[_PendingNode]:
+        """The seed's four web nodes, for a file that names no nodes."""
+        return [
+            _PendingNode(name="web1", role=Role.WEB, provider=provider),
+            _PendingNode(name="web2", role=Role.WEB, provider=provider),
+            _PendingNode(name="web1bck", role=Role.STANDBY, provider=provider, standby_for="web1"),
+            _PendingNode(name="web2bck", role=Role.STANDBY, provider=provider, standby_for="web2"),
+        ]
+
+    def nodes(self, node: yaml.Node, provider: str) -> list[_PendingNode]:
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            raise self.fail(
+                node, "nodes: expected a mapping of node names to their settings, such as `web1: {role: web}`"
+            )
+        out: list[_PendingNode] = []
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            name = self.name(key_node, "nodes")
+            if name in seen:
+                raise self.fail(key_node, f"nodes: duplicate node name {name!r}")
+            seen.add(name)
+            where = f"nodes.{name}"
+            section = self.mapping(
+                value_node, where, {"role", "standby_for", "provider", "address", "port", "options"}
+            )
+            if "role" not in section:
+                raise self.fail(value_node, f"{where}: missing `role` (web or standby)")
+            role = self.choice(section["role"], f"{where}.role", Role)
+            if role is Role.BALANCER:
+                raise self.fail(
+                    section["role"],
+                    f"{where}.role: the balancer is declared under `balancer:`; expected web or standby",
+                )
+            node_provider = (
+                self.provider(section["provider"], f"{where}.provider") if "provider" in section else provider
+            )
+            pending = _PendingNode(
+                name=name,
+                role=role,
+                provider=node_provider,
+                address=self.address(section["address"], f"{where}.address")
+                if "address" in section
+                else None,
+                port=self.port(section["port"], f"{where}.port") if "port" in section else DEFAULT_WEB_PORT,
+                options=self.options(section.get("options"), f"{where}.options", node_provider),
+            )
+            if "standby_for" in section:
+                pending.standby_for = self.name(section["standby_for"], f"{where}.standby_for")
+            elif role is Role.STANDBY:
+                raise self.fail(value_node, f"{where}: a standby needs `standby_for: <web node>`")
+            out.append(pending)
+        return out
+
+    def place(self, pending: _PendingNode, addresses: Iterator[str]) -> Node:
+        address = pending.address or next(addresses)
+        return Node(
+            name=pending.name,
+            role=pending.role,
+            provider=pending.provider,
+            address=address,
+            port=pending.port,
+            standby_for=pending.standby_for,
+            options=pending.options,
+        )
+
+    # -- whole-cluster rules ------------------------------------------------------------------------
+    def check_cluster(self, topology: Topology, root: yaml.Node, top: dict[str, yaml.Node]) -> None:
+        nodes_at = _positions(top.get("nodes"))
+        anchor: Callable[[str], yaml.Node] = lambda name: nodes_at.get(name, root)  # noqa: E731
+        by_name = {n.name: n for n in topology.nodes}
+        if topology.balancer.name in by_name:
+            raise self.fail(
+                anchor(topology.balancer.name),
+                f"nodes: {topology.balancer.name!r} is already the balancer's name",
+            )
+        if not topology.primaries:
+            raise self.fail(top.get("nodes", root), "nodes: expected at least one node with `role: web`")
+        paired: dict[str, str] = {}
+        for node in topology.standbys:
+            target = by_name.get(node.standby_for or "")
+            if target is None or target.role is not Role.WEB:
+                what = "no such node" if target is None else f"{target.name} is a {target.role}"
+                raise self.fail(
+                    anchor(node.name),
+                    f"nodes.{node.name}.standby_for: {node.standby_for!r}: "
+                    f"{what}; expected the name of a web node",
+                )
+            if target.name in paired:
+                raise self.fail(
+                    anchor(node.name),
+                    f"nodes.{node.name}.standby_for: {target.name} already has "
+                    f"the standby {paired[target.name]}",
+                )
+            paired[target.name] = node.name
+        for node in topology.nodes:
+            if node.provider == "local" and not ipaddress.ip_address(node.address).is_loopback:
+                raise self.fail(
+                    anchor(node.name),
+                    f"nodes.{node.name}.address: the local provider serves on "
+                    f"loopback only (127.0.0.0/8 or ::1), got {node.address}",
+                )
+        self.check_ports(topology, anchor, top.get("balancer", root))
+
+    def check_ports(
+        self, topology: Topology, anchor: Callable[[str], yaml.Node], balancer_at: yaml.Node
+    ) -> None:
+        listeners: list[tuple[str, Endpoint, yaml.Node]] = [
+            ("balancer.frontend", topology.balancer.frontend, balancer_at),
+            ("balancer.stats", topology.balancer.stats, balancer_at),
+        ]
+        listeners += [(f"nodes.{n.name}", n.endpoint, anchor(n.name)) for n in topology.nodes]
+        for i, (name_a, a, _) in enumerate(listeners):
+            for name_b, b, at in listeners[i + 1 :]:
+                if a.port == b.port and _overlap(a.address, b.address):
+                    raise self.fail(
+                        at, f"{name_b}: port clash: {b.address}:{b.port} is also {name_a}'s address and port"
+                    )
+
+
+@dataclass(slots=True, kw_only=True)
+class _PendingNode:
+    """A node read from the file, before addresses are handed out."""
+
+    name: str
+    role: Role
+    provider: str
+    address: str | None = None
+    port: int = DEFAULT_WEB_PORT
+    standby_for: str | None = None
+    options: MappingProxyType[str, OptionValue] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def _positions(nodes: yaml.Node | None) -> dict[str, yaml.Node]:
+    if not isinstance(nodes, yaml.MappingNode):
+        return {}
+    return {k.value: k for k, _ in nodes.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _overlap(a: str, b: str) -> bool:
+    wildcard = {"0.0.0.0", "::"}  # noqa: S104 - comparing, not binding
+    return a == b or a in wildcard or b in wildcard

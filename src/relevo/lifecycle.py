@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from relevo.cluster import Cluster
 from relevo.errors import ProviderError, RelevoError
 from relevo.model import Temperature, Topology
+from relevo.paths import StatePaths
 from relevo.providers.base import NodeState
 
 Progress = Callable[[str], None]
@@ -121,6 +122,8 @@ def _start_controller(topology: Topology, progress: Progress) -> int | None:
 
 
 def _stop_controller(topology: Topology) -> bool:
+    if not StatePaths(topology.state_dir).controller_pid.exists():
+        return False  # never started here: nothing to stop
     from relevo.controller import daemon
 
     return daemon.stop_background(topology)

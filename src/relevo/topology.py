@@ -168,10 +168,11 @@ class _Reader:
     def choice(self, node: yaml.Node, where: str, enum_type: type[E]) -> E:
         value = self.scalar(node, where)
         try:
-            return enum_type(value)
+            member: E = enum_type(value)
         except ValueError:
-            known = ", ".join(member.value for member in enum_type)
+            known = ", ".join(option.value for option in enum_type)
             raise self.fail(node, f"{where}: expected one of {known}, got {node.value!r}") from None
+        return member
 
     def address(self, node: yaml.Node, where: str) -> str:
         value = self.string(node, where)
@@ -210,9 +211,9 @@ class _Reader:
 
         balancer_node = top.get("balancer") or yaml.MappingNode("tag:yaml.org,2002:map", [])
         nodes_node = top.get("nodes")
-        nodes = self.nodes(nodes_node, provider) if nodes_node is not None else self.default_nodes(provider)
+        pending = self.nodes(nodes_node, provider) if nodes_node is not None else self.default_nodes(provider)
         balancer = self.balancer(balancer_node, provider, next(addresses))
-        nodes = tuple(self.place(node, addresses) for node in nodes)
+        nodes = tuple(self.place(node, addresses) for node in pending)
 
         topology = Topology(
             name=name,
@@ -306,14 +307,16 @@ class _Reader:
         )
 
     def health(self, node: yaml.Node) -> HealthCheck:
-        keys = {"path", "interval", "fastinter", "downinter", "timeout", "rise", "fall", "expect_status"}
+        keys = {"path", "interval", "fastinter", "downinter", "timeout", "rise", "fall"}
         section = self.mapping(node, "health", keys)
         values: dict[str, Any] = {}
         if "path" in section:
             path = self.string(section["path"], "health.path")
-            if not re.match(r"^/[A-Za-z0-9._~/-]*$", path):
+            if not re.match(r"^/[A-Za-z0-9._~/-]*[A-Za-z0-9_~-]$", path) or path == "/index.html":
                 raise self.fail(
-                    section["path"], f"health.path: expected a URL path such as /health, got {path!r}"
+                    section["path"],
+                    "health.path: expected a URL path such as /health (not / nor the page /index.html), "
+                    f"got {path!r}",
                 )
             values["path"] = path
         for key in ("interval", "fastinter", "downinter", "timeout"):
@@ -322,10 +325,6 @@ class _Reader:
         for key in ("rise", "fall"):
             if key in section:
                 values[key] = self.integer(section[key], f"health.{key}", low=1, high=100)
-        if "expect_status" in section:
-            values["expect_status"] = self.integer(
-                section["expect_status"], "health.expect_status", low=100, high=599
-            )
         return HealthCheck(**values)
 
     def standby(self, node: yaml.Node) -> StandbyPolicy:

@@ -1,0 +1,140 @@
+"""A real cluster (HAProxy + Apache on loopback) per test, on addresses no other test uses."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.model import Topology
+from relevo.procs import ProcessRecord, group_members
+from relevo.providers.base import NodeState
+from relevo.topology import load_topology
+
+# Each cluster gets its own 127.X.Y.0/24, so a cluster left behind by a crashed run never clashes.
+_networks = itertools.count((os.getpid() % 200) * 50)
+
+SEED_NODES = """
+nodes:
+  web1: {role: web}
+  web2: {role: web}
+  web1bck: {role: standby, standby_for: web1}
+  web2bck: {role: standby, standby_for: web2}
+"""
+
+
+def next_network() -> str:
+    n = next(_networks) % 60000
+    return f"127.{210 + n // 250 % 40}.{n % 250 + 1}.0/24"
+
+
+def skip_without_daemons() -> None:
+    for tool in ("haproxy", "apache2"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
+            pytest.fail(f"{tool} is not installed: the integration tier needs it (.ci/run installs it)")
+
+
+@dataclass
+class RunningCluster:
+    topology: Topology
+    cluster: Cluster
+    workdir: Path
+
+    @property
+    def frontend_url(self) -> str:
+        return self.topology.balancer.frontend.url + "/"
+
+    @property
+    def stats_url(self) -> str:
+        return self.topology.balancer.stats.url + "/stats"
+
+    @property
+    def metrics_url(self) -> str:
+        return self.topology.balancer.stats.url + "/metrics"
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        data = json.loads(self.cluster.paths.secrets.read_text())
+        return data["stats_user"], data["stats_password"]
+
+    def health(self) -> dict[str, str]:
+        """Each server's health as HAProxy sees it now."""
+        return {name: stat.health for name, stat in self.cluster.haproxy_servers().items()}
+
+    def get(self, url: str | None = None, *, auth: tuple[str, str] | None = None) -> tuple[int, Message]:
+        """One GET; returns the status and the headers, looked up case-insensitively (errors included)."""
+        request = urllib.request.Request(url or self.frontend_url)
+        if auth:
+            import base64
+
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+                return response.status, response.headers
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers
+
+    def recorded_groups(self) -> list[int]:
+        """Process groups of every node relevo recorded as started (to check nothing is left behind)."""
+        groups = []
+        for name in self.topology.node_names:
+            record = ProcessRecord.load(self.cluster.paths.pid_file(name))
+            if record is not None:
+                groups.append(record.pgid)
+        return groups
+
+
+def make_topology_file(workdir: Path, extra: str = "", *, nodes: str = SEED_NODES) -> Path:
+    """A topology in `workdir` on a fresh loopback network; `extra` adds top-level YAML sections."""
+    path = workdir / "relevo.yaml"
+    path.write_text(f"name: test\nnetwork: {next_network()}\n{extra}\n{nodes}")
+    return path
+
+
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    # Short on purpose: the Runtime API socket's path must fit in 108 bytes.
+    workdir = Path(tempfile.mkdtemp(prefix="relevo-", dir="/tmp"))
+    yield workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_cluster(path: Path, *, controller: bool = False) -> RunningCluster:
+    skip_without_daemons()
+    topology = load_topology(path)
+    lifecycle.up(topology, controller=controller)
+    return RunningCluster(topology=topology, cluster=Cluster(topology), workdir=path.parent)
+
+
+def stop_cluster(running: RunningCluster) -> None:
+    """Stop everything and check that no process of the cluster is left."""
+    groups = running.recorded_groups()
+    lifecycle.down(running.topology)
+    leftovers = {pgid: group_members(pgid) for pgid in groups if group_members(pgid)}
+    assert not leftovers, f"processes left running after down: {leftovers}"
+    for name in running.topology.node_names:
+        assert running.cluster.status(name) is not NodeState.RUNNING
+
+
+@pytest.fixture
+def running_cluster(cluster_dir: Path) -> Iterator[RunningCluster]:
+    """The seed's layout, up (without the failover controller), torn down after the test."""
+    running = start_cluster(make_topology_file(cluster_dir))
+    try:
+        yield running
+    finally:
+        stop_cluster(running)

@@ -108,7 +108,7 @@ class Cluster:
                     health=stat.health if stat else "-",
                     address=f"{node.address}:{node.port}",
                     current_sessions=stat.current_sessions if stat else None,
-                    total_requests=stat.total_sessions if stat else None,
+                    total_requests=stat.total_requests if stat else None,
                     standby_for=node.standby_for,
                 )
             )

@@ -36,6 +36,7 @@ class ServerStat:
     total_sessions: int
     check_status: str
     weight: int
+    total_requests: int = 0  # HTTP requests (req_tot); a keep-alive session carries many
 
     @property
     def health(self) -> str:
@@ -90,6 +91,7 @@ class RuntimeAPI:
                     total_sessions=int(row["stot"] or 0),
                     check_status=row.get("check_status", ""),
                     weight=int(row.get("weight") or 0),
+                    total_requests=int(row.get("req_tot") or row["stot"] or 0),
                 )
             )
         return servers

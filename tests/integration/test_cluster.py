@@ -220,3 +220,19 @@ def test_up_and_down_through_the_cli(cluster_dir: Path):
     assert down.returncode == 0, down.stderr
     assert "ha1" in down.stdout
     assert (cluster_dir / ".relevo" / "secrets.json").exists()
+
+
+def test_no_server_left_gives_the_custom_503_page(running_cluster: RunningCluster):
+    """With both primaries dead (and no controller), HAProxy answers with the seed's 503 page."""
+    import urllib.error
+    import urllib.request
+
+    for name in ("web1", "web2"):
+        running_cluster.cluster.kill(name, signal.SIGKILL)
+    wait_for(lambda: running_cluster.health()["web2"] == "DOWN" == running_cluster.health()["web1"])
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(running_cluster.frontend_url, timeout=5)
+    body = info.value.read().decode()
+    assert info.value.code == 503
+    assert "Sitio no disponible" in body
+    assert "Site unavailable" in body

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
@@ -45,7 +44,6 @@ DEFAULT_WEB_PORT = 8080
 # Per-provider node options: name -> expected type. Unknown options are errors, like unknown keys.
 PROVIDER_OPTIONS: dict[str, dict[str, type]] = {
     "local": {"max_request_workers": int, "threads_per_child": int},
-    "lxd": {"image": str, "target": str, "profile": str, "remote": str},
 }
 
 E = TypeVar("E", bound=Any)
@@ -229,13 +227,12 @@ class _Reader:
         return topology
 
     def provider(self, node: yaml.Node, where: str) -> str:
-        value = self.name(node, where)
-        if value not in PROVIDER_OPTIONS:
-            from relevo.providers.base import known_providers
+        from relevo.providers.base import known_providers
 
-            if value not in known_providers():
-                known = ", ".join(sorted(known_providers()))
-                raise self.fail(node, f"{where}: unknown provider {value!r}; known providers: {known}")
+        value = self.name(node, where)
+        if value not in known_providers():
+            known = ", ".join(sorted(known_providers()))
+            raise self.fail(node, f"{where}: unknown provider {value!r}; known providers: {known}")
         return value
 
     def address_plan(self, node: yaml.Node | None) -> Iterator[str]:
@@ -249,9 +246,6 @@ class _Reader:
                 raise self.fail(
                     node, f"network: expected a CIDR such as 127.100.0.0/24, got {text!r}"
                 ) from None
-        if sys.platform != "linux":
-            # Only Linux routes all of 127.0.0.0/8 to loopback: elsewhere, one address and distinct ports.
-            return iter(["127.0.0.1"] * 256)
         hosts = network.hosts()
         next(hosts, None)  # .1 is a gateway's address by habit; the seed started at .2
         return (str(host) for host in hosts)
@@ -466,6 +460,14 @@ class _Reader:
                     f"the standby {paired[target.name]}",
                 )
             paired[target.name] = node.name
+        balancer = topology.balancer
+        for where, endpoint in (("frontend", balancer.frontend), ("stats", balancer.stats)):
+            if balancer.provider == "local" and not ipaddress.ip_address(endpoint.address).is_loopback:
+                raise self.fail(
+                    top.get("balancer", top.get("network", root)),
+                    f"balancer.{where}.address: the local provider serves on loopback only "
+                    f"(127.0.0.0/8 or ::1), got {endpoint.address}",
+                )
         for node in topology.nodes:
             if node.provider == "local" and not ipaddress.ip_address(node.address).is_loopback:
                 raise self.fail(

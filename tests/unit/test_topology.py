@@ -135,6 +135,7 @@ def test_durations_and_settings_are_read():
         ("balancer: {stats: {port: 8080}}\n", 1, 11, "balancer.stats: port clash"),
         ("nodes:\n  web1: {role: web, colour: blue}\n", 2, 21, "unknown key 'colour'"),
         ("nodes:\n  web1: {role: web, options: {cpu: 2}}\n", 2, 31, "unknown key 'cpu'"),
+        ("network: 10.1.0.0/24\n", 1, 10, "balancer.frontend.address: the local provider serves on loopback"),
         ("provider: docker\n", 1, 11, "unknown provider 'docker'; known providers:"),
         ("nodes:\n  web1: {role: balancer}\n", 2, 16, "the balancer is declared under `balancer:`"),
         ("nodes:\n  ha1: {role: web}\n", 2, 3, "'ha1' is already the balancer's name"),

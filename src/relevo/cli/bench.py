@@ -1,0 +1,328 @@
+"""`relevo bench` (load the cluster, JMeter's way, at wrk's speed) and `relevo report` (read a JTL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from relevo import __version__
+from relevo.cli.common import console, err_console, get_topology
+from relevo.errors import RelevoError
+from relevo.loadgen import engine
+from relevo.loadgen.jmx import read_jmx
+from relevo.loadgen.jmx_export import write_jmx
+from relevo.loadgen.jtl import read_stats
+from relevo.loadgen.plan import (
+    DEFAULT_COUNT_HEADER,
+    DEFAULT_TIMEOUT_S,
+    Plan,
+    PlanError,
+    simple_plan,
+    with_target,
+)
+from relevo.report.as_json import to_dict
+from relevo.report.progress import ProgressLine
+from relevo.report.summary import SummaryReport, summarize
+from relevo.report.table import print_report
+
+DEFAULT_DURATION_S = 10.0
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+class Duration(click.ParamType[float, Any]):
+    """250ms, 30s, 1m30s, 2h, or a plain number of seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip().lower()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        parts = _PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            self.fail(f"{value!r} is not a duration (examples: 500ms, 30s, 1m30s, 2h)", param, ctx)
+        return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+class ThresholdExceeded(RelevoError):
+    """The run worked, but failed more requests than --max-error-pct allows."""
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise click.BadParameter(f"{text!r}: expected 'Name: value'", param_hint="'-H'")
+    return name.strip(), value.strip()
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
+
+
+def _default_url(ctx: click.Context) -> str:
+    """The running cluster's frontend, from the topology (relevo's -f option, or ./relevo.yaml)."""
+    return get_topology(ctx).balancer.frontend.url + "/"
+
+
+def _plan(ctx: click.Context, url: str | None, opts: dict[str, Any]) -> tuple[Plan, list[str]]:
+    plan_file: Path | None = opts["plan_file"]
+    if plan_file is not None:
+        given = [f"--{name.replace('_', '-')}" for name in _PLAN_OWNED if _given(ctx, name)]
+        if url or given:
+            what = ", ".join(["URL"] * bool(url) + given)
+            raise PlanError(
+                f"{what} cannot be combined with --plan: the plan sets them (use --target for the host)"
+            )
+        plan, warnings = read_jmx(plan_file)
+        if opts["count_header"] != DEFAULT_COUNT_HEADER:
+            plan = dataclasses.replace(plan, count_header=opts["count_header"])
+        return (with_target(plan, opts["target"]) if opts["target"] else plan), warnings
+    if opts["target"]:
+        raise PlanError("--target goes with --plan; without a plan, give the URL itself")
+    loops, duration, rate = opts["loops"], opts["duration"], opts["rate"]
+    if rate is not None and duration is None:
+        raise PlanError("--rate needs --duration (how long to hold the rate)")
+    if rate is not None and loops is not None:
+        raise PlanError(
+            "--loops is for the closed model; with --rate the number of requests is rate x duration"
+        )
+    if loops is None and duration is None:
+        duration = DEFAULT_DURATION_S
+    if opts["data"] is not None and opts["data_file"] is not None:
+        raise PlanError("give the body with --data or --data-file, not both")
+    body = opts["data"].encode() if opts["data"] is not None else b""
+    if opts["data_file"] is not None:
+        body = opts["data_file"].read_bytes()
+    plan = simple_plan(
+        url or _default_url(ctx),
+        threads=opts["threads"],
+        loops=loops,
+        duration_s=duration,
+        ramp_up_s=opts["ramp_up"],
+        rate_rps=rate,
+        method=opts["method"],
+        headers=tuple(_header(h) for h in opts["header"]),
+        body=body,
+        timeout_s=opts["timeout"],
+        keepalive=opts["keepalive"],
+        count_header=opts["count_header"],
+        label=opts["label"],
+    )
+    return plan, []
+
+
+# Options a .jmx plan decides for itself.
+_PLAN_OWNED = ("threads", "loops", "duration", "ramp_up", "rate", "method", "header", "data", "data_file")
+
+
+def _meta(plan: Plan, result: engine.RunResult, jtl: Path | None) -> dict[str, object]:
+    targets = sorted({r.url for g in plan.groups for r in g.requests})
+    return {
+        "generator": f"relevo {__version__}",
+        "targets": targets,
+        "model": "open" if any(g.rate_rps for g in plan.groups) else "closed",
+        "groups": [
+            {
+                "name": g.name,
+                "threads": g.threads,
+                "loops": g.loops,
+                "duration_s": g.duration_s,
+                "ramp_up_s": g.ramp_up_s,
+                "rate_rps": g.rate_rps,
+            }
+            for g in plan.groups
+        ],
+        "workers": result.workers,
+        "event_loop": result.event_loop,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(result.started_at)),
+        "elapsed_s": round(result.elapsed_s, 3),
+        "jtl": str(jtl) if jtl else None,
+    }
+
+
+def _emit(report: SummaryReport, *, json_out: str | None, quiet: bool, series: bool) -> None:
+    if json_out is not None:
+        text = json.dumps(to_dict(report), indent=2) + "\n"
+        if json_out == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_out).write_text(text, encoding="utf-8")
+    if not quiet and json_out != "-":
+        print_report(report, console, series=series)
+
+
+@click.command("bench")
+@click.argument("url", required=False)
+@click.option(
+    "-c",
+    "--threads",
+    "--connections",
+    "threads",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Virtual users (JMeter threads), each on its own connection. With --rate: "
+    "the most connections opened.",
+)
+@click.option(
+    "-n",
+    "--loops",
+    type=click.IntRange(min=1),
+    help="Requests per user (closed model). Without --loops or --duration: --duration 10s.",
+)
+@click.option(
+    "-d",
+    "--duration",
+    type=Duration(),
+    help="Run this long (30s, 1m, ...): users stop after it, finishing the request in flight.",
+)
+@click.option(
+    "--ramp-up",
+    type=Duration(),
+    default=0.0,
+    help="Start the users evenly over this time, as "
+    "JMeter's ramp-up (user i starts at i x ramp-up / threads).",
+)
+@click.option(
+    "-r",
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Open model: this many requests "
+    "per second whatever the server does (wrk2's way); latency counts from each request's intended "
+    "send time, so a stall is charged to every request it delays.",
+)
+@click.option("-X", "--method", default="GET", show_default=True, help="HTTP method.")
+@click.option(
+    "-H", "--header", multiple=True, metavar="'NAME: VALUE'", help="Add a request header (repeatable)."
+)
+@click.option("--data", help="Request body, as text.")
+@click.option(
+    "--data-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Request body, from a file.",
+)
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default=f"{DEFAULT_TIMEOUT_S:g}s",
+    show_default=True,
+    help="Per-request timeout, connect included; a request past it counts as a 'timeout' error.",
+)
+@click.option(
+    "--keepalive/--no-keepalive",
+    default=True,
+    show_default=True,
+    help="Reuse connections (HTTP/1.1 keep-alive), or open one per request.",
+)
+@click.option(
+    "--count-header",
+    default=DEFAULT_COUNT_HEADER,
+    show_default=True,
+    help="Count responses by this header's value (which server answered); '' to turn off.",
+)
+@click.option("--label", help="The label of the samples (default: 'METHOD /path').")
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes, whose results are merged exactly (default: one per core, half the cores "
+    "when the target is on this machine, which it needs too).",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Run a JMeter test plan (.jmx): its thread groups and HTTP samplers.",
+)
+@click.option("--target", help="With --plan: send every request to this URL's host and port instead.")
+@click.option(
+    "--export-jmx",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the plan as a JMeter 5.x test plan to this file and exit without sending anything.",
+)
+@click.option(
+    "--jtl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Stream every sample to this JMeter CSV result file (readable by `relevo report` and `jmeter -g`).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    metavar="FILE",
+    help="Write the results as JSON to FILE ('-': stdout, and no table).",
+)
+@click.option("--series", is_flag=True, help="Also print the per-second table.")
+@click.option(
+    "--max-error-pct",
+    type=click.FloatRange(min=0, max=100),
+    help="Exit with status 1 when more than this % of samples failed.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress line and no table (JSON still written).")
+@click.pass_context
+def bench(ctx: click.Context, /, url: str | None, **opts: Any) -> None:
+    """Send HTTP load to URL (default: the cluster's frontend) and print JMeter's Summary Report.
+
+    \b
+    Closed model, like a JMeter thread group (the seed's plan):
+      relevo bench --threads 1000 --loops 50 --ramp-up 1s
+    Open model, like wrk2 (no coordinated omission):
+      relevo bench --rate 5000 --duration 30s
+    A JMeter plan, run by relevo's engine against the cluster:
+      relevo bench --plan test.jmx --target http://127.0.0.1:8080
+
+    Errors are counted by kind: the HTTP status (4xx, 5xx; 3xx succeeds, as in JMeter), refused, reset,
+    timeout, incomplete. A live progress line goes to stderr; --json - keeps stdout for JSON alone.
+    """
+    plan, warnings = _plan(ctx, url, opts)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    if opts["export_jmx"] is not None:
+        for warning in write_jmx(plan, opts["export_jmx"]):
+            err_console.print(f"[yellow]warning:[/] {warning}")
+        err_console.print(f"wrote {opts['export_jmx']}")
+        return
+    quiet = opts["quiet"]
+    line = ProgressLine() if not quiet else None
+    try:
+        result = engine.run(plan, workers=opts["workers"], jtl=opts["jtl"], on_progress=line)
+    finally:
+        if line is not None:
+            line.clear()
+    report = summarize(result.stats, meta=_meta(plan, result, opts["jtl"]), interrupted=result.interrupted)
+    _emit(report, json_out=opts["json_out"], quiet=quiet, series=opts["series"])
+    limit = opts["max_error_pct"]
+    if limit is not None and report.total.error_pct > limit:
+        raise ThresholdExceeded(f"{report.total.error_pct:.2f}% of samples failed (limit {limit:g}%)")
+
+
+@click.command("report")
+@click.argument("jtl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "json_out", metavar="FILE", help="Write the report as JSON to FILE ('-': stdout).")
+@click.option("--series", is_flag=True, help="Also print the per-second table.")
+def report(jtl: Path, json_out: str | None, series: bool) -> None:
+    """Print JMeter's Summary Report for a JMeter CSV result file (.jtl).
+
+    Reads JMeter 2.13's and 5.x's columns, with a header line or without one, and relevo's own --jtl
+    files. The numbers follow JMeter's definitions, plus percentiles and errors by kind.
+    """
+    summary = summarize(read_stats(jtl), meta={"source": str(jtl)})
+    _emit(summary, json_out=json_out, quiet=False, series=series)
+
+
+def register(group: click.Group) -> None:
+    """Add `bench` and `report` to the `relevo` group."""
+    group.add_command(bench)
+    group.add_command(report)

@@ -1,0 +1,224 @@
+"""One HTTP/1.1 connection as an `asyncio.Protocol`, driven by callbacks: no coroutine, task or future
+per request, which is where asyncio's stream API and the usual client libraries spend their time.
+
+A `Connection` carries one request at a time for its owner (a closed-model user, or an open-model
+group's pool) and tells the owner how it ended: `on_response`, `on_failure(kind)`, or `on_lost` for a
+connection that closed while idle. Each connection reports its end at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Protocol, cast
+
+from relevo.loadgen.http import ProtocolError, ResponseParser, encode_request
+from relevo.loadgen.plan import HttpRequest, PlanError
+from relevo.loadgen.stats import ErrorKind, LabelStats
+
+monotonic_ns = time.monotonic_ns
+Address = tuple[str, int]
+
+
+class Owner(Protocol):
+    def on_response(self, conn: Connection) -> None: ...
+
+    def on_failure(self, conn: Connection, kind: ErrorKind) -> None: ...
+
+    def on_lost(self, conn: Connection) -> None: ...
+
+
+class Sampler:
+    """An `HttpRequest` made ready for one worker: its bytes encoded, its host resolved, its stats bound."""
+
+    __slots__ = (
+        "addr",
+        "data",
+        "head",
+        "keepalive",
+        "label",
+        "request",
+        "sent",
+        "stats",
+        "timeout_ns",
+        "url",
+    )
+
+    def __init__(self, request: HttpRequest, stats: LabelStats, addr: Address) -> None:
+        self.request = request
+        self.label = request.label
+        self.url = request.url
+        self.data = encode_request(request)
+        self.sent = len(self.data)
+        self.head = request.method.upper() == "HEAD"
+        self.keepalive = request.keepalive
+        self.timeout_ns = int(request.timeout_s * 1e9)
+        self.stats = stats
+        self.addr = addr
+
+
+def resolve(host: str, port: int) -> Address:
+    """The address to connect to, looked up once per run rather than once per connection."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PlanError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    # Prefer IPv4 when a name has both: the cluster listens on 127.0.0.1.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return str(infos[0][4][0]), port
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = (
+        "addr",
+        "busy",
+        "closed",
+        "connect_ns",
+        "connect_task",
+        "first_ns",
+        "owner",
+        "parser",
+        "sampler",
+        "sent_ns",
+        "start_ns",
+        "thread",
+        "timed_out",
+        "timing",
+        "transport",
+    )
+
+    def __init__(
+        self, owner: Owner, sampler: Sampler, served_key: bytes, *, thread: str, timing: bool
+    ) -> None:
+        self.owner = owner
+        self.sampler = sampler
+        self.addr = sampler.addr
+        self.parser = ResponseParser(served_key)
+        self.transport: asyncio.Transport | None = None
+        self.connect_task: asyncio.Task[None] | None = None
+        self.thread = thread
+        # Time to first byte and connect time cost a clock read each; only the JTL file wants them.
+        self.timing = timing
+        self.busy = False
+        self.closed = False
+        self.timed_out = False
+        self.start_ns = 0
+        self.sent_ns = 0
+        self.first_ns = 0
+        self.connect_ns = 0
+
+    # Called by the owner.
+    def connect(self, start_ns: int, sent_ns: int) -> None:
+        """Open the connection and send the current sampler's request; latency counts from `start_ns`,
+        the timeout from `sent_ns` (later than `start_ns` for an open-model request that had to wait)."""
+        self.busy = True
+        self.start_ns = start_ns
+        self.sent_ns = sent_ns
+        self.first_ns = 0
+        self.parser.reset(no_body=self.sampler.head)
+        self.connect_task = asyncio.get_running_loop().create_task(self._connect())
+
+    def send(self, sampler: Sampler, start_ns: int, sent_ns: int) -> None:
+        """Send `sampler`'s request on this open connection; latency counts from `start_ns`."""
+        self.sampler = sampler
+        self.busy = True
+        self.start_ns = start_ns
+        self.sent_ns = sent_ns
+        self.connect_ns = 0
+        self.first_ns = 0
+        parser = self.parser
+        if parser.buf or parser.chunked or parser.until_eof:
+            parser.reset(no_body=sampler.head)
+        else:  # what reset() does, inline: this runs for every request
+            parser.no_body = sampler.head
+            parser.status = 0
+            parser.received = 0
+            parser.remaining = 0
+        self.transport.write(sampler.data)  # type: ignore[union-attr]  # send() is only called when open
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def expire(self) -> None:
+        """The request outlived its timeout: give up on it and on the connection."""
+        if not self.busy:
+            return
+        if self.connect_task is not None:
+            self.timed_out = True
+            self.connect_task.cancel()
+            return
+        self.busy = False
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.owner.on_failure(self, ErrorKind.TIMEOUT)
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: self, self.addr[0], self.addr[1])
+        except asyncio.CancelledError:
+            if not self.timed_out:
+                raise
+            kind = ErrorKind.TIMEOUT
+        except ConnectionRefusedError:
+            kind = ErrorKind.REFUSED
+        except TimeoutError:
+            kind = ErrorKind.TIMEOUT
+        except OSError:
+            kind = ErrorKind.CONNECT
+        else:
+            self.connect_task = None
+            if self.timing:
+                self.connect_ns = monotonic_ns()
+            assert self.transport is not None
+            self.transport.write(self.sampler.data)
+            return
+        self.connect_task = None
+        self.busy = False
+        self.closed = True
+        self.owner.on_failure(self, kind)
+
+    # asyncio's callbacks.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, only alike: no isinstance here.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:
+            return  # bytes nobody asked for (a server's late noise): the response was already counted
+        parser = self.parser
+        if self.timing and not parser.received:
+            self.first_ns = monotonic_ns()
+        try:
+            done = parser.feed(data)
+        except ProtocolError:
+            self.busy = False
+            self.closed = True
+            assert self.transport is not None
+            self.transport.abort()
+            self.owner.on_failure(self, ErrorKind.PROTOCOL)
+            return
+        if done:
+            self.busy = False
+            self.owner.on_response(self)
+
+    def eof_received(self) -> bool:
+        return False  # let the transport close; connection_lost decides what the close meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.busy:
+            self.owner.on_lost(self)
+            return
+        self.busy = False
+        if exc is None and self.parser.eof():
+            self.owner.on_response(self)
+            self.owner.on_lost(self)
+        elif isinstance(exc, OSError):
+            self.owner.on_failure(self, ErrorKind.RESET)
+        else:
+            self.owner.on_failure(self, ErrorKind.INCOMPLETE)

@@ -1,0 +1,326 @@
+"""The two ways load is driven inside one worker: JMeter's closed model and wrk2's open model.
+
+`ClosedUser` is one JMeter thread: it sends its next request when the previous one has finished. An
+`OpenGroup` sends each request at its intended time on any idle connection (opening another when all are
+busy, up to its limit, else queueing) and measures latency from that intended time, so a stalled server
+is charged for every request it delayed (no coordinated omission). Both are plain callback objects
+driven by `Connection`: nothing is awaited per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import MutableSequence
+from typing import TYPE_CHECKING
+
+from relevo.loadgen.client import Connection, Sampler, monotonic_ns
+from relevo.loadgen.plan import ThreadGroup
+from relevo.loadgen.shares import GroupShare
+from relevo.loadgen.stats import ErrorKind
+
+if TYPE_CHECKING:
+    from relevo.loadgen.worker import Runner
+
+NEVER_NS = 1 << 62
+
+
+class ClosedUser:
+    """A virtual user: `left` more samples (negative: until the deadline), cycling through the samplers."""
+
+    __slots__ = ("conn", "deadline_ns", "group", "idx", "left", "runner", "samplers", "thread")
+
+    def __init__(
+        self,
+        runner: Runner,
+        group: int,
+        samplers: tuple[Sampler, ...],
+        *,
+        thread: str,
+        left: int,
+        deadline_ns: int,
+    ) -> None:
+        self.runner = runner
+        self.group = group
+        self.samplers = samplers
+        self.thread = thread
+        self.left = left
+        self.deadline_ns = deadline_ns
+        self.idx = 0
+        self.conn: Connection | None = None
+
+    def start(self) -> None:
+        self.runner.unstarted.pop(self, None)
+        self.runner.user_started(self.group)
+        self.next()
+
+    def next(self) -> None:
+        runner = self.runner
+        if self.left == 0 or runner.stopping:
+            self.finish()
+            return
+        now = monotonic_ns()
+        if now >= self.deadline_ns:
+            self.finish()
+            return
+        samplers = self.samplers
+        sampler = samplers[self.idx]
+        self.idx += 1
+        if self.idx == len(samplers):
+            self.idx = 0
+        self.left -= 1
+        conn = self.conn
+        if conn is not None and not conn.closed and conn.addr == sampler.addr:
+            conn.send(sampler, now, now)
+            return
+        if conn is not None:
+            conn.close()
+        conn = self.conn = Connection(
+            self, sampler, runner.served_key, thread=self.thread, timing=runner.timing
+        )
+        runner.conns.add(conn)
+        conn.connect(now, now)
+
+    def finish(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.runner.user_finished(self.group)
+
+    def on_response(self, conn: Connection) -> None:
+        end_ns = monotonic_ns()
+        parser = conn.parser
+        runner = self.runner
+        runner.recorder.response(
+            conn.sampler, conn.start_ns, end_ns, parser.status, parser.received, parser.served_by
+        )
+        if runner.sink is not None:
+            runner.emit(conn, end_ns, None)
+        if parser.close or not conn.sampler.keepalive:
+            conn.close()
+            self.next()
+            return
+        # The common case, next() inline: one sampler, the same connection, more to send, still on time.
+        left = self.left
+        if left and len(self.samplers) == 1 and not runner.stopping:
+            now = monotonic_ns()
+            if now < self.deadline_ns:
+                self.left = left - 1
+                conn.send(conn.sampler, now, now)
+                return
+        self.next()
+
+    def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
+        end_ns = monotonic_ns()
+        runner = self.runner
+        runner.recorder.failure(conn.sampler, conn.start_ns, end_ns, kind, received=conn.parser.received)
+        if runner.sink is not None:
+            runner.emit(conn, end_ns, kind)
+        runner.conns.discard(conn)
+        if self.conn is conn:
+            self.conn = None
+        self.next()
+
+    def on_lost(self, conn: Connection) -> None:
+        self.runner.conns.discard(conn)
+        if self.conn is conn:
+            self.conn = None
+
+
+class OpenGroup:
+    """This worker's part of a fixed-rate group: requests first, first + stride, ... of the schedule."""
+
+    __slots__ = (
+        "backlog",
+        "base_ns",
+        "count",
+        "finished",
+        "group",
+        "idle",
+        "in_flight",
+        "live",
+        "max_conns",
+        "opened",
+        "period_ns",
+        "runner",
+        "samplers",
+        "sent",
+        "share",
+        "spec",
+    )
+
+    def __init__(
+        self, runner: Runner, spec: ThreadGroup, share: GroupShare, samplers: tuple[Sampler, ...], t0_ns: int
+    ) -> None:
+        assert spec.rate_rps is not None
+        self.runner = runner
+        self.spec = spec
+        self.share = share
+        self.group = share.group
+        self.samplers = samplers
+        self.count = share.count
+        self.sent = 0
+        # The global schedule is delay + k / rate; this worker's j-th request is k = first + j * stride.
+        self.period_ns = share.stride * 1e9 / spec.rate_rps
+        self.base_ns = t0_ns + spec.delay_s * 1e9 + share.first * 1e9 / spec.rate_rps
+        self.max_conns = max(1, share.connections)
+        self.live: set[Connection] = set()
+        self.idle: list[Connection] = []
+        self.backlog: deque[tuple[Sampler, int]] = deque()
+        self.in_flight = 0
+        self.opened = 0
+        self.finished = False
+
+    def start(self) -> None:
+        self.runner.user_started(self.group)
+        self.tick()
+
+    def tick(self) -> None:
+        """Send every request whose intended time has come, then sleep until the next one is due."""
+        runner = self.runner
+        if runner.stopping:
+            self.stop()
+            return
+        now = monotonic_ns()
+        samplers = self.samplers
+        n = len(samplers)
+        share = self.share
+        while self.sent < self.count:
+            intended = int(self.base_ns + self.sent * self.period_ns)
+            if intended > now:
+                runner.loop.call_later((intended - now) / 1e9, self.tick)
+                return
+            sampler = samplers[(share.first + self.sent * share.stride) % n]
+            self.sent += 1
+            self.dispatch(sampler, intended, now)
+        self.maybe_finish()
+
+    def dispatch(self, sampler: Sampler, intended: int, now: int) -> None:
+        self.in_flight += 1
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if conn.addr == sampler.addr:
+                conn.send(sampler, intended, now)
+                return
+            self.drop(conn)
+        if len(self.live) < self.max_conns:
+            self.open(sampler, intended, now)
+        else:
+            self.backlog.append((sampler, intended))
+
+    def open(self, sampler: Sampler, intended: int, now: int) -> None:
+        self.opened += 1
+        thread = f"{self.spec.name} {self.group + 1}-{self.share.first + 1}.{self.opened}"
+        conn = Connection(self, sampler, self.runner.served_key, thread=thread, timing=self.runner.timing)
+        self.live.add(conn)
+        self.runner.conns.add(conn)
+        conn.connect(intended, now)
+
+    def drop(self, conn: Connection) -> None:
+        conn.close()
+        self.live.discard(conn)
+        self.runner.conns.discard(conn)
+
+    def next_for(self, conn: Connection | None) -> None:
+        """A connection came free (None: one closed): the oldest waiting request goes out next."""
+        backlog = self.backlog
+        if conn is not None and backlog and backlog[0][0].addr != conn.addr:
+            self.drop(conn)
+            conn = None
+        if backlog:
+            if conn is not None:
+                sampler, intended = backlog.popleft()
+                conn.send(sampler, intended, monotonic_ns())
+                return
+            while backlog and len(self.live) < self.max_conns:
+                sampler, intended = backlog.popleft()
+                self.open(sampler, intended, monotonic_ns())
+            return
+        if conn is not None:
+            self.idle.append(conn)
+        self.maybe_finish()
+
+    def on_response(self, conn: Connection) -> None:
+        end_ns = monotonic_ns()
+        parser = conn.parser
+        runner = self.runner
+        self.in_flight -= 1
+        runner.recorder.response(
+            conn.sampler, conn.start_ns, end_ns, parser.status, parser.received, parser.served_by
+        )
+        if runner.sink is not None:
+            runner.emit(conn, end_ns, None)
+        if parser.close or not conn.sampler.keepalive:
+            self.drop(conn)
+            self.next_for(None)
+        else:
+            self.next_for(conn)
+
+    def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
+        end_ns = monotonic_ns()
+        runner = self.runner
+        self.in_flight -= 1
+        runner.recorder.failure(conn.sampler, conn.start_ns, end_ns, kind, received=conn.parser.received)
+        if runner.sink is not None:
+            runner.emit(conn, end_ns, kind)
+        self.live.discard(conn)
+        runner.conns.discard(conn)
+        self.next_for(None)
+
+    def on_lost(self, conn: Connection) -> None:
+        self.live.discard(conn)
+        self.runner.conns.discard(conn)
+
+    def stop(self) -> None:
+        """Send nothing more: forget the queue; what is in flight still finishes (or times out)."""
+        self.in_flight -= len(self.backlog)
+        self.backlog.clear()
+        self.sent = self.count
+        self.maybe_finish()
+
+    def maybe_finish(self) -> None:
+        if self.finished or self.sent < self.count or self.in_flight:
+            return
+        self.finished = True
+        for conn in tuple(self.live):
+            self.drop(conn)
+        self.idle.clear()
+        self.runner.user_finished(self.group)
+
+
+def schedule_users(
+    runner: Runner, spec: ThreadGroup, share: GroupShare, samplers: tuple[Sampler, ...]
+) -> int:
+    """Create this worker's users of a closed group, each starting at its place in the ramp-up."""
+    loop: asyncio.AbstractEventLoop = runner.loop
+    t0 = runner.t0_ns
+    deadline = NEVER_NS if spec.duration_s is None else t0 + int((spec.delay_s + spec.duration_s) * 1e9)
+    per_loop = len(samplers)
+    left = -1 if spec.loops is None else spec.loops * per_loop
+    for t in share.threads:
+        user = ClosedUser(
+            runner,
+            share.group,
+            samplers,
+            thread=f"{spec.name} {share.group + 1}-{t + 1}",
+            left=left,
+            deadline_ns=deadline,
+        )
+        # JMeter starts thread t at delay + t * ramp-up / threads.
+        at = t0 + int((spec.delay_s + t * spec.ramp_up_s / spec.threads) * 1e9)
+        runner.track_start(user, loop.call_later(max(0.0, (at - monotonic_ns()) / 1e9), user.start))
+    return len(share.threads)
+
+
+def active_counts(counters: MutableSequence[int], workers: int, stride: int, group: int) -> tuple[int, int]:
+    """(this group's, all groups') active users across every worker, from the shared counters."""
+    grp = 0
+    every = 0
+    for w in range(workers):
+        base = w * stride
+        grp += counters[base + 2 + group]
+        every += sum(counters[base + 2 : base + stride])
+    return grp, every

@@ -1,0 +1,249 @@
+"""HTTP/1.1 on the wire, the minimum a load generator needs: encode a request once, parse responses fast.
+
+The parser is incremental (bytes arrive in any split) and does the least work per response: one search
+for the end of the head, one lower-casing of the head, a few substring searches. Bodies are counted,
+never kept. It knows Content-Length, chunked transfer coding, bodies that end with the connection, and
+responses that have no body (HEAD, 204, 304, 1xx interim answers, which it skips).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from relevo import __version__
+from relevo.loadgen.plan import HttpRequest
+
+USER_AGENT = f"relevo/{__version__}"
+HEAD_END = b"\r\n\r\n"
+CRLF = b"\r\n"
+_CONTENT_LENGTH = b"\r\ncontent-length:"
+_TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
+_CONNECTION = b"\r\nconnection:"
+# Every valid status code as it appears on the wire, for a lookup in place of int() and a range check.
+_STATUS = {str(code).encode(): code for code in range(100, 1000)}
+# Methods whose requests carry a Content-Length even when empty (RFC 9110 asks for it on POST/PUT).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not an HTTP/1.x response."""
+
+
+def encode_request(request: HttpRequest) -> bytes:
+    """The request's bytes, built once per sampler and written as they are for every sample."""
+    host = f"[{request.host}]" if ":" in request.host else request.host
+    if request.port != 80:
+        host = f"{host}:{request.port}"
+    headers: dict[str, tuple[str, str]] = {}
+    defaults = [("Host", host), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
+    if not request.keepalive:
+        defaults.append(("Connection", "close"))
+    # The user's headers replace defaults of the same name (case-insensitively), as curl's -H does.
+    for name, value in (*defaults, *request.headers):
+        headers[name.lower()] = (name, value)
+    if request.body or request.method.upper() in _BODY_METHODS:
+        headers["content-length"] = ("Content-Length", str(len(request.body)))
+    lines = [f"{request.method} {request.path} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in headers.values()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body
+
+
+def header_key(name: str) -> bytes:
+    """What the parser searches for in a lower-cased head to find header `name` ("" never matches)."""
+    return b"\r\n" + name.strip().lower().encode("latin-1") + b":" if name.strip() else b"\x00never\x00"
+
+
+class ResponseParser:
+    """Parses one response at a time; `feed` says when the response is complete.
+
+    After completion: `status`, `received` (head and body bytes, as JMeter's "bytes"), `served_by` (the
+    counted header's value) and `close` (the server will not take another request on this connection).
+    """
+
+    __slots__ = (
+        "buf",
+        "chunk_left",
+        "chunked",
+        "close",
+        "no_body",
+        "received",
+        "remaining",
+        "served_by",
+        "served_key",
+        "status",
+        "trailers",
+        "until_eof",
+    )
+
+    def __init__(self, served_key: bytes) -> None:
+        self.served_key = served_key
+        self.served_by: str | None = None
+        self.close = False
+        self.buf = b""
+        self.chunked = False
+        self.until_eof = False
+        self.chunk_left = 0
+        self.trailers = False
+        self.reset(no_body=False)
+
+    def reset(self, *, no_body: bool) -> None:
+        """Get ready for the next response (`no_body`: it answers a HEAD request).
+
+        Only what `_parse` does not set itself for every response is cleared here: this runs per request.
+        """
+        self.no_body = no_body
+        self.status = 0
+        self.received = 0
+        self.remaining = 0
+        if self.chunked or self.until_eof or self.buf:
+            self.buf = b""
+            self.chunked = False
+            self.until_eof = False
+            self.chunk_left = 0
+            self.trailers = False
+
+    @property
+    def started(self) -> bool:
+        return self.received > 0
+
+    def feed(self, data: bytes) -> bool:
+        """Take the next bytes from the connection; True once the response is complete.
+
+        One method on purpose: it runs once per response, and a call more is a measurable cost.
+        """
+        self.received += len(data)
+        if self.remaining > 0:
+            # The common case after the head: counting Content-Length bytes down, nothing kept.
+            self.remaining -= len(data)
+            return self.remaining <= 0
+        if self.status:
+            if self.chunked:
+                self.buf += data
+                return self._chunks()
+            return False  # the body ends when the connection does
+        buf = self.buf + data if self.buf else data
+        end = buf.find(HEAD_END)
+        if end < 0:
+            if len(buf) > 65536:
+                raise ProtocolError("response head larger than 64 KiB")
+            self.buf = buf
+            return False
+        # "HTTP/1.x NNN ": a table lookup converts and checks the code, three byte tests the rest, cheaply.
+        status = _STATUS.get(buf[9:12], 0)
+        if not status or buf[0] != 0x48 or buf[5] != 0x31 or buf[8] != 0x20:
+            raise ProtocolError(f"not an HTTP/1.x status line: {buf.split(CRLF, 1)[0][:60]!r}")
+        if status < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real response follows.
+            rest = buf[end + 4 :]
+            self.buf = b""
+            self.received -= len(rest)  # counted again by the call below
+            return self.feed(rest) if rest else False
+        head = buf[: end + 2]
+        lower = head.lower()
+        self.status = status
+        self.buf = b""
+        # Each header search scans the head: search only for what can change the outcome.
+        if buf[7] == 0x30:  # HTTP/1.0 closes unless it says keep-alive
+            self.close = b"keep-alive" not in _value(lower, _CONNECTION)
+        else:
+            self.close = lower.find(_CONNECTION) >= 0 and b"close" in _value(lower, _CONNECTION)
+        at = lower.find(self.served_key)
+        if at >= 0:
+            start = at + len(self.served_key)
+            raw = head[start : head.find(CRLF, start)]
+            served_by = _SERVED.get(raw)
+            self.served_by = served_by if served_by is not None else _remember(_SERVED, raw, _text(raw))
+        else:
+            self.served_by = None
+        if self.no_body or status == 204 or status == 304:
+            return True
+        at = lower.find(_CONTENT_LENGTH)
+        # A Transfer-Encoding would override Content-Length (RFC 9112 6.3), but a server sending both is
+        # broken; looking for one only when there is no length saves a scan of every head.
+        if at >= 0:
+            start = at + len(_CONTENT_LENGTH)
+            raw = lower[start : lower.find(CRLF, start)]
+            length = _LENGTHS.get(raw)
+            if length is None:
+                length = _remember(_LENGTHS, raw, _length(raw))
+            self.remaining = length - (len(buf) - end - 4)
+            return self.remaining <= 0
+        if b"chunked" in _value(lower, _TRANSFER_ENCODING):
+            self.chunked = True
+            self.buf = buf[end + 4 :]
+            return self._chunks()
+        self.until_eof = True
+        self.close = True
+        return False
+
+    def eof(self) -> bool:
+        """The connection closed: True if that completes the response (a body delimited by the close)."""
+        return self.until_eof and self.status > 0
+
+    def _chunks(self) -> bool:
+        buf = self.buf
+        pos = 0
+        done = False
+        while True:
+            if self.chunk_left:
+                take = min(len(buf) - pos, self.chunk_left)
+                pos += take
+                self.chunk_left -= take
+                if self.chunk_left:
+                    break
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            line = buf[pos:eol]
+            pos = eol + 2
+            if self.trailers:
+                if not line:  # the empty line after the last chunk (and its trailers)
+                    done = True
+                    break
+                continue
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size line: {line[:40]!r}") from None
+            if size == 0:
+                self.trailers = True
+            else:
+                self.chunk_left = size + 2  # the chunk's data and the CRLF after it
+        self.buf = buf[pos:]
+        return done
+
+
+# Servers repeat the same few header values: converting each once saves a strip/decode/int per response.
+_SERVED: dict[bytes, str] = {}
+_LENGTHS: dict[bytes, int] = {}
+_CACHE_MAX = 4096
+_T = TypeVar("_T")
+
+
+def _text(raw: bytes) -> str:
+    return raw.strip().decode("latin-1")
+
+
+def _length(raw: bytes) -> int:
+    try:
+        length = int(raw)
+    except ValueError:
+        raise ProtocolError(f"bad Content-Length: {raw.strip()[:40]!r}") from None
+    if length < 0:
+        raise ProtocolError(f"negative Content-Length: {length}")
+    return length
+
+
+def _remember(cache: dict[bytes, _T], raw: bytes, value: _T) -> _T:
+    if len(cache) < _CACHE_MAX:  # bounded: a server sending ever new values costs a conversion, not memory
+        cache[raw] = value
+    return value
+
+
+def _value(lower_head: bytes, key: bytes) -> bytes:
+    """The (lower-cased, stripped) value of the first header named by `key`, or b""."""
+    at = lower_head.find(key)
+    if at < 0:
+        return b""
+    start = at + len(key)
+    return lower_head[start : lower_head.find(b"\r\n", start)].strip()

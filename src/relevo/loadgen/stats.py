@@ -1,0 +1,230 @@
+"""Constant-memory accumulators for samples: per label, per second, and their exact merge.
+
+The numbers follow JMeter's `Calculator` (what its Summary Report shows): a sample succeeds when its
+response code is 2xx or 3xx; the window for throughput runs from the first sample's start to the last
+sample's end; the standard deviation is the population one. Latencies are kept in microseconds so that
+sub-millisecond loopback requests still have a shape; the report turns them into JMeter's milliseconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+
+from relevo.loadgen.histogram import Histogram
+
+NS_PER_S = 1_000_000_000
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a sample failed, when it is not an HTTP status code."""
+
+    REFUSED = "refused"  # nobody listens: the connection was refused
+    RESET = "reset"  # the peer reset the connection (or the socket broke) mid-request
+    TIMEOUT = "timeout"  # no complete answer within the per-request timeout
+    INCOMPLETE = "incomplete"  # the connection closed before a complete response arrived
+    CONNECT = "connect"  # any other failure to connect (no route, no free local port, ...)
+    PROTOCOL = "protocol"  # the answer was not HTTP/1.x
+
+
+def is_success(status: int) -> bool:
+    """JMeter's rule for HTTP samplers: 2xx and 3xx succeed, anything else is an error."""
+    return 200 <= status < 400
+
+
+def bump(counter: dict[str, int], key: str, n: int = 1) -> None:
+    counter[key] = counter.get(key, 0) + n
+
+
+def add_counts(into: dict[str, int], other: Mapping[str, int]) -> None:
+    for key, n in other.items():
+        into[key] = into.get(key, 0) + n
+
+
+class LabelStats:
+    """Everything JMeter's Summary Report needs for one label, plus percentiles and error kinds."""
+
+    __slots__ = (
+        "bytes",
+        "codes",
+        "count",
+        "error_kinds",
+        "errors",
+        "first_start_ns",
+        "hist",
+        "label",
+        "last_end_ns",
+        "m2",
+        "mean",
+        "sent_bytes",
+        "served_by",
+        "total_us",
+    )
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.count = 0
+        self.errors = 0
+        # The exact integer sum gives the mean (no float drift before JMeter's truncation to whole ms);
+        # Welford's running mean and M2 give the variance without the cancellation of sum-of-squares.
+        self.total_us = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.hist = Histogram()
+        self.bytes = 0
+        self.sent_bytes = 0
+        self.first_start_ns = 0
+        self.last_end_ns = 0
+        self.codes: dict[str, int] = {}
+        self.error_kinds: dict[str, int] = {}
+        self.served_by: dict[str, int] = {}
+
+    def add(
+        self,
+        *,
+        start_ns: int,
+        end_ns: int,
+        code: str,
+        success: bool,
+        received: int = 0,
+        sent: int = 0,
+        error_kind: str | None = None,
+        served_by: str | None = None,
+    ) -> None:
+        """Record one sample (the general path: JTL rows, failures; the engine inlines the common case)."""
+        elapsed_us = max(0, (end_ns - start_ns) // 1000)
+        self.count += 1
+        self.total_us += elapsed_us
+        delta = elapsed_us - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (elapsed_us - self.mean)
+        self.hist.record(elapsed_us)
+        self.bytes += received
+        self.sent_bytes += sent
+        if self.count == 1 or start_ns < self.first_start_ns:
+            self.first_start_ns = start_ns
+        if end_ns > self.last_end_ns:
+            self.last_end_ns = end_ns
+        bump(self.codes, code)
+        if not success:
+            self.errors += 1
+            bump(self.error_kinds, error_kind or code)
+        if served_by:
+            bump(self.served_by, served_by)
+
+    def merge(self, other: LabelStats) -> None:
+        """Fold `other` into this one, exactly as if one accumulator had seen both streams."""
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.first_start_ns = other.first_start_ns
+        n = self.count + other.count
+        # Chan et al.'s pairwise update of Welford's mean and M2.
+        delta = other.mean - self.mean
+        self.m2 += other.m2 + delta * delta * self.count * other.count / n
+        self.mean += delta * other.count / n
+        self.count = n
+        self.errors += other.errors
+        self.total_us += other.total_us
+        self.hist.merge(other.hist)
+        self.bytes += other.bytes
+        self.sent_bytes += other.sent_bytes
+        self.first_start_ns = min(self.first_start_ns, other.first_start_ns)
+        self.last_end_ns = max(self.last_end_ns, other.last_end_ns)
+        add_counts(self.codes, other.codes)
+        add_counts(self.error_kinds, other.error_kinds)
+        add_counts(self.served_by, other.served_by)
+
+    # Derived numbers, in JMeter's definitions.
+    @property
+    def mean_us(self) -> float:
+        return self.total_us / self.count if self.count else 0.0
+
+    @property
+    def stddev_us(self) -> float:
+        """Population standard deviation (JMeter divides by n, not n - 1)."""
+        return math.sqrt(max(self.m2, 0.0) / self.count) if self.count else 0.0
+
+    @property
+    def window_s(self) -> float:
+        """From the first sample's start to the last sample's end: JMeter's throughput window."""
+        return max(0, self.last_end_ns - self.first_start_ns) / NS_PER_S if self.count else 0.0
+
+
+def merge_labels(name: str, parts: Iterable[LabelStats]) -> LabelStats:
+    total = LabelStats(name)
+    for part in parts:
+        total.merge(part)
+    return total
+
+
+class TimeSeries:
+    """Per-second totals, indexed by whole seconds since the run's start: memory grows with seconds only."""
+
+    __slots__ = ("bytes", "errors", "max_us", "requests", "total_us")
+
+    def __init__(self) -> None:
+        self.requests: list[int] = []
+        self.errors: list[int] = []
+        self.total_us: list[int] = []
+        self.max_us: list[int] = []
+        self.bytes: list[int] = []
+
+    def grow(self, seconds: int) -> None:
+        """Make room for index `seconds - 1`."""
+        missing = seconds - len(self.requests)
+        if missing > 0:
+            for column in (self.requests, self.errors, self.total_us, self.max_us, self.bytes):
+                column.extend([0] * missing)
+
+    def add(self, second: int, *, elapsed_us: int, error: bool, received: int) -> None:
+        second = max(second, 0)
+        if second >= len(self.requests):
+            self.grow(second + 1)
+        self.requests[second] += 1
+        self.errors[second] += error
+        self.total_us[second] += elapsed_us
+        self.bytes[second] += received
+        if elapsed_us > self.max_us[second]:
+            self.max_us[second] = elapsed_us
+
+    def merge(self, other: TimeSeries) -> None:
+        self.grow(len(other.requests))
+        for mine, theirs in (
+            (self.requests, other.requests),
+            (self.errors, other.errors),
+            (self.total_us, other.total_us),
+            (self.bytes, other.bytes),
+        ):
+            for i, value in enumerate(theirs):
+                mine[i] += value
+        for i, value in enumerate(other.max_us):
+            self.max_us[i] = max(self.max_us[i], value)
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+
+class RunStats:
+    """One run's (or one JTL file's) accumulators: one per label, in first-seen order, plus the series."""
+
+    __slots__ = ("labels", "series")
+
+    def __init__(self) -> None:
+        self.labels: dict[str, LabelStats] = {}
+        self.series = TimeSeries()
+
+    def label(self, name: str) -> LabelStats:
+        stats = self.labels.get(name)
+        if stats is None:
+            stats = self.labels[name] = LabelStats(name)
+        return stats
+
+    def merge(self, other: RunStats) -> None:
+        for name, stats in other.labels.items():
+            self.label(name).merge(stats)
+        self.series.merge(other.series)
+
+    def total(self, name: str = "TOTAL") -> LabelStats:
+        return merge_labels(name, self.labels.values())

@@ -1,0 +1,259 @@
+"""One worker: an event loop (uvloop when installed) running its share of the plan to the end.
+
+The same code runs in the parent (one worker) or in a child process (several). Progress goes out through
+a small shared array of counters the parent reads; the results come back once, at the end, as the
+worker's accumulators, which the parent merges exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+from collections.abc import Callable, MutableSequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as MpConnection
+from pathlib import Path
+
+from relevo.loadgen.client import Address, Connection, Sampler, monotonic_ns, resolve
+from relevo.loadgen.drivers import ClosedUser, OpenGroup, active_counts, schedule_users
+from relevo.loadgen.http import header_key
+from relevo.loadgen.jtl import JtlWriter
+from relevo.loadgen.plan import Plan, ThreadGroup
+from relevo.loadgen.recorder import Recorder
+from relevo.loadgen.shares import WorkerShare
+from relevo.loadgen.stats import ErrorKind, RunStats
+
+PROGRESS_INTERVAL_S = 0.1
+# After a stop request, how long requests in flight may still finish before they are cut off.
+STOP_GRACE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerJob:
+    plan: Plan
+    share: WorkerShare
+    workers: int
+    jtl_part: Path | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkerResult:
+    worker: int
+    stats: RunStats
+    interrupted: bool
+
+
+def counters_stride(plan: Plan) -> int:
+    """Shared counters per worker: samples done, samples failed, then active users per group."""
+    return 2 + len(plan.groups)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (about half the CPU per request), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+class Runner:
+    """Owns one worker's connections, users, recorder and the periodic timeout sweep."""
+
+    def __init__(
+        self,
+        job: WorkerJob,
+        *,
+        t0_ns: int,
+        epoch_delta_ns: int,
+        counters: MutableSequence[int],
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.job = job
+        self.plan = job.plan
+        self.t0_ns = t0_ns
+        self.sink = (
+            JtlWriter.open(job.jtl_part, header=False, epoch_delta_ns=epoch_delta_ns)
+            if job.jtl_part
+            else None
+        )
+        self.timing = self.sink is not None
+        self.recorder = Recorder(t0_ns=t0_ns)
+        self.served_key = header_key(self.plan.count_header)
+        self.conns: set[Connection] = set()
+        self.counters = counters
+        self.stride = counters_stride(self.plan)
+        self.base = job.share.worker * self.stride
+        self.stopping = False
+        self.interrupted = False
+        self.pending = 0
+        self.unstarted: dict[ClosedUser, asyncio.TimerHandle] = {}
+        self.open_groups: list[OpenGroup] = []
+        self.finished = asyncio.Event()
+        self._addresses: dict[tuple[str, int], Address] = {}
+        self.parent_pid = os.getppid()
+
+    def samplers(self, group: ThreadGroup) -> tuple[Sampler, ...]:
+        out = []
+        for request in group.requests:
+            key = (request.host, request.port)
+            addr = self._addresses.get(key)
+            if addr is None:
+                addr = self._addresses[key] = resolve(request.host, request.port)
+            out.append(Sampler(request, self.recorder.label(request.label), addr))
+        return tuple(out)
+
+    async def run(self) -> WorkerResult:
+        # Labels in plan order, so that merged reports list rows as the plan names them.
+        for label in self.plan.labels:
+            self.recorder.label(label)
+        for part in self.job.share.groups:
+            spec = self.plan.groups[part.group]
+            samplers = self.samplers(spec)
+            if spec.rate_rps is None:
+                self.pending += schedule_users(self, spec, part, samplers)
+            else:
+                group = OpenGroup(self, spec, part, samplers, self.t0_ns)
+                self.open_groups.append(group)
+                self.pending += 1
+                self.loop.call_later(max(0.0, (self.t0_ns - monotonic_ns()) / 1e9), group.start)
+        if self.pending == 0:
+            self.finished.set()
+        # Everything allocated so far lives for the whole run: keep the collector from rescanning it.
+        gc.freeze()
+        self._every_interval()
+        try:
+            await self.finished.wait()
+        finally:
+            gc.unfreeze()  # back to normal collection: a long-lived caller may run many benches
+            self.publish()
+            for conn in tuple(self.conns):
+                conn.close()
+            if self.sink is not None:
+                self.sink.close()
+        # One more turn of the loop so that the closes reach the sockets before the loop ends.
+        await asyncio.sleep(0)
+        return WorkerResult(
+            worker=self.job.share.worker, stats=self.recorder.stats, interrupted=self.interrupted
+        )
+
+    # Users and groups report their lives here.
+    def user_started(self, group: int) -> None:
+        self.counters[self.base + 2 + group] += 1
+
+    def user_finished(self, group: int) -> None:
+        self.counters[self.base + 2 + group] -= 1
+        self.pending -= 1
+        if self.pending <= 0:
+            self.finished.set()
+
+    def track_start(self, user: ClosedUser, handle: asyncio.TimerHandle) -> None:
+        self.unstarted[user] = handle
+
+    def emit(self, conn: Connection, end_ns: int, kind: ErrorKind | None) -> None:
+        """Write one sample to the JTL file (only when one was asked for)."""
+        assert self.sink is not None
+        parser = conn.parser
+        grp, every = active_counts(self.counters, self.job.workers, self.stride, self.group_of(conn))
+        self.sink.sample(
+            sampler=conn.sampler,
+            thread=conn.thread,
+            start_ns=conn.start_ns,
+            end_ns=end_ns,
+            status=parser.status,
+            error_kind=kind,
+            detail="",
+            received=parser.received,
+            latency_ns=conn.first_ns - conn.start_ns if conn.first_ns else 0,
+            connect_ns=conn.connect_ns - conn.start_ns if conn.connect_ns else 0,
+            grp_threads=grp,
+            all_threads=every,
+        )
+
+    def group_of(self, conn: Connection) -> int:
+        owner = conn.owner
+        return owner.group if isinstance(owner, ClosedUser | OpenGroup) else 0
+
+    def publish(self) -> None:
+        self.counters[self.base] = self.recorder.done
+        self.counters[self.base + 1] = self.recorder.failed
+
+    def _every_interval(self) -> None:
+        """Publish progress and expire requests past their timeout (one sweep instead of a timer each)."""
+        if self.finished.is_set():
+            return
+        if os.getppid() != self.parent_pid:
+            self.abort()  # orphaned: nobody will read the results, and the load must not run on
+            return
+        self.publish()
+        now = monotonic_ns()
+        expired = [c for c in self.conns if c.busy and now - c.sent_ns > c.sampler.timeout_ns]
+        for conn in expired:
+            conn.expire()
+        self.loop.call_later(PROGRESS_INTERVAL_S, self._every_interval)
+
+    def stop(self) -> None:
+        """Send nothing new; let requests in flight finish for a short grace, then cut them off."""
+        if self.stopping:
+            self.abort()
+            return
+        self.stopping = True
+        self.interrupted = True
+        for user, handle in tuple(self.unstarted.items()):
+            handle.cancel()
+            user.start()  # finishes at once: the runner is stopping
+        self.unstarted.clear()
+        for group in self.open_groups:
+            group.stop()
+        self.loop.call_later(STOP_GRACE_S, self.abort)
+
+    def abort(self) -> None:
+        for conn in tuple(self.conns):
+            conn.busy = False
+            if conn.connect_task is not None:
+                conn.connect_task.cancel()
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.finished.set()
+
+
+async def run_job(
+    job: WorkerJob,
+    *,
+    t0_ns: int,
+    epoch_delta_ns: int,
+    counters: MutableSequence[int],
+    control: MpConnection | None = None,
+    sigint: bool = False,
+) -> WorkerResult:
+    """Run a share to its end. A message on `control` (the parent's pipe), or SIGINT when `sigint`
+    (the worker is the main process), stops it early: the first stops sending, a second cuts off."""
+    runner = Runner(job, t0_ns=t0_ns, epoch_delta_ns=epoch_delta_ns, counters=counters)
+    loop = asyncio.get_running_loop()
+    if control is not None:
+
+        def on_message() -> None:
+            try:
+                control.recv()
+            except EOFError:  # the parent is gone: nobody will read the results, stop now
+                loop.remove_reader(control.fileno())
+                runner.abort()
+                return
+            runner.stop()
+
+        loop.add_reader(control.fileno(), on_message)
+    if sigint:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, runner.stop)
+    try:
+        return await runner.run()
+    finally:
+        if control is not None:
+            loop.remove_reader(control.fileno())
+        if sigint:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGINT)

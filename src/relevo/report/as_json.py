@@ -1,0 +1,55 @@
+"""The Summary Report as JSON: TOTAL's numbers at the top level (stable keys for scripts), then every
+label's row, the per-second series and where the numbers came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relevo.report.summary import SummaryReport, SummaryRow
+
+
+def _key(percentile: float) -> str:
+    """50 -> p50_ms, 99.9 -> p999_ms."""
+    return "p" + f"{percentile:g}".replace(".", "") + "_ms"
+
+
+def row_dict(row: SummaryRow) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "label": row.label,
+        "samples": row.samples,
+        "errors": row.errors,
+        "error_pct": round(row.error_pct, 4),
+        "average_ms": round(row.average_ms, 3),
+        "min_ms": round(row.min_ms, 3),
+        "max_ms": round(row.max_ms, 3),
+        "stddev_ms": round(row.stddev_ms, 3),
+        "throughput_rps": round(row.throughput_rps, 3),
+        "received_kb_s": round(row.received_kb_s, 3),
+        "sent_kb_s": round(row.sent_kb_s, 3),
+        "avg_bytes": round(row.avg_bytes, 3),
+    }
+    out.update({_key(p): round(v, 3) for p, v in row.percentiles_ms.items()})
+    out["errors_by_kind"] = dict(row.errors_by_kind)
+    out["codes"] = dict(row.codes)
+    out["served_by"] = dict(row.served_by)
+    return out
+
+
+def to_dict(report: SummaryReport) -> dict[str, Any]:
+    out = row_dict(report.total)
+    out.pop("label")
+    out["interrupted"] = report.interrupted
+    out["labels"] = [row_dict(row) for row in report.rows]
+    out["timeseries"] = [
+        {
+            "second": s.second,
+            "samples": s.samples,
+            "errors": s.errors,
+            "average_ms": round(s.average_ms, 3),
+            "max_ms": round(s.max_ms, 3),
+            "received_kb": round(s.received_kb, 3),
+        }
+        for s in report.series
+    ]
+    out["meta"] = dict(report.meta)
+    return out

@@ -1,0 +1,129 @@
+"""The Summary Report for a terminal: JMeter's table as JMeter formats it, then relevo's extras."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from relevo.report.summary import PERCENTILES, SummaryReport, SummaryRow
+
+JMETER_COLUMNS = (
+    "Label",
+    "# Samples",
+    "Average",
+    "Min",
+    "Max",
+    "Std. Dev.",
+    "Error %",
+    "Throughput",
+    "Received KB/sec",
+    "Sent KB/sec",
+    "Avg. Bytes",
+)
+
+
+def rate_text(rate: float) -> str:
+    """JMeter's RateRenderer: per second, or per minute / hour when that would read below 1."""
+    unit = "sec"
+    if rate < 1.0:
+        rate, unit = rate * 60.0, "min"
+    if rate < 1.0:
+        rate, unit = rate * 60.0, "hour"
+    return f"{rate:.1f}/{unit}"
+
+
+def jmeter_cells(row: SummaryRow) -> tuple[str, ...]:
+    """A row's cells exactly as JMeter's Summary Report shows them (times truncated to whole ms)."""
+    return (
+        row.label,
+        str(row.samples),
+        str(int(row.average_ms)),
+        str(int(row.min_ms)),
+        str(int(row.max_ms)),
+        f"{row.stddev_ms:.2f}",
+        f"{row.error_pct:.2f}%",
+        rate_text(row.throughput_rps),
+        f"{row.received_kb_s:.2f}",
+        f"{row.sent_kb_s:.2f}",
+        f"{row.avg_bytes:.1f}",
+    )
+
+
+def _pct_name(p: float) -> str:
+    return f"p{p:g}"
+
+
+def summary_table(report: SummaryReport) -> Table:
+    table = Table(title="Summary Report", title_justify="left", header_style="bold")
+    for i, name in enumerate(JMETER_COLUMNS):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    rows = [*report.rows, report.total]
+    for i, row in enumerate(rows):
+        style = "bold" if i == len(rows) - 1 else None
+        table.add_row(*jmeter_cells(row), style=style, end_section=i == len(rows) - 2)
+    return table
+
+
+def latency_table(report: SummaryReport) -> Table:
+    table = Table(
+        title="Response times (ms, from relevo's histogram)", title_justify="left", header_style="bold"
+    )
+    table.add_column("Label")
+    for p in PERCENTILES:
+        table.add_column(_pct_name(p), justify="right")
+    table.add_column("max", justify="right")
+    rows = [*report.rows, report.total]
+    for i, row in enumerate(rows):
+        cells = [f"{row.percentile_ms(p):.2f}" for p in PERCENTILES]
+        table.add_row(row.label, *cells, f"{row.max_ms:.2f}", end_section=i == len(rows) - 2)
+    return table
+
+
+def counts_table(title: str, what: str, counts: dict[str, int], samples: int) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column(what)
+    table.add_column("samples", justify="right")
+    table.add_column("% of all", justify="right")
+    for name, n in counts.items():
+        table.add_row(name, str(n), f"{100.0 * n / samples:.2f}%" if samples else "-")
+    return table
+
+
+def series_table(report: SummaryReport) -> Table:
+    table = Table(title="Per second", title_justify="left", header_style="bold")
+    for name in ("second", "samples", "errors", "average ms", "max ms", "received KB"):
+        table.add_column(name, justify="right")
+    for s in report.series:
+        table.add_row(
+            str(s.second),
+            str(s.samples),
+            str(s.errors),
+            f"{s.average_ms:.2f}",
+            f"{s.max_ms:.2f}",
+            f"{s.received_kb:.1f}",
+        )
+    return table
+
+
+def render(report: SummaryReport, *, series: bool = False) -> RenderableType:
+    """Everything a person reads after a run, in reading order."""
+    total = report.total
+    parts: list[RenderableType] = [summary_table(report), latency_table(report)]
+    if total.errors_by_kind:
+        parts.append(counts_table("Errors by kind", "kind", dict(total.errors_by_kind), total.samples))
+    if total.served_by:
+        parts.append(counts_table("Served by", "server", dict(total.served_by), total.samples))
+    if series and report.series:
+        parts.append(series_table(report))
+    if report.interrupted:
+        parts.append(Text("interrupted: these are the samples finished before the stop", style="yellow"))
+    return Group(*parts)
+
+
+def print_report(report: SummaryReport, console: Console, *, series: bool = False) -> None:
+    if not console.is_terminal:
+        # JMeter's eleven columns need about 120 characters: a file or pipe gets them whole, where rich's
+        # default of 80 would cut every number short. (A narrow terminal still gets a squeezed table.)
+        console = Console(file=console.file, width=max(console.width, 160), color_system=None)
+    console.print(render(report, series=series))

@@ -1,0 +1,123 @@
+"""`relevo bench` against a real local HAProxy in front of two Apache servers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from relevo.cli import cli
+from relevo.loadgen import engine
+from relevo.loadgen.jmx_export import write_jmx
+from relevo.loadgen.jtl import read_samples, read_stats
+from relevo.loadgen.plan import HttpRequest, Plan, ThreadGroup, simple_plan
+
+from .conftest import RunningCluster
+
+pytestmark = pytest.mark.integration
+
+
+def bench_json(*args: str) -> dict[str, object]:
+    result = CliRunner().invoke(cli, ["bench", *args, "--json", "-"])
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_closed_run_is_exact_and_round_robin(running_cluster: RunningCluster, workers: int) -> None:
+    """20 users x 25 loops through HAProxy: exactly 500 samples, no error, half from each web server."""
+    plan = simple_plan(running_cluster.frontend_url, threads=20, loops=25)
+    total = engine.run(plan, workers=workers).stats.total()
+    assert (total.count, total.errors) == (500, 0)
+    assert set(total.served_by) == {"web1", "web2"}
+    assert abs(total.served_by["web1"] - total.served_by["web2"]) <= 1
+    assert sum(total.served_by.values()) == 500
+
+
+def test_default_target_is_the_running_cluster(running_cluster: RunningCluster) -> None:
+    """With no URL, `relevo -f TOPOLOGY bench` loads the topology's frontend."""
+    assert running_cluster.topology.source is not None
+    result = CliRunner().invoke(
+        cli, ["-f", str(running_cluster.topology.source), "bench", "-c", "4", "-n", "5", "--json", "-"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["samples"] == 20 and data["errors"] == 0
+    assert data["meta"]["targets"] == [running_cluster.frontend_url]
+
+
+def test_refused_port_is_counted_as_refused(running_cluster: RunningCluster) -> None:
+    """A port on 127.0.0.1 where nobody listens: every sample is a 'refused' error."""
+    data = bench_json(f"http://127.0.0.1:{free_port()}/", "-c", "2", "-n", "10", "-w", "1")
+    assert data["samples"] == 20 and data["errors"] == 20
+    assert data["errors_by_kind"] == {"refused": 20}
+
+
+def test_frontend_without_servers_answers_503(running_cluster: RunningCluster) -> None:
+    """Both web servers stopped: HAProxy answers 503 to every request, counted under '503'."""
+    for node in ("web1", "web2"):
+        running_cluster.cluster.stop(node)
+    deadline = time.monotonic() + 15  # a bound on waiting for HAProxy's checks, not a speed assertion
+    while any(h.startswith("UP") for h in running_cluster.health().values()):
+        assert time.monotonic() < deadline, f"HAProxy still sees servers up: {running_cluster.health()}"
+        time.sleep(0.1)
+    data = bench_json(running_cluster.frontend_url, "-c", "3", "-n", "10", "-w", "1")
+    assert data["samples"] == 30 and data["errors"] == 30
+    assert data["errors_by_kind"] == {"503": 30}
+    assert data["served_by"] == {}
+
+
+def test_rate_mode_holds_its_rate(running_cluster: RunningCluster) -> None:
+    """--rate 400 for 3 s: exactly 1200 requests, and the throughput is the rate within a few percent."""
+    plan = simple_plan(running_cluster.frontend_url, threads=50, rate_rps=400, duration_s=3)
+    result = engine.run(plan, workers=2)
+    total = result.stats.total()
+    assert (total.count, total.errors) == (1200, 0)
+    rate = total.count / total.window_s
+    assert rate == pytest.approx(400, rel=0.04)
+
+
+def test_jtl_is_read_back_identically(running_cluster: RunningCluster, tmp_path: Path) -> None:
+    """The JTL written during a run gives back the run's samples: counts, codes, labels, times to the ms."""
+    jtl = tmp_path / "run.jtl"
+    result = engine.run(simple_plan(running_cluster.frontend_url, threads=5, loops=40), workers=2, jtl=jtl)
+    live = result.stats.total()
+    rows = list(read_samples(jtl))
+    assert len(rows) == live.count == 200
+    assert {row.url for row in rows} == {running_cluster.frontend_url}
+    back = read_stats(jtl).total()
+    assert (back.count, back.errors, back.codes) == (live.count, live.errors, live.codes)
+    assert back.bytes == live.bytes and back.sent_bytes == live.sent_bytes
+    assert abs(back.hist.max - live.hist.max) <= 1000 and abs(back.mean_us - live.mean_us) <= 500
+    started_ms = int(result.started_at * 1000)
+    assert min(row.timestamp_ms for row in rows) >= started_ms - 1
+
+
+def test_jmx_plan_with_two_thread_groups(running_cluster: RunningCluster, tmp_path: Path) -> None:
+    """A JMeter plan of two thread groups runs threads x loops x samplers of each against --target."""
+
+    def request(label: str, path: str = "/") -> HttpRequest:
+        return HttpRequest(label=label, host="127.0.0.1", port=9, path=path)  # port 9: --target replaces it
+
+    browse = ThreadGroup(
+        name="browse", threads=4, loops=5, requests=(request("home"), request("health", "/health"))
+    )
+    burst = ThreadGroup(name="burst", threads=3, loops=7, ramp_up_s=1, requests=(request("home"),))
+    plan = Plan(groups=(browse, burst))
+    path = tmp_path / "two.jmx"
+    write_jmx(plan, path)
+    data = bench_json("--plan", str(path), "--target", running_cluster.frontend_url)
+    labels = {row["label"]: row["samples"] for row in data["labels"]}  # type: ignore[union-attr]
+    assert labels == {"home": 4 * 5 + 3 * 7, "health": 4 * 5}
+    assert data["samples"] == 61 and data["errors"] == 0

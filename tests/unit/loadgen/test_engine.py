@@ -1,0 +1,194 @@
+"""The engine against small local servers: exact counts, error kinds, both models, several processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from relevo.loadgen import engine
+from relevo.loadgen.jtl import read_samples
+from relevo.loadgen.plan import HttpRequest, Plan, PlanError, ThreadGroup, simple_plan
+from relevo.loadgen.shares import split
+from relevo.loadgen.stats import LabelStats
+from relevo.loadgen.worker import WorkerJob, loop_factory, run_job
+
+from .conftest import (
+    Behaviour,
+    Server,
+    answer,
+    chunked,
+    close_after_each,
+    hang,
+    partial,
+    reset,
+    round_robin,
+)
+
+Serve = Callable[[Behaviour], Server]
+
+
+def total(result: engine.RunResult) -> LabelStats:
+    return result.stats.total()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_closed_model_sends_exactly_threads_times_loops(serve: Serve, workers: int) -> None:
+    """N users x M loops: exactly N*M samples, all successful, whatever the number of processes."""
+    server = serve(round_robin("web1", "web2"))
+    result = engine.run(simple_plan(server.url, threads=6, loops=7), workers=workers)
+    stats = total(result)
+    assert (stats.count, stats.errors) == (42, 0)
+    assert len(server.requests) == 42
+    assert stats.served_by == {"web1": 21, "web2": 21}
+    assert result.workers == workers
+    assert sum(result.stats.series.requests) == 42
+
+
+def test_refused_connections_are_counted_as_refused(free_port: int) -> None:
+    """Nobody listening: every sample fails with the kind 'refused', none is lost."""
+    result = engine.run(simple_plan(f"http://127.0.0.1:{free_port}/", threads=3, loops=4), workers=1)
+    stats = total(result)
+    assert (stats.count, stats.errors, stats.error_kinds) == (12, 12, {"refused": 12})
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "kind"),
+    [(answer(503, served_by=None), "503"), (hang, "timeout"), (reset, "reset"), (partial, "incomplete")],
+)
+def test_failures_are_counted_by_kind(serve: Serve, behaviour: Behaviour, kind: str) -> None:
+    """A 503, a server that never answers, one that resets, one that cuts the body: each its own kind."""
+    server = serve(behaviour)
+    plan = simple_plan(server.url, threads=2, loops=3, timeout_s=0.3)
+    stats = total(engine.run(plan, workers=1))
+    assert (stats.count, stats.errors, stats.error_kinds) == (6, 6, {kind: 6})
+
+
+def test_chunked_and_connection_close_responses(serve: Serve) -> None:
+    """Chunked bodies complete, and a server closing after each answer costs a reconnect, not an error."""
+    for behaviour in (chunked, close_after_each):
+        server = serve(behaviour)
+        stats = total(engine.run(simple_plan(server.url, threads=2, loops=5), workers=1))
+        assert (stats.count, stats.errors) == (10, 0)
+
+
+def test_no_keepalive_opens_a_connection_per_request(serve: Serve) -> None:
+    """--no-keepalive sends Connection: close and still completes every sample."""
+    server = serve(answer())
+    stats = total(engine.run(simple_plan(server.url, threads=2, loops=5, keepalive=False), workers=1))
+    assert (stats.count, stats.errors) == (10, 0)
+    assert all(b"Connection: close" in head for head in server.requests)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_open_model_sends_rate_times_duration(serve: Serve, workers: int) -> None:
+    """--rate R --duration D sends exactly R*D requests on at most the allowed connections."""
+    server = serve(answer())
+    plan = simple_plan(server.url, threads=4, rate_rps=40, duration_s=0.5)
+    stats = total(engine.run(plan, workers=workers))
+    assert (stats.count, stats.errors) == (20, 0)
+    assert len(server.requests) == 20
+
+
+def test_open_model_charges_waiting_to_latency(serve: Serve) -> None:
+    """One connection to a server that never answers: queued requests still count, as timeouts."""
+    server = serve(hang)
+    plan = simple_plan(server.url, threads=1, rate_rps=20, duration_s=0.25, timeout_s=0.2)
+    stats = total(engine.run(plan, workers=1))
+    assert stats.count == 5
+    assert stats.error_kinds == {"timeout": 5}
+
+
+def test_two_groups_and_labels(serve: Serve) -> None:
+    """Groups run side by side; each label is a row; samples = sum of threads x loops x requests."""
+    server = serve(answer())
+    port = server.port
+    a = HttpRequest(label="a", host="127.0.0.1", port=port, path="/a")
+    b = HttpRequest(label="b", host="127.0.0.1", port=port, path="/b")
+    plan = Plan(
+        groups=(
+            ThreadGroup(name="one", threads=2, loops=3, requests=(a, b)),
+            ThreadGroup(name="two", threads=3, loops=2, requests=(b,)),
+        )
+    )
+    result = engine.run(plan, workers=2)
+    assert {name: s.count for name, s in result.stats.labels.items()} == {"a": 6, "b": 12}
+    assert total(result).count == plan.total_samples == 18
+
+
+def test_duration_bounds_a_closed_run(serve: Serve) -> None:
+    """With a duration and no loops, users stop sending once it is over (the run ends on its own)."""
+    server = serve(answer())
+    result = engine.run(simple_plan(server.url, threads=2, loops=None, duration_s=0.3), workers=1)
+    assert total(result).count > 0 and total(result).errors == 0
+    assert not result.interrupted
+
+
+def test_jtl_streams_every_sample(serve: Serve, tmp_path: Path) -> None:
+    """--jtl writes one row per sample, with JMeter's columns, from every worker."""
+    server = serve(round_robin("web1", "web2"))
+    path = tmp_path / "run.jtl"
+    result = engine.run(simple_plan(server.url, threads=4, loops=5), workers=2, jtl=path)
+    rows = list(read_samples(path))
+    assert len(rows) == total(result).count == 20
+    assert {r.label for r in rows} == {"GET /"} and all(r.success and r.response_code == "200" for r in rows)
+    assert {r.thread_name for r in rows} == {f"relevo 1-{i}" for i in range(1, 5)}
+    assert not list(tmp_path.glob("*.part*"))
+
+
+def test_progress_is_reported(serve: Serve) -> None:
+    """The progress callback ends with every sample counted."""
+    server = serve(answer())
+    seen: list[engine.Progress] = []
+    engine.run(
+        simple_plan(server.url, threads=2, loops=10),
+        workers=1,
+        on_progress=seen.append,
+        progress_interval_s=0.01,
+    )
+    assert seen and seen[-1].done == 20 and seen[-1].expected == 20
+
+
+def test_an_unknown_host_fails_before_anything_starts() -> None:
+    """A name that does not resolve is a plan error, not a run full of errors."""
+    with pytest.raises(PlanError, match="resolve"):
+        engine.run(simple_plan("http://no-such-host.invalid/", threads=1, loops=1))
+
+
+def test_a_stop_message_ends_the_run_early(serve: Serve) -> None:
+    """The parent's "stop" (Ctrl-C) ends a 30 s run: in-flight requests finish, the result is marked."""
+    server = serve(answer())
+    plan = simple_plan(server.url, threads=2, loops=None, duration_s=30)
+    job = WorkerJob(plan=plan, share=split(plan, 1)[0], workers=1)
+    parent, child = multiprocessing.Pipe()
+    timer = threading.Timer(0.3, parent.send, args=("stop",))
+    timer.start()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(
+                run_job(job, t0_ns=time.monotonic_ns(), epoch_delta_ns=0, counters=[0, 0, 0], control=child)
+            )
+    finally:
+        timer.cancel()
+        parent.close()
+        child.close()
+    stats = result.stats.total()
+    assert result.interrupted
+    assert stats.count > 0 and stats.errors == 0
+
+
+def test_memory_does_not_grow_with_the_number_of_samples(serve: Serve) -> None:
+    """Ten times more samples leave the accumulators the same size: no per-request list anywhere."""
+
+    def sizes(loops: int) -> tuple[int, ...]:
+        server = serve(answer())
+        stats = engine.run(simple_plan(server.url, threads=2, loops=loops), workers=1).stats
+        label = stats.labels["GET /"]
+        return (len(label.hist.counts), len(label.codes), len(label.served_by), len(stats.labels))
+
+    assert sizes(20) == sizes(200)

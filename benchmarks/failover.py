@@ -1,0 +1,340 @@
+"""Failover, relevo's way vs the seed's, on the same Apache nodes (a benchmark, not a test).
+
+Each run sends an open-loop load (a fixed arrival rate: a stalled request does not slow the others, so
+failures are not hidden) through one approach's HAProxy, SIGKILLs web1, starts it again later, and
+measures at the client and around it:
+
+- detection: kill -> the watchdog/controller knows (relevo: its DOWN event; seed: its connect failing)
+- HAProxy off web1: kill -> HAProxy stops choosing web1 (DOWN, or put in maint by the controller)
+- standby serving: kill -> the first client answer from web1bck
+- failed requests: no answer, a broken connection or a status other than 200, counted at the client,
+  in the kill phase and in the failback phase (after web1 is started again)
+
+The seed's approach: HAProxy with plain TCP `check` (inter 2 s, fall 3, rise 2), timeouts 5 s/50 s/50 s,
+no redispatch, the standbys as ordinary round-robin servers (as in the seed's "backup running" runs;
+as `backup` they would never serve while web2 is up), and a watchdog that only sees whether the host
+answers (on loopback: a TCP connect, every 10 ms where the seed had no sleep at all) and starts or stops
+the standby abruptly.
+
+    .venv/bin/python benchmarks/failover.py [--kills 5] [--rate 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.test_failover import Load
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.controller import daemon
+from relevo.controller.events import read_events
+from relevo.controller.haproxy_view import parse_servers_state
+from relevo.haproxy.runtime import AdminState, RuntimeAPI
+from relevo.model import Topology
+from relevo.procs import ProcessRecord, stop_group
+from relevo.providers.base import NodeState
+from relevo.topology import load_topology
+
+KILL_AT_S, RESTART_AT_S, END_AT_S = 2.0, 10.0, 18.0
+SEED_PORT_OFFSET = 10
+
+SEED_CONFIG = """global
+    stats socket {socket} mode 600 level admin
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 50s
+    timeout server 50s
+frontend www
+    bind {address}:{port}
+    default_backend web
+backend web
+    balance roundrobin
+{servers}
+"""
+
+
+@dataclass
+class Run:
+    approach: str
+    detection_s: float | None
+    haproxy_off_s: float | None
+    serving_s: float | None
+    failed_kill: int
+    failed_failback: int
+    requests: int
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class SeedHAProxy:
+    """A second HAProxy, with the seed's settings, in front of the same Apache nodes."""
+
+    def __init__(self, topology: Topology, workdir: Path) -> None:
+        self.dir = workdir / "seed"
+        self.dir.mkdir()
+        self.socket = self.dir / "admin.sock"
+        self.address = topology.balancer.frontend.address
+        self.port = topology.balancer.frontend.port + SEED_PORT_OFFSET
+        servers = "\n".join(f"    server {n.name} {n.address}:{n.port} check" for n in topology.nodes)
+        config = self.dir / "haproxy.cfg"
+        config.write_text(
+            SEED_CONFIG.format(socket=self.socket, address=self.address, port=self.port, servers=servers)
+        )
+        pid_file = self.dir / "haproxy.pid"
+        subprocess.run(["haproxy", "-D", "-f", str(config), "-p", str(pid_file)], check=True, timeout=30)
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip().isdigit(), 10)
+        self.record = ProcessRecord.of(int(pid_file.read_text().strip()))
+        self.runtime = RuntimeAPI(self.socket)
+
+    def stop(self) -> None:
+        if self.record is not None:
+            stop_group(self.record)
+
+
+class Watchdog(threading.Thread):
+    """The seed's v_web: is the host there? If not, start the standby; if it is again, stop it."""
+
+    def __init__(self, cluster: Cluster, topology: Topology) -> None:
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.target = (topology.node("web1").address, topology.node("web1").port)
+        self.stop_event = threading.Event()
+        self.noticed_at: float | None = None
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.01):
+            try:
+                with socket.create_connection(self.target, timeout=0.5):
+                    up = True
+            except OSError:
+                up = False
+            standby = self.cluster.status("web1bck")
+            if not up and standby is not NodeState.RUNNING:
+                self.noticed_at = self.noticed_at or time.time()
+                self.cluster.start("web1bck")
+            elif up and standby is NodeState.RUNNING:
+                self.cluster.stop("web1bck")
+
+
+def off_web1(runtime: RuntimeAPI) -> bool:
+    """HAProxy no longer chooses web1: DOWN, or in maint."""
+    try:
+        admin, up = parse_servers_state(runtime.show_servers_state(), "web")["web1"]
+    except Exception:  # a busy socket for one poll is no answer
+        return False
+    return admin is not AdminState.READY or not up
+
+
+def one_run(
+    approach: str,
+    cluster: Cluster,
+    runtime: RuntimeAPI,
+    address: str,
+    port: int,
+    rate: float,
+    detected: Callable[[float], float | None],
+) -> Run:
+    off_at: list[float] = []
+
+    def monitor(stop: threading.Event) -> None:
+        while not stop.wait(0.01):
+            if not off_at and killed_at and off_web1(runtime):
+                off_at.append(time.time())
+
+    killed_at = 0.0
+    stop = threading.Event()
+    watcher = threading.Thread(target=monitor, args=(stop,), daemon=True)
+    watcher.start()
+    with Load(address, port, rate=rate, open_loop=True, max_s=END_AT_S + 5) as load:
+        began = time.monotonic()
+        time.sleep(KILL_AT_S)
+        killed_at, killed_mono = time.time(), time.monotonic()
+        cluster.kill("web1", signal.SIGKILL)
+        time.sleep(max(0.0, began + RESTART_AT_S - time.monotonic()))
+        failed_kill = load.outcome.failed
+        cluster.start("web1")
+        time.sleep(max(0.0, began + END_AT_S - time.monotonic()))
+        outcome = load.stop()
+    stop.set()
+    watcher.join()
+    seen = outcome.first_seen.get("web1bck")
+    return Run(
+        approach=approach,
+        detection_s=detected(killed_at),
+        haproxy_off_s=off_at[0] - killed_at if off_at else None,
+        serving_s=seen - killed_mono if seen and seen > killed_mono else None,
+        failed_kill=failed_kill,
+        failed_failback=outcome.failed - failed_kill,
+        requests=outcome.ok + outcome.failed,
+    )
+
+
+def relevo_detection(topology: Topology) -> Callable[[float], float | None]:
+    def detected(killed_at: float) -> float | None:
+        for event in read_events(topology.state_dir / "events.jsonl", 200):
+            if (event["kind"], event["node"], event["to"]) == ("health", "web1", "down") and event[
+                "ts"
+            ] >= killed_at:
+                return float(event["ts"]) - killed_at
+        return None
+
+    return detected
+
+
+def settle_relevo(cluster: Cluster) -> bool:
+    def normal() -> bool:
+        states = parse_servers_state(cluster.runtime.show_servers_state(), "web")
+        return (
+            cluster.status("web1bck") is NodeState.STOPPED
+            and states["web1"] == (AdminState.READY, True)
+            and states["web1bck"][0] is AdminState.MAINT
+        )
+
+    return wait_until(normal)
+
+
+def settle_seed(cluster: Cluster, seed: SeedHAProxy) -> bool:
+    def normal() -> bool:
+        states = parse_servers_state(seed.runtime.show_servers_state(), "web")
+        return (
+            cluster.status("web1bck") is NodeState.STOPPED and states["web1"][1] and not states["web1bck"][1]
+        )
+
+    return wait_until(normal)
+
+
+def summary(runs: list[Run]) -> None:
+    def stats(values: list[float | None], unit: str = "s") -> str:
+        known = [v for v in values if v is not None]
+        missing = len(values) - len(known)
+        if not known:
+            return "never"
+        text = (
+            f"{statistics.median(known):7.3f} / {max(known):7.3f}"
+            if unit == "s"
+            else (f"{statistics.median(known):7.0f} / {max(known):7.0f}")
+        )
+        return text + (f" ({missing} never)" if missing else "")
+
+    print(
+        f"\n{'':8} {'detection s':>17} {'HAProxy off web1 s':>19} {'standby serving s':>19} "
+        f"{'failed: kill phase':>19} {'failback phase':>17}   requests/run"
+    )
+    print(
+        f"{'':8} {'median / worst':>17} {'median / worst':>19} {'median / worst':>19} "
+        f"{'median / worst':>19} {'median / worst':>17}"
+    )
+    medians: dict[str, dict[str, float]] = {}
+    for approach in ("relevo", "seed"):
+        mine = [r for r in runs if r.approach == approach]
+        cells = [
+            stats([r.detection_s for r in mine]).rjust(17),
+            stats([r.haproxy_off_s for r in mine]).rjust(19),
+            stats([r.serving_s for r in mine]).rjust(19),
+            stats([r.failed_kill for r in mine], "n").rjust(19),
+            stats([r.failed_failback for r in mine], "n").rjust(17),
+        ]
+        print(f"{approach:8} {' '.join(cells)}   {statistics.median(r.requests for r in mine):.0f}")
+        medians[approach] = {
+            "off": statistics.median([r.haproxy_off_s or 0.0 for r in mine]),
+            "serving": statistics.median([r.serving_s for r in mine if r.serving_s] or [float("nan")]),
+            "failed": statistics.median([r.failed_kill + r.failed_failback for r in mine]),
+        }
+    r, s = medians["relevo"], medians["seed"]
+    print(
+        f"\nseed / relevo (medians): HAProxy off web1 {s['off'] / r['off']:.1f}x slower, standby serving "
+        f"{s['serving'] / r['serving']:.1f}x slower, failed requests {s['failed']:.0f} vs {r['failed']:.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=5, help="kills per approach (default 5)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="requests per second (default 1000)")
+    parser.add_argument("--network", default="127.250.7.0/24", help="loopback network for the cluster")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="relevo-bench-", dir="/tmp"))
+    path = workdir / "relevo.yaml"
+    path.write_text(
+        f"name: bench\nnetwork: {args.network}\nnodes:\n  web1: {{role: web}}\n  web2: {{role: web}}\n"
+        "  web1bck: {role: standby, standby_for: web1}\n  web2bck: {role: standby, standby_for: web2}\n"
+    )
+    topology = load_topology(path)
+    cluster = Cluster(topology)
+    seed: SeedHAProxy | None = None
+    runs: list[Run] = []
+    try:
+        lifecycle.up(topology, controller=False)
+        seed = SeedHAProxy(topology, workdir)
+        frontend = topology.balancer.frontend
+        for i in range(args.kills):
+            daemon.start_background(topology)
+            if not settle_relevo(cluster):
+                raise SystemExit("relevo's cluster did not settle")
+            run = one_run(
+                "relevo",
+                cluster,
+                cluster.runtime,
+                frontend.address,
+                frontend.port,
+                args.rate,
+                relevo_detection(topology),
+            )
+            settle_relevo(cluster)
+            daemon.stop_background(topology)
+            print(f"kill {i + 1} relevo: {run}", flush=True)
+            runs.append(run)
+            watchdog = Watchdog(cluster, topology)
+            watchdog.start()
+            if not settle_seed(cluster, seed):
+                raise SystemExit("the seed's cluster did not settle")
+            run = one_run(
+                "seed",
+                cluster,
+                seed.runtime,
+                seed.address,
+                seed.port,
+                args.rate,
+                lambda killed_at, w=watchdog: (w.noticed_at - killed_at) if w.noticed_at else None,
+            )
+            settle_seed(cluster, seed)
+            watchdog.stop_event.set()
+            watchdog.join()
+            print(f"kill {i + 1} seed:   {run}", flush=True)
+            runs.append(run)
+        summary(runs)
+    finally:
+        daemon.stop_background(topology)
+        if seed is not None:
+            seed.stop()
+        lifecycle.down(topology)
+        if os.environ.get("RELEVO_KEEP") is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

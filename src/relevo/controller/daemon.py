@@ -1,0 +1,292 @@
+"""Running the controller: in the foreground (`relevo watch`), or detached for `relevo up`, one per cluster.
+
+The lock file in the state directory is the truth about "is a controller running": the kernel drops a
+`flock` when its holder dies, however it dies, so a crashed controller never blocks the next one. The pid
+record (PID + kernel start time) is how `relevo down` signals exactly that process and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from relevo.controller.events import EventKind, EventLog, read_events
+from relevo.controller.haproxy_view import RuntimeBalancer
+from relevo.controller.health import ProbeResult
+from relevo.controller.loop import Controller
+from relevo.controller.probe import Prober, http_probe
+from relevo.errors import RelevoError
+from relevo.model import Topology
+from relevo.paths import StatePaths
+from relevo.procs import ProcessRecord, is_ours, process_state, reap_children
+
+START_WAIT_S = 10.0
+STOP_WAIT_S = 5.0
+LOCK_RETRY_S = 0.5
+LOG = logging.getLogger("relevo.controller")
+
+# Controllers this process started: kept so they are waited for (no zombie, no ResourceWarning).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class ControllerRunningError(RelevoError):
+    """Another controller holds this cluster's lock."""
+
+
+@contextlib.contextmanager
+def controller_lock(path: Path) -> Iterator[None]:
+    """Hold the cluster's controller lock (raises ControllerRunningError when another process has it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not _try_lock(fd):
+            holder = _read_pid(path)
+            raise ControllerRunningError(
+                f"a controller already runs for this cluster (pid {holder or '?'}, lock {path})"
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    # `lock_holder` takes the lock shared for an instant to look: retry briefly so that a status check
+    # at the wrong moment never makes a starting controller give up. A live controller never lets go.
+    deadline = time.monotonic() + LOCK_RETRY_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        else:
+            return True
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid of the controller holding the lock, or None when no controller runs."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(path) or -1
+    finally:
+        os.close(fd)  # also drops the shared lock we may just have taken
+    return None
+
+
+def _read_pid(path: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(path.read_text().strip())
+    return None
+
+
+def run_foreground(topology: Topology, *, stop: threading.Event | None = None) -> None:
+    """`relevo watch`: hold the lock, run the loop until SIGTERM/SIGINT (or `stop`), then let go."""
+    from relevo.cluster import Cluster
+
+    paths = StatePaths(topology.state_dir)
+    stop = stop or threading.Event()
+    with controller_lock(paths.controller_lock):
+        record = ProcessRecord.of(os.getpid())
+        if record is not None:
+            record.save(paths.controller_pid)
+        cluster = Cluster(topology)
+        health = topology.health
+        timeout_s = topology.controller.probe_timeout_s
+        endpoints = {node.name: node.endpoint for node in topology.nodes}
+
+        def probe(name: str) -> ProbeResult:
+            return http_probe(
+                endpoints[name], path=health.path, expect_status=health.expect_status, timeout_s=timeout_s
+            )
+
+        prober = Prober(probe, timeout_s=timeout_s)
+        wait_s = min(timeout_s, topology.controller.tick_s)
+        controller = Controller(
+            topology,
+            nodes=cluster,
+            balancer=RuntimeBalancer(
+                cluster.runtime, topology.balancer.BACKEND, save=cluster.save_server_state
+            ),
+            collect=lambda names: prober.collect(names, wait_s),
+            events=EventLog(paths.events),
+            state_file=paths.controller_state,
+            housekeeping=reap_children,
+        )
+        _on_signals(stop.set)
+        try:
+            controller.run(stop)
+        finally:
+            prober.close()
+            mine = ProcessRecord.load(paths.controller_pid)
+            if mine is not None and mine.pid == os.getpid():
+                paths.controller_pid.unlink(missing_ok=True)
+
+
+def _on_signals(handler: Callable[[], None]) -> None:
+    """Signal handlers only set the stop event; the loop notices it at its next wait."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # tests run the loop in a thread and stop it with the event directly
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda _signum, _frame: handler())
+
+
+def watch_arguments(topology: Topology) -> list[str]:
+    """`relevo`'s arguments for watching this topology in the same state directory (also when it is the
+    built-in default, which has no file to name)."""
+    file = ["-f", str(topology.source)] if topology.source is not None else []
+    return [*file, "watch", "--state-dir", str(topology.state_dir.resolve())]
+
+
+def watch_command(topology: Topology) -> list[str]:
+    """The argument list that runs `relevo watch` for this topology with this interpreter."""
+    return [sys.executable, "-m", "relevo", *watch_arguments(topology)]
+
+
+def start_background(topology: Topology) -> int:
+    """Start `relevo watch` detached (its own session, output to the controller log) unless a controller
+    already runs for this cluster; return its pid either way."""
+    paths = StatePaths(topology.state_dir)
+    running = lock_holder(paths.controller_lock)
+    if running is not None and not _dying(running):
+        return running
+    if running is not None and not _wait_unlocked(paths.controller_lock, STOP_WAIT_S):
+        raise RelevoError(f"the previous controller (pid {running}) is still exiting; try again")
+    env = dict(os.environ)
+    if topology.source is None:
+        env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
+    paths.controller_log.parent.mkdir(parents=True, exist_ok=True)
+    with paths.controller_log.open("ab") as log:
+        child = subprocess.Popen(
+            watch_command(topology),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=topology.state_dir.resolve().parent,
+            env=env,
+        )
+    _children[child.pid] = child
+    record = ProcessRecord.of(child.pid)
+    if record is not None:
+        record.save(paths.controller_pid)
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            _children.pop(child.pid, None)
+            raise RelevoError(f"the failover controller exited at once:\n{_tail(paths.controller_log)}")
+        if lock_holder(paths.controller_lock) == child.pid:
+            return child.pid
+        time.sleep(0.02)
+    return child.pid  # slow to start, but alive: it takes the lock when it can
+
+
+def stop_background(topology: Topology) -> bool:
+    """Stop the cluster's controller (SIGTERM, then SIGKILL after a bounded wait); True if one ran."""
+    paths = StatePaths(topology.state_dir)
+    record = ProcessRecord.load(paths.controller_pid)
+    if record is None or not is_ours(record):
+        if record is not None:
+            _wait_gone(
+                record, paths.controller_lock, 0.0
+            )  # collect it if it was our child and died on its own
+        paths.controller_pid.unlink(missing_ok=True)
+        return False
+    # The pid only, never its group: a foreground `relevo watch` shares its group with its shell's job.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGTERM)
+    if not _wait_gone(record, paths.controller_lock, STOP_WAIT_S):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
+        _wait_gone(record, paths.controller_lock, 2.0)
+    paths.controller_pid.unlink(missing_ok=True)
+    return True
+
+
+def _dying(pid: int) -> bool:
+    """A killed multi-threaded process shows its main thread as a zombie while its other threads (the
+    probes) still exit, holding the lock for a moment longer: it is going, not running."""
+    return process_state(pid) in (None, "Z", "X")
+
+
+def _wait_unlocked(lock: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while lock_holder(lock) is not None:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _wait_gone(record: ProcessRecord, lock: Path, timeout_s: float) -> bool:
+    """Wait until the controller has exited (and, if it was our child, collect it) and let go of the
+    lock, so that a controller started right after does not find it held."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        child = _children.get(record.pid)
+        if child is not None and child.poll() is not None:
+            _children.pop(record.pid)
+        if not is_ours(record) and lock_holder(lock) != record.pid:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def controller_status(topology: Topology) -> dict[str, Any]:
+    """Is a controller running (it holds the lock), its pid, when it last ticked, and its view of each
+    node (health, HAProxy admin state, failures and retries)."""
+    paths = StatePaths(topology.state_dir)
+    pid = lock_holder(paths.controller_lock)
+    state: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(paths.controller_state.read_text())
+        state = loaded if isinstance(loaded, dict) else {}
+    last_tick = state.get("last_tick")
+    age = time.time() - last_tick if isinstance(last_tick, int | float) else None
+    # Alive is a recent tick, not a pid that exists: a stuck loop shows up here.
+    stale_after = max(2.0, 20 * topology.controller.tick_s)
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "ticking": pid is not None and age is not None and age < stale_after,
+        "last_tick_age_s": round(age, 3) if age is not None else None,
+        "ticks": state.get("ticks"),
+        "haproxy": state.get("haproxy"),
+        "nodes": state.get("nodes", {}) if pid is not None else {},
+        "log": str(paths.controller_log),
+    }
+
+
+def recent_events(topology: Topology, n: int, *, include_actions: bool = False) -> list[dict[str, Any]]:
+    """The last `n` events of the cluster's journal, oldest first; without the routine `action` lines
+    (each start, stop and Runtime API command) unless asked: the transitions tell the story."""
+    path = StatePaths(topology.state_dir).events
+    if include_actions:
+        return read_events(path, n)
+    return read_events(path, n, keep=lambda event: event.get("kind") != EventKind.ACTION)
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""

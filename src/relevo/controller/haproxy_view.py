@@ -1,0 +1,98 @@
+"""HAProxy as the controller sees and drives it: admin state, operational state and sessions per server.
+
+The admin state comes from `show servers state` (a bit field, exact) rather than from `show stat`'s
+status words, which mix admin and health ("DRAIN", "MAINT", "DOWN 1/2"); sessions come from `show stat`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from relevo.controller.state import ServerView
+from relevo.errors import RuntimeAPIError
+from relevo.haproxy.runtime import AdminState, Health, RuntimeAPI
+
+# srv_admin_state bits (HAProxy's enum srv_admin): forced, inherited, resolution and FQDN maintenance.
+# CMAINT (0x04, "disabled in the configuration") is only a memory of the config once it is cleared by
+# `state ready`, so it is not one of them.
+MAINT_BITS = 0x01 | 0x02 | 0x20 | 0x40
+DRAIN_BITS = 0x08 | 0x10
+# srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping.
+OP_RUNNING = 2
+
+
+class Balancer(Protocol):
+    """What the loop needs from HAProxy (a fake in unit tests)."""
+
+    def view(self) -> Mapping[str, ServerView]:
+        """Every server of the backend; raises RuntimeAPIError when HAProxy does not answer."""
+        ...
+
+    def set_state(self, server: str, state: AdminState) -> None: ...
+
+    def health_up(self, server: str) -> None: ...
+
+    def save(self) -> None:
+        """Persist server states so that an HAProxy restart comes back with them."""
+        ...
+
+
+def parse_servers_state(text: str, backend: str) -> dict[str, tuple[AdminState, bool]]:
+    """`show servers state` -> {server: (admin state, operationally up)} for one backend."""
+    lines = text.splitlines()
+    header = next((line for line in lines if line.startswith("#")), None)
+    if header is None:
+        raise RuntimeAPIError(f"unexpected `show servers state` answer: {text[:200]!r}")
+    columns = header.lstrip("# ").split()
+    try:
+        be, name, op, admin = (
+            columns.index(c) for c in ("be_name", "srv_name", "srv_op_state", "srv_admin_state")
+        )
+    except ValueError as exc:
+        raise RuntimeAPIError(f"unexpected `show servers state` header: {header!r}") from exc
+    servers: dict[str, tuple[AdminState, bool]] = {}
+    for line in lines:
+        fields = line.split()
+        if line.startswith("#") or len(fields) <= max(be, name, op, admin) or fields[be] != backend:
+            continue
+        bits = int(fields[admin])
+        state = (
+            AdminState.MAINT
+            if bits & MAINT_BITS
+            else AdminState.DRAIN
+            if bits & DRAIN_BITS
+            else AdminState.READY
+        )
+        servers[fields[name]] = (state, int(fields[op]) == OP_RUNNING)
+    return servers
+
+
+class RuntimeBalancer:
+    """The `Balancer` of a real HAProxy, through its Runtime API."""
+
+    def __init__(self, runtime: RuntimeAPI, backend: str, *, save: Callable[[], None]) -> None:
+        self.runtime = runtime
+        self.backend = backend
+        self._save = save
+
+    def view(self) -> Mapping[str, ServerView]:
+        states = parse_servers_state(self.runtime.show_servers_state(), self.backend)
+        stats = self.runtime.servers(self.backend)
+        return {
+            name: ServerView(
+                admin=admin,
+                up=up,
+                sessions=stats[name].current_sessions if name in stats else 0,
+            )
+            for name, (admin, up) in states.items()
+        }
+
+    def set_state(self, server: str, state: AdminState) -> None:
+        self.runtime.set_state(self.backend, server, state)
+
+    def health_up(self, server: str) -> None:
+        self.runtime.set_health(self.backend, server, Health.UP)
+
+    def save(self) -> None:
+        self._save()

@@ -1,0 +1,88 @@
+"""The controller's own HTTP probe of each web node, run concurrently and never allowed to stall a tick.
+
+A hung server (SIGSTOPped, or stuck in a request) accepts the TCP connection and then says nothing, so
+each probe has a deadline; a probe still running past it counts as one failed probe and is abandoned
+(its socket timeout ends its thread soon after), so one hung node never delays decisions about others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from relevo.controller.health import ProbeResult
+from relevo.model import Endpoint
+
+ProbeFn = Callable[[str], ProbeResult]
+# Sent as the Host header: the same one HAProxy's own check sends (see the haproxy.cfg template).
+CHECK_HOST = "relevo-check"
+
+
+def http_probe(endpoint: Endpoint, *, path: str, expect_status: int, timeout_s: float) -> ProbeResult:
+    """One GET of the health path. Fails on a refused or reset connection, a timeout, or another status."""
+    connection = http.client.HTTPConnection(endpoint.address, endpoint.port, timeout=timeout_s)
+    try:
+        connection.request(
+            "GET", path, headers={"Host": CHECK_HOST, "Connection": "close", "User-Agent": "relevo-probe"}
+        )
+        response = connection.getresponse()
+        response.read(65536)
+    except TimeoutError:
+        return ProbeResult(ok=False, detail=f"no answer within {timeout_s:g} s")
+    except ConnectionRefusedError:
+        return ProbeResult(ok=False, detail="connection refused")
+    except (OSError, http.client.HTTPException) as exc:
+        return ProbeResult(ok=False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "))
+    finally:
+        connection.close()
+    if response.status != expect_status:
+        return ProbeResult(ok=False, detail=f"status {response.status}, expected {expect_status}")
+    return ProbeResult(ok=True, detail=f"status {response.status}")
+
+
+class Prober:
+    """Runs a probe per node in threads; `collect` returns the verdicts that are in, never waiting long."""
+
+    def __init__(
+        self,
+        probe: ProbeFn,
+        *,
+        timeout_s: float,
+        workers: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._probe = probe
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relevo-probe")
+        self._inflight: dict[str, tuple[Future[ProbeResult], float]] = {}
+
+    def collect(self, names: Iterable[str], wait_s: float) -> Mapping[str, ProbeResult]:
+        """Probe `names` (unless a probe of one is still in flight) and wait up to `wait_s` for them.
+        Nodes whose probe is neither done nor overdue are left out: no verdict yet."""
+        wanted = list(names)
+        for name in wanted:
+            if name not in self._inflight:
+                self._inflight[name] = (self._pool.submit(self._probe, name), self._clock())
+        futures = [self._inflight[name][0] for name in wanted]
+        concurrent.futures.wait(futures, timeout=wait_s)
+        now = self._clock()
+        results: dict[str, ProbeResult] = {}
+        for name in wanted:
+            future, began = self._inflight[name]
+            if future.done():
+                del self._inflight[name]
+                error = future.exception()
+                results[name] = (
+                    ProbeResult(ok=False, detail=f"probe error: {error!r}") if error else future.result()
+                )
+            elif now - began >= self._timeout_s:
+                del self._inflight[name]  # abandoned: its own socket timeout ends the thread
+                results[name] = ProbeResult(ok=False, detail=f"no answer within {self._timeout_s:g} s")
+        return results
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

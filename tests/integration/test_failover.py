@@ -1,0 +1,458 @@
+"""The failover controller against real HAProxy and Apache, under load counted at the client.
+
+A closed loop (100 keep-alive connections, each paced) sends nothing while its request stalls, so it
+hides failures; an open loop (a fixed arrival rate, whatever the answers do) does not. A request has
+failed when it got no answer within the client's timeout, a broken connection, or a status other
+than 200. HAProxy does not log a request cut off by a dying server: only the client can count it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from relevo.controller import daemon
+from relevo.controller.events import read_events
+from relevo.controller.haproxy_view import parse_servers_state
+from relevo.haproxy.runtime import AdminState
+from relevo.procs import ProcessRecord, is_ours
+from relevo.providers.base import NodeState
+
+from .conftest import RunningCluster
+
+pytestmark = pytest.mark.integration
+
+CLIENT_TIMEOUT_S = 10.0  # far above HAProxy's `timeout server` + retries: a stall, not a slow answer
+MAX_REQUESTS = 100_000
+MAX_LOAD_S = 60.0
+MAX_CONNECTIONS = 1000
+MAX_IDLE_S = 5.0  # below HAProxy's `timeout http-keep-alive` (10 s)
+
+
+# --- a small load client: closed loop (paced keep-alive connections) or open loop (arrival rate) ---------
+@dataclass
+class Outcome:
+    ok: int = 0
+    failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    served_by: Counter[str] = field(default_factory=Counter)
+    first_seen: dict[str, float] = field(default_factory=dict)  # node -> monotonic time of 1st answer
+    last_seen: dict[str, float] = field(default_factory=dict)
+
+    def record(self, status: int | None, served_by: str | None, error: str = "") -> None:
+        now = time.monotonic()
+        if status == 200:
+            self.ok += 1
+            node = served_by or "?"
+            self.served_by[node] += 1
+            self.first_seen.setdefault(node, now)
+            self.last_seen[node] = now
+        else:
+            self.failed += 1
+            self.errors[error or f"status {status}"] += 1
+
+
+class Load:
+    """HTTP GETs to one address from a thread of its own, bounded in count and time."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        rate: float = 1000.0,
+        connections: int = 100,
+        open_loop: bool = False,
+        max_requests: int = MAX_REQUESTS,
+        max_s: float = MAX_LOAD_S,
+    ) -> None:
+        if not host.startswith("127."):
+            raise ValueError("load only to loopback")
+        self.host, self.port = host, port
+        self.rate, self.connections, self.open_loop = rate, connections, open_loop
+        self.max_requests, self.max_s = max_requests, max_s
+        self.outcome = Outcome()
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="load", daemon=True)
+        self._request = f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: relevo-test\r\n\r\n".encode()
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> Outcome:
+        self._stop.set()
+        self._thread.join(CLIENT_TIMEOUT_S + 5)
+        return self.outcome
+
+    def _done(self, began: float) -> bool:
+        return self._stop.is_set() or self.sent >= self.max_requests or time.monotonic() - began > self.max_s
+
+    async def _main(self) -> None:
+        began = time.monotonic()
+        if self.open_loop:
+            await self._open_loop(began)
+        else:
+            interval = self.connections / self.rate
+            await asyncio.gather(
+                *(
+                    self._connection(began, i * interval / self.connections, interval)
+                    for i in range(self.connections)
+                )
+            )
+
+    async def _connection(self, began: float, offset: float, interval: float) -> None:
+        """Closed loop: one keep-alive connection, one request at a time, paced to `interval`."""
+        streams = None
+        due = began + offset
+        while not self._done(began):
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due = max(due + interval, time.monotonic() - interval)
+            try:
+                if streams is None:
+                    streams = await asyncio.open_connection(self.host, self.port)
+                self.sent += 1
+                keep = await self._exchange(*streams)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                self.outcome.record(None, None, type(exc).__name__)
+                keep = False
+            if not keep and streams is not None:
+                streams[1].close()
+                streams = None
+        if streams is not None:
+            streams[1].close()
+
+    async def _open_loop(self, began: float) -> None:
+        """Open loop: request i leaves at began + i/rate on an idle connection or a new one."""
+        # (reader, writer, when it became idle): a connection idle longer than MAX_IDLE_S is dropped, as
+        # real clients do, because HAProxy closes it after `timeout http-keep-alive` and a request sent
+        # on it as it closes would be lost without the server ever seeing it.
+        idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+        tasks: set[asyncio.Task[None]] = set()
+        opened = 0
+
+        def take() -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+            nonlocal opened
+            while idle:
+                reader, writer, since = idle.pop()
+                if time.monotonic() - since < MAX_IDLE_S and not reader.at_eof():
+                    return reader, writer
+                writer.close()
+                opened -= 1
+            return None
+
+        async def one() -> None:
+            nonlocal opened
+            streams = take()
+            try:
+                if streams is None:
+                    opened += 1
+                    streams = await asyncio.open_connection(self.host, self.port)
+                keep = await self._exchange(*streams)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                self.outcome.record(None, None, type(exc).__name__)
+                keep = False
+            if streams is not None:
+                if keep:
+                    idle.append((*streams, time.monotonic()))
+                else:
+                    streams[1].close()
+                    opened -= 1
+
+        i = 0
+        while not self._done(began):
+            await asyncio.sleep(max(0.0, began + i / self.rate - time.monotonic()))
+            if opened - len(idle) >= MAX_CONNECTIONS:
+                self.outcome.record(None, None, "client out of connections")
+            else:
+                self.sent += 1
+                task = asyncio.create_task(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            i += 1
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLIENT_TIMEOUT_S + 1)
+        for _, writer, _ in idle:
+            writer.close()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """One request and its whole response; True if the connection may be reused."""
+        async with asyncio.timeout(CLIENT_TIMEOUT_S):
+            writer.write(self._request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in lines[1:] if line)
+            }
+            if "content-length" in headers:
+                await reader.readexactly(int(headers["content-length"]))
+                keep = headers.get("connection", "").lower() != "close"
+            else:
+                await reader.read()  # delimited by the end of the connection (HAProxy's 503 page)
+                keep = False
+        self.outcome.record(status, headers.get("x-served-by"))
+        return keep
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def wait_until(
+    predicate: Callable[[], bool], what: str, timeout_s: float = 20.0, running: RunningCluster | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting until {what}" + (diagnose(running) if running else ""))
+
+
+def diagnose(running: RunningCluster) -> str:
+    """What the controller did and saw, for a failure message."""
+    paths = running.cluster.paths
+    lines = [json.dumps(e) for e in read_events(paths.events, 40)]
+    with contextlib.suppress(OSError):
+        lines += ["--- controller log:", *paths.controller_log.read_text().splitlines()[-30:]]
+    with contextlib.suppress(Exception):
+        lines += ["--- HAProxy:", repr(admin(running))]
+    lines += ["--- controller status:", repr(daemon.controller_status(running.topology))]
+    return "\n" + "\n".join(lines)
+
+
+def admin(running: RunningCluster) -> dict[str, tuple[AdminState, bool]]:
+    """Each server's (admin state, operationally up) as HAProxy has it now."""
+    return parse_servers_state(running.cluster.runtime.show_servers_state(), "web")
+
+
+def in_service(running: RunningCluster, server: str) -> bool:
+    state, up = admin(running).get(server, (AdminState.MAINT, False))
+    return state is AdminState.READY and up
+
+
+def load_for(running: RunningCluster, **kwargs: object) -> Load:
+    frontend = running.topology.balancer.frontend
+    return Load(frontend.address, frontend.port, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def controlled(running_cluster: RunningCluster) -> Iterator[RunningCluster]:
+    """The seed's cluster with the failover controller running in the background (as `relevo up` runs it)."""
+    topology = running_cluster.topology
+    daemon.start_background(topology)
+    try:
+        wait_until(lambda: bool(daemon.controller_status(topology)["ticking"]), "the controller ticks")
+        yield running_cluster
+    finally:
+        daemon.stop_background(topology)
+
+
+def warm_up(load: Load, running: RunningCluster) -> None:
+    wait_until(
+        lambda: load.outcome.served_by["web1"] > 50 and load.outcome.served_by["web2"] > 50,
+        "both primaries serve the load",
+    )
+
+
+def assert_no_failures(outcome: Outcome) -> None:
+    assert outcome.ok > 1000, f"too little traffic to judge: {outcome}"
+    assert outcome.failed == 0, f"{outcome.failed} failed requests: {dict(outcome.errors)}"
+
+
+# --- the cases --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("open_loop", [False, True], ids=["closed-loop", "open-loop"])
+def test_killed_primary_is_replaced_without_a_failed_request(controlled, open_loop):
+    """SIGKILL web1 under load: web1bck is started and serves, and no client request fails."""
+    with load_for(controlled, open_loop=open_loop) as load:
+        warm_up(load, controlled)
+        controlled.cluster.kill("web1", signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: "web1bck" in load.outcome.first_seen, "web1bck answers clients", running=controlled
+        )
+        assert in_service(controlled, "web1bck")
+        assert admin(controlled)["web1"][0] is AdminState.MAINT
+        served_after_kill = load.outcome.served_by["web2"]
+        time.sleep(1.0)
+        outcome = load.stop()
+    assert outcome.first_seen["web1bck"] > killed_at
+    assert outcome.served_by["web2"] > served_after_kill, "web2 stopped serving its share"
+    assert_no_failures(outcome)
+    failovers = [e for e in daemon.recent_events(controlled.topology, 50) if e["kind"] == "failover"]
+    assert [e["node"] for e in failovers] == ["web1bck"]
+
+
+@pytest.mark.parametrize("open_loop", [False, True], ids=["closed-loop", "open-loop"])
+def test_restarted_primary_gets_its_traffic_back_without_a_failed_request(controlled, open_loop):
+    """`start web1` after a failover: traffic returns to web1, web1bck is drained and stopped, and no
+    client request fails."""
+    topology = controlled.topology
+    controlled.cluster.kill("web1", signal.SIGKILL)
+    wait_until(lambda: in_service(controlled, "web1bck"), "web1bck is in service")
+    with load_for(controlled, open_loop=open_loop) as load:
+        wait_until(lambda: load.outcome.served_by["web1bck"] > 50, "web1bck serves the load")
+        controlled.cluster.start("web1")
+        wait_until(
+            lambda: controlled.cluster.status("web1bck") is NodeState.STOPPED,
+            "web1bck is drained and stopped",
+            timeout_s=topology.standby.hold_s + 20,
+        )
+        back_at = time.monotonic()
+        time.sleep(1.0)
+        outcome = load.stop()
+    assert outcome.last_seen["web1"] > back_at, "web1 does not serve after the failback"
+    assert outcome.last_seen["web1bck"] < back_at
+    assert admin(controlled)["web1bck"][0] is AdminState.MAINT
+    assert in_service(controlled, "web1")
+    assert_no_failures(outcome)
+    steps = [
+        (e["node"], e["to"])
+        for e in daemon.recent_events(topology, 50, include_actions=True)
+        if e["kind"] == "action" and e["node"] in ("web1", "web1bck")
+    ]
+    tail = steps[steps.index(("web1", "ready")) :]
+    assert [s for s in tail if s[1] in ("ready", "drain", "maint", "stopped")] == [
+        ("web1", "ready"),
+        ("web1bck", "drain"),
+        ("web1bck", "maint"),
+        ("web1bck", "stopped"),
+    ]
+
+
+def test_hung_primary_is_replaced_without_a_failed_request(controlled):
+    """SIGSTOP web2 (a hang): detected, web2bck serves in its place, and no client request fails."""
+    try:
+        with load_for(controlled, open_loop=True) as load:
+            warm_up(load, controlled)
+            controlled.cluster.kill("web2", signal.SIGSTOP)
+            wait_until(
+                lambda: "web2bck" in load.outcome.first_seen, "web2bck answers clients", running=controlled
+            )
+            assert admin(controlled)["web2"][0] is AdminState.MAINT
+            time.sleep(1.5)
+            outcome = load.stop()
+    finally:
+        controlled.cluster.kill("web2", signal.SIGCONT)
+    assert_no_failures(outcome)
+    downs = [
+        e
+        for e in daemon.recent_events(controlled.topology, 50)
+        if e["kind"] == "health" and e["node"] == "web2" and e["to"] == "down"
+    ]
+    assert downs, "the hang was never reported"
+
+
+def test_controller_killed_mid_failover_and_restarted_converges(controlled):
+    """The controller SIGKILLed right after it started web1bck, then started again: web1bck serves (not
+    started twice), web1 is in maint, and no client request fails meanwhile."""
+    topology = controlled.topology
+    paths = controlled.cluster.paths
+    with load_for(controlled, open_loop=True) as load:
+        warm_up(load, controlled)
+        controlled.cluster.kill("web1", signal.SIGKILL)
+        wait_until(lambda: controlled.cluster.status("web1bck") is NodeState.RUNNING, "web1bck is started")
+        record = ProcessRecord.load(paths.controller_pid)
+        assert record is not None
+        os.kill(record.pid, signal.SIGKILL)
+        wait_until(lambda: not is_ours(record), "the controller is dead")
+        assert daemon.stop_background(topology) is False  # reaps it; it was not running any more
+        standby = ProcessRecord.load(paths.pid_file("web1bck"))
+        daemon.start_background(topology)
+        wait_until(
+            lambda: in_service(controlled, "web1bck") and admin(controlled)["web1"][0] is AdminState.MAINT,
+            "the new controller completes the failover",
+            running=controlled,
+        )
+        wait_until(
+            lambda: "web1bck" in load.outcome.first_seen, "web1bck answers clients", running=controlled
+        )
+        time.sleep(1.5)
+        outcome = load.stop()
+    assert ProcessRecord.load(paths.pid_file("web1bck")) == standby, "web1bck was started twice"
+    assert_no_failures(outcome)
+
+
+def test_controller_killed_mid_drain_and_restarted_converges(controlled):
+    """The controller SIGKILLed while web1bck drains, then started again: web1bck ends stopped and in
+    maint, web1 in service."""
+    topology = controlled.topology
+    paths = controlled.cluster.paths
+    controlled.cluster.kill("web1", signal.SIGKILL)
+    wait_until(lambda: in_service(controlled, "web1bck"), "web1bck is in service")
+    controlled.cluster.start("web1")
+    wait_until(
+        lambda: admin(controlled)["web1bck"][0] is not AdminState.READY,
+        "the failback begins",
+        timeout_s=topology.standby.hold_s + 20,
+    )
+    record = ProcessRecord.load(paths.controller_pid)
+    assert record is not None
+    os.kill(record.pid, signal.SIGKILL)
+    daemon.stop_background(topology)
+    daemon.start_background(topology)
+    wait_until(
+        lambda: controlled.cluster.status("web1bck") is NodeState.STOPPED,
+        "web1bck is stopped",
+        timeout_s=topology.standby.hold_s + 20,
+    )
+    assert in_service(controlled, "web1")
+    assert admin(controlled)["web1bck"][0] is AdminState.MAINT
+
+
+def test_relevo_up_runs_one_controller_and_down_stops_it(running_cluster):
+    """`start_background` twice runs one controller (the lock); `stop_background` ends it."""
+    topology = running_cluster.topology
+    try:
+        first = daemon.start_background(topology)
+        assert daemon.start_background(topology) == first
+        with pytest.raises(daemon.ControllerRunningError):
+            daemon.run_foreground(topology)
+        assert daemon.controller_status(topology)["pid"] == first
+    finally:
+        assert daemon.stop_background(topology) is True
+    assert daemon.controller_status(topology)["running"] is False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(first, 0)
+        pytest.fail("the controller is still running")
+
+
+def test_dead_haproxy_is_restarted_with_its_server_states(controlled):
+    """HAProxy SIGKILLed after a failover: the controller restarts it, and the standby still serves in
+    place of the dead primary."""
+    balancer = controlled.topology.balancer.name
+    pid_file = controlled.cluster.paths.pid_file(balancer)
+    controlled.cluster.kill("web1", signal.SIGKILL)
+    wait_until(lambda: in_service(controlled, "web1bck"), "web1bck is in service", running=controlled)
+    before = ProcessRecord.load(pid_file)
+    controlled.cluster.kill(balancer, signal.SIGKILL)
+
+    def serving_again() -> bool:
+        record = ProcessRecord.load(pid_file)
+        if record is None or record == before or not is_ours(record):
+            return False
+        with contextlib.suppress(Exception):
+            return in_service(controlled, "web1bck") and controlled.get()[0] == 200
+        return False
+
+    wait_until(serving_again, "a new HAProxy serves with web1bck in service", running=controlled)
+    assert admin(controlled)["web1"][0] is AdminState.MAINT
+    restarts = [
+        e
+        for e in daemon.recent_events(controlled.topology, 50, include_actions=True)
+        if e["node"] == balancer and e["to"] == "running"
+    ]
+    assert restarts, "no restart of HAProxy was recorded" + diagnose(controlled)

@@ -1,0 +1,98 @@
+"""The controller's HTTP probe on real loopback sockets, and the prober that never waits on a hang."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from relevo.controller.health import ProbeResult
+from relevo.controller.probe import Prober, http_probe
+from relevo.model import Endpoint
+
+
+@contextmanager
+def http_server(status: int) -> Iterator[Endpoint]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Endpoint(address="127.0.0.1", port=server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
+def silent_server() -> Iterator[Endpoint]:
+    """Accepts connections (the kernel does, as for a SIGSTOPped server) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield Endpoint(address="127.0.0.1", port=listener.getsockname()[1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def probe(endpoint: Endpoint, timeout_s: float = 0.3) -> ProbeResult:
+    return http_probe(endpoint, path="/health", expect_status=200, timeout_s=timeout_s)
+
+
+def test_expected_status_passes():
+    """A 200 from the health path passes."""
+    with http_server(200) as endpoint:
+        assert probe(endpoint).ok
+
+
+def test_unexpected_status_fails():
+    """Any other status fails, and says which."""
+    with http_server(503) as endpoint:
+        result = probe(endpoint)
+    assert not result.ok and "503" in result.detail
+
+
+def test_refused_connection_fails():
+    """Nothing listening: connection refused."""
+    result = probe(Endpoint(address="127.0.0.1", port=free_port()))
+    assert not result.ok and result.detail == "connection refused"
+
+
+def test_silent_server_times_out():
+    """A server that accepts but never answers (a hang) fails after the timeout."""
+    with silent_server() as endpoint:
+        result = probe(endpoint, timeout_s=0.2)
+    assert not result.ok and "no answer" in result.detail
+
+
+def test_prober_does_not_wait_for_a_hung_node():
+    """A hung node's probe leaves the others' verdicts on time, and counts as one failure when overdue."""
+    with silent_server() as hung, http_server(200) as healthy:
+        endpoints = {"hung": hung, "ok": healthy}
+        prober = Prober(lambda name: probe(endpoints[name], timeout_s=0.5), timeout_s=0.5)
+        try:
+            began = time.monotonic()
+            first = prober.collect(["hung", "ok"], wait_s=0.1)
+            assert time.monotonic() - began < 0.4
+            assert first["ok"].ok and "hung" not in first
+            time.sleep(0.5)
+            second = prober.collect(["hung", "ok"], wait_s=0.1)
+            assert not second["hung"].ok
+        finally:
+            prober.close()

@@ -28,7 +28,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,16 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.integration.test_failover import Load
-
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.controller.events import read_events
 from relevo.controller.haproxy_view import parse_servers_state
 from relevo.haproxy.runtime import AdminState, RuntimeAPI
+from relevo.loadgen.background import Load
 from relevo.model import Topology
 from relevo.procs import ProcessRecord, stop_group
 from relevo.providers.base import NodeState

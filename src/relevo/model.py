@@ -82,6 +82,8 @@ class ControllerSettings:
     tick_s: float = 0.1
     probe_timeout_s: float = 0.3
     drain_timeout_s: float = 10.0
+    # A standby started but never answering is given up on after this long (reported, retried later).
+    start_timeout_s: float = 10.0
     restart_backoff_s: float = 1.0
     restart_backoff_max_s: float = 30.0
 

@@ -96,6 +96,8 @@ def signal_group(record: ProcessRecord, sig: signal.Signals) -> bool:
 
 def group_paused(record: ProcessRecord) -> bool:
     """Every live process of the group is stopped by a signal (state T): a hung node."""
+    if process_state(record.pid) != "T":
+        return False  # the common case, answered without scanning /proc
     states = [process_state(pid) for pid in group_members(record.pgid)]
     return bool(states) and all(state == "T" for state in states)
 

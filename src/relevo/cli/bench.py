@@ -320,9 +320,3 @@ def report(jtl: Path, json_out: str | None, series: bool) -> None:
     """
     summary = summarize(read_stats(jtl), meta={"source": str(jtl)})
     _emit(summary, json_out=json_out, quiet=False, series=series)
-
-
-def register(group: click.Group) -> None:
-    """Add `bench` and `report` to the `relevo` group."""
-    group.add_command(bench)
-    group.add_command(report)

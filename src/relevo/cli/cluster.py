@@ -235,8 +235,3 @@ def render_text(topology: Topology, what: str, node: str | None) -> str:
     from relevo.render.systemd import render_systemd_unit
 
     return render_systemd_unit(topology)
-
-
-def register(group: click.Group) -> None:
-    for command in (init, up_command, down_command, status, start, stop, kill, render):
-        group.add_command(command)

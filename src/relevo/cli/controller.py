@@ -130,9 +130,3 @@ def event_line(event: dict[str, Any]) -> Text:
         parts = [f"{DURATION_LABELS.get(k, k)} {float(v) * 1000:.0f} ms" for k, v in durations.items()]
         line.append(f"  [{', '.join(parts)}]", style="cyan")
     return line
-
-
-def register(group: click.Group) -> None:
-    """Add the controller's commands to the `relevo` group."""
-    group.add_command(watch)
-    group.add_command(events)

@@ -65,8 +65,7 @@ class Policy:
             fall=topology.health.fall,
             hold_s=topology.standby.hold_s,
             drain_timeout_s=topology.controller.drain_timeout_s,
-            # Configurable as `controller: {start_timeout: 10s}` once ControllerSettings has the field.
-            start_timeout_s=getattr(topology.controller, "start_timeout_s", START_TIMEOUT_S),
+            start_timeout_s=topology.controller.start_timeout_s,
             backoff_s=topology.controller.restart_backoff_s,
             backoff_max_s=topology.controller.restart_backoff_max_s,
         )

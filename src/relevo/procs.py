@@ -116,7 +116,7 @@ def wait_gone(record: ProcessRecord, timeout_s: float) -> bool:
         reap_children()
         if not is_ours(record) and not group_members(record.pgid):
             return True
-        time.sleep(0.02)
+        time.sleep(0.005)
     return False
 
 

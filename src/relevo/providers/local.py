@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from relevo.errors import ProviderError, RuntimeAPIError
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
-from relevo.procs import ProcessRecord, group_paused, is_ours, reap_children, signal_group, stop_group
+from relevo.procs import ProcessRecord, group_paused, is_ours, signal_group, stop_group, wait_gone
 from relevo.providers.base import NodeState
 from relevo.providers.tools import find_apache, find_haproxy, run
 from relevo.render.apache import layout_for, write_apache_files
@@ -26,6 +27,7 @@ from relevo.secrets import load_or_create_secrets
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
+SIGNAL_EFFECT_S = 2.0
 # A unix socket's path must fit in sockaddr_un (108 bytes on Linux, 104 on the BSDs).
 MAX_SOCKET_PATH = 100
 
@@ -70,10 +72,12 @@ class LocalProvider:
         record = self._record(node)
         if record is None or not signal_group(record, sig):
             raise ProviderError(f"{node} is not running")
+        # Signals are delivered asynchronously: return once this one has taken effect, so that `status`
+        # right after `kill` tells the truth.
         if sig == signal.SIGKILL:
-            # Our own children (when this process started them) must not linger as zombies.
-            time.sleep(0.01)
-            reap_children()
+            wait_gone(record, SIGNAL_EFFECT_S)
+        elif sig in (signal.SIGSTOP, signal.SIGCONT):
+            _wait(lambda: group_paused(record) == (sig == signal.SIGSTOP), SIGNAL_EFFECT_S)
 
     def status(self, node: str) -> NodeState:
         record = self._record(node)
@@ -181,6 +185,12 @@ def save_server_state(paths: StatePaths) -> None:
     except RuntimeAPIError:
         return  # HAProxy is gone: the last dump is the best there is
     paths.server_state.write_text(state)
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _read(path: Path) -> str:

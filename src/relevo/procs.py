@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from relevo.files import write_atomic
+
 PROC = Path("/proc")
 
 
@@ -26,9 +28,7 @@ class ProcessRecord:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> ProcessRecord | None:

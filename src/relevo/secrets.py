@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets as random_tokens
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from relevo.errors import RelevoError
+from relevo.files import write_atomic
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,12 +20,7 @@ class Secrets:
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, created with that mode (never readable, even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    tmp.replace(path)
+    write_atomic(path, text, mode=0o600)
 
 
 def load_or_create_secrets(path: Path) -> Secrets:

@@ -27,6 +27,7 @@ from relevo.controller.health import ProbeResult
 from relevo.controller.loop import Controller
 from relevo.controller.probe import Prober, http_probe
 from relevo.errors import RelevoError
+from relevo.files import tail
 from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, process_state, reap_children
@@ -193,7 +194,7 @@ def start_background(topology: Topology) -> int:
     while time.monotonic() < deadline:
         if child.poll() is not None:
             _children.pop(child.pid, None)
-            raise RelevoError(f"the failover controller exited at once:\n{_tail(paths.controller_log)}")
+            raise RelevoError(f"the failover controller exited at once:\n{tail(paths.controller_log)}")
         if lock_holder(paths.controller_lock) == child.pid:
             return child.pid
         time.sleep(0.02)
@@ -284,9 +285,3 @@ def recent_events(topology: Topology, n: int, *, include_actions: bool = False) 
     if include_actions:
         return read_events(path, n)
     return read_events(path, n, keep=lambda event: event.get("kind") != EventKind.ACTION)
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""

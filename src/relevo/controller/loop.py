@@ -30,6 +30,7 @@ from relevo.controller.state import (
     Policy,
     ServerView,
 )
+from relevo.files import write_atomic
 from relevo.model import Topology
 from relevo.providers.base import NodeState
 
@@ -264,10 +265,8 @@ class Controller:
     def write_state(self) -> None:
         if self.state_file is None:
             return
-        tmp = self.state_file.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(self.snapshot()))
-            tmp.replace(self.state_file)
+            write_atomic(self.state_file, json.dumps(self.snapshot()))
         except OSError as exc:
             self.log_error("state-file", f"cannot write {self.state_file}: {exc}")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relevo.errors import ProviderError, RuntimeAPIError
+from relevo.files import read_or_empty, tail
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
@@ -98,10 +99,10 @@ class LocalProvider:
                 f"({self.paths.runtime_socket}); move the topology file to a shorter path"
             )
         secrets = load_or_create_secrets(self.paths.secrets)
-        before = _read(self.paths.haproxy_cfg)
+        before = read_or_empty(self.paths.haproxy_cfg)
         config = write_haproxy_files(self.topology, secrets, self.paths)
         run([str(find_haproxy()), "-c", "-q", "-f", str(config)], what="HAProxy rejected its configuration")
-        if _read(config) != before:
+        if read_or_empty(config) != before:
             self._config_changed.add(self.topology.balancer.name)
 
     def _start_balancer(self) -> None:
@@ -123,12 +124,12 @@ class LocalProvider:
     def _create_web(self, node: Node) -> None:
         apache = find_apache()
         layout = layout_for(node, self.paths, apache.modules_dir)
-        before = _read(layout.node_dir / "httpd.conf")
+        before = read_or_empty(layout.node_dir / "httpd.conf")
         config = write_apache_files(self.topology, node, layout)
         run(
             [str(apache.binary), "-t", "-f", str(config)], what=f"Apache rejected {node.name}'s configuration"
         )
-        if _read(config) != before:
+        if read_or_empty(config) != before:
             self._config_changed.add(node.name)
 
     def _start_web(self, node: Node) -> None:
@@ -146,7 +147,7 @@ class LocalProvider:
         """Wait for the daemon's pid file, then record the process as ours."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            text = _read(pid_file).strip()
+            text = read_or_empty(pid_file).strip()
             if text.isdigit():
                 # Apache may bind its port after detaching: a parent that is gone at once failed to start.
                 time.sleep(0.05)
@@ -157,7 +158,7 @@ class LocalProvider:
                 self._config_changed.discard(node)
                 return
             time.sleep(0.02)
-        output = _tail(log) if log else ""
+        output = tail(log) if log else ""
         raise ProviderError(f"{node} did not start", output=output)
 
     def _reload(self, node: str, record: ProcessRecord) -> None:
@@ -191,14 +192,3 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.005)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    return "\n".join(_read(path).splitlines()[-lines:])

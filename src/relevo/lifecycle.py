@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relevo.cluster import Cluster
+from relevo.controller import daemon
 from relevo.errors import ProviderError, RelevoError
 from relevo.model import Temperature, Topology
-from relevo.paths import StatePaths
 from relevo.providers.base import NodeState
 
 Progress = Callable[[str], None]
@@ -97,7 +97,7 @@ def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
     stopped."""
     cluster = Cluster(topology)
     stopped: list[str] = []
-    if _stop_controller(topology):
+    if daemon.stop_background(topology):
         stopped.append("controller")
     errors: list[str] = []
     # The balancer first: clients get its 503 page, not connection errors from half a cluster.
@@ -114,16 +114,6 @@ def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
     return stopped
 
 
-def _start_controller(topology: Topology, progress: Progress) -> int | None:
-    from relevo.controller import daemon
-
+def _start_controller(topology: Topology, progress: Progress) -> int:
     progress("starting the failover controller")
     return daemon.start_background(topology)
-
-
-def _stop_controller(topology: Topology) -> bool:
-    if not StatePaths(topology.state_dir).controller_pid.exists():
-        return False  # never started here: nothing to stop
-    from relevo.controller import daemon
-
-    return daemon.stop_background(topology)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from relevo.cli.common import console, err_console, get_topology, print_json
 from relevo.cluster import Cluster
+from relevo.controller import daemon
 from relevo.errors import RelevoError
 from relevo.lifecycle import down, up
 from relevo.model import Topology
@@ -114,12 +115,10 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
     console.print(f"frontend  {report['frontend_url']}")
     console.print(f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})")
     controller = report["controller"]
-    if controller is not None:
-        running = controller.get("running")
-        console.print(
-            f"controller {'[green]running[/]' if running else '[red]not running[/]'}"
-            + (f" (pid {controller.get('pid')})" if running else "")
-        )
+    if controller["running"]:
+        console.print(f"controller [green]running[/] (pid {controller['pid']})")
+    else:
+        console.print("controller [red]not running[/]")
     for event in report["events"]:
         console.print(
             f"  [dim]{event.get('time', '')}[/] {event.get('node', '')}: "
@@ -130,15 +129,6 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
 def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
     cluster = Cluster(topology)
     stats = topology.balancer.stats.url
-    controller: dict[str, Any] | None = None
-    events: list[dict[str, Any]] = []
-    try:
-        from relevo.controller import daemon
-
-        controller = daemon.controller_status(topology)
-        events = daemon.recent_events(topology, event_count)
-    except ImportError:
-        pass
     return {
         "cluster": topology.name,
         "topology": str(topology.source) if topology.source else None,
@@ -147,8 +137,8 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
         "metrics_url": stats + "/metrics",
         "secrets_file": str(cluster.paths.secrets),
         "nodes": [asdict(node) for node in cluster.node_statuses()],
-        "controller": controller,
-        "events": events,
+        "controller": daemon.controller_status(topology),
+        "events": daemon.recent_events(topology, event_count),
     }
 
 

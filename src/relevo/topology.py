@@ -94,6 +94,8 @@ class _Reader:
 
     def __init__(self, source: Path | None) -> None:
         self.source = source
+        # Resolves a scalar's tag (int, bool, str...) the way yaml.safe_load would.
+        self.constructor = yaml.SafeLoader("")
 
     def fail(self, node: yaml.Node, message: str) -> TopologyError:
         mark = node.start_mark
@@ -119,9 +121,7 @@ class _Reader:
     def scalar(self, node: yaml.Node, where: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, f"{where}: expected a single value, not a list or mapping")
-        return yaml.SafeLoader(  # resolve the scalar's tag the way yaml.safe_load would
-            ""
-        ).construct_object(node)
+        return self.constructor.construct_object(node)
 
     def integer(self, node: yaml.Node, where: str, *, low: int, high: int) -> int:
         value = self.scalar(node, where)

@@ -7,7 +7,7 @@ from pathlib import Path
 from relevo.model import StandbyMode, Topology
 from relevo.paths import StatePaths
 from relevo.render import render_template
-from relevo.secrets import Secrets
+from relevo.secrets import Secrets, write_private
 
 
 def describe_source(topology: Topology) -> str:
@@ -42,8 +42,6 @@ def render_503(topology: Topology) -> str:
 
 def write_haproxy_files(topology: Topology, secrets: Secrets, paths: StatePaths) -> Path:
     """Write haproxy.cfg (mode 0600: it holds the stats password) and the 503 page; return the config."""
-    from relevo.secrets import write_private
-
     paths.haproxy_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.error_page_503.write_text(render_503(topology))
     write_private(paths.haproxy_cfg, render_haproxy(topology, secrets, paths))

@@ -7,9 +7,10 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -33,6 +34,22 @@ nodes:
   web1bck: {role: standby, standby_for: web1}
   web2bck: {role: standby, standby_for: web2}
 """
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    what: str,
+    timeout_s: float = 20.0,
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion. `explain` adds what
+    the cluster was doing to the failure message."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting until {what}" + (explain() if explain else ""))
 
 
 def next_network() -> str:

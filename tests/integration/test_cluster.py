@@ -7,7 +7,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,9 @@ from relevo.procs import group_members
 from relevo.providers.base import NodeState
 from relevo.topology import load_topology
 
-from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster
+from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate, timeout_s: float = 10.0, what: str = "condition"):
-    """Poll until `predicate()` is truthy; a bound on waiting, not a speed assertion."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def relevo_cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -92,7 +80,7 @@ def test_killed_server_is_marked_down_and_requests_go_on(running_cluster: Runnin
     """SIGKILL web1: HAProxy marks it DOWN, and every request is then answered by web2."""
     running_cluster.cluster.kill("web1", signal.SIGKILL)
     assert running_cluster.cluster.status("web1") is NodeState.STOPPED
-    wait_for(lambda: running_cluster.health()["web1"] == "DOWN", what="web1 DOWN")
+    wait_until(lambda: running_cluster.health()["web1"] == "DOWN", "web1 is DOWN", timeout_s=10)
     answers = [running_cluster.get() for _ in range(20)]
     assert [status for status, _ in answers] == [200] * 20
     assert {headers["X-Served-By"] for _, headers in answers} == {"web2"}
@@ -103,10 +91,10 @@ def test_hang_and_resume(running_cluster: RunningCluster):
     cluster = running_cluster.cluster
     cluster.kill("web2", signal.SIGSTOP)
     assert cluster.status("web2") is NodeState.PAUSED
-    wait_for(lambda: running_cluster.health()["web2"] == "DOWN", what="hung web2 DOWN")
+    wait_until(lambda: running_cluster.health()["web2"] == "DOWN", "hung web2 is DOWN", timeout_s=10)
     cluster.kill("web2", signal.SIGCONT)
     assert cluster.status("web2") is NodeState.RUNNING
-    wait_for(lambda: running_cluster.health()["web2"] == "UP", what="web2 UP again")
+    wait_until(lambda: running_cluster.health()["web2"] == "UP", "web2 is UP again", timeout_s=10)
 
 
 def test_start_and_stop_a_standby(running_cluster: RunningCluster):
@@ -229,7 +217,11 @@ def test_no_server_left_gives_the_custom_503_page(running_cluster: RunningCluste
 
     for name in ("web1", "web2"):
         running_cluster.cluster.kill(name, signal.SIGKILL)
-    wait_for(lambda: running_cluster.health()["web2"] == "DOWN" == running_cluster.health()["web1"])
+    wait_until(
+        lambda: running_cluster.health()["web2"] == "DOWN" == running_cluster.health()["web1"],
+        "both primaries are DOWN",
+        timeout_s=10,
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(running_cluster.frontend_url, timeout=5)
     body = info.value.read().decode()

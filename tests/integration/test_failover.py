@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,23 +25,12 @@ from relevo.loadgen.background import Load, Outcome
 from relevo.procs import ProcessRecord, is_ours
 from relevo.providers.base import NodeState
 
-from .conftest import RunningCluster
+from .conftest import RunningCluster, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-def wait_until(
-    predicate: Callable[[], bool], what: str, timeout_s: float = 20.0, running: RunningCluster | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}" + (diagnose(running) if running else ""))
-
-
 def diagnose(running: RunningCluster) -> str:
     """What the controller did and saw, for a failure message."""
     paths = running.cluster.paths
@@ -102,7 +91,9 @@ def test_killed_primary_is_replaced_without_a_failed_request(controlled, open_lo
         controlled.cluster.kill("web1", signal.SIGKILL)
         killed_at = time.monotonic()
         wait_until(
-            lambda: "web1bck" in load.outcome.first_seen, "web1bck answers clients", running=controlled
+            lambda: "web1bck" in load.outcome.first_seen,
+            "web1bck answers clients",
+            explain=lambda: diagnose(controlled),
         )
         assert in_service(controlled, "web1bck")
         assert admin(controlled)["web1"][0] is AdminState.MAINT
@@ -160,7 +151,9 @@ def test_hung_primary_is_replaced_without_a_failed_request(controlled):
             warm_up(load, controlled)
             controlled.cluster.kill("web2", signal.SIGSTOP)
             wait_until(
-                lambda: "web2bck" in load.outcome.first_seen, "web2bck answers clients", running=controlled
+                lambda: "web2bck" in load.outcome.first_seen,
+                "web2bck answers clients",
+                explain=lambda: diagnose(controlled),
             )
             assert admin(controlled)["web2"][0] is AdminState.MAINT
             time.sleep(1.5)
@@ -195,10 +188,12 @@ def test_controller_killed_mid_failover_and_restarted_converges(controlled):
         wait_until(
             lambda: in_service(controlled, "web1bck") and admin(controlled)["web1"][0] is AdminState.MAINT,
             "the new controller completes the failover",
-            running=controlled,
+            explain=lambda: diagnose(controlled),
         )
         wait_until(
-            lambda: "web1bck" in load.outcome.first_seen, "web1bck answers clients", running=controlled
+            lambda: "web1bck" in load.outcome.first_seen,
+            "web1bck answers clients",
+            explain=lambda: diagnose(controlled),
         )
         time.sleep(1.5)
         outcome = load.stop()
@@ -256,7 +251,11 @@ def test_dead_haproxy_is_restarted_with_its_server_states(controlled):
     balancer = controlled.topology.balancer.name
     pid_file = controlled.cluster.paths.pid_file(balancer)
     controlled.cluster.kill("web1", signal.SIGKILL)
-    wait_until(lambda: in_service(controlled, "web1bck"), "web1bck is in service", running=controlled)
+    wait_until(
+        lambda: in_service(controlled, "web1bck"),
+        "web1bck is in service",
+        explain=lambda: diagnose(controlled),
+    )
     before = ProcessRecord.load(pid_file)
     controlled.cluster.kill(balancer, signal.SIGKILL)
 
@@ -268,7 +267,9 @@ def test_dead_haproxy_is_restarted_with_its_server_states(controlled):
             return in_service(controlled, "web1bck") and controlled.get()[0] == 200
         return False
 
-    wait_until(serving_again, "a new HAProxy serves with web1bck in service", running=controlled)
+    wait_until(
+        serving_again, "a new HAProxy serves with web1bck in service", explain=lambda: diagnose(controlled)
+    )
     assert admin(controlled)["web1"][0] is AdminState.MAINT
     restarts = [
         e

@@ -1,0 +1,269 @@
+"""The built-in scenarios: the seed's five layouts, then the failures the seed never tried.
+
+They are written for the seed's shape (two primaries, each with its standby) and bound to the
+topology's own node names: the first primary plays `web1`, the second `web2`, their standbys `web1bck`
+and `web2bck`. A scenario that needs a node the topology lacks is listed as unavailable, with why.
+
+The seed's five are static layouts (the controller is off, nothing fails): in its "backup running" runs
+the started standbys were in the round-robin pool beside the primaries, and so they are here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relevo.model import Temperature, Topology
+from relevo.scenarios.model import Action, Expectation, Fault, LoadSettings, Scenario, Setup
+
+SEED_FIVE = ("no-servers", "one-server", "two-servers", "two-plus-one-standby", "two-plus-two-standbys")
+FAULT_AT_S = 3.0
+# The 503 page HAProxy serves when no server is up: failures of `no-servers` must all be this code.
+UNAVAILABLE_CODE = "503"
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """Who plays the seed's roles in this topology (None: nobody)."""
+
+    web1: str | None
+    web2: str | None
+    web1bck: str | None
+    web2bck: str | None
+    balancer: str
+
+    @classmethod
+    def of(cls, topology: Topology) -> Cast:
+        primaries = [n.name for n in topology.primaries]
+        web1 = primaries[0] if primaries else None
+        web2 = primaries[1] if len(primaries) > 1 else None
+
+        def standby(primary: str | None) -> str | None:
+            node = topology.standby_of(primary) if primary else None
+            return node.name if node else None
+
+        return cls(web1, web2, standby(web1), standby(web2), topology.balancer.name)
+
+
+def catalogue(topology: Topology) -> tuple[dict[str, Scenario], dict[str, str]]:
+    """The built-in scenarios this topology can run, in order, and the others with the reason."""
+    cast = Cast.of(topology)
+    available: dict[str, Scenario] = {}
+    unavailable: dict[str, str] = {}
+    for name, needs, build in _BUILDERS:
+        missing = [role for role in needs if getattr(cast, role) is None]
+        if missing:
+            unavailable[name] = "the topology has no node for " + ", ".join(missing)
+            continue
+        available[name] = build(cast, topology)
+    return available, unavailable
+
+
+def names() -> tuple[str, ...]:
+    return tuple(name for name, _, _ in _BUILDERS)
+
+
+# --- the seed's five ----------------------------------------------------------------------------------
+def _static(running: tuple[str | None, ...], rotation: tuple[str | None, ...] = ()) -> Setup:
+    return Setup(
+        running=tuple(n for n in running if n),
+        in_rotation=tuple(n for n in rotation if n),
+        controller=False,
+    )
+
+
+def _no_servers(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="no-servers",
+        description="HAProxy with every web server stopped: each request gets the custom 503 page",
+        load=LoadSettings.seed(),
+        setup=_static(()),
+        expect=Expectation(min_error_pct=100.0, error_codes=(UNAVAILABLE_CODE,)),
+        seed_row="no-servers",
+    )
+
+
+def _one_server(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="one-server",
+        description=f"{c.web1} alone behind HAProxy",
+        load=LoadSettings.seed(),
+        setup=_static((c.web1,)),
+        expect=Expectation(max_failed=0, served_by=(c.web1,) if c.web1 else ()),
+        seed_row="one-server",
+    )
+
+
+def _two_servers(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="two-servers",
+        description=f"{c.web1} and {c.web2}, round-robin",
+        load=LoadSettings.seed(),
+        setup=_static((c.web1, c.web2)),
+        expect=Expectation(max_failed=0, served_by=_present(c.web1, c.web2)),
+        seed_row="two-servers",
+    )
+
+
+def _two_plus_one(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="two-plus-one-standby",
+        description=f"{c.web1}, {c.web2} and the standby {c.web1bck} started and in rotation "
+        "(the seed's 'backup running' meaning)",
+        load=LoadSettings.seed(),
+        setup=_static((c.web1, c.web2, c.web1bck), (c.web1bck,)),
+        expect=Expectation(max_failed=0, served_by=_present(c.web1, c.web2, c.web1bck)),
+        seed_row="two-plus-one-standby",
+    )
+
+
+def _two_plus_two(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="two-plus-two-standbys",
+        description=f"{c.web1}, {c.web2} and both standbys started and in rotation "
+        "(the seed's 'backups running' meaning)",
+        load=LoadSettings.seed(),
+        setup=_static((c.web1, c.web2, c.web1bck, c.web2bck), (c.web1bck, c.web2bck)),
+        expect=Expectation(max_failed=0, served_by=_present(c.web1, c.web2, c.web1bck, c.web2bck)),
+        seed_row="two-plus-two-standbys",
+    )
+
+
+# --- failures under load ---------------------------------------------------------------------------------
+def _faulted(
+    name: str, description: str, faults: list[tuple[float, Action, str | None]], expect: Expectation
+) -> Scenario:
+    return Scenario(
+        name=name,
+        description=description,
+        load=LoadSettings.open_loop(),
+        faults=tuple(Fault(at_s=at, action=action, node=node) for at, action, node in faults),
+        expect=expect,
+    )
+
+
+def _zero_failed(*served_by: str | None, events: tuple[str, ...] = ("failover",)) -> Expectation:
+    return Expectation(max_failed=0, served_by=_present(*served_by), events=events)
+
+
+def _kill_web1(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "kill-web1",
+        f"SIGKILL {c.web1} under load: {c.web1bck} takes its place",
+        [(FAULT_AT_S, Action.KILL, c.web1)],
+        _zero_failed(c.web1bck),
+    )
+
+
+def _kill_both(c: Cast, t: Topology) -> Scenario:
+    warm = t.standby.temperature is Temperature.WARM
+    # Cold standbys: requests that arrive while no server is up are lost; measured, not expected away.
+    # Warm ones are put in service with one Runtime API call: nothing may be lost.
+    expect = _zero_failed(c.web1bck, c.web2bck) if warm else Expectation(events=("failover",))
+    return _faulted(
+        "kill-both",
+        f"SIGKILL {c.web1} and {c.web2} at once: both standbys take over ({t.standby.temperature} standbys)",
+        [(FAULT_AT_S, Action.KILL, c.web1), (FAULT_AT_S, Action.KILL, c.web2)],
+        expect,
+    )
+
+
+def _hang_web2(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "hang-web2",
+        f"SIGSTOP every process of {c.web2}: alive, answering nothing",
+        [(FAULT_AT_S, Action.HANG, c.web2)],
+        _zero_failed(c.web2bck),
+    )
+
+
+def _hang_web2_workers(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "hang-web2-workers",
+        f"SIGSTOP only {c.web2}'s Apache workers: its parent lives, nobody answers",
+        [(FAULT_AT_S, Action.HANG_WORKERS, c.web2)],
+        _zero_failed(c.web2bck),
+    )
+
+
+def _flap_web1(c: Cast, t: Topology) -> Scenario:
+    steps: list[tuple[float, Action, str | None]] = []
+    for i in range(3):
+        steps += [(2.0 + 3.0 * i, Action.KILL, c.web1), (3.5 + 3.0 * i, Action.START, c.web1)]
+    return _faulted(
+        "flap-web1",
+        f"{c.web1} killed and restarted three times, 1.5 s apart",
+        steps,
+        _zero_failed(),
+    )
+
+
+def _recover_web1(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "recover-web1",
+        f"{c.web1} killed, then started again: traffic returns to it and {c.web1bck} is drained",
+        [(2.0, Action.KILL, c.web1), (4.0, Action.START, c.web1)],
+        _zero_failed(c.web1bck, events=("failover", "failback")),
+    )
+
+
+def _maintenance_web1(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "maintenance-web1",
+        f"an operator puts {c.web1} in MAINT (a planned stop), then back in service",
+        [(FAULT_AT_S, Action.MAINTENANCE, c.web1), (8.0, Action.READY, c.web1)],
+        _zero_failed(events=()),
+    )
+
+
+def _reload_balancer(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "reload-balancer",
+        f"{c.balancer} reloads its configuration mid-run (new workers, old ones finish)",
+        [(FAULT_AT_S, Action.RELOAD, c.balancer)],
+        _zero_failed(events=()),
+    )
+
+
+def _kill_balancer(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "kill-balancer",
+        f"SIGKILL {c.balancer}: clients are refused until the controller restarts it",
+        [(FAULT_AT_S, Action.KILL, c.balancer)],
+        Expectation(),
+    )
+
+
+def _kill_controller(c: Cast, t: Topology) -> Scenario:
+    return _faulted(
+        "kill-controller",
+        f"SIGKILL the controller mid-failover of {c.web1}, then start it again: it converges",
+        [
+            (FAULT_AT_S, Action.KILL, c.web1),
+            (FAULT_AT_S + 0.15, Action.KILL_CONTROLLER, None),
+            (FAULT_AT_S + 1.0, Action.START_CONTROLLER, None),
+        ],
+        _zero_failed(c.web1bck),
+    )
+
+
+def _present(*nodes: str | None) -> tuple[str, ...]:
+    return tuple(n for n in nodes if n)
+
+
+_BUILDERS = (
+    ("no-servers", (), _no_servers),
+    ("one-server", ("web1",), _one_server),
+    ("two-servers", ("web1", "web2"), _two_servers),
+    ("two-plus-one-standby", ("web1", "web2", "web1bck"), _two_plus_one),
+    ("two-plus-two-standbys", ("web1", "web2", "web1bck", "web2bck"), _two_plus_two),
+    ("kill-web1", ("web1", "web1bck"), _kill_web1),
+    ("kill-both", ("web1", "web2", "web1bck", "web2bck"), _kill_both),
+    ("hang-web2", ("web2", "web2bck"), _hang_web2),
+    ("hang-web2-workers", ("web2", "web2bck"), _hang_web2_workers),
+    ("flap-web1", ("web1", "web1bck"), _flap_web1),
+    ("recover-web1", ("web1", "web1bck"), _recover_web1),
+    ("maintenance-web1", ("web1", "web2"), _maintenance_web1),
+    ("reload-balancer", ("web1",), _reload_balancer),
+    ("kill-balancer", ("web1",), _kill_balancer),
+    ("kill-controller", ("web1", "web1bck"), _kill_controller),
+)

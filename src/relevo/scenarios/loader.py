@@ -1,0 +1,300 @@
+"""Reads a user's scenario file (YAML) into `Scenario`s, with the topology reader's rules: every error
+names the file, line and column and what was expected (exit status 2), unknown keys are errors, and node
+names are checked against the topology before anything runs.
+
+    version: 1
+    scenarios:
+      double-trouble:
+        description: web1 dies, then web2 hangs while web1bck takes over
+        load: {model: open, rate: 1500, duration: 12s}     # or {threads: 100, loops: 20, ramp_up: 1s}
+        setup: {running: [web1, web2], in_rotation: [], controller: true}
+        faults:
+          - {at: 3s, kill: web1}
+          - {at: 3.5s, hang: web2}
+          - {at: 6s, resume: web2}
+          - {at: 7s, kill-controller: true}
+        expect: {max_failed: 0, served_by: [web1bck], events: [failover]}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relevo.errors import TopologyError
+from relevo.model import Role, Topology
+from relevo.scenarios.model import (
+    CONTROLLER_ACTIONS,
+    OPEN_CONNECTIONS,
+    OPEN_DURATION_S,
+    OPEN_RATE_RPS,
+    SEED_LOOPS,
+    SEED_RAMP_UP_S,
+    SEED_THREADS,
+    Action,
+    Expectation,
+    Fault,
+    LoadSettings,
+    Model,
+    Scenario,
+    Setup,
+)
+from relevo.topology import _Reader
+
+MAX_FILE_BYTES = 1 << 20
+MAX_FAULTS = 1000
+# Actions that act on Apache (a web node), not on the balancer.
+WEB_ONLY = frozenset({Action.HANG_WORKERS, Action.MAINTENANCE, Action.READY})
+
+
+class ScenarioFileError(TopologyError):
+    """A scenario file is wrong: the file, line and column, and what was expected (exit status 2)."""
+
+
+def load_scenarios(path: Path, topology: Topology | None = None) -> dict[str, Scenario]:
+    """The scenarios in `path`, in file order; node names checked against `topology` when given."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioFileError("no such scenario file", path=path) from None
+    except OSError as exc:
+        raise ScenarioFileError(f"cannot read it: {exc.strerror}", path=path) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioFileError(f"larger than {MAX_FILE_BYTES} bytes; not a scenario file", path=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioFileError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    return parse_scenarios(text, source=path, topology=topology)
+
+
+def parse_scenarios(
+    text: str, *, source: Path | None, topology: Topology | None = None
+) -> dict[str, Scenario]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise ScenarioFileError(
+            f"not valid YAML: {exc.problem}",
+            path=source,
+            line=mark.line + 1 if mark else 0,
+            column=mark.column + 1 if mark else 0,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioFileError(f"not valid YAML: {exc}", path=source) from None
+    if root is None:
+        raise ScenarioFileError("empty; expected `scenarios:` with at least one scenario", path=source)
+    return _ScenarioReader(source, topology).file(root)
+
+
+class _ScenarioReader(_Reader):
+    """The topology reader's typed getters (positions kept), plus the scenario file's sections."""
+
+    def __init__(self, source: Path | None, topology: Topology | None) -> None:
+        super().__init__(source)
+        self.known = topology
+
+    def fail(self, node: yaml.Node, message: str) -> TopologyError:
+        mark = node.start_mark
+        return ScenarioFileError(message, path=self.source, line=mark.line + 1, column=mark.column + 1)
+
+    def file(self, root: yaml.Node) -> dict[str, Scenario]:
+        top = self.mapping(root, "top level", {"version", "scenarios"})
+        if "version" in top:
+            self.integer(top["version"], "version", low=1, high=1)
+        if "scenarios" not in top:
+            raise self.fail(root, "top level: missing `scenarios:` (a mapping of names to scenarios)")
+        node = top["scenarios"]
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            raise self.fail(node, "scenarios: expected a mapping of scenario names to their settings")
+        out: dict[str, Scenario] = {}
+        for key_node, value_node in node.value:
+            name = self.name(key_node, "scenarios")
+            if name in out:
+                raise self.fail(key_node, f"scenarios: duplicate scenario name {name!r}")
+            out[name] = self.scenario(name, value_node)
+        return out
+
+    def scenario(self, name: str, node: yaml.Node) -> Scenario:
+        where = f"scenarios.{name}"
+        section = self.mapping(node, where, {"description", "load", "setup", "faults", "expect"})
+        return Scenario(
+            name=name,
+            description=self.string(section["description"], f"{where}.description")
+            if "description" in section
+            else name,
+            load=self.load(section.get("load"), f"{where}.load"),
+            setup=self.setup(section["setup"], f"{where}.setup") if "setup" in section else Setup(),
+            faults=self.faults(section["faults"], f"{where}.faults") if "faults" in section else (),
+            expect=self.expect(section["expect"], f"{where}.expect")
+            if "expect" in section
+            else Expectation(),
+        )
+
+    def load(self, node: yaml.Node | None, where: str) -> LoadSettings:
+        if node is None:
+            return LoadSettings.seed()
+        keys = {"model", "threads", "loops", "ramp_up", "duration", "rate", "timeout"}
+        section = self.mapping(node, where, keys)
+        model = self.choice(section["model"], f"{where}.model", Model) if "model" in section else None
+        if model is None:
+            model = Model.OPEN if "rate" in section else Model.CLOSED
+        values: dict[str, Any] = {"model": model}
+        if "threads" in section:
+            values["threads"] = self.integer(section["threads"], f"{where}.threads", low=1, high=100_000)
+        if "loops" in section:
+            values["loops"] = self.integer(section["loops"], f"{where}.loops", low=1, high=1_000_000)
+        if "ramp_up" in section:
+            values["ramp_up_s"] = self.duration(section["ramp_up"], f"{where}.ramp_up", low_s=0.0)
+        if "duration" in section:
+            values["duration_s"] = self.duration(section["duration"], f"{where}.duration", low_s=0.1)
+        if "timeout" in section:
+            values["timeout_s"] = self.duration(section["timeout"], f"{where}.timeout", high_s=600)
+        if "rate" in section:
+            rate = self.scalar(section["rate"], f"{where}.rate")
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1_000_000:
+                raise self.fail(
+                    section["rate"], f"{where}.rate: expected requests per second above 0, got {rate!r}"
+                )
+            values["rate_rps"] = float(rate)
+        if model is Model.OPEN:
+            if "loops" in section:
+                raise self.fail(
+                    section["loops"], f"{where}.loops: the open model sends rate x duration; no loops"
+                )
+            values.setdefault("rate_rps", OPEN_RATE_RPS)
+            values.setdefault("duration_s", OPEN_DURATION_S)
+            values.setdefault("threads", OPEN_CONNECTIONS)
+            values.setdefault("ramp_up_s", 0.0)
+            values["loops"] = None
+        else:
+            if "rate" in section:
+                raise self.fail(section["rate"], f"{where}.rate: a rate needs `model: open`")
+            if "loops" in section and "duration" in section:
+                raise self.fail(section["duration"], f"{where}: give loops or duration, not both")
+            values.setdefault("threads", SEED_THREADS)
+            values.setdefault("ramp_up_s", SEED_RAMP_UP_S)
+            if "duration" in section:
+                values["loops"] = None
+            else:
+                values.setdefault("loops", SEED_LOOPS)
+        return LoadSettings(**values)
+
+    def setup(self, node: yaml.Node, where: str) -> Setup:
+        section = self.mapping(node, where, {"running", "in_rotation", "controller"})
+        running = (
+            self.web_names(section["running"], f"{where}.running", Role.WEB, Role.STANDBY)
+            if "running" in section
+            else None
+        )
+        rotation = (
+            self.web_names(section["in_rotation"], f"{where}.in_rotation", Role.STANDBY)
+            if "in_rotation" in section
+            else ()
+        )
+        if running is not None:
+            for name in rotation:
+                if name not in running:
+                    raise self.fail(
+                        section["in_rotation"],
+                        f"{where}.in_rotation: {name} must also be in `running`",
+                    )
+        controller = True
+        if "controller" in section:
+            value = self.scalar(section["controller"], f"{where}.controller")
+            if not isinstance(value, bool):
+                raise self.fail(section["controller"], f"{where}.controller: expected true or false")
+            controller = value
+        return Setup(running=running, in_rotation=rotation, controller=controller)
+
+    def faults(self, node: yaml.Node, where: str) -> tuple[Fault, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"{where}: expected a list such as `- {{at: 3s, kill: web1}}`")
+        if len(node.value) > MAX_FAULTS:
+            raise self.fail(node, f"{where}: more than {MAX_FAULTS} faults")
+        actions = {a.value for a in Action}
+        out: list[Fault] = []
+        for i, item in enumerate(node.value):
+            here = f"{where}[{i}]"
+            section = self.mapping(item, here, {"at", *actions})
+            if "at" not in section:
+                raise self.fail(item, f"{here}: missing `at:` (when, after the load starts, e.g. 3s)")
+            named = [k for k in section if k != "at"]
+            if len(named) != 1:
+                raise self.fail(
+                    item, f"{here}: expected exactly one action, one of: {', '.join(sorted(actions))}"
+                )
+            action = Action(named[0])
+            at = self.duration(section["at"], f"{here}.at", low_s=0.0)
+            value_node = section[named[0]]
+            if action in CONTROLLER_ACTIONS:
+                if self.scalar(value_node, f"{here}.{action}") is not True:
+                    raise self.fail(value_node, f"{here}.{action}: expected `true` (it names no node)")
+                out.append(Fault(at_s=at, action=action))
+                continue
+            roles: tuple[Role, ...] = (Role.WEB, Role.STANDBY)
+            if action not in WEB_ONLY:
+                roles = (*roles, Role.BALANCER)
+            node_name = self.node_name(value_node, f"{here}.{action}", roles)
+            out.append(Fault(at_s=at, action=action, node=node_name))
+        return tuple(sorted(out, key=lambda f: f.at_s))
+
+    def expect(self, node: yaml.Node, where: str) -> Expectation:
+        keys = {"max_failed", "min_error_pct", "error_codes", "served_by", "events"}
+        section = self.mapping(node, where, keys)
+        values: dict[str, Any] = {}
+        if "max_failed" in section:
+            values["max_failed"] = self.integer(
+                section["max_failed"], f"{where}.max_failed", low=0, high=1 << 40
+            )
+        if "min_error_pct" in section:
+            pct = self.scalar(section["min_error_pct"], f"{where}.min_error_pct")
+            if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+                raise self.fail(section["min_error_pct"], f"{where}.min_error_pct: expected 0 to 100")
+            values["min_error_pct"] = float(pct)
+        if "error_codes" in section:
+            values["error_codes"] = tuple(
+                str(self.scalar(item, f"{where}.error_codes"))
+                for item in self.sequence(section["error_codes"], f"{where}.error_codes")
+            )
+        if "served_by" in section:
+            values["served_by"] = self.web_names(
+                section["served_by"], f"{where}.served_by", Role.WEB, Role.STANDBY
+            )
+        if "events" in section:
+            values["events"] = tuple(
+                self.string(item, f"{where}.events") for item in self.sequence(section["events"], where)
+            )
+        return Expectation(**values)
+
+    # -- names, checked against the topology when there is one -------------------------------------------
+    def sequence(self, node: yaml.Node, where: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"{where}: expected a list such as [web1, web2]")
+        return list(node.value)
+
+    def web_names(self, node: yaml.Node, where: str, *roles: Role) -> tuple[str, ...]:
+        names = [self.node_name(item, where, roles) for item in self.sequence(node, where)]
+        return tuple(dict.fromkeys(names))
+
+    def node_name(self, node: yaml.Node, where: str, roles: tuple[Role, ...]) -> str:
+        name = self.name(node, where)
+        if self.known is None:
+            return name
+        if name == self.known.balancer.name:
+            role = Role.BALANCER
+        else:
+            try:
+                role = self.known.node(name).role
+            except KeyError:
+                known = ", ".join(self.known.node_names)
+                raise self.fail(
+                    node, f"{where}: no node named {name!r} in the topology; nodes: {known}"
+                ) from None
+        if role not in roles:
+            wanted = " or ".join(str(r) for r in roles)
+            raise self.fail(node, f"{where}: {name} is the {role}; expected a {wanted} node")
+        return name

@@ -1,0 +1,149 @@
+"""A scenario as data: how the cluster starts, what load runs, and which faults happen when.
+
+A scenario is a timeline. Its `setup` says which nodes run and whether standbys are in HAProxy's
+rotation before the load starts; its `load` is a JMeter-like thread group (closed model) or a fixed
+arrival rate (open model); its `faults` are actions at offsets from the load's start (`at: 3s`). The
+runner puts the cluster back as the topology wants it before each scenario, so no scenario inherits
+another's damage. Everything here is frozen and validated once, by `catalogue` or `loader`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# The seed's JMeter plan: 1000 threads, ramp-up 1 s, 50 loops (50,000 GETs).
+SEED_THREADS = 1000
+SEED_LOOPS = 50
+SEED_RAMP_UP_S = 1.0
+# Fault scenarios run in open loop by default: this rate for this long, the faults inside it.
+OPEN_RATE_RPS = 2000.0
+OPEN_DURATION_S = 12.0
+OPEN_CONNECTIONS = 1000
+
+
+class Model(enum.StrEnum):
+    CLOSED = "closed"  # virtual users, each waiting for its answer (JMeter's thread group)
+    OPEN = "open"  # requests leave at a fixed rate whatever the answers do (wrk2, k6 arrival rate)
+
+
+class Action(enum.StrEnum):
+    """What a fault does to a node (or to the controller). The user file's vocabulary."""
+
+    KILL = "kill"  # SIGKILL every process of the node: a crash
+    HANG = "hang"  # SIGSTOP every process: the node is alive but answers nothing
+    HANG_WORKERS = "hang-workers"  # SIGSTOP Apache's workers only: its parent lives, nobody answers
+    RESUME = "resume"  # SIGCONT: a hung node (or its workers) carries on
+    START = "start"  # start the node's processes
+    STOP = "stop"  # stop the node gracefully (as `relevo stop`)
+    MAINTENANCE = "maintenance"  # an operator puts the server in MAINT through HAProxy's Runtime API
+    READY = "ready"  # an operator puts the server back in service (end of maintenance)
+    RELOAD = "reload"  # the node re-reads its configuration without dropping connections
+    KILL_CONTROLLER = "kill-controller"  # SIGKILL the failover controller
+    START_CONTROLLER = "start-controller"  # start the failover controller again
+
+
+# Actions that name no node.
+CONTROLLER_ACTIONS = frozenset({Action.KILL_CONTROLLER, Action.START_CONTROLLER})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fault:
+    at_s: float  # seconds after the load started
+    action: Action
+    node: str | None = None  # None only for the controller's actions
+
+    @property
+    def label(self) -> str:
+        return f"{self.action} {self.node}" if self.node else str(self.action)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadSettings:
+    """One thread group. Closed: `threads` users x `loops` (or for `duration_s`). Open: `rate_rps` for
+    `duration_s`, with at most `threads` connections."""
+
+    model: Model = Model.CLOSED
+    threads: int = SEED_THREADS
+    loops: int | None = SEED_LOOPS
+    ramp_up_s: float = SEED_RAMP_UP_S
+    duration_s: float | None = None
+    rate_rps: float | None = None
+    timeout_s: float = 10.0
+
+    @classmethod
+    def seed(cls) -> LoadSettings:
+        return cls()
+
+    @classmethod
+    def open_loop(cls) -> LoadSettings:
+        return cls(
+            model=Model.OPEN,
+            threads=OPEN_CONNECTIONS,
+            loops=None,
+            ramp_up_s=0.0,
+            duration_s=OPEN_DURATION_S,
+            rate_rps=OPEN_RATE_RPS,
+        )
+
+    def describe(self) -> str:
+        if self.model is Model.OPEN:
+            return f"open loop, {self.rate_rps:g} req/s for {self.duration_s:g} s"
+        amount = f"{self.loops} loops" if self.loops else f"{self.duration_s:g} s"
+        return f"closed loop, {self.threads} threads x {amount}, ramp-up {self.ramp_up_s:g} s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setup:
+    """The cluster as the load finds it. None: as the topology says (primaries running, standbys
+    cold or warm, the controller on)."""
+
+    running: tuple[str, ...] | None = None  # web nodes running; the others stopped
+    in_rotation: tuple[str, ...] = ()  # standbys put in HAProxy's rotation beside the primaries
+    controller: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expectation:
+    """What must hold for the scenario to pass, whatever thresholds the user adds."""
+
+    max_failed: int | None = None  # failed requests at the client
+    min_error_pct: float | None = None  # e.g. no servers: every request must fail (100)
+    error_codes: tuple[str, ...] = ()  # the only response codes failures may have (503: the custom page)
+    served_by: tuple[str, ...] = ()  # each of these must answer some requests
+    events: tuple[str, ...] = ()  # event kinds the controller must have journalled during the run
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_failed is not None:
+            parts.append(f"at most {self.max_failed} failed requests")
+        if self.min_error_pct is not None:
+            parts.append(f"at least {self.min_error_pct:g}% errors")
+        if self.error_codes:
+            parts.append("errors only " + "/".join(self.error_codes))
+        if self.served_by:
+            parts.append("served by " + ", ".join(self.served_by))
+        if self.events:
+            parts.append("events " + ", ".join(self.events))
+        return "; ".join(parts) or "measured, nothing expected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    load: LoadSettings
+    setup: Setup = Setup()
+    faults: tuple[Fault, ...] = ()
+    expect: Expectation = Expectation()
+    # The seed's published row this scenario reproduces (a key of `seed.SEED_ROWS`), if any.
+    seed_row: str | None = None
+
+    @property
+    def nodes(self) -> frozenset[str]:
+        """Every node the scenario names (checked against the topology before anything runs)."""
+        named = {f.node for f in self.faults if f.node}
+        named.update(self.setup.running or ())
+        named.update(self.setup.in_rotation)
+        named.update(self.expect.served_by)
+        return frozenset(named)

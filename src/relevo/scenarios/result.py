@@ -1,0 +1,131 @@
+"""What one scenario's run produced: the Summary Report, the per-second series, the faults and the
+controller's events on the same time axis, the failover times, and the verdicts. Renderers (the
+comparison table, the HTML report, `--json`) only format this."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from relevo.report.summary import SummaryReport
+from relevo.scenarios.model import Scenario
+
+# Controller event kinds drawn as markers; `action` lines (every Runtime API call) would bury them.
+HIDDEN_EVENT_KINDS = frozenset({"action"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Second:
+    """One second of the run, counted by the second in which each request ended."""
+
+    t_s: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    served_by: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Marker:
+    """Something that happened at `t_s` seconds after the load started: a fault relevo injected, or an
+    event the controller journalled."""
+
+    t_s: float
+    source: str  # "fault" or "controller"
+    kind: str  # the fault's action, or the event's kind (failover, health, drained, ...)
+    label: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failover:
+    """A standby put in service, with the controller's own timings (seconds)."""
+
+    standby: str
+    at_s: float
+    detection_s: float | None
+    standby_start_s: float | None
+    until_served_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    what: str  # "expect: 0 failed requests", "threshold: p99 <= 200 ms"
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScenarioResult:
+    scenario: Scenario
+    report: SummaryReport
+    seconds: tuple[Second, ...]
+    markers: tuple[Marker, ...] = ()
+    events: tuple[Mapping[str, Any], ...] = ()
+    failovers: tuple[Failover, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return self.report.total.errors
+
+    @property
+    def passed(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every server that answered, in order of first answer, then by name."""
+        seen: dict[str, None] = {}
+        for second in self.seconds:
+            for name in sorted(second.served_by):
+                seen.setdefault(name, None)
+        for name in self.report.total.served_by:
+            seen.setdefault(name, None)
+        return tuple(seen)
+
+
+def shares(result: ScenarioResult) -> dict[str, float]:
+    """Each server's share of the answered requests, in %, by server name."""
+    served = result.report.total.served_by
+    total = sum(served.values())
+    return {name: 100.0 * served[name] / total for name in sorted(served)} if total else {}
+
+
+def markers_from_events(events: Sequence[Mapping[str, Any]], started_at: float) -> list[Marker]:
+    """The controller's journal lines as markers, placed by their wall time relative to the load's start."""
+    out = []
+    for event in events:
+        kind = str(event.get("kind", "?"))
+        if kind in HIDDEN_EVENT_KINDS:
+            continue
+        ts = event.get("ts")
+        if not isinstance(ts, int | float):
+            continue
+        label = f"{event.get('node', '?')} {event.get('from', '?')}→{event.get('to', '?')}"
+        out.append(Marker(t_s=float(ts) - started_at, source="controller", kind=kind, label=label))
+    return out
+
+
+def failovers_from_events(events: Sequence[Mapping[str, Any]], started_at: float) -> list[Failover]:
+    def number(durations: Mapping[str, Any], key: str) -> float | None:
+        value = durations.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    out = []
+    for event in events:
+        if event.get("kind") != "failover" or not isinstance(event.get("ts"), int | float):
+            continue
+        durations = event.get("durations") or {}
+        out.append(
+            Failover(
+                standby=str(event.get("node", "?")),
+                at_s=float(event["ts"]) - started_at,
+                detection_s=number(durations, "detection_s"),
+                standby_start_s=number(durations, "standby_start_s"),
+                until_served_s=number(durations, "until_served_s"),
+            )
+        )
+    return out

@@ -1,0 +1,63 @@
+"""The built-in scenarios: the seed's five and the fault scenarios, bound to the topology's names."""
+
+from __future__ import annotations
+
+from relevo.scenarios.catalogue import SEED_FIVE, catalogue, names
+from relevo.scenarios.model import Action, Model
+from relevo.topology import parse_topology
+
+
+def topology_of(text: str, tmp_path):
+    return parse_topology(text, source=None, state_dir=tmp_path / ".relevo")
+
+
+def test_the_seed_layout_runs_every_built_in_scenario(tmp_path):
+    """With the seed's four web nodes, all fifteen scenarios are available, in catalogue order."""
+    available, unavailable = catalogue(topology_of("", tmp_path))
+    assert list(available) == list(names())
+    assert not unavailable
+    assert len(available) == 15
+
+
+def test_the_seed_five_are_static_closed_loop_runs_with_the_seeds_plan(tmp_path):
+    """The seed's five: 1000 threads x 50 loops, ramp-up 1 s, the controller off, no fault, and each
+    carries the seed's published row; standbys in the 'backup running' rows are in rotation."""
+    available, _ = catalogue(topology_of("", tmp_path))
+    for name in SEED_FIVE:
+        scenario = available[name]
+        assert scenario.load.model is Model.CLOSED
+        assert (scenario.load.threads, scenario.load.loops, scenario.load.ramp_up_s) == (1000, 50, 1.0)
+        assert scenario.setup.controller is False
+        assert scenario.faults == ()
+        assert scenario.seed_row == name
+    assert available["no-servers"].setup.running == ()
+    assert available["two-plus-one-standby"].setup.in_rotation == ("web1bck",)
+    assert available["two-plus-two-standbys"].setup.in_rotation == ("web1bck", "web2bck")
+    assert "in rotation" in available["two-plus-two-standbys"].description
+
+
+def test_fault_scenarios_default_to_the_open_model_with_faults_on_the_timeline(tmp_path):
+    """Fault scenarios run open loop; single faults expect 0 failed requests; kill-both with cold
+    standbys is measured, with warm ones it must lose nothing."""
+    cold, _ = catalogue(topology_of("", tmp_path))
+    for name in ("kill-web1", "hang-web2", "hang-web2-workers", "flap-web1", "recover-web1"):
+        scenario = cold[name]
+        assert scenario.load.model is Model.OPEN
+        assert scenario.expect.max_failed == 0
+        assert scenario.faults
+    assert [(f.action, f.node) for f in cold["hang-web2-workers"].faults] == [(Action.HANG_WORKERS, "web2")]
+    assert cold["kill-both"].expect.max_failed is None
+    warm, _ = catalogue(topology_of("standby: {temperature: warm}\n", tmp_path))
+    assert warm["kill-both"].expect.max_failed == 0
+
+
+def test_scenarios_use_the_topologys_own_names_and_skip_what_it_cannot_play(tmp_path):
+    """A topology with one primary named `alpha` and its standby: scenarios needing a second primary are
+    unavailable, with the reason; the others name `alpha`."""
+    text = "nodes:\n  alpha: {role: web}\n  alpha2: {role: standby, standby_for: alpha}\n"
+    available, unavailable = catalogue(topology_of(text, tmp_path))
+    assert "two-servers" in unavailable
+    assert "web2" in unavailable["two-servers"]
+    assert available["kill-web1"].faults[0].node == "alpha"
+    assert available["kill-web1"].expect.served_by == ("alpha2",)
+    assert set(available) | set(unavailable) == set(names())

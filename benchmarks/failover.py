@@ -41,7 +41,8 @@ from relevo.controller import daemon
 from relevo.controller.events import read_events
 from relevo.controller.haproxy_view import parse_servers_state
 from relevo.haproxy.runtime import AdminState, RuntimeAPI
-from relevo.loadgen.background import Load
+from relevo.loadgen import engine
+from relevo.loadgen.plan import simple_plan
 from relevo.model import Topology
 from relevo.procs import ProcessRecord, stop_group
 from relevo.providers.base import NodeState
@@ -165,27 +166,31 @@ def one_run(
     stop = threading.Event()
     watcher = threading.Thread(target=monitor, args=(stop,), daemon=True)
     watcher.start()
-    with Load(address, port, rate=rate, open_loop=True, max_s=END_AT_S + 5) as load:
-        began = time.monotonic()
+    # The open model (a stalled request does not slow the others) on up to 1000 connections, its whole
+    # run planned in advance; the engine's handle lets the kill and the restart happen meanwhile.
+    plan = simple_plan(
+        f"http://{address}:{port}/", threads=1000, rate_rps=rate, duration_s=END_AT_S, timeout_s=10.0
+    )
+    with engine.start(plan, workers=1) as load:
         time.sleep(KILL_AT_S)
-        killed_at, killed_mono = time.time(), time.monotonic()
+        killed_at, killed_ns = time.time(), time.monotonic_ns()
         cluster.kill("web1", signal.SIGKILL)
-        time.sleep(max(0.0, began + RESTART_AT_S - time.monotonic()))
-        failed_kill = load.outcome.failed
+        time.sleep(max(0.0, RESTART_AT_S - load.elapsed_s()))
+        failed_kill = load.progress().failed
         cluster.start("web1")
-        time.sleep(max(0.0, began + END_AT_S - time.monotonic()))
-        outcome = load.stop()
+        result = load.wait(timeout_s=END_AT_S + 15)
     stop.set()
     watcher.join()
-    seen = outcome.first_seen.get("web1bck")
+    total = result.stats.total()
+    seen = total.first_served_ns.get("web1bck")
     return Run(
         approach=approach,
         detection_s=detected(killed_at),
         haproxy_off_s=off_at[0] - killed_at if off_at else None,
-        serving_s=seen - killed_mono if seen and seen > killed_mono else None,
+        serving_s=(seen - killed_ns) / 1e9 if seen and seen > killed_ns else None,
         failed_kill=failed_kill,
-        failed_failback=outcome.failed - failed_kill,
-        requests=outcome.ok + outcome.failed,
+        failed_failback=total.errors + total.dropped - failed_kill,
+        requests=total.count + total.dropped,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Protocol, cast
 from relevo.loadgen.http import ProtocolError, ResponseParser, encode_request
 from relevo.loadgen.plan import HttpRequest, PlanError
 from relevo.loadgen.stats import ErrorKind, LabelStats
+from relevo.loadgen.timeouts import TimeoutTimer
 
 monotonic_ns = time.monotonic_ns
 Address = tuple[str, int]
@@ -84,14 +85,24 @@ class Connection(asyncio.Protocol):
         "start_ns",
         "thread",
         "timed_out",
+        "timer",
         "timing",
         "transport",
+        "written",
     )
 
     def __init__(
-        self, owner: Owner, sampler: Sampler, served_key: bytes, *, thread: str, timing: bool
+        self,
+        owner: Owner,
+        sampler: Sampler,
+        served_key: bytes,
+        *,
+        thread: str,
+        timing: bool,
+        timer: TimeoutTimer,
     ) -> None:
         self.owner = owner
+        self.timer = timer
         self.sampler = sampler
         self.addr = sampler.addr
         self.parser = ResponseParser(served_key)
@@ -103,6 +114,8 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.timed_out = False
+        # Whether the current request reached the socket: a failed connect sent nothing (sentBytes 0).
+        self.written = False
         self.start_ns = 0
         self.sent_ns = 0
         self.first_ns = 0
@@ -116,8 +129,10 @@ class Connection(asyncio.Protocol):
         self.start_ns = start_ns
         self.sent_ns = sent_ns
         self.first_ns = 0
+        self.written = False
         self.parser.reset(no_body=self.sampler.head)
         self.connect_task = asyncio.get_running_loop().create_task(self._connect())
+        self.timer.add(self, self.sampler.timeout_ns)
 
     def send(self, sampler: Sampler, start_ns: int, sent_ns: int) -> None:
         """Send `sampler`'s request on this open connection; latency counts from `start_ns`."""
@@ -135,7 +150,9 @@ class Connection(asyncio.Protocol):
             parser.status = 0
             parser.received = 0
             parser.remaining = 0
+        self.written = True
         self.transport.write(sampler.data)  # type: ignore[union-attr]  # send() is only called when open
+        self.timer.add(self, sampler.timeout_ns)
 
     def close(self) -> None:
         self.closed = True
@@ -175,6 +192,7 @@ class Connection(asyncio.Protocol):
             if self.timing:
                 self.connect_ns = monotonic_ns()
             assert self.transport is not None
+            self.written = True
             self.transport.write(self.sampler.data)
             return
         self.connect_task = None

@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     from relevo.loadgen.worker import Runner
 
 NEVER_NS = 1 << 62
+# The open model's shortest sleep between two sends (see OpenGroup.tick).
+MIN_WAKE_NS = 1_000_000
 
 
 class ClosedUser:
     """A virtual user: `left` more samples (negative: until the deadline), cycling through the samplers."""
 
-    __slots__ = ("conn", "deadline_ns", "group", "idx", "left", "runner", "samplers", "thread")
+    __slots__ = ("conn", "deadline_ns", "group", "idx", "left", "runner", "samplers", "think_s", "thread")
 
     def __init__(
         self,
@@ -39,8 +41,10 @@ class ClosedUser:
         thread: str,
         left: int,
         deadline_ns: int,
+        think_s: float = 0.0,
     ) -> None:
         self.runner = runner
+        self.think_s = think_s
         self.group = group
         self.samplers = samplers
         self.thread = thread
@@ -76,7 +80,7 @@ class ClosedUser:
         if conn is not None:
             conn.close()
         conn = self.conn = Connection(
-            self, sampler, runner.served_key, thread=self.thread, timing=runner.timing
+            self, sampler, runner.served_key, thread=self.thread, timing=runner.timing, timer=runner.timer
         )
         runner.conns.add(conn)
         conn.connect(now, now)
@@ -98,28 +102,42 @@ class ClosedUser:
             runner.emit(conn, end_ns, None)
         if parser.close or not conn.sampler.keepalive:
             conn.close()
-            self.next()
+            self.after_sample()
             return
         # The common case, next() inline: one sampler, the same connection, more to send, still on time.
         left = self.left
-        if left and len(self.samplers) == 1 and not runner.stopping:
+        if left and len(self.samplers) == 1 and not runner.stopping and not self.think_s:
             now = monotonic_ns()
             if now < self.deadline_ns:
                 self.left = left - 1
                 conn.send(conn.sampler, now, now)
                 return
-        self.next()
+        self.after_sample()
+
+    def after_sample(self) -> None:
+        """The next request now, or after the think time (JMeter's Constant Timer) when there is one."""
+        if self.think_s:
+            self.runner.loop.call_later(self.think_s, self.next)
+        else:
+            self.next()
 
     def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
         end_ns = monotonic_ns()
         runner = self.runner
-        runner.recorder.failure(conn.sampler, conn.start_ns, end_ns, kind, received=conn.parser.received)
+        runner.recorder.failure(
+            conn.sampler,
+            conn.start_ns,
+            end_ns,
+            kind,
+            received=conn.parser.received,
+            sent=conn.sampler.sent if conn.written else 0,
+        )
         if runner.sink is not None:
             runner.emit(conn, end_ns, kind)
         runner.conns.discard(conn)
         if self.conn is conn:
             self.conn = None
-        self.next()
+        self.after_sample()
 
     def on_lost(self, conn: Connection) -> None:
         self.runner.conns.discard(conn)
@@ -134,6 +152,7 @@ class OpenGroup:
         "backlog",
         "base_ns",
         "count",
+        "deadline_ns",
         "finished",
         "group",
         "idle",
@@ -170,10 +189,22 @@ class OpenGroup:
         self.in_flight = 0
         self.opened = 0
         self.finished = False
+        self.deadline_ns = t0_ns + int((spec.delay_s + (spec.duration_s or 0.0)) * 1e9)
 
     def start(self) -> None:
         self.runner.user_started(self.group)
+        runner = self.runner
+        runner.loop.call_later(max(0.0, (self.deadline_ns - monotonic_ns()) / 1e9), self.end)
         self.tick()
+
+    def end(self) -> None:
+        """The duration is over: what is still waiting for a connection is dropped, not sent late (a run
+        lasts its duration plus at most one timeout, however overloaded the target)."""
+        if self.finished:
+            return
+        if self.sent < self.count and not self.runner.stopping:
+            self.tick()  # whatever fell due since the last wake-up: sent now or queued (then dropped)
+        self.stop()
 
     def tick(self) -> None:
         """Send every request whose intended time has come, then sleep until the next one is due."""
@@ -188,7 +219,11 @@ class OpenGroup:
         while self.sent < self.count:
             intended = int(self.base_ns + self.sent * self.period_ns)
             if intended > now:
-                runner.loop.call_later((intended - now) / 1e9, self.tick)
+                # Sleep until the next request is due, but at least MIN_WAKE_NS: a shorter timer rounds to
+                # zero (uvloop counts in ms) and the loop would spin. Requests due meanwhile go out
+                # together at the next wake-up, their latency still counted from their intended time.
+                wait_ns = intended - now if intended - now > MIN_WAKE_NS else MIN_WAKE_NS
+                runner.loop.call_later(wait_ns / 1e9, self.tick)
                 return
             sampler = samplers[(share.first + self.sent * share.stride) % n]
             self.sent += 1
@@ -214,9 +249,12 @@ class OpenGroup:
     def open(self, sampler: Sampler, intended: int, now: int) -> None:
         self.opened += 1
         thread = f"{self.spec.name} {self.group + 1}-{self.share.first + 1}.{self.opened}"
-        conn = Connection(self, sampler, self.runner.served_key, thread=thread, timing=self.runner.timing)
+        runner = self.runner
+        conn = Connection(
+            self, sampler, runner.served_key, thread=thread, timing=runner.timing, timer=runner.timer
+        )
         self.live.add(conn)
-        self.runner.conns.add(conn)
+        runner.conns.add(conn)
         conn.connect(intended, now)
 
     def drop(self, conn: Connection) -> None:
@@ -263,7 +301,14 @@ class OpenGroup:
         end_ns = monotonic_ns()
         runner = self.runner
         self.in_flight -= 1
-        runner.recorder.failure(conn.sampler, conn.start_ns, end_ns, kind, received=conn.parser.received)
+        runner.recorder.failure(
+            conn.sampler,
+            conn.start_ns,
+            end_ns,
+            kind,
+            received=conn.parser.received,
+            sent=conn.sampler.sent if conn.written else 0,
+        )
         if runner.sink is not None:
             runner.emit(conn, end_ns, kind)
         self.live.discard(conn)
@@ -275,9 +320,16 @@ class OpenGroup:
         self.runner.conns.discard(conn)
 
     def stop(self) -> None:
-        """Send nothing more: forget the queue; what is in flight still finishes (or times out)."""
-        self.in_flight -= len(self.backlog)
-        self.backlog.clear()
+        """Send nothing more: the queue is dropped (counted); what is in flight still finishes (or times
+        out)."""
+        backlog = self.backlog
+        if backlog:
+            recorder = self.runner.recorder
+            now = monotonic_ns()
+            for sampler, _ in backlog:
+                recorder.dropped(sampler, now)
+            self.in_flight -= len(backlog)
+            backlog.clear()
         self.sent = self.count
         self.maybe_finish()
 
@@ -308,6 +360,7 @@ def schedule_users(
             thread=f"{spec.name} {share.group + 1}-{t + 1}",
             left=left,
             deadline_ns=deadline,
+            think_s=spec.think_s,
         )
         # JMeter starts thread t at delay + t * ramp-up / threads.
         at = t0 + int((spec.delay_s + t * spec.ramp_up_s / spec.threads) * 1e9)

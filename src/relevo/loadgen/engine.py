@@ -1,10 +1,27 @@
-"""Runs a plan on several worker processes (default: one per core) and merges their results exactly.
+"""The load engine: a plan run on worker processes (default: one per core), behind a handle.
+
+    run = engine.start(plan, workers=None, jtl=None, on_progress=None)   # returns once the load runs
+    run.started_at          # epoch seconds of the common start instant (second 0 of the series)
+    run.elapsed_s()         # seconds since that instant
+    run.progress()          # Progress: samples done and failed, active users, so far
+    run.seconds()           # per-second series so far: tuple[Second] (requests, errors, dropped,
+                            #   average/max latency ms, received KB, served_by {X-Served-By value: count})
+    run.stop()              # send nothing new; requests in flight finish (at most STOP_GRACE_S); a
+                            #   second stop() cuts them off. The result is then marked interrupted.
+    run.wait(timeout_s)     # block until the end: RunResult (TimeoutError if still running then)
+    run.done                # whether it has ended
+    with engine.start(plan) as run: ...   # leaving the block stops the run and waits for it
+    engine.run(plan, ...)   # start + wait; Ctrl-C stops (a second Ctrl-C cuts off) -> interrupted result
+
+The series arrives from the workers every SERIES_INTERVAL_S; a second is final once the next one has
+begun. Everything the handle says is safe to read from any thread while the load runs.
 
 Python runs one thread of bytecode per process; a load generator that must keep up with wrk therefore
 splits its users across processes (see `shares`). Every worker reports "ready", then all are given the
 same start instant on the shared monotonic clock, so ramp-ups and rate schedules line up as if one
-process ran them. The parent only watches: it reads progress counters and, at the end, merges the
-workers' accumulators (counters add, histograms add bucket by bucket, Welford states combine).
+process ran them. The parent only watches: it reads progress counters and the series as they come, and
+at the end merges the workers' accumulators (counters add, histograms add bucket by bucket, Welford
+states combine). One worker runs in a thread of the calling process, not a process of its own.
 """
 
 from __future__ import annotations
@@ -29,10 +46,18 @@ from pathlib import Path
 from relevo.errors import RelevoError
 from relevo.loadgen.client import resolve
 from relevo.loadgen.jtl import COLUMNS_5
+from relevo.loadgen.live import LiveSeries, Second, seconds_of
 from relevo.loadgen.plan import Plan
 from relevo.loadgen.shares import split, useful_workers
-from relevo.loadgen.stats import RunStats
-from relevo.loadgen.worker import WorkerJob, WorkerResult, counters_stride, loop_factory, run_job
+from relevo.loadgen.stats import RunStats, TimeSeries
+from relevo.loadgen.worker import (
+    Runner,
+    WorkerJob,
+    WorkerResult,
+    counters_stride,
+    loop_factory,
+    run_job,
+)
 
 # Workers get this long to start (spawned ones import Python afresh) before the clock starts.
 READY_TIMEOUT_S = 60.0
@@ -63,6 +88,8 @@ class RunResult:
     workers: int
     event_loop: str
     interrupted: bool
+    # Every connection was refused during the first second: the run stopped there.
+    nothing_listening: bool = False
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -89,6 +116,22 @@ def event_loop_name() -> str:
     return "uvloop" if loop_factory() is not asyncio.new_event_loop else "asyncio"
 
 
+def start(
+    plan: Plan,
+    *,
+    workers: int | None = None,
+    jtl: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+    progress_interval_s: float = 0.5,
+) -> LoadRun:
+    """Start running `plan` and return its handle (see the module doc)."""
+    for group in plan.groups:
+        for request in group.requests:
+            resolve(request.host, request.port)  # a bad host fails here, before any process starts
+    count = useful_workers(plan, workers or default_workers(plan))
+    return LoadRun(plan, count, jtl, on_progress, progress_interval_s)
+
+
 def run(
     plan: Plan,
     *,
@@ -97,35 +140,234 @@ def run(
     on_progress: ProgressCallback | None = None,
     progress_interval_s: float = 0.5,
 ) -> RunResult:
-    """Run `plan` to its end (or until Ctrl-C) and return the merged results."""
-    for group in plan.groups:
-        for request in group.requests:
-            resolve(request.host, request.port)  # a bad host fails here, before any process starts
-    count = useful_workers(plan, workers or default_workers(plan))
-    shares = split(plan, count)
-    parts = [jtl.with_name(f"{jtl.name}.part{w}") for w in range(count)] if jtl else [None] * count
-    jobs = [
-        WorkerJob(plan=plan, share=s, workers=count, jtl_part=p) for s, p in zip(shares, parts, strict=True)
-    ]
-    stride = counters_stride(plan)
-    watcher = _Watcher(plan, count, stride, on_progress, progress_interval_s)
-    try:
-        results = _run_here(jobs[0], watcher) if count == 1 else _run_processes(jobs, watcher)
-    finally:
-        if jtl is not None:
-            _join_parts(jtl, [p for p in parts if p is not None])
-    stats = RunStats()
-    for result in sorted(results, key=lambda r: r.worker):
-        stats.merge(result.stats)
-    return RunResult(
-        plan=plan,
-        stats=stats,
-        started_at=watcher.t0_epoch,
-        elapsed_s=max(0.0, (time.monotonic_ns() - watcher.t0_ns) / 1e9),
-        workers=count,
-        event_loop=event_loop_name(),
-        interrupted=any(r.interrupted for r in results) or watcher.interrupted,
+    """Run `plan` to its end and return the merged results. Ctrl-C stops it (in-flight requests finish,
+    the result is marked interrupted); a second Ctrl-C cuts them off."""
+    handle = start(
+        plan, workers=workers, jtl=jtl, on_progress=on_progress, progress_interval_s=progress_interval_s
     )
+    stops = 0
+    while True:
+        try:
+            return handle.wait()
+        except KeyboardInterrupt:
+            stops += 1
+            if stops > 2:
+                raise
+            handle.stop()
+
+
+class LoadRun:
+    """A running load (see the module doc). Made by `start`."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        count: int,
+        jtl: Path | None,
+        on_progress: ProgressCallback | None,
+        progress_interval_s: float,
+    ) -> None:
+        self.plan = plan
+        self.workers = count
+        self._jtl = jtl
+        self._parts = [jtl.with_name(f"{jtl.name}.part{w}") for w in range(count)] if jtl else [None] * count
+        shares = split(plan, count)
+        jobs = [
+            WorkerJob(plan=plan, share=s, workers=count, jtl_part=p)
+            for s, p in zip(shares, self._parts, strict=True)
+        ]
+        stride = counters_stride(plan)
+        self._watcher = _Watcher(plan, count, stride, on_progress, progress_interval_s)
+        self._live = LiveSeries(count)
+        self._ended = threading.Event()  # the workers are finished
+        self._done = threading.Event()  # ... and the last progress was reported: the result is ready
+        self._lock = threading.Lock()
+        self._result: RunResult | None = None
+        self._error: BaseException | None = None
+        self._stops = 0
+        self._runner: Runner | None = None  # one worker: its runner, on the loop of our thread
+        self._links: dict[MpConnection, multiprocessing.process.BaseProcess] = {}
+        self._results: list[WorkerResult] = []
+        if count == 1:
+            self._counters: MutableSequence[int] = [0] * stride
+            body: Callable[[], None] = lambda: self._run_here(jobs[0])  # noqa: E731
+        else:
+            self._counters = self._spawn(jobs)
+            body = self._collect
+        self._thread = threading.Thread(target=self._main, args=(body,), name="relevo-load", daemon=True)
+        self._thread.start()
+        self._progress = threading.Thread(target=self._report, name="relevo-progress", daemon=True)
+        self._progress.start()
+
+    # --- observing -------------------------------------------------------------------------------------
+    @property
+    def started_at(self) -> float:
+        return self._watcher.t0_epoch
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def elapsed_s(self) -> float:
+        return max(0.0, (time.monotonic_ns() - self._watcher.t0_ns) / 1e9)
+
+    def progress(self) -> Progress:
+        return self._watcher.progress(self._counters)
+
+    def seconds(self) -> tuple[Second, ...]:
+        return seconds_of(self._live.merged())
+
+    # --- controlling ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Send nothing new and let requests in flight finish; called again, cut them off."""
+        with self._lock:
+            self._stops += 1
+            self._watcher.interrupted = True
+            runner = self._runner
+            if runner is not None:
+                runner.loop.call_soon_threadsafe(runner.stop)
+            for link in self._links:
+                with contextlib.suppress(OSError):
+                    link.send("stop")
+
+    def wait(self, timeout_s: float | None = None) -> RunResult:
+        """The result, once the run has ended (TimeoutError if it has not within `timeout_s`)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._done.wait(0.2):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("the load is still running")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def __enter__(self) -> LoadRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.done:
+            self.stop()
+        with contextlib.suppress(LoadgenError):
+            self.wait()
+
+    # --- the workers ------------------------------------------------------------------------------------
+    def _main(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+            self._finish()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            if self._jtl is not None:
+                _join_parts(self._jtl, [p for p in self._parts if p is not None])
+            self._ended.set()
+
+    def _finish(self) -> None:
+        stats = RunStats()
+        for result in sorted(self._results, key=lambda r: r.worker):
+            stats.merge(result.stats)
+            self._live.replace(result.worker, result.stats.series)
+        with_samples = [r for r in self._results if r.stats.total().count]
+        self._result = RunResult(
+            plan=self.plan,
+            stats=stats,
+            started_at=self._watcher.t0_epoch,
+            elapsed_s=self.elapsed_s(),
+            workers=self.workers,
+            event_loop=event_loop_name(),
+            interrupted=any(r.interrupted for r in self._results) or self._watcher.interrupted,
+            nothing_listening=bool(with_samples) and all(r.nothing_listening for r in with_samples),
+        )
+
+    def _report(self) -> None:
+        """Progress every interval, and once more at the end, before the run counts as done."""
+        try:
+            while not self._ended.wait(self._watcher.interval_s):
+                self._watcher.report(self._counters)
+            self._watcher.report(self._counters)
+        finally:
+            self._done.set()
+
+    def _attach(self, runner: Runner) -> None:
+        """The in-process worker's runner exists: a stop asked for before now is passed on."""
+        with self._lock:
+            self._runner = runner
+            for _ in range(self._stops):
+                runner.loop.call_soon(runner.stop)
+
+    def _run_here(self, job: WorkerJob) -> None:
+        """One worker, on an event loop in this thread."""
+        t0_ns, delta = self._watcher.start_instant()
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(
+                run_job(
+                    job,
+                    t0_ns=t0_ns,
+                    epoch_delta_ns=delta,
+                    counters=self._counters,
+                    on_series=lambda start, part: self._live.put(0, start, part),
+                    on_start=self._attach,
+                )
+            )
+        self._results.append(result)
+
+    def _spawn(self, jobs: list[WorkerJob]) -> MutableSequence[int]:
+        """Start a process per job, wait until each is ready, and give them the start instant."""
+        # fork starts a worker in milliseconds at no CPU cost, but is unsafe once threads exist (a lock
+        # held by another thread stays held in the child): then, and off Linux, spawn.
+        use_fork = sys.platform == "linux" and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork") if use_fork else multiprocessing.get_context("spawn")
+        counters: MutableSequence[int] = ctx.Array("q", len(jobs) * self._watcher.stride, lock=False)
+        links: list[MpConnection] = []
+        procs = []
+        for job in jobs:
+            parent_end, child_end = ctx.Pipe()
+            proc = ctx.Process(
+                target=_child,
+                args=(job, child_end, counters, [*links, parent_end]),
+                name=f"relevo-worker-{job.share.worker}",
+            )
+            proc.daemon = True
+            proc.start()
+            child_end.close()
+            links.append(parent_end)
+            procs.append(proc)
+        try:
+            for link, proc in zip(links, procs, strict=True):
+                _expect(link, proc, "ready")
+        except BaseException:
+            _reap(procs)
+            raise
+        t0_ns, delta = self._watcher.start_instant()
+        for link in links:
+            link.send((t0_ns, delta))
+        self._links = dict(zip(links, procs, strict=True))
+        return counters
+
+    def _collect(self) -> None:
+        procs = list(self._links.values())
+        try:
+            while self._links:
+                for link in wait(list(self._links), timeout=1.0):
+                    assert isinstance(link, MpConnection)
+                    message = _expect(link, self._links[link], "result")
+                    if isinstance(message, WorkerResult):
+                        self._results.append(message)
+                        with self._lock:
+                            del self._links[link]
+                    else:
+                        worker, begin, part = message
+                        self._live.put(worker, begin, part)
+        finally:
+            _reap(procs)
+
+
+def _reap(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 class _Watcher:
@@ -152,8 +394,10 @@ class _Watcher:
         return self.t0_ns, delta
 
     def report(self, counters: MutableSequence[int]) -> None:
-        if self.callback is None:
-            return
+        if self.callback is not None:
+            self.callback(self.progress(counters))
+
+    def progress(self, counters: MutableSequence[int]) -> Progress:
         done = failed = active = 0
         for w in range(self.workers):
             base = w * self.stride
@@ -161,107 +405,21 @@ class _Watcher:
             failed += counters[base + 1]
             active += sum(counters[base + 2 : base + self.stride])
         elapsed = max(0.0, (time.monotonic_ns() - self.t0_ns) / 1e9)
-        self.callback(
-            Progress(
-                elapsed_s=elapsed,
-                done=done,
-                failed=failed,
-                active=active,
-                expected=self.expected,
-                duration_s=self.duration_s,
-            )
+        return Progress(
+            elapsed_s=elapsed,
+            done=done,
+            failed=failed,
+            active=active,
+            expected=self.expected,
+            duration_s=self.duration_s,
         )
 
 
-def _run_here(job: WorkerJob, watcher: _Watcher) -> list[WorkerResult]:
-    """One worker, in this process: progress comes from a helper thread reading plain counters."""
-    counters = [0] * watcher.stride
-    t0_ns, delta = watcher.start_instant()
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.wait(watcher.interval_s):
-            watcher.report(counters)
-
-    thread = threading.Thread(target=watch, name="relevo-progress", daemon=True)
-    thread.start()
-    try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            result = runner.run(
-                run_job(job, t0_ns=t0_ns, epoch_delta_ns=delta, counters=counters, sigint=True)
-            )
-    finally:
-        stop.set()
-        thread.join()
-    watcher.report(counters)
-    return [result]
-
-
-def _run_processes(jobs: list[WorkerJob], watcher: _Watcher) -> list[WorkerResult]:
-    # fork starts a worker in milliseconds at no CPU cost, but is unsafe once threads exist (a lock held
-    # by another thread stays held in the child): then, and off Linux, spawn.
-    use_fork = sys.platform == "linux" and threading.active_count() == 1
-    ctx = multiprocessing.get_context("fork") if use_fork else multiprocessing.get_context("spawn")
-    counters = ctx.Array("q", len(jobs) * watcher.stride, lock=False)
-    links: list[MpConnection] = []
-    procs = []
-    for job in jobs:
-        parent_end, child_end = ctx.Pipe()
-        proc = ctx.Process(
-            target=_child,
-            args=(job, child_end, counters, [*links, parent_end]),
-            name=f"relevo-worker-{job.share.worker}",
-        )
-        proc.daemon = True
-        proc.start()
-        child_end.close()
-        links.append(parent_end)
-        procs.append(proc)
-    try:
-        for link, proc in zip(links, procs, strict=True):
-            _expect(link, proc, "ready")
-        t0_ns, delta = watcher.start_instant()
-        for link in links:
-            link.send((t0_ns, delta))
-        results = _collect(links, procs, counters, watcher)
-    finally:
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-    watcher.report(counters)
-    return results
-
-
-def _collect(
-    links: list[MpConnection],
-    procs: Sequence[multiprocessing.process.BaseProcess],
-    counters: MutableSequence[int],
-    watcher: _Watcher,
-) -> list[WorkerResult]:
-    pending = dict(zip(links, procs, strict=True))
-    results: list[WorkerResult] = []
-    while pending:
-        try:
-            ready = wait(list(pending), timeout=watcher.interval_s)
-            for link in ready:
-                assert isinstance(link, MpConnection)
-                proc = pending.pop(link)
-                results.append(_expect(link, proc, "result"))
-            watcher.report(counters)
-        except KeyboardInterrupt:
-            # First Ctrl-C: ask the workers to stop and report what they have; a second one kills them.
-            if watcher.interrupted:
-                raise
-            watcher.interrupted = True
-            for link in pending:
-                with contextlib.suppress(OSError):
-                    link.send("stop")
-    return results
-
-
-def _expect(link: MpConnection, proc: multiprocessing.process.BaseProcess, what: str) -> WorkerResult:
+def _expect(
+    link: MpConnection, proc: multiprocessing.process.BaseProcess, what: str
+) -> WorkerResult | tuple[int, int, TimeSeries]:
+    """The next message from a worker: its result, or a piece of its series (worker, first second,
+    seconds); "ready" is only waited for."""
     if what == "ready" and not link.poll(READY_TIMEOUT_S):
         raise LoadgenError(f"{proc.name} did not start within {READY_TIMEOUT_S:.0f} s")
     try:
@@ -271,6 +429,8 @@ def _expect(link: MpConnection, proc: multiprocessing.process.BaseProcess, what:
         raise LoadgenError(f"{proc.name} died (exit status {proc.exitcode})") from None
     if isinstance(message, tuple) and message and message[0] == "error":
         raise LoadgenError(f"{proc.name} failed:\n{message[1]}")
+    if isinstance(message, tuple) and message and message[0] == "series":
+        return message[1], message[2], message[3]
     if what == "result":
         assert isinstance(message, WorkerResult)
         return message
@@ -292,7 +452,14 @@ def _child(
         t0_ns, delta = link.recv()
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             result = runner.run(
-                run_job(job, t0_ns=t0_ns, epoch_delta_ns=delta, counters=counters, control=link)
+                run_job(
+                    job,
+                    t0_ns=t0_ns,
+                    epoch_delta_ns=delta,
+                    counters=counters,
+                    control=link,
+                    on_series=lambda begin, part: link.send(("series", job.share.worker, begin, part)),
+                )
             )
         link.send(result)
     except EOFError:

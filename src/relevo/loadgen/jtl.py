@@ -178,8 +178,10 @@ class JtlWriter:
         connect_ns: int,
         grp_threads: int = 0,
         all_threads: int = 0,
+        sent: int | None = None,
     ) -> None:
-        """One sample from the engine, formatted directly (this runs once per request)."""
+        """One sample from the engine, formatted directly (this runs once per request); `sent` is the
+        bytes written, when not the whole request (0 for a connection that never opened)."""
         if error_kind is None:
             code = str(status)
             message = reason(status)
@@ -193,7 +195,8 @@ class JtlWriter:
         self.out.write(
             f"{(start_ns + self.epoch_delta_ns) // 1_000_000},{round((end_ns - start_ns) / 1e6)},"
             f"{q(sampler.label)},{q(code)},{q(message)},{q(thread)},text,{success},,{received},"
-            f"{sampler.sent},{grp_threads},{all_threads},{q(sampler.url)},{round(latency_ns / 1e6)},0,"
+            f"{sampler.sent if sent is None else sent},{grp_threads},{all_threads},{q(sampler.url)},"
+            f"{round(latency_ns / 1e6)},0,"
             f"{round(connect_ns / 1e6)}\n"
         )
 

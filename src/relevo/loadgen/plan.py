@@ -60,6 +60,8 @@ class ThreadGroup:
     duration_s: float | None = None
     delay_s: float = 0.0
     rate_rps: float | None = None
+    # Closed model: each user waits this long after a sample before its next (JMeter's Constant Timer).
+    think_s: float = 0.0
     requests: tuple[HttpRequest, ...]
 
     def __post_init__(self) -> None:
@@ -115,8 +117,8 @@ def validate_group(group: ThreadGroup) -> None:
         raise PlanError(f"{where} has no HTTP request")
     if group.threads < 1:
         raise PlanError(f"{where}: threads must be at least 1, not {group.threads}")
-    if group.ramp_up_s < 0 or group.delay_s < 0:
-        raise PlanError(f"{where}: ramp-up and delay cannot be negative")
+    if group.ramp_up_s < 0 or group.delay_s < 0 or group.think_s < 0:
+        raise PlanError(f"{where}: ramp-up, delay and think time cannot be negative")
     if group.loops is not None and group.loops < 1:
         raise PlanError(f"{where}: loops must be at least 1, not {group.loops}")
     if group.duration_s is not None and not group.duration_s > 0:
@@ -187,6 +189,7 @@ def simple_plan(
     keepalive: bool = True,
     count_header: str = DEFAULT_COUNT_HEADER,
     label: str | None = None,
+    think_s: float = 0.0,
 ) -> Plan:
     """One thread group sending one request: what `relevo bench URL` runs.
 
@@ -214,6 +217,7 @@ def simple_plan(
         loops=None if rate_rps is not None else loops,
         duration_s=duration_s,
         rate_rps=rate_rps,
+        think_s=think_s,
         requests=(request,),
     )
     return Plan(groups=(group,), count_header=count_header)

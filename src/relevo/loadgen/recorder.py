@@ -66,7 +66,7 @@ def reason(status: int) -> str:
 class Recorder:
     """One worker's accumulators; the engine merges the recorders of all workers at the end."""
 
-    __slots__ = ("done", "failed", "series", "sink", "stats", "t0_ns")
+    __slots__ = ("done", "failed", "refused", "series", "sink", "stats", "t0_ns")
 
     def __init__(self, *, t0_ns: int, sink: SampleSink | None = None) -> None:
         self.stats = RunStats()
@@ -76,6 +76,7 @@ class Recorder:
         # Read by the progress reporter: samples finished, and how many of them failed.
         self.done = 0
         self.failed = 0
+        self.refused = 0  # of them, refused connections (the fail-fast check: is anything listening?)
 
     def label(self, name: str) -> LabelStats:
         return self.stats.label(name)
@@ -125,9 +126,6 @@ class Recorder:
             st.errors += 1
             bump(st.error_kinds, code)
             self.failed += 1
-        if served_by is not None:
-            served = st.served_by
-            served[served_by] = served.get(served_by, 0) + 1
         # What _second() does, inline.
         series = self.series
         second = (end_ns - self.t0_ns) // NS_PER_S
@@ -136,6 +134,15 @@ class Recorder:
         requests = series.requests
         if second >= len(requests):
             series.grow(second + 1)
+        if served_by is not None:
+            served = st.served_by
+            count = served.get(served_by)
+            if count is None:
+                st.first_served_ns[served_by] = end_ns
+                count = 0
+            served[served_by] = count + 1
+            served = series.served[second]
+            served[served_by] = served.get(served_by, 0) + 1
         requests[second] += 1
         series.total_us[second] += us
         series.bytes[second] += received
@@ -153,9 +160,10 @@ class Recorder:
         kind: ErrorKind,
         *,
         received: int = 0,
-        status: int = 0,
+        sent: int,
     ) -> None:
-        """A sample without a complete HTTP response (refused, reset, timeout, ...)."""
+        """A sample without a complete HTTP response (refused, reset, timeout, ...); `sent` is what was
+        written (0 when the connection never opened: JMeter records 0 too)."""
         code = f"{NON_HTTP_CODE}{JAVA_EXCEPTION[kind]}"
         sampler.stats.add(
             start_ns=start_ns,
@@ -163,12 +171,23 @@ class Recorder:
             code=code,
             success=False,
             received=received,
-            sent=sampler.sent,
+            sent=sent,
             error_kind=kind.value,
         )
+        if kind is ErrorKind.REFUSED:
+            self.refused += 1
         self.failed += 1
         self.done += 1
         self._second(end_ns, max(0, (end_ns - start_ns) // 1000), True, received)
+
+    def dropped(self, sampler: Sampler, at_ns: int, n: int = 1) -> None:
+        """`n` open-model requests that were due but never sent: every connection was busy."""
+        sampler.stats.dropped += n
+        series = self.series
+        second = max(0, (at_ns - self.t0_ns) // NS_PER_S)
+        if second >= len(series.requests):
+            series.grow(second + 1)
+        series.dropped[second] += n
 
     def _second(self, end_ns: int, us: int, error: bool, received: int) -> None:
         series = self.series

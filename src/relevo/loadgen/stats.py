@@ -49,8 +49,10 @@ class LabelStats:
         "bytes",
         "codes",
         "count",
+        "dropped",
         "error_kinds",
         "errors",
+        "first_served_ns",
         "first_start_ns",
         "hist",
         "label",
@@ -79,6 +81,11 @@ class LabelStats:
         self.codes: dict[str, int] = {}
         self.error_kinds: dict[str, int] = {}
         self.served_by: dict[str, int] = {}
+        # When each server's first answer ended (monotonic ns): when a standby began to serve.
+        self.first_served_ns: dict[str, int] = {}
+        # Open model: requests due while every connection was busy and still unsent when the run ended
+        # (k6's dropped_iterations). Not samples: nothing was sent, so they are in no other number.
+        self.dropped = 0
 
     def add(
         self,
@@ -111,10 +118,13 @@ class LabelStats:
             self.errors += 1
             bump(self.error_kinds, error_kind or code)
         if served_by:
+            if served_by not in self.served_by:
+                self.first_served_ns[served_by] = end_ns
             bump(self.served_by, served_by)
 
     def merge(self, other: LabelStats) -> None:
         """Fold `other` into this one, exactly as if one accumulator had seen both streams."""
+        self.dropped += other.dropped
         if other.count == 0:
             return
         if self.count == 0:
@@ -135,6 +145,9 @@ class LabelStats:
         add_counts(self.codes, other.codes)
         add_counts(self.error_kinds, other.error_kinds)
         add_counts(self.served_by, other.served_by)
+        for name, at in other.first_served_ns.items():
+            mine = self.first_served_ns.get(name)
+            self.first_served_ns[name] = at if mine is None else min(mine, at)
 
     # Derived numbers, in JMeter's definitions.
     @property
@@ -160,9 +173,13 @@ def merge_labels(name: str, parts: Iterable[LabelStats]) -> LabelStats:
 
 
 class TimeSeries:
-    """Per-second totals, indexed by whole seconds since the run's start: memory grows with seconds only."""
+    """Per-second totals, indexed by whole seconds since the run's start: memory grows with seconds only.
 
-    __slots__ = ("bytes", "errors", "max_us", "requests", "total_us")
+    `served` counts, per second, the answers by the value of the count header (which server answered);
+    `dropped` the open model's requests dropped in that second (see `LabelStats.dropped`).
+    """
+
+    __slots__ = ("bytes", "dropped", "errors", "max_us", "requests", "served", "total_us")
 
     def __init__(self) -> None:
         self.requests: list[int] = []
@@ -170,13 +187,19 @@ class TimeSeries:
         self.total_us: list[int] = []
         self.max_us: list[int] = []
         self.bytes: list[int] = []
+        self.dropped: list[int] = []
+        self.served: list[dict[str, int]] = []
+
+    def _int_columns(self) -> tuple[list[int], ...]:
+        return (self.requests, self.errors, self.total_us, self.max_us, self.bytes, self.dropped)
 
     def grow(self, seconds: int) -> None:
         """Make room for index `seconds - 1`."""
         missing = seconds - len(self.requests)
         if missing > 0:
-            for column in (self.requests, self.errors, self.total_us, self.max_us, self.bytes):
+            for column in self._int_columns():
                 column.extend([0] * missing)
+            self.served.extend({} for _ in range(missing))
 
     def add(self, second: int, *, elapsed_us: int, error: bool, received: int) -> None:
         second = max(second, 0)
@@ -196,11 +219,29 @@ class TimeSeries:
             (self.errors, other.errors),
             (self.total_us, other.total_us),
             (self.bytes, other.bytes),
+            (self.dropped, other.dropped),
         ):
             for i, value in enumerate(theirs):
                 mine[i] += value
         for i, value in enumerate(other.max_us):
             self.max_us[i] = max(self.max_us[i], value)
+        for i, counts in enumerate(other.served):
+            add_counts(self.served[i], counts)
+
+    def tail(self, start: int) -> TimeSeries:
+        """A copy of seconds `start`... (what a worker sends the parent while it runs)."""
+        part = TimeSeries()
+        for mine, theirs in zip(part._int_columns(), self._int_columns(), strict=True):
+            mine.extend(theirs[start:])
+        part.served.extend(dict(counts) for counts in self.served[start:])
+        return part
+
+    def put(self, start: int, part: TimeSeries) -> None:
+        """Overwrite seconds `start`... with `part` (a later `tail` of the same worker's series)."""
+        self.grow(start + len(part))
+        for mine, theirs in zip(self._int_columns(), part._int_columns(), strict=True):
+            mine[start : start + len(theirs)] = theirs
+        self.served[start : start + len(part.served)] = part.served
 
     def __len__(self) -> int:
         return len(self.requests)

@@ -8,10 +8,8 @@ worker's accumulators, which the parent merges exactly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import os
-import signal
 from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as MpConnection
@@ -24,11 +22,18 @@ from relevo.loadgen.jtl import JtlWriter
 from relevo.loadgen.plan import Plan, ThreadGroup
 from relevo.loadgen.recorder import Recorder
 from relevo.loadgen.shares import WorkerShare
-from relevo.loadgen.stats import ErrorKind, RunStats
+from relevo.loadgen.stats import ErrorKind, RunStats, TimeSeries
+from relevo.loadgen.timeouts import TimeoutTimer
 
 PROGRESS_INTERVAL_S = 0.1
+# How often the per-second series goes to whoever observes the run (the engine's handle).
+SERIES_INTERVAL_S = 0.25
 # After a stop request, how long requests in flight may still finish before they are cut off.
 STOP_GRACE_S = 2.0
+# If every connection was refused during this first part of the run, nothing listens: stop.
+FAIL_FAST_S = 1.0
+
+SeriesCallback = Callable[[int, TimeSeries], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +49,8 @@ class WorkerResult:
     worker: int
     stats: RunStats
     interrupted: bool
+    # Every connection was refused during the first FAIL_FAST_S: the run stopped there.
+    nothing_listening: bool = False
 
 
 def counters_stride(plan: Plan) -> int:
@@ -71,8 +78,19 @@ class Runner:
         t0_ns: int,
         epoch_delta_ns: int,
         counters: MutableSequence[int],
+        on_series: SeriesCallback | None = None,
+        orphan_check: bool = False,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.timer = TimeoutTimer(self.loop, monotonic_ns)
+        self.on_series = on_series
+        self.series_mark = 0  # the first second not yet final when the series was last sent
+        self.series_sent_ns = 0
+        # Only a worker process checks for its parent: in the main process the parent is the user's
+        # shell, whose exit says nothing about whether anyone waits for this run.
+        self.orphan_check = orphan_check
+        self.nothing_listening = False
+        self.fail_fast_pending = True
         self.job = job
         self.plan = job.plan
         self.t0_ns = t0_ns
@@ -130,7 +148,9 @@ class Runner:
             await self.finished.wait()
         finally:
             gc.unfreeze()  # back to normal collection: a long-lived caller may run many benches
+            self.timer.cancel()
             self.publish()
+            self.send_series()
             for conn in tuple(self.conns):
                 conn.close()
             if self.sink is not None:
@@ -138,7 +158,10 @@ class Runner:
         # One more turn of the loop so that the closes reach the sockets before the loop ends.
         await asyncio.sleep(0)
         return WorkerResult(
-            worker=self.job.share.worker, stats=self.recorder.stats, interrupted=self.interrupted
+            worker=self.job.share.worker,
+            stats=self.recorder.stats,
+            interrupted=self.interrupted,
+            nothing_listening=self.nothing_listening,
         )
 
     # Users and groups report their lives here.
@@ -172,6 +195,7 @@ class Runner:
             connect_ns=conn.connect_ns - conn.start_ns if conn.connect_ns else 0,
             grp_threads=grp,
             all_threads=every,
+            sent=None if conn.written else 0,
         )
 
     def group_of(self, conn: Connection) -> int:
@@ -182,19 +206,40 @@ class Runner:
         self.counters[self.base] = self.recorder.done
         self.counters[self.base + 1] = self.recorder.failed
 
+    def send_series(self) -> None:
+        """Give the observer the seconds that changed since the last time (earlier ones are final)."""
+        if self.on_series is None:
+            return
+        series = self.recorder.series
+        self.on_series(self.series_mark, series.tail(self.series_mark))
+        # A sample lands in the second it ends in, so seconds before the current one no longer change.
+        self.series_mark = max(0, (monotonic_ns() - self.t0_ns) // 1_000_000_000 - 1)
+        self.series_mark = min(self.series_mark, len(series))
+
     def _every_interval(self) -> None:
-        """Publish progress and expire requests past their timeout (one sweep instead of a timer each)."""
+        """Publish progress and the series; stop when orphaned or when nothing listens."""
         if self.finished.is_set():
             return
-        if os.getppid() != self.parent_pid:
+        if self.orphan_check and os.getppid() != self.parent_pid:
             self.abort()  # orphaned: nobody will read the results, and the load must not run on
             return
         self.publish()
         now = monotonic_ns()
-        expired = [c for c in self.conns if c.busy and now - c.sent_ns > c.sampler.timeout_ns]
-        for conn in expired:
-            conn.expire()
+        if now - self.series_sent_ns >= SERIES_INTERVAL_S * 1e9:
+            self.series_sent_ns = now
+            self.send_series()
+        if self.fail_fast_pending and now - self.t0_ns >= FAIL_FAST_S * 1e9:
+            self.fail_fast_pending = False
+            recorder = self.recorder
+            if recorder.refused and recorder.refused == recorder.done and not self.any_connected():
+                self.nothing_listening = True
+                self.abort()
+                return
         self.loop.call_later(PROGRESS_INTERVAL_S, self._every_interval)
+
+    def any_connected(self) -> bool:
+        """Whether some connection is open now (a request in flight on it counts as listened to)."""
+        return any(c.transport is not None for c in self.conns)
 
     def stop(self) -> None:
         """Send nothing new; let requests in flight finish for a short grace, then cut them off."""
@@ -228,11 +273,22 @@ async def run_job(
     epoch_delta_ns: int,
     counters: MutableSequence[int],
     control: MpConnection | None = None,
-    sigint: bool = False,
+    on_series: SeriesCallback | None = None,
+    on_start: Callable[[Runner], None] | None = None,
 ) -> WorkerResult:
-    """Run a share to its end. A message on `control` (the parent's pipe), or SIGINT when `sigint`
-    (the worker is the main process), stops it early: the first stops sending, a second cuts off."""
-    runner = Runner(job, t0_ns=t0_ns, epoch_delta_ns=epoch_delta_ns, counters=counters)
+    """Run a share to its end. A message on `control` (the parent's pipe; a worker process), or
+    `Runner.stop` called on the loop (given by `on_start`; a worker in the parent), stops it early: the
+    first stops sending, a second cuts off."""
+    runner = Runner(
+        job,
+        t0_ns=t0_ns,
+        epoch_delta_ns=epoch_delta_ns,
+        counters=counters,
+        on_series=on_series,
+        orphan_check=control is not None,
+    )
+    if on_start is not None:
+        on_start(runner)
     loop = asyncio.get_running_loop()
     if control is not None:
 
@@ -246,14 +302,8 @@ async def run_job(
             runner.stop()
 
         loop.add_reader(control.fileno(), on_message)
-    if sigint:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, runner.stop)
     try:
         return await runner.run()
     finally:
         if control is not None:
             loop.remove_reader(control.fileno())
-        if sigint:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGINT)

@@ -95,13 +95,21 @@ def test_open_model_sends_rate_times_duration(serve: Serve, workers: int) -> Non
     assert len(server.requests) == 20
 
 
-def test_open_model_charges_waiting_to_latency(serve: Serve) -> None:
-    """One connection to a server that never answers: queued requests still count, as timeouts."""
+def test_open_model_charges_waiting_to_latency_and_drops_what_never_left(serve: Serve) -> None:
+    """One connection to a server that never answers: a request that waited for the connection is
+    charged from its intended time; those still waiting when the duration ends are dropped, not sent."""
     server = serve(hang)
     plan = simple_plan(server.url, threads=1, rate_rps=20, duration_s=0.25, timeout_s=0.2)
-    stats = total(engine.run(plan, workers=1))
-    assert stats.count == 5
-    assert stats.error_kinds == {"timeout": 5}
+    result = engine.run(plan, workers=1)
+    stats = total(result)
+    # Due at 0, 50, ..., 200 ms. The first times out at 200 ms; the second (due at 50 ms) goes out then
+    # and times out at 400 ms; the three still queued at 250 ms are dropped.
+    assert stats.count == 2
+    assert stats.error_kinds == {"timeout": 2}
+    assert stats.dropped == 3
+    assert sum(s.dropped for s in engine.seconds_of(result.stats.series)) == 3
+    assert stats.hist.max >= 340_000  # µs: 50 ms waiting + 200 ms... from 50 ms to 400 ms
+    assert result.elapsed_s < 0.25 + 0.2 + 0.1, "the run outlived its duration plus one timeout"
 
 
 def test_two_groups_and_labels(serve: Serve) -> None:

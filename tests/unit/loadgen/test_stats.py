@@ -148,7 +148,7 @@ def test_time_series_buckets_by_the_second_a_sample_ended() -> None:
     )
     recorder.response(sampler, 0, 500 * MS, 200, 10, None)
     recorder.response(sampler, 900 * MS, 1_200 * MS, 503, 10, None)
-    recorder.failure(sampler, 2_000 * MS, 2_100 * MS, ErrorKind.TIMEOUT)
+    recorder.failure(sampler, 2_000 * MS, 2_100 * MS, ErrorKind.TIMEOUT, sent=sampler.sent)
     series = recorder.stats.series
     assert series.requests == [1, 1, 1]
     assert series.errors == [0, 1, 1]

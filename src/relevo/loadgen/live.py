@@ -1,0 +1,65 @@
+"""A run's per-second series while it runs: each worker's seconds as it last sent them, merged on demand."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from relevo.loadgen.stats import TimeSeries
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Second:
+    """One second of a run (from its start instant): the samples that ended in it."""
+
+    second: int
+    requests: int
+    errors: int
+    dropped: int  # open model: due in this second, never sent (every connection was busy)
+    average_ms: float
+    max_ms: float
+    received_kb: float
+    # Answers by the count header's value (X-Served-By: which server answered).
+    served_by: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def seconds_of(series: TimeSeries) -> tuple[Second, ...]:
+    return tuple(
+        Second(
+            second=i,
+            requests=series.requests[i],
+            errors=series.errors[i],
+            dropped=series.dropped[i],
+            average_ms=series.total_us[i] / series.requests[i] / 1000 if series.requests[i] else 0.0,
+            max_ms=series.max_us[i] / 1000,
+            received_kb=series.bytes[i] / 1024,
+            served_by=MappingProxyType(dict(series.served[i])),
+        )
+        for i in range(len(series))
+    )
+
+
+class LiveSeries:
+    """Written by the threads that hear from the workers, read by whoever observes the run."""
+
+    def __init__(self, workers: int) -> None:
+        self._lock = threading.Lock()
+        self._parts = [TimeSeries() for _ in range(workers)]
+
+    def put(self, worker: int, start: int, part: TimeSeries) -> None:
+        with self._lock:
+            self._parts[worker].put(start, part)
+
+    def replace(self, worker: int, series: TimeSeries) -> None:
+        """The worker's final series (from its result)."""
+        with self._lock:
+            self._parts[worker] = series
+
+    def merged(self) -> TimeSeries:
+        total = TimeSeries()
+        with self._lock:
+            for part in self._parts:
+                total.merge(part)
+        return total

@@ -1,0 +1,275 @@
+"""The base image, built offline from the internet: debootstrap from a Debian mirror, packed as an LXD
+unified image tarball (metadata.yaml, templates/, rootfs/) and cached, keyed by its recipe.
+
+One image serves every role (HAProxy and Apache are both installed; the provider disables what a node
+does not run). What MEASURED.md found shapes it: minbase has no udev, so systemd-networkd never
+configures the container's NIC and blocks network-online.target; it is masked and ifupdown is installed
+instead (the provider pushes a static interface file before the first start). /etc/hostname and
+/etc/hosts come from LXD templates; resolv.conf is empty (no uplink, no DNS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from relevo.errors import MissingToolError, ProviderError, RelevoError
+
+# Bump when the steps below change in a way the recipe's fields do not show: it renames the cache key.
+RECIPE_VERSION = 1
+DEBOOTSTRAP_TIMEOUT_S = 15 * 60.0
+PACK_TIMEOUT_S = 5 * 60.0
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+LXD_ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+HOSTNAME_TEMPLATE = "{{ container.name }}\n"
+HOSTS_TEMPLATE = """127.0.0.1\tlocalhost
+127.0.1.1\t{{ container.name }}
+::1\tlocalhost ip6-localhost ip6-loopback
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+INTERFACES = """# The provider writes one file per interface into interfaces.d before the first start.
+auto lo
+iface lo inet loopback
+
+source /etc/network/interfaces.d/*
+"""
+# Without udev these wait forever for a link they never configure; ifupdown does the job instead.
+MASKED_UNITS = (
+    "systemd-networkd.service",
+    "systemd-networkd.socket",
+    "systemd-networkd-wait-online.service",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageRecipe:
+    """Everything that decides what the image holds; its hash names the cached tarball."""
+
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    variant: str = "minbase"
+    packages: tuple[str, ...] = ("systemd-sysv", "apache2", "haproxy", "ifupdown")
+    architecture: str = field(default_factory=lambda: LXD_ARCHITECTURES.get(platform.machine(), "x86_64"))
+
+    def key(self) -> str:
+        text = json.dumps({"recipe_version": RECIPE_VERSION, **asdict(self)}, sort_keys=True)
+        text += HOSTNAME_TEMPLATE + HOSTS_TEMPLATE + INTERFACES + ",".join(MASKED_UNITS)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def file_name(self) -> str:
+        return f"debian-{self.suite}-{self.architecture}-{self.key()}.tar.zst"
+
+    def metadata_yaml(self, created: int) -> str:
+        """LXD's image metadata: JSON is valid YAML, and needs no quoting rules."""
+        templates = {
+            "/etc/hostname": {"when": ["create", "copy", "rename"], "template": "hostname.tpl"},
+            "/etc/hosts": {"when": ["create", "copy", "rename"], "template": "hosts.tpl"},
+        }
+        return json.dumps(
+            {
+                "architecture": self.architecture,
+                "creation_date": created,
+                "properties": {
+                    "os": "debian",
+                    "release": self.suite,
+                    "architecture": self.architecture,
+                    "variant": "relevo",
+                    "description": f"Debian {self.suite} {self.variant}, {', '.join(self.packages)} (relevo)",
+                },
+                "templates": templates,
+            },
+            indent=2,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltImage:
+    path: Path
+    cached: bool
+    seconds: float
+    size_bytes: int
+
+
+def cache_dir() -> Path:
+    """~/.cache/relevo/images (or under $XDG_CACHE_HOME), created private to this user."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "relevo" / "images"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Trust no directory someone else owns: relevo often runs as root, and a tarball planted here
+    # would become every container's root filesystem.
+    if path.stat().st_uid != os.geteuid():
+        raise RelevoError(f"{path} belongs to another user; refusing to use it as the image cache")
+    return path
+
+
+def _tool(name: str, package: str) -> str:
+    found = shutil.which(name, path=SEARCH_PATH)
+    if found is None:
+        raise MissingToolError(f"{name} is not installed: install it with `sudo apt-get install {package}`")
+    return found
+
+
+def build_image(
+    recipe: ImageRecipe | None = None,
+    *,
+    progress: Progress = lambda _line: None,
+    cache: Path | None = None,
+    rebuild: bool = False,
+) -> BuiltImage:
+    """The image tarball for `recipe`: the cached one when it exists (unless `rebuild`), else a new one
+    built with debootstrap. A failed or interrupted build leaves nothing behind but what was cached."""
+    recipe = recipe or ImageRecipe()
+    started = time.monotonic()
+    cache = cache or cache_dir()
+    target = cache / recipe.file_name
+    if target.is_file() and not rebuild:
+        progress(f"cached image {target}")
+        return BuiltImage(target, True, time.monotonic() - started, target.stat().st_size)
+    debootstrap = _tool("debootstrap", "debootstrap")
+    tar = _tool("tar", "tar")
+    _tool("zstd", "zstd")
+    if os.geteuid() != 0:
+        raise RelevoError("building the image needs root (debootstrap makes device nodes and chroots)")
+    workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
+    try:
+        rootfs = workdir / "rootfs"
+        argv = [
+            debootstrap,
+            f"--variant={recipe.variant}",
+            f"--include={','.join(recipe.packages)}",
+            f"--arch={DEBIAN_ARCHITECTURES.get(recipe.architecture, recipe.architecture)}",
+            recipe.suite,
+            str(rootfs),
+            recipe.mirror,
+        ]
+        progress(f"debootstrap {recipe.suite} from {recipe.mirror} (a minute or two)")
+        _run_streaming(argv, progress, DEBOOTSTRAP_TIMEOUT_S)
+        progress("configuring the root filesystem")
+        _customize(rootfs)
+        (workdir / "metadata.yaml").write_text(recipe.metadata_yaml(int(time.time())))
+        templates = workdir / "templates"
+        templates.mkdir()
+        (templates / "hostname.tpl").write_text(HOSTNAME_TEMPLATE)
+        (templates / "hosts.tpl").write_text(HOSTS_TEMPLATE)
+        progress(f"packing {target.name}")
+        partial = workdir / "image.tar.zst"
+        pack = [tar, "--numeric-owner", "--zstd", "-C", str(workdir), "-cf", str(partial)]
+        _run_streaming([*pack, "metadata.yaml", "templates", "rootfs"], progress, PACK_TIMEOUT_S)
+        partial.replace(target)
+    finally:
+        _remove_tree(workdir)
+    size = target.stat().st_size
+    progress(f"built {target} ({size / 1e6:.0f} MB)")
+    return BuiltImage(target, False, time.monotonic() - started, size)
+
+
+def _run_streaming(argv: list[str], progress: Progress, timeout_s: float) -> None:
+    """Run `argv` in its own process group, passing each output line to `progress`; on timeout or
+    interrupt the whole group is stopped (debootstrap runs dpkg and chroot below it)."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        _kill_group(proc)
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.start()
+    tail: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                tail = [*tail[-19:], line]
+                progress(line)
+        proc.wait()
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        raise ProviderError(f"{Path(argv[0]).name} took longer than {timeout_s:.0f} s", command=argv)
+    if proc.returncode != 0:
+        raise ProviderError(
+            f"{Path(argv[0]).name} failed (exit {proc.returncode})", command=argv, output="\n".join(tail)
+        )
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group this process leads: only what we started
+        proc.wait()
+
+
+def _customize(rootfs: Path) -> None:
+    etc = rootfs / "etc"
+    (etc / "resolv.conf").unlink(missing_ok=True)
+    (etc / "resolv.conf").write_text("")
+    (etc / "hostname").write_text("relevo\n")
+    (etc / "machine-id").write_text("")  # empty: systemd makes one per container on first boot
+    (rootfs / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    (etc / "network").mkdir(exist_ok=True)
+    (etc / "network/interfaces.d").mkdir(exist_ok=True)
+    (etc / "network/interfaces").write_text(INTERFACES)
+    units = etc / "systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    for unit in MASKED_UNITS:
+        (units / unit).unlink(missing_ok=True)
+        (units / unit).symlink_to("/dev/null")
+    for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for path in (rootfs / leftovers).glob("*"):
+            if path.is_file() and path.name != "lock":
+                path.unlink()
+
+
+def _mounts_below(path: Path) -> list[Path]:
+    """Mount points under `path` (debootstrap mounts /proc and /sys in the target while it works; an
+    interrupted run can leave them), deepest first."""
+    prefix = str(path.resolve()) + "/"
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mount_point = line.split()[4].replace("\\040", " ")
+        if mount_point.startswith(prefix):
+            found.append(Path(mount_point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a build directory, never following into a file system still mounted inside it."""
+    if not path.exists():
+        return
+    for mount_point in _mounts_below(path):
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False, timeout=30, capture_output=True)
+    if _mounts_below(path):
+        raise RelevoError(f"{path} still has file systems mounted inside; unmount them and remove it by hand")
+    shutil.rmtree(path)

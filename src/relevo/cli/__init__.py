@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "events": "relevo.cli.controller:events",
     "bench": "relevo.cli.bench:bench",
     "report": "relevo.cli.bench:report",
+    "image": "relevo.cli.image:image",
 }
 
 

@@ -24,9 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relevo.errors import MissingToolError, ProviderError, RelevoError
+from relevo.lxd.errors import LXDNotFoundError
 
+if TYPE_CHECKING:
+    from relevo.lxd.client import LXDClient
+
+DEFAULT_ALIAS = "relevo/bookworm"
 # Bump when the steps below change in a way the recipe's fields do not show: it renames the cache key.
 RECIPE_VERSION = 1
 DEBOOTSTRAP_TIMEOUT_S = 15 * 60.0
@@ -71,7 +77,8 @@ class ImageRecipe:
 
     def key(self) -> str:
         text = json.dumps({"recipe_version": RECIPE_VERSION, **asdict(self)}, sort_keys=True)
-        text += HOSTNAME_TEMPLATE + HOSTS_TEMPLATE + INTERFACES + ",".join(MASKED_UNITS)
+        text += self.metadata_yaml(0) + HOSTNAME_TEMPLATE + HOSTS_TEMPLATE + INTERFACES
+        text += ",".join(MASKED_UNITS)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -273,3 +280,42 @@ def _remove_tree(path: Path) -> None:
     if _mounts_below(path):
         raise RelevoError(f"{path} still has file systems mounted inside; unmount them and remove it by hand")
     shutil.rmtree(path)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedImage:
+    fingerprint: str
+    alias: str
+    uploaded: bool  # False when LXD already had this exact tarball
+    seconds: float
+
+
+def file_fingerprint(path: Path) -> str:
+    """LXD's fingerprint of a unified image tarball: the SHA-256 of the file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def import_image(
+    client: LXDClient, tarball: Path, alias: str, *, progress: Progress = lambda _l: None
+) -> ImportedImage:
+    """Make `alias` name this tarball's image in LXD: uploaded unless LXD already has it."""
+
+    started = time.monotonic()
+    fingerprint = file_fingerprint(tarball)
+    try:
+        client.image(fingerprint)
+        uploaded = False
+        progress(f"LXD already has image {fingerprint[:12]}")
+    except LXDNotFoundError:
+        progress(f"importing {tarball.name} into LXD")
+        imported = client.import_image(tarball)
+        if imported != fingerprint:
+            raise RelevoError(f"LXD named the image {imported[:12]}, expected {fingerprint[:12]}") from None
+        uploaded = True
+    client.set_alias(alias, fingerprint, description="relevo base image")
+    progress(f"alias {alias} → {fingerprint[:12]}")
+    return ImportedImage(fingerprint, alias, uploaded, time.monotonic() - started)

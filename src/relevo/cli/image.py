@@ -22,7 +22,7 @@ class StepPrinter:
         self.out = out or sys.stderr
         self.live = self.out.isatty()
         self.quiet = quiet
-        self._last_plain = 0.0
+        self._last_plain = -PLAIN_EVERY_S
         self._started = time.monotonic()
 
     def __call__(self, line: str) -> None:
@@ -34,7 +34,9 @@ class StepPrinter:
             self.out.write("\r\x1b[K" + text[:200])
             if not line.startswith("I: "):
                 self.out.write("\n")
-        elif not line.startswith("I: ") or time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
+        elif not line.startswith("I: "):
+            self.out.write(text + "\n")
+        elif time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
             self._last_plain = time.monotonic()
             self.out.write(text + "\n")
         self.out.flush()

@@ -4,6 +4,7 @@ the real daemon."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socketserver
 import threading
@@ -72,12 +73,14 @@ class FakeLXD:
                 self._answer(answer["status"], data, answer.get("headers", {}))
 
             def _answer(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                # A client that timed out has gone: that is the case under test, not an error here.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(status)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
 

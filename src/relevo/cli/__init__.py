@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "bench": "relevo.cli.bench:bench",
     "report": "relevo.cli.bench:report",
     "image": "relevo.cli.image:image",
+    "doctor": "relevo.cli.doctor:doctor",
 }
 
 

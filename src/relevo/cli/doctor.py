@@ -1,0 +1,58 @@
+"""`relevo doctor`: what this machine lacks for relevo, and the command that fixes each thing."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import asdict
+
+import click
+
+from relevo.cli.common import get_topology, print_json
+from relevo.errors import RelevoError
+
+WIDTH = 80
+
+
+@click.command()
+@click.option(
+    "--lxd/--no-lxd",
+    "lxd",
+    default=None,
+    help="Count the LXD checks in the exit status (default: when the topology's provider is lxd).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
+@click.pass_context
+def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
+    """Check HAProxy and Apache, the image build tools, and LXD: the daemon, this user's access to it,
+    a storage pool and the base image. Each missing thing comes with the command that fixes it.
+
+    Only looks: starts, creates and changes nothing. Exit status 1 when something the topology needs is
+    missing (the LXD checks count with --lxd or `provider: lxd`), else 0.
+    """
+    from relevo.doctor import Check, run_checks
+
+    checks = run_checks()
+    try:
+        topology = get_topology(ctx)
+        providers = {topology.balancer.provider, *(n.provider for n in topology.nodes)}
+    except RelevoError as exc:
+        checks.append(Check(name="topology", ok=False, detail=str(exc).splitlines()[0], group="local"))
+        providers = set()
+    wants_lxd = lxd if lxd is not None else "lxd" in providers
+    counted = {"local", "image", "lxd"} if wants_lxd else {"local"}
+    failed = [c for c in checks if not c.ok and c.group in counted]
+    if as_json:
+        print_json(
+            {"ok": not failed, "checks": [asdict(c) | {"counted": c.group in counted} for c in checks]}
+        )
+    else:
+        for check in checks:
+            mark = "ok  " if check.ok else ("FAIL" if check.group in counted else "miss")
+            lines = textwrap.wrap(check.detail, WIDTH - 20) or [""]
+            click.echo(f"{mark} {check.name:<14} {lines[0]}")
+            for more in lines[1:]:
+                click.echo(f"{'':20}{more}")
+            if not check.ok and check.fix:
+                click.echo(f"{'':5}fix: {check.fix}")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,130 @@
+"""What this machine has and lacks for relevo, each missing thing with the exact command that fixes it.
+
+Checks only look (they start, create or change nothing): the programs the local provider drives, the
+tools `relevo image build` needs, and for LXD the daemon, this user's access to it, a storage pool and
+the base image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from relevo.lxd.build import DEFAULT_ALIAS
+from relevo.lxd.client import LXDClient
+from relevo.lxd.errors import LXDError, LXDUnreachableError
+
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+SUDO = "" if os.geteuid() == 0 else "sudo "
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""  # the command that makes it ok
+    group: str = "local"  # local, image, lxd: which use needs it
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _program(name: str, names: tuple[str, ...], version: list[str], package: str, group: str) -> Check:
+    for candidate in names:
+        found = shutil.which(candidate, path=SEARCH_PATH)
+        if found:
+            text = _version([found, *version]) if version else ""
+            return Check(name=name, ok=True, detail=f"{found} {text}".strip(), group=group)
+    return Check(
+        name=name,
+        ok=False,
+        detail=f"{' or '.join(names)} not found",
+        fix=f"{SUDO}apt-get install -y {package}",
+        group=group,
+    )
+
+
+def local_checks() -> list[Check]:
+    return [
+        _program("HAProxy", ("haproxy",), ["-v"], "haproxy", "local"),
+        _program("Apache", ("apache2", "httpd"), ["-v"], "apache2", "local"),
+        _program("debootstrap", ("debootstrap",), ["--version"], "debootstrap", "image"),
+        _program("zstd", ("zstd",), ["--version"], "zstd", "image"),
+    ]
+
+
+def lxd_checks(client: LXDClient | None = None) -> list[Check]:
+    """The daemon (reachable, trusted), a storage pool, the base image under its alias."""
+    daemon = shutil.which("lxd", path=SEARCH_PATH) or shutil.which("incus", path=SEARCH_PATH)
+    if daemon is None:
+        installed = Check(
+            name="LXD installed",
+            ok=False,
+            detail="neither lxd nor incus found",
+            fix=f"{SUDO}apt-get install -y lxd",
+            group="lxd",
+        )
+    else:
+        installed = Check(name="LXD installed", ok=True, detail=daemon, group="lxd")
+    try:
+        client = client or LXDClient()
+        server = client.server()
+    except LXDUnreachableError as exc:
+        permission = "permission denied" in exc.lxd_error
+        fix = (
+            "sudo usermod -aG lxd $USER  (then log in again)"
+            if permission
+            else "sudo scripts/lxd-daemon start"
+        )
+        return [installed, Check(name="LXD daemon", ok=False, detail=exc.lxd_error, fix=fix, group="lxd")]
+    except LXDError as exc:
+        return [installed, Check(name="LXD daemon", ok=False, detail=str(exc), group="lxd")]
+    env = server.get("environment", {})
+    where = client.endpoint.name
+    version = f"{env.get('server', 'lxd')} {env.get('server_version', '?')} at {where}"
+    if server.get("auth") != "trusted":
+        return [
+            installed,
+            Check(
+                name="LXD daemon",
+                ok=False,
+                detail=f"{version}: this client is not trusted",
+                fix="on the server: lxc config trust add CLIENT.crt",
+                group="lxd",
+            ),
+        ]
+    checks = [installed, Check(name="LXD daemon", ok=True, detail=version, group="lxd")]
+    pools = client.storage_pools()
+    checks.append(
+        Check(
+            name="storage pool",
+            ok=bool(pools),
+            detail=", ".join(pools) or "none",
+            fix=f"{SUDO}lxc storage create default dir",
+            group="lxd",
+        )
+    )
+    target = client.alias_target(DEFAULT_ALIAS)
+    checks.append(
+        Check(
+            name="base image",
+            ok=target is not None,
+            detail=f"{DEFAULT_ALIAS} → {target[:12]}" if target else f"no image alias {DEFAULT_ALIAS}",
+            fix=f"{SUDO}relevo image build",
+            group="lxd",
+        )
+    )
+    return checks
+
+
+def run_checks(*, lxd: bool = True) -> list[Check]:
+    return local_checks() + (lxd_checks() if lxd else [])

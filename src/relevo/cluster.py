@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relevo.errors import ProviderError, RuntimeAPIError
 from relevo.haproxy.runtime import RuntimeAPI, ServerStat
 from relevo.model import Endpoint, Role, Topology
 from relevo.paths import StatePaths
-from relevo.providers.base import NodeState, Provider, load_provider
+from relevo.providers.base import BulkStatus, NodeState, Provider, load_provider
 from relevo.providers.local import save_server_state
 
 
@@ -67,6 +68,20 @@ class Cluster:
 
     def status(self, node: str) -> NodeState:
         return self.provider_for(node).status(node)
+
+    def statuses(self, nodes: Sequence[str]) -> dict[str, NodeState]:
+        """Every node's state, one call per provider that can (`BulkStatus`), one per node otherwise."""
+        by_provider: dict[int, tuple[Provider, list[str]]] = {}
+        for node in nodes:
+            provider = self.provider_for(node)
+            by_provider.setdefault(id(provider), (provider, []))[1].append(node)
+        found: dict[str, NodeState] = {}
+        for provider, names in by_provider.values():
+            if isinstance(provider, BulkStatus):
+                found.update(provider.statuses(names))
+            else:
+                found.update({name: provider.status(name) for name in names})
+        return found
 
     def address(self, node: str) -> Endpoint:
         return self.provider_for(node).address(node)

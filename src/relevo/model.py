@@ -69,6 +69,22 @@ class HealthCheck:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Capacity:
+    """What one web node can serve at once. A section that can grow (a CPU quota will sit beside it)."""
+
+    # Apache's MaxRequestWorkers: requests served at once. HAProxy sends a server at most `maxconn` of
+    # them and queues the rest, so a burst waits in HAProxy's queue instead of in Apache's listen
+    # backlog, where the health checks would wait behind it.
+    workers: int = 400
+
+    @property
+    def maxconn(self) -> int:
+        """HAProxy's per-server `maxconn`: the workers, minus room for HAProxy's check and the
+        controller's probe (10 %, at least 2)."""
+        return max(1, self.workers - max(2, -(-self.workers // 10)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StandbyPolicy:
     mode: StandbyMode = StandbyMode.PAIRED
     temperature: Temperature = Temperature.COLD
@@ -80,7 +96,13 @@ class StandbyPolicy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControllerSettings:
     tick_s: float = 0.1
-    probe_timeout_s: float = 0.3
+    # The controller's own probe waits at least as long as HAProxy's check (`health.timeout`): a probe
+    # stricter than HAProxy's would call a busy server dead (see `Topology.probe_timeout_s`).
+    probe_timeout_s: float = 1.0
+    # A provider start or stop still running after this long has failed (it runs off the tick).
+    action_timeout_s: float = 30.0
+    # The journal is rotated (events.jsonl -> events.jsonl.1) when it grows past this many bytes.
+    journal_max_bytes: int = 10_000_000
     drain_timeout_s: float = 10.0
     # A standby started but never answering is given up on after this long (reported, retried later).
     start_timeout_s: float = 10.0
@@ -98,6 +120,7 @@ class Node:
     address: str
     port: int
     standby_for: str | None = None
+    capacity: Capacity = Capacity()
     options: Mapping[str, OptionValue] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -116,6 +139,8 @@ class Balancer:
     # Bounded so a hung server costs a retry elsewhere, not a hung client.
     timeout_server_s: float = 2.0
     timeout_connect_s: float = 0.5
+    # How long a request may wait in HAProxy's queue for a server under its `maxconn` (then a 503).
+    timeout_queue_s: float = 5.0
     retries: int = 3
     options: Mapping[str, OptionValue] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -131,6 +156,7 @@ class Topology:
     health: HealthCheck = HealthCheck()
     standby: StandbyPolicy = StandbyPolicy()
     controller: ControllerSettings = ControllerSettings()
+    capacity: Capacity = Capacity()  # every node's, unless the node sets its own
     # Where the topology came from (None: the built-in default) and where its state lives.
     source: Path | None = None
     state_dir: Path = Path(".relevo")
@@ -151,6 +177,11 @@ class Topology:
 
     def standby_of(self, primary: str) -> Node | None:
         return next((n for n in self.standbys if n.standby_for == primary), None)
+
+    @property
+    def probe_timeout_s(self) -> float:
+        """The controller's probe timeout: never stricter than HAProxy's own check."""
+        return max(self.controller.probe_timeout_s, self.health.timeout_s)
 
     @property
     def node_names(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from relevo.errors import TopologyError
 from relevo.model import (
     Balance,
     Balancer,
+    Capacity,
     ControllerSettings,
     Endpoint,
     HealthCheck,
@@ -43,7 +44,7 @@ DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
 DEFAULT_WEB_PORT = 8080
 # Per-provider node options: name -> expected type. Unknown options are errors, like unknown keys.
 PROVIDER_OPTIONS: dict[str, dict[str, type]] = {
-    "local": {"max_request_workers": int, "threads_per_child": int},
+    "local": {"threads_per_child": int},
 }
 
 E = TypeVar("E", bound=Any)
@@ -198,6 +199,7 @@ class _Reader:
                 "health",
                 "standby",
                 "controller",
+                "capacity",
                 "nodes",
             },
         )
@@ -209,7 +211,12 @@ class _Reader:
 
         balancer_node = top.get("balancer") or yaml.MappingNode("tag:yaml.org,2002:map", [])
         nodes_node = top.get("nodes")
-        pending = self.nodes(nodes_node, provider) if nodes_node is not None else self.default_nodes(provider)
+        capacity = self.capacity(top["capacity"], "capacity", Capacity()) if "capacity" in top else Capacity()
+        pending = (
+            self.nodes(nodes_node, provider, capacity)
+            if nodes_node is not None
+            else self.default_nodes(provider, capacity)
+        )
         balancer = self.balancer(balancer_node, provider, next(addresses))
         nodes = tuple(self.place(node, addresses) for node in pending)
 
@@ -220,6 +227,7 @@ class _Reader:
             health=self.health(top["health"]) if "health" in top else HealthCheck(),
             standby=self.standby(top["standby"]) if "standby" in top else StandbyPolicy(),
             controller=self.controller(top["controller"]) if "controller" in top else ControllerSettings(),
+            capacity=capacity,
             source=self.source,
             state_dir=state_dir,
         )
@@ -260,6 +268,7 @@ class _Reader:
             "balance",
             "timeout_connect",
             "timeout_server",
+            "timeout_queue",
             "retries",
             "options",
         }
@@ -285,6 +294,9 @@ class _Reader:
             timeout_server_s=self.duration(section["timeout_server"], "balancer.timeout_server", high_s=600)
             if "timeout_server" in section
             else 2.0,
+            timeout_queue_s=self.duration(section["timeout_queue"], "balancer.timeout_queue", high_s=600)
+            if "timeout_queue" in section
+            else 5.0,
             retries=self.integer(section["retries"], "balancer.retries", low=0, high=10)
             if "retries" in section
             else 3,
@@ -344,8 +356,14 @@ class _Reader:
             if attr.endswith("_s"):
                 values[attr] = self.duration(value_node, f"controller.{key}")
             else:
-                values[attr] = self.integer(value_node, f"controller.{key}", low=0, high=1_000_000)
+                values[attr] = self.integer(value_node, f"controller.{key}", low=0, high=10**12)
         return ControllerSettings(**values)
+
+    def capacity(self, node: yaml.Node, where: str, default: Capacity) -> Capacity:
+        section = self.mapping(node, where, {"workers"})
+        if "workers" not in section:
+            return default
+        return Capacity(workers=self.integer(section["workers"], f"{where}.workers", low=1, high=100_000))
 
     def options(
         self, node: yaml.Node | None, where: str, provider: str
@@ -366,16 +384,20 @@ class _Reader:
                 out[key] = self.string(value_node, f"{where}.{key}")
         return MappingProxyType(out)
 
-    def default_nodes(self, provider: str) -> list[_PendingNode]:
+    def default_nodes(self, provider: str, capacity: Capacity) -> list[_PendingNode]:
         """The seed's four web nodes, for a file that names no nodes."""
         return [
-            _PendingNode(name="web1", role=Role.WEB, provider=provider),
-            _PendingNode(name="web2", role=Role.WEB, provider=provider),
-            _PendingNode(name="web1bck", role=Role.STANDBY, provider=provider, standby_for="web1"),
-            _PendingNode(name="web2bck", role=Role.STANDBY, provider=provider, standby_for="web2"),
+            _PendingNode(name="web1", role=Role.WEB, provider=provider, capacity=capacity),
+            _PendingNode(name="web2", role=Role.WEB, provider=provider, capacity=capacity),
+            _PendingNode(
+                name="web1bck", role=Role.STANDBY, provider=provider, standby_for="web1", capacity=capacity
+            ),
+            _PendingNode(
+                name="web2bck", role=Role.STANDBY, provider=provider, standby_for="web2", capacity=capacity
+            ),
         ]
 
-    def nodes(self, node: yaml.Node, provider: str) -> list[_PendingNode]:
+    def nodes(self, node: yaml.Node, provider: str, capacity: Capacity) -> list[_PendingNode]:
         if not isinstance(node, yaml.MappingNode) or not node.value:
             raise self.fail(
                 node, "nodes: expected a mapping of node names to their settings, such as `web1: {role: web}`"
@@ -389,7 +411,9 @@ class _Reader:
             seen.add(name)
             where = f"nodes.{name}"
             section = self.mapping(
-                value_node, where, {"role", "standby_for", "provider", "address", "port", "options"}
+                value_node,
+                where,
+                {"role", "standby_for", "provider", "address", "port", "capacity", "options"},
             )
             if "role" not in section:
                 raise self.fail(value_node, f"{where}: missing `role` (web or standby)")
@@ -410,6 +434,9 @@ class _Reader:
                 if "address" in section
                 else None,
                 port=self.port(section["port"], f"{where}.port") if "port" in section else DEFAULT_WEB_PORT,
+                capacity=self.capacity(section["capacity"], f"{where}.capacity", capacity)
+                if "capacity" in section
+                else capacity,
                 options=self.options(section.get("options"), f"{where}.options", node_provider),
             )
             if "standby_for" in section:
@@ -428,6 +455,7 @@ class _Reader:
             address=address,
             port=pending.port,
             standby_for=pending.standby_for,
+            capacity=pending.capacity,
             options=pending.options,
         )
 
@@ -503,6 +531,7 @@ class _PendingNode:
     address: str | None = None
     port: int = DEFAULT_WEB_PORT
     standby_for: str | None = None
+    capacity: Capacity = field(default_factory=Capacity)
     options: MappingProxyType[str, OptionValue] = field(default_factory=lambda: MappingProxyType({}))
 
 

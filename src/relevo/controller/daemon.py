@@ -24,10 +24,11 @@ from typing import Any
 from relevo.controller.events import EventKind, EventLog, read_events
 from relevo.controller.haproxy_view import RuntimeBalancer
 from relevo.controller.health import ProbeResult
-from relevo.controller.loop import Controller
+from relevo.controller.loop import Controller, StopFlag
 from relevo.controller.probe import Prober, http_probe
 from relevo.errors import RelevoError
 from relevo.files import tail
+from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, process_state, reap_children
@@ -99,42 +100,83 @@ def _read_pid(path: Path) -> int | None:
     return None
 
 
-def run_foreground(topology: Topology, *, stop: threading.Event | None = None) -> None:
-    """`relevo watch`: hold the lock, run the loop until SIGTERM/SIGINT (or `stop`), then let go."""
+class Requests:
+    """What the signal handlers ask for, as plain attributes: a handler only records (uvicorn's
+    `should_exit`), it never takes a lock, as `threading.Event.set()` would while the main thread holds
+    it inside `Event.wait`. The loop looks at these between short sleeps."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+
+    def is_set(self) -> bool:
+        return self.stop
+
+
+# Runtime API commands from the controller are bounded well below the tick, so a hung HAProxy costs a
+# tick at most this share of it (and never less than this floor: an answer takes well under 1 ms).
+RUNTIME_SHARE_OF_TICK = 0.4
+RUNTIME_FLOOR_S = 0.02
+
+
+def runtime_timeout_s(topology: Topology) -> float:
+    return max(RUNTIME_FLOOR_S, RUNTIME_SHARE_OF_TICK * topology.controller.tick_s)
+
+
+def build_controller(topology: Topology) -> tuple[Controller, Prober]:
+    """The controller of a real cluster, wired to its provider, its HAProxy and its journal."""
     from relevo.cluster import Cluster
 
     paths = StatePaths(topology.state_dir)
-    stop = stop or threading.Event()
+    cluster = Cluster(topology)
+    health = topology.health
+    timeout_s = topology.probe_timeout_s
+    endpoints = {node.name: node.endpoint for node in topology.nodes}
+
+    def probe(name: str) -> ProbeResult:
+        return http_probe(
+            endpoints[name], path=health.path, expect_status=health.expect_status, timeout_s=timeout_s
+        )
+
+    prober = Prober(probe, timeout_s=timeout_s)
+    wait_s = min(timeout_s, topology.controller.tick_s)
+    runtime = RuntimeAPI(paths.runtime_socket, timeout_s=runtime_timeout_s(topology))
+    controller = Controller(
+        topology,
+        nodes=cluster,
+        balancer=RuntimeBalancer(runtime, topology.balancer.BACKEND, state_file=paths.server_state),
+        collect=lambda names: prober.collect(names, wait_s),
+        events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),
+        state_file=paths.controller_state,
+        owned_file=paths.root / "controller-owned.json",
+        housekeeping=reap_children,
+    )
+    return controller, prober
+
+
+def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
+    """`relevo watch`: hold the lock, run the loop until SIGTERM/SIGINT (or `stop`), then let go. SIGHUP
+    re-reads the topology file and applies its edits."""
+    paths = StatePaths(topology.state_dir)
+    requests = Requests()
     with controller_lock(paths.controller_lock):
         record = ProcessRecord.of(os.getpid())
         if record is not None:
             record.save(paths.controller_pid)
-        cluster = Cluster(topology)
-        health = topology.health
-        timeout_s = topology.controller.probe_timeout_s
-        endpoints = {node.name: node.endpoint for node in topology.nodes}
+        controller, prober = build_controller(topology)
+        _on_signals(requests)
 
-        def probe(name: str) -> ProbeResult:
-            return http_probe(
-                endpoints[name], path=health.path, expect_status=health.expect_status, timeout_s=timeout_s
-            )
+        def stopping() -> bool:
+            return requests.stop or (stop is not None and stop.is_set())
 
-        prober = Prober(probe, timeout_s=timeout_s)
-        wait_s = min(timeout_s, topology.controller.tick_s)
-        controller = Controller(
-            topology,
-            nodes=cluster,
-            balancer=RuntimeBalancer(
-                cluster.runtime, topology.balancer.BACKEND, save=cluster.save_server_state
-            ),
-            collect=lambda names: prober.collect(names, wait_s),
-            events=EventLog(paths.events),
-            state_file=paths.controller_state,
-            housekeeping=reap_children,
-        )
-        _on_signals(stop.set)
+        def reload() -> Topology | None:
+            if not requests.reload:
+                return None
+            requests.reload = False
+            return _reread(topology)
+
         try:
-            controller.run(stop)
+            controller.run(_Flag(stopping), reload)
         finally:
             prober.close()
             mine = ProcessRecord.load(paths.controller_pid)
@@ -142,12 +184,42 @@ def run_foreground(topology: Topology, *, stop: threading.Event | None = None) -
                 paths.controller_pid.unlink(missing_ok=True)
 
 
-def _on_signals(handler: Callable[[], None]) -> None:
-    """Signal handlers only set the stop event; the loop notices it at its next wait."""
+class _Flag:
+    def __init__(self, test: Callable[[], bool]) -> None:
+        self.is_set = test
+
+
+def _reread(topology: Topology) -> Topology | None:
+    """The topology file again, if it still describes the same nodes (else `relevo up` restarts us)."""
+    from relevo.topology import load_topology
+
+    if topology.source is None:
+        return None
+    try:
+        edited = load_topology(topology.source)
+    except RelevoError as exc:
+        LOG.warning("not reloaded, the topology file has an error: %s", exc)
+        return None
+    if edited.nodes != topology.nodes or edited.balancer != topology.balancer:
+        LOG.warning("not reloaded: the nodes or the balancer changed; `relevo up` restarts the controller")
+        return None
+    return edited
+
+
+def _on_signals(requests: Requests) -> None:
+    """Signal handlers only record the request; the loop notices it within a sleep slice."""
     if threading.current_thread() is not threading.main_thread():
-        return  # tests run the loop in a thread and stop it with the event directly
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda _signum, _frame: handler())
+        return  # tests run the loop in a thread and stop it with their own flag
+
+    def on_stop(_signum: int, _frame: object) -> None:
+        requests.stop = True
+
+    def on_reload(_signum: int, _frame: object) -> None:
+        requests.reload = True
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
 
 
 def watch_arguments(topology: Topology) -> list[str]:

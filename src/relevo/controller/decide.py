@@ -17,6 +17,7 @@ from relevo.controller.state import (
     Action,
     ActionKind,
     Backoff,
+    Busy,
     Memory,
     NodeView,
     Observation,
@@ -24,6 +25,7 @@ from relevo.controller.state import (
     Policy,
     health_up,
     readonly,
+    restart,
     set_state,
     start,
     stop,
@@ -49,7 +51,12 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
         failed=dict(memory.failed),
         restarts=dict(memory.restarts),
         gates=dict(memory.gates),
+        outage=dict(memory.outage),
+        owned=dict(memory.owned),
+        manual=set(memory.manual),
     )
+    if policy.mode is StandbyMode.PAIRED:
+        tick.operators()
     tick.balancer()
     for primary in policy.primaries:
         tick.restart_policy(primary)
@@ -69,10 +76,22 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
 
 
 def note_success(memory: Memory, action: Action) -> Memory:
-    """An action worked: forget its retry backoff."""
+    """An action worked: forget its retry backoff; a state the controller set is its own."""
+    if action.kind is ActionKind.SET_STATE and action.state is not None:
+        memory = replace(memory, owned=readonly({**memory.owned, action.node: action.state}))
     if action.key not in memory.gates:
         return memory
     return replace(memory, gates=readonly({k: v for k, v in memory.gates.items() if k != action.key}))
+
+
+def intended(memory: Memory, actions: tuple[Action, ...]) -> dict[str, AdminState]:
+    """The admin states the controller owns once `actions` are done: saved before they run, so that a
+    controller killed in between does not take its own change for a person's."""
+    owned = dict(memory.owned)
+    for action in actions:
+        if action.kind is ActionKind.SET_STATE and action.state is not None:
+            owned[action.node] = action.state
+    return owned
 
 
 def note_failure(
@@ -84,10 +103,10 @@ def note_failure(
     gates[action.key] = gate
     events = [
         Event(
-            kind=EventKind.ERROR,
+            kind=EventKind.ACTION_FAILED,
             node=action.node,
             from_=str(action.kind),
-            to="error",
+            to="failed",
             reason=f"{action} failed: {error}",
             durations={"retry_in_s": gate.next_at - now},
         )
@@ -122,6 +141,9 @@ class _Tick:
     failed: dict[str, Backoff]
     restarts: dict[str, Backoff]
     gates: dict[str, Backoff]
+    outage: dict[str, float]
+    owned: dict[str, AdminState]
+    manual: set[str]
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -136,6 +158,9 @@ class _Tick:
             failed=readonly(self.failed),
             restarts=readonly(self.restarts),
             gates=readonly(self.gates),
+            outage=readonly(self.outage),
+            owned=readonly(self.owned),
+            manual=frozenset(self.manual),
         )
         return Plan(actions=tuple(self.actions), events=tuple(self.events), memory=memory)
 
@@ -146,12 +171,20 @@ class _Tick:
         return self.view(name).health.stable_up(self.now, self.policy.hold_s)
 
     def act(self, action: Action) -> bool:
-        """Plan an action unless it is waiting out a backoff or needs an HAProxy that is not answering."""
+        """Plan an action unless it is waiting out a backoff, needs an HAProxy that is not answering, or
+        is a provider action for a node whose previous one still runs."""
         gate = self.gates.get(action.key)
         if (gate is not None and not gate.ready(self.now)) or (action.runtime and not self.obs.haproxy):
             return False
+        if not action.runtime and self.busy(action.node) is not None:
+            return False
         self.actions.append(action)
         return True
+
+    def busy(self, name: str) -> Busy | None:
+        if name == self.policy.balancer:
+            return self.obs.balancer_busy
+        return self.view(name).busy
 
     def emit(self, kind: EventKind, node: str, from_: str, to: str, reason: str, **durations: float) -> None:
         self.events.append(
@@ -165,8 +198,8 @@ class _Tick:
 
     def failing(self, name: str, view: NodeView) -> bool:
         """Should be serving or ready to, but is hung, gone, or failed `fall` probes in a row."""
-        if name in self.starting:
-            return False  # `check_start` judges a standby that is still coming up
+        if name in self.starting or view.busy is not None:
+            return False  # `check_start` judges a standby that is still coming up; a stop is wanted
         return view.process in (NodeState.PAUSED, NodeState.STOPPED, NodeState.MISSING) or (
             view.health.failures >= self.policy.fall
         )
@@ -180,7 +213,7 @@ class _Tick:
         began = self.starting.get(standby)
         if began is None or self.ok(view):
             return False
-        if view.absent:
+        if view.absent and view.busy is None:
             self.fail(standby, view, primary, "its processes exited right after it was started")
             return True
         if self.now - began >= self.policy.start_timeout_s:
@@ -216,25 +249,50 @@ class _Tick:
         if view.alive:
             self.act(stop(standby, "the standby failed: stopped before a retry"))
 
-    def start_standby(self, standby: str, view: NodeView, reason: str) -> None:
+    def start_standby(self, standby: str, view: NodeView, reason: str, *, then: Event | None = None) -> None:
         startable = view.absent and standby not in self.starting and not self.blocked(standby)
-        if startable and self.act(start(standby, reason)):
+        if startable and self.act(start(standby, reason, then=then)):
             self.starting[standby] = self.now
+
+    # --- what people do --------------------------------------------------------------------------
+    def operators(self) -> None:
+        """A server whose admin state is not the one the controller set was changed by a person: their
+        maint or drain is planned maintenance (the standby serves, nothing is put back); their ready
+        ends it."""
+        for name in (*self.policy.primaries, *self.policy.standbys):
+            server = self.view(name).server
+            if server is None:
+                continue
+            expected = self.owned.get(name, self.configured(name))
+            if server.admin is expected:
+                continue
+            self.owned[name] = server.admin
+            if server.admin is AdminState.READY:
+                self.manual.discard(name)
+                reason = "put back in service by hand: the controller manages it again"
+            else:
+                self.manual.add(name)
+                reason = f"set to {server.admin} by hand: planned maintenance, left so until put back"
+            self.emit(EventKind.OPERATOR, name, str(expected), str(server.admin), reason)
+
+    def configured(self, name: str) -> AdminState:
+        """The admin state HAProxy's configuration gives a server (paired standbys start `disabled`)."""
+        return AdminState.READY if name in self.policy.primaries else AdminState.MAINT
 
     # --- HAProxy and the restart policy ----------------------------------------------------------
     def balancer(self) -> None:
         name = self.policy.balancer
         backoff = self.restarts.get(name, Backoff())
-        if self.obs.haproxy and backoff.ready(self.now):
+        broken = self.obs.balancer in (NodeState.STOPPED, NodeState.PAUSED)
+        if self.obs.haproxy and not broken and backoff.ready(self.now):
             self.restarts.pop(name, None)  # answering past its backoff window: not crash-looping
-        elif self.obs.balancer is NodeState.STOPPED and backoff.ready(self.now):
+        elif broken and backoff.ready(self.now):
+            what = (
+                "hung (its processes are paused)" if self.obs.balancer is NodeState.PAUSED else "not running"
+            )
             attempt = backoff.attempts + 1
-            if self.act(
-                start(
-                    name,
-                    f"HAProxy is not running: restart it with the saved server state (attempt {attempt})",
-                )
-            ):
+            reason = f"HAProxy is {what}: restart it with the saved server states (attempt {attempt})"
+            if self.act(restart(name, reason)):
                 self.restarts[name] = backoff.after(
                     self.now, self.policy.backoff_s, self.policy.backoff_max_s
                 )
@@ -245,6 +303,8 @@ class _Tick:
         if self.stable(primary):
             self.restarts.pop(primary, None)
         backoff = self.restarts.get(primary, Backoff())
+        if primary in self.manual:
+            return  # a person took it out: starting it again is theirs to do
         if self.view(primary).process is NodeState.STOPPED and backoff.ready(self.now):
             attempt = backoff.attempts + 1
             if self.act(start(primary, f"restart policy on-failure (attempt {attempt})")):
@@ -255,11 +315,15 @@ class _Tick:
     # --- paired mode -------------------------------------------------------------------------------
     def paired(self, primary: str, standby: str) -> None:
         pv, sv = self.view(primary), self.view(standby)
+        if standby in self.manual:
+            return  # a person holds the standby: the pair is theirs until they put it back
         if self.check_start(standby, sv, primary):
             return
-        if pv.health.status is Status.DOWN:
-            self.failover(primary, pv, standby, sv)
+        planned = primary in self.manual
+        if pv.health.status is Status.DOWN or planned:
+            self.failover(primary, pv, standby, sv, planned=planned)
             return
+        self.outage.pop(primary, None)
         if self.stable(primary):
             self.failback(primary, pv, standby, sv)
         elif self.draining_behind(pv, sv):
@@ -287,49 +351,85 @@ class _Tick:
         return view.server is not None and view.server.admin is AdminState.READY
 
     def release_primary(self, primary: str | None, reason: str) -> None:
-        """A primary must not stay in maint while nothing serves in its place."""
-        if primary is None:
+        """A primary must not stay in maint while nothing serves in its place (unless a person put it
+        there)."""
+        if primary is None or primary in self.manual:
             return
         server = self.view(primary).server
         if server is not None and server.admin is AdminState.MAINT:
             self.act(set_state(primary, AdminState.READY, reason))
 
-    def failover(self, primary: str, pv: NodeView, standby: str, sv: NodeView) -> None:
+    def failover(self, primary: str, pv: NodeView, standby: str, sv: NodeView, *, planned: bool) -> None:
+        fault_at = pv.health.fault_at if not planned and pv.health.fault_at is not None else self.now
+        self.outage.setdefault(primary, fault_at)
+        if sv.busy is Busy.STOPPING:
+            return  # the standby's stop (a failback, a failure) ends first; then it is started again
         if self.serving(sv) and self.failing(standby, sv):
+            # Service is lost again, from the standby's fault on: what the next takeover counts from.
+            self.outage[primary] = sv.health.fault_at if sv.health.fault_at is not None else self.now
             self.fail(standby, sv, primary, "it stopped answering while serving")
             return
         if self.blocked(standby):
             self.release_primary(primary, "its standby is waiting out a failure backoff")
             return
         if self.ok(sv):
-            self.take_over(primary, pv, standby, sv)
+            self.take_over(primary, pv, standby, sv, planned=planned)
         elif sv.absent:
-            self.start_standby(standby, sv, f"{primary} is down: {pv.health.detail}")
+            why = f"planned maintenance of {primary}" if planned else f"{primary} is down: {pv.health.detail}"
+            began = Event(
+                kind=EventKind.FAILOVER_STARTED,
+                node=primary,
+                from_="maintenance" if planned else "down",
+                to="failing-over",
+                reason=f"{why}; starting {standby}",
+            )
+            self.start_standby(standby, sv, why, then=began)
         elif sv.process is not None and self.failing(standby, sv):
             self.fail(standby, sv, primary, f"it is {sv.process} and not answering")
 
-    def take_over(self, primary: str, pv: NodeView, standby: str, sv: NodeView) -> None:
-        """The standby answers: into HAProxy at once (ready + health up), the primary into maint."""
+    def take_over(self, primary: str, pv: NodeView, standby: str, sv: NodeView, *, planned: bool) -> None:
+        """The standby answers: into HAProxy at once (ready + health up), the primary into maint (left as
+        a person set it, in planned maintenance). Journalled once HAProxy has taken it."""
         hs, hp = sv.server, pv.server
         if hs is None:
             return  # HAProxy is not answering: the standby is ready the moment it does
+        needs = ""
         if hs.admin is not AdminState.READY:
-            reason = f"{primary} is down: {pv.health.detail}"
-            if not self.act(set_state(standby, AdminState.READY, reason)):
-                return
-            self.act(health_up(standby, "its own probe passed: no need to wait for HAProxy's rise"))
+            if planned:
+                reason = f"planned maintenance: {primary} set to {hp.admin if hp else 'maint'} by hand"
+            else:
+                reason = f"{primary} is down: {pv.health.detail}"
             durations: dict[str, float] = {}
-            if (last_ok := pv.health.last_ok_at) is not None:
-                durations["detection_s"] = pv.health.since - last_ok
-                durations["until_served_s"] = self.now - last_ok
-            if (began := self.starting.pop(standby, None)) is not None:
-                durations["standby_start_s"] = self.now - began
+            if not planned and pv.health.fault_at is not None and pv.health.status is Status.DOWN:
+                durations["detection_s"] = pv.health.since - pv.health.fault_at
+            timed = {"until_served_s": self.outage.get(primary, self.now)}
+            if (began := self.starting.get(standby)) is not None:
+                timed["standby_start_s"] = began
+            event = Event(
+                kind=EventKind.FAILOVER,
+                node=standby,
+                from_=str(hs.admin),
+                to="ready",
+                reason=reason,
+                durations=readonly(durations),
+            )
+            ready = set_state(standby, AdminState.READY, reason, then=event, timed_from=timed)
+            if not self.act(ready):
+                return
+            needs = ready.key
+            self.act(
+                health_up(standby, "its own probe passed: no need to wait for HAProxy's rise", needs=needs)
+            )
             self.draining.pop(standby, None)
-            self.emit(EventKind.FAILOVER, standby, str(hs.admin), "ready", reason, **durations)
-        elif not hs.up:
-            self.act(health_up(standby, "HAProxy has it down but its own probe passes"))
-        if hp is not None and hp.admin is not AdminState.MAINT:
-            self.act(set_state(primary, AdminState.MAINT, f"{standby} serves in its place"))
+        else:
+            # Seen serving: the failover is complete.
+            self.starting.pop(standby, None)
+            self.outage.pop(primary, None)
+            if not hs.up:
+                self.act(health_up(standby, "HAProxy has it down but its own probe passes"))
+        if not planned and hp is not None and hp.admin is not AdminState.MAINT:
+            maint = set_state(primary, AdminState.MAINT, f"{standby} serves in its place")
+            self.act(replace(maint, needs=needs))
 
     def failback(self, primary: str, pv: NodeView, standby: str, sv: NodeView) -> None:
         hp = pv.server
@@ -337,9 +437,16 @@ class _Tick:
             return  # without HAProxy's view a standby cannot be drained safely: wait
         if hp.admin is not AdminState.READY:
             reason = f"healthy for {self.policy.hold_s:g} s"
-            if self.act(set_state(primary, AdminState.READY, reason)):
-                self.act(health_up(primary, "its own probes passed: no need to wait for HAProxy's rise"))
-                self.emit(EventKind.FAILBACK, primary, str(hp.admin), "ready", reason)
+            event = Event(
+                kind=EventKind.FAILBACK, node=primary, from_=str(hp.admin), to="ready", reason=reason
+            )
+            ready = set_state(primary, AdminState.READY, reason, then=event)
+            if self.act(ready):
+                self.act(
+                    health_up(
+                        primary, "its own probes passed: no need to wait for HAProxy's rise", needs=ready.key
+                    )
+                )
             return  # the standby is drained once HAProxy has the primary up (next tick)
         if not hp.up:
             return  # HAProxy's checks disagree with ours: keep the standby until they agree
@@ -350,6 +457,7 @@ class _Tick:
         hs = sv.server
         if hs is None:
             return
+        needs = ""
         if hs.admin is AdminState.READY:
             if self.act(set_state(standby, AdminState.DRAIN, f"{primary} serves again")):
                 self.draining[standby] = self.now
@@ -360,15 +468,19 @@ class _Tick:
             if hs.sessions > 0 and not timed_out:
                 return
             why = f"gave up waiting for {hs.sessions} sessions" if hs.sessions else "no sessions left"
-            if not self.act(set_state(standby, AdminState.MAINT, why)):
+            event = Event(kind=EventKind.DRAINED, node=standby, from_="drain", to="maint", reason=why)
+            maint = set_state(standby, AdminState.MAINT, why, then=event, timed_from={"drain_s": began})
+            if not self.act(maint):
                 return
-            self.draining.pop(standby)
-            self.emit(EventKind.DRAINED, standby, "drain", "maint", why, drain_s=self.now - began)
+            needs = maint.key
+        else:
+            self.draining.pop(standby, None)
         if not stop_after:
             return
         self.failed.pop(standby, None)  # the pair is back to normal: a later failure starts afresh
         if sv.alive:
-            self.act(stop(standby, f"{primary} serves again and the standby is drained"))
+            action = stop(standby, f"{primary} serves again and the standby is drained")
+            self.act(replace(action, needs=needs))
 
     def keep_warm(self, standby: str, sv: NodeView, primary: str | None) -> None:
         """A warm standby runs all the time (in maint when idle): start it, and report it if broken."""

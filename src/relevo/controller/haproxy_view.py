@@ -6,11 +6,13 @@ status words, which mix admin and health ("DRAIN", "MAINT", "DOWN 1/2"); session
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 from relevo.controller.state import ServerView
 from relevo.errors import RuntimeAPIError
+from relevo.files import write_atomic
 from relevo.haproxy.runtime import AdminState, Health, RuntimeAPI
 
 # srv_admin_state bits (HAProxy's enum srv_admin): forced, inherited, resolution and FQDN maintenance.
@@ -71,10 +73,10 @@ def parse_servers_state(text: str, backend: str) -> dict[str, tuple[AdminState, 
 class RuntimeBalancer:
     """The `Balancer` of a real HAProxy, through its Runtime API."""
 
-    def __init__(self, runtime: RuntimeAPI, backend: str, *, save: Callable[[], None]) -> None:
+    def __init__(self, runtime: RuntimeAPI, backend: str, *, state_file: Path) -> None:
         self.runtime = runtime
         self.backend = backend
-        self._save = save
+        self.state_file = state_file
 
     def view(self) -> Mapping[str, ServerView]:
         states = parse_servers_state(self.runtime.show_servers_state(), self.backend)
@@ -95,4 +97,8 @@ class RuntimeBalancer:
         self.runtime.set_health(self.backend, server, Health.UP)
 
     def save(self) -> None:
-        self._save()
+        """Dump the server states where a restarted HAProxy reads them (only a whole, valid answer: a
+        hung HAProxy leaves the last good dump in place)."""
+        text = self.runtime.show_servers_state()
+        parse_servers_state(text, self.backend)
+        write_atomic(self.state_file, text, mode=0o600)

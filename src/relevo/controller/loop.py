@@ -1,22 +1,27 @@
 """The reconcile loop: each tick observe (provider, own probes, HAProxy), decide (pure), act, record.
 
 Nothing that goes wrong in a tick ends the loop: a provider or Runtime API that fails to answer is an
-observation ("unknown"), a failed action is retried after a backoff (see `decide.note_failure`), and any
-other exception is logged and the next tick starts afresh from what it observes.
+observation ("unknown"), a failed action is retried after a backoff (see `decide.note_failure`), a
+journal that cannot be written keeps its events in memory, and any other exception is logged and the
+next tick starts afresh from what it observes. Runtime API commands are bounded well below the tick;
+provider actions (start, stop, restart) run off the tick (`actions.ActionRunner`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import threading
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from relevo.controller.decide import decide, note_failure, note_success
+from relevo.controller.actions import ActionRunner, Done, Runner
+from relevo.controller.decide import decide, intended, note_failure, note_success
 from relevo.controller.events import Event, EventKind, EventLog
 from relevo.controller.haproxy_view import Balancer
 from relevo.controller.health import NodeHealth, ProbeResult, Status, observe
@@ -29,14 +34,20 @@ from relevo.controller.state import (
     Plan,
     Policy,
     ServerView,
+    readonly,
 )
 from relevo.files import write_atomic
+from relevo.haproxy.runtime import AdminState
 from relevo.model import Topology
-from relevo.providers.base import NodeState
+from relevo.providers.base import BulkStatus, NodeState
 
 LOG = logging.getLogger("relevo.controller")
 # The same error is logged again at most this often, so a long outage does not flood the log.
 REPEAT_LOG_S = 30.0
+# An answer slower than this share of the probe timeout marks the node `overloaded` (journalled only).
+SLOW_SHARE = 0.5
+# The loop sleeps in slices this long, so a stop request is noticed quickly whatever the tick.
+SLEEP_SLICE_S = 0.05
 
 CollectFn = Callable[[Sequence[str]], Mapping[str, ProbeResult]]
 
@@ -48,7 +59,13 @@ class Nodes(Protocol):
 
     def stop(self, node: str) -> None: ...
 
+    def kill(self, node: str, sig: signal.Signals) -> None: ...
+
     def status(self, node: str) -> NodeState: ...
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
 
 
 def _nothing() -> None:
@@ -67,7 +84,9 @@ class Controller:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         state_file: Path | None = None,
+        owned_file: Path | None = None,
         housekeeping: Callable[[], None] = _nothing,
+        runner: Runner | None = None,
     ) -> None:
         self.topology = topology
         self.policy = Policy.from_topology(topology)
@@ -78,29 +97,47 @@ class Controller:
         self.clock = clock
         self.wall_clock = wall_clock
         self.state_file = state_file
+        self.owned_file = owned_file
         self.housekeeping = housekeeping
+        self.runner: Runner = runner or ActionRunner(
+            self.perform, timeout_s=topology.controller.action_timeout_s, clock=clock
+        )
         self.web = tuple(n.name for n in topology.nodes)
         self.health = {name: NodeHealth() for name in self.web}
-        self.memory = Memory()
+        self.memory = Memory(owned=readonly(self.load_owned()), manual=self.load_manual())
+        self._saved_owned = (dict(self.memory.owned), self.memory.manual)
         self.observation: Observation | None = None
         self.ticks = 0
         self.started_at = wall_clock()
+        self.balancer_seen = "answering"
+        self._overloaded: set[str] = set()
         self._logged: dict[str, tuple[str, float]] = {}
 
     # --- one tick ------------------------------------------------------------------------------------
     def tick(self) -> Plan:
         self.housekeeping()
+        self.events.flush()  # a journal that could not be written gets another try every tick
+        for done in self.runner.harvest():
+            self.finished(done)
         obs = self.observe()
         plan = decide(self.policy, obs, self.memory)
         self.memory = plan.memory
         for event in plan.events:
             self.record(event)
+        self.save_owned(intended(self.memory, plan.actions))
+        succeeded: set[str] = set()
         runtime_changed = False
         for action in plan.actions:
-            if self.execute(action, obs) and action.runtime:
+            if action.needs and action.needs not in succeeded:
+                continue  # what it depends on failed this tick: the next tick decides again
+            if not action.runtime:
+                self.runner.submit(action)
+            elif self.execute(action, obs):
+                succeeded.add(action.key)
                 runtime_changed = True
-        if runtime_changed:
+        if runtime_changed or any(e.kind is EventKind.OPERATOR for e in plan.events):
             self.guard("save-state", self.balancer.save)
+        self.save_owned(dict(self.memory.owned))
         self.ticks += 1
         self.write_state()
         return plan
@@ -108,17 +145,21 @@ class Controller:
     def observe(self) -> Observation:
         now = self.clock()
         probed = self.collect(self.web)
+        # A node that just answered its probe is running: asking the provider too would cost a /proc
+        # scan (local) or an API call (LXD) per node per tick for nothing.
+        unsure = [name for name in self.web if not ((r := probed.get(name)) and r.ok)]
+        known = self.processes(unsure)
+        busy = self.runner.busy()
         processes: dict[str, NodeState | None] = {}
         for name in self.web:
             result = probed.get(name)
-            # A node that just answered its probe is running: asking the provider too would cost a
-            # /proc scan (local) or an API call (LXD) per node per tick for nothing.
-            state = NodeState.RUNNING if result and result.ok else self.process(name)
+            state = NodeState.RUNNING if result and result.ok else known.get(name)
             processes[name] = state
             if state in (NodeState.STOPPED, NodeState.MISSING, NodeState.PAUSED):
                 # The provider knows: no probe can pass, and waiting for `fall` would only cost time.
                 what = "hung (processes paused)" if state is NodeState.PAUSED else f"process {state}"
-                result = ProbeResult(ok=False, detail=what, certain=True)
+                sent = result.sent_at if result else None
+                result = ProbeResult(ok=False, detail=what, certain=True, sent_at=sent)
             if result is not None:
                 self.update_health(name, result, now)
         servers: Mapping[str, ServerView] = {}
@@ -130,13 +171,40 @@ class Controller:
             haproxy = False
             self.log_error("haproxy", f"HAProxy's Runtime API does not answer: {exc}")
         # HAProxy answering is proof enough that it runs; only a silent one is worth asking about.
-        balancer_state = NodeState.RUNNING if haproxy else self.process(self.policy.balancer)
+        name = self.policy.balancer
+        balancer_state = NodeState.RUNNING if haproxy else self.processes([name]).get(name)
+        self.note_balancer(haproxy, balancer_state)
         nodes = {
-            name: NodeView(process=processes[name], health=self.health[name], server=servers.get(name))
+            name: NodeView(
+                process=processes[name],
+                health=self.health[name],
+                server=servers.get(name),
+                busy=busy.get(name),
+            )
             for name in self.web
         }
-        self.observation = Observation(now=now, nodes=nodes, balancer=balancer_state, haproxy=haproxy)
+        self.observation = Observation(
+            now=now,
+            nodes=nodes,
+            balancer=balancer_state,
+            haproxy=haproxy,
+            balancer_busy=busy.get(self.policy.balancer),
+        )
         return self.observation
+
+    def processes(self, names: Sequence[str]) -> dict[str, NodeState | None]:
+        """The provider's view of `names`: in one call where the provider can, else one by one."""
+        if not names:
+            return {}
+        if isinstance(self.nodes, BulkStatus):
+            try:
+                found = self.nodes.statuses(names)
+                self._logged.pop("status", None)
+                return {name: found.get(name) for name in names}
+            except Exception as exc:  # an unknown state this tick, never a dead loop
+                self.log_error("status", f"cannot tell the nodes' states: {exc}")
+                return {}
+        return {name: self.process(name) for name in names}
 
     def process(self, name: str) -> NodeState | None:
         try:
@@ -147,15 +215,51 @@ class Controller:
         self._logged.pop(f"status:{name}", None)
         return state
 
+    def note_balancer(self, haproxy: bool, state: NodeState | None) -> None:
+        """Journal each change of HAProxy's condition: answering, not answering, hung, stopped."""
+        if haproxy:
+            seen = "answering"
+        elif state is NodeState.PAUSED:
+            seen = "hung"
+        elif state in (NodeState.STOPPED, NodeState.MISSING):
+            seen = "stopped"
+        else:
+            seen = "not answering"
+        if seen != self.balancer_seen:
+            reasons = {
+                "answering": "the Runtime API answers",
+                "hung": "its processes are paused (SIGSTOP): certain, restarted",
+                "stopped": "its processes are gone: certain, restarted",
+                "not answering": "the Runtime API does not answer, but it runs: waiting, not restarting",
+            }
+            self.record(
+                Event(
+                    kind=EventKind.HEALTH,
+                    node=self.policy.balancer,
+                    from_=self.balancer_seen,
+                    to=seen,
+                    reason=reasons[seen],
+                )
+            )
+            self.balancer_seen = seen
+
     def update_health(self, name: str, result: ProbeResult, now: float) -> None:
         before = self.health[name]
-        after = observe(before, result, now, rise=self.policy.rise, fall=self.policy.fall)
+        after = observe(
+            before,
+            result,
+            now,
+            rise=self.policy.rise,
+            fall=self.policy.fall,
+            slow_s=SLOW_SHARE * self.topology.probe_timeout_s,
+        )
         self.health[name] = after
+        self.note_overloaded(name, after, result)
         if after.status is before.status or before.status is Status.UNKNOWN:
             return  # a controller that just started learns the state: no transition to report
         durations = {}
-        if after.status is Status.DOWN and after.last_ok_at is not None:
-            durations["detection_s"] = now - after.last_ok_at
+        if after.status is Status.DOWN and after.fault_at is not None:
+            durations["detection_s"] = now - after.fault_at
         self.record(
             Event(
                 kind=EventKind.HEALTH,
@@ -167,27 +271,95 @@ class Controller:
             )
         )
 
+    def note_overloaded(self, name: str, health: NodeHealth, result: ProbeResult) -> None:
+        """Slow but answering: journalled when it begins and when it ends, and nothing else done."""
+        if health.overloaded and result.ok and name not in self._overloaded:
+            self._overloaded.add(name)
+            slow_s = SLOW_SHARE * self.topology.probe_timeout_s
+            if result.took_s is not None and result.took_s >= slow_s:
+                what = f"answered in {result.took_s:.3g} s"
+            else:
+                what = "answered after a probe that timed out"
+            self.record(
+                Event(
+                    kind=EventKind.OVERLOADED,
+                    node=name,
+                    from_="up",
+                    to="overloaded",
+                    reason=f"{what} (probe timeout {self.topology.probe_timeout_s:g} s): "
+                    "slow but answering, left in service",
+                )
+            )
+        elif not health.overloaded and name in self._overloaded:
+            self._overloaded.discard(name)
+            self.record(
+                Event(
+                    kind=EventKind.OVERLOADED,
+                    node=name,
+                    from_="overloaded",
+                    to=str(health.status),
+                    reason=health.detail,
+                )
+            )
+
+    # --- actions -------------------------------------------------------------------------------------
+    def perform(self, action: Action) -> None:
+        """A provider action, in a worker thread of the runner."""
+        match action.kind:
+            case ActionKind.START:
+                self.nodes.start(action.node)
+            case ActionKind.STOP:
+                self.nodes.stop(action.node)
+            case ActionKind.RESTART:
+                # Hung (paused) or dead: SIGKILL whatever is left (a stopped process takes it too),
+                # then start; the new HAProxy reads the server states the controller last saved.
+                with contextlib.suppress(Exception):
+                    self.nodes.kill(action.node, signal.SIGKILL)
+                self.nodes.start(action.node)
+                state = self.nodes.status(action.node)
+                if state is not NodeState.RUNNING:
+                    raise RuntimeError(f"{action.node} is {state} after its restart")
+            case _:
+                raise ValueError(f"not a provider action: {action}")
+
+    def finished(self, done: Done) -> None:
+        """A provider action ended: journal it, or its failure (retried after a backoff)."""
+        if done.error is not None:
+            self.failed(done.action, done.error)
+        else:
+            self.succeeded(done.action, took_s=done.ended - done.began, at=done.ended)
+
     def execute(self, action: Action, obs: Observation) -> bool:
+        """A Runtime API command, inline (each is bounded by the socket timeout)."""
         view = obs.nodes.get(action.node)
         began = self.clock()
         try:
             match action.kind:
-                case ActionKind.START:
-                    self.nodes.start(action.node)
-                case ActionKind.STOP:
-                    self.nodes.stop(action.node)
                 case ActionKind.SET_STATE:
                     assert action.state is not None
                     self.balancer.set_state(action.node, action.state)
                 case ActionKind.HEALTH_UP:
                     self.balancer.health_up(action.node)
-        except Exception as exc:  # every failure is retried after a backoff, logged
-            self.memory, events = note_failure(self.policy, self.memory, action, self.clock(), str(exc))
-            for event in events:
-                self.record(event)
+                case _:
+                    raise ValueError(f"not a Runtime API action: {action}")
+        except Exception as exc:  # every failure is retried after a backoff, journalled
+            self.failed(action, str(exc))
             return False
+        ended = self.clock()
+        self.succeeded(action, took_s=ended - began, at=ended, view=view)
+        return True
+
+    def failed(self, action: Action, error: str) -> None:
+        self.memory, events = note_failure(self.policy, self.memory, action, self.clock(), error)
+        for event in events:
+            self.record(event)
+
+    def succeeded(self, action: Action, *, took_s: float, at: float, view: NodeView | None = None) -> None:
         self.memory = note_success(self.memory, action)
-        before, after = _transition(action, view, obs.balancer)
+        obs = self.observation
+        if view is None and obs is not None:
+            view = obs.nodes.get(action.node)
+        before, after = _transition(action, view, obs.balancer if obs else None)
         self.record(
             Event(
                 kind=EventKind.ACTION,
@@ -195,16 +367,18 @@ class Controller:
                 from_=before,
                 to=after,
                 reason=f"{action.kind}: {action.reason}" if action.reason else str(action.kind),
-                durations={"took_s": self.clock() - began},
+                durations={"took_s": took_s},
             )
         )
-        return True
+        if action.then is not None:
+            timed = {name: at - since for name, since in action.timed_from.items()}
+            self.record(replace(action.then, durations=readonly({**action.then.durations, **timed})))
 
     # --- records -------------------------------------------------------------------------------------
     def record(self, event: Event) -> None:
         record = self.events.append(event)
         durations = "".join(f" {k}={v:g}" for k, v in record["durations"].items())
-        if event.kind in (EventKind.ERROR, EventKind.STANDBY_FAILED):
+        if event.kind in (EventKind.ACTION_FAILED, EventKind.STANDBY_FAILED):
             level = logging.WARNING
         else:  # routine steps only with `relevo watch --verbose`: the journal has them all anyway
             level = logging.DEBUG if event.kind is EventKind.ACTION else logging.INFO
@@ -225,6 +399,45 @@ class Controller:
         except Exception as exc:  # a side duty; the next tick tries again
             self.log_error(key, f"{key} failed: {exc}")
 
+    # --- which admin states are the controller's (saved, so that a restart still knows) -------------
+    def load_owned(self) -> dict[str, AdminState]:
+        data = self._owned_data()
+        owned = data.get("owned", {})
+        if not isinstance(owned, dict):
+            return {}
+        return {
+            name: AdminState(state)
+            for name, state in owned.items()
+            if name in self.web and state in {s.value for s in AdminState}
+        }
+
+    def load_manual(self) -> frozenset[str]:
+        manual = self._owned_data().get("manual", [])
+        return frozenset(n for n in manual if n in self.web) if isinstance(manual, list) else frozenset()
+
+    def _owned_data(self) -> dict[str, Any]:
+        if self.owned_file is None:
+            return {}
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.owned_file.read_text())
+            if isinstance(data, dict):
+                return data
+        return {}
+
+    def save_owned(self, owned: dict[str, AdminState]) -> None:
+        if self.owned_file is None or (owned, self.memory.manual) == self._saved_owned:
+            return
+        text = json.dumps(
+            {"owned": {k: str(v) for k, v in owned.items()}, "manual": sorted(self.memory.manual)}
+        )
+        try:
+            write_atomic(self.owned_file, text, mode=0o600)
+        except OSError as exc:
+            self.log_error("owned-file", f"cannot write {self.owned_file}: {exc}")
+            return
+        self._saved_owned = (dict(owned), self.memory.manual)
+
+    # --- status ----------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """The controller's view, for `relevo status` (written to controller-state.json every tick)."""
         obs, now = self.observation, self.clock()
@@ -239,11 +452,17 @@ class Controller:
                 "health": str(health.status),
                 "for_s": round(now - health.since, 3) if health.status is not Status.UNKNOWN else None,
                 "probe": health.detail,
+                "overloaded": health.overloaded,
                 "admin": str(server.admin) if server else None,
                 "haproxy_up": server.up if server else None,
                 "sessions": server.sessions if server else None,
+                "busy": str(view.busy) if view and view.busy else None,
                 "starting": name in self.memory.starting,
                 "draining": name in self.memory.draining,
+                "maintenance": name in self.memory.manual,
+                "failing_over_s": round(now - self.memory.outage[name], 3)
+                if name in self.memory.outage
+                else None,
                 "failed": {
                     "attempts": failed.attempts,
                     "retry_in_s": round(max(0.0, failed.next_at - now), 3),
@@ -258,7 +477,14 @@ class Controller:
             "ticks": self.ticks,
             "tick_s": self.topology.controller.tick_s,
             "haproxy": obs.haproxy if obs else None,
-            "balancer": str(obs.balancer) if obs and obs.balancer else None,
+            "balancer": self.balancer_seen,
+            "journal": {
+                "ok": self.events.error is None,
+                "error": self.events.error,
+                "pending": self.events.pending,
+                "dropped": self.events.dropped,
+            },
+            "settings": settings(self.topology),
             "nodes": nodes,
         }
 
@@ -271,8 +497,25 @@ class Controller:
             self.log_error("state-file", f"cannot write {self.state_file}: {exc}")
 
     # --- the daemon ------------------------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        """Tick every `tick_s` until `stop` is set (by a signal handler: it does nothing else)."""
+    def reload(self, topology: Topology) -> list[str]:
+        """Apply an edited topology (same nodes: the rest needs a new controller); return what changed."""
+        changes = diff_settings(settings(self.topology), settings(topology))
+        self.topology = topology
+        self.policy = Policy.from_topology(topology)
+        self.record(
+            Event(
+                kind=EventKind.CONTROLLER,
+                node="controller",
+                from_="running",
+                to="reloaded",
+                reason="; ".join(changes) if changes else "topology re-read: nothing changed",
+            )
+        )
+        return changes
+
+    def run(self, stop: StopFlag, reload: Callable[[], Topology | None] | None = None) -> None:
+        """Tick every `tick_s` until `stop` is set (by a signal handler: it does nothing else). `reload`,
+        called between ticks, returns an edited topology to apply (None: nothing asked)."""
         tick_s = self.topology.controller.tick_s
         self.record(
             Event(
@@ -283,8 +526,7 @@ class Controller:
                 reason=f"pid {os.getpid()}, tick {tick_s:g} s",
             )
         )
-        delay = 0.0
-        while not stop.wait(delay):
+        while not stop.is_set():
             began = self.clock()
             try:
                 self.tick()
@@ -293,7 +535,12 @@ class Controller:
                 if "tick" not in self._logged:
                     LOG.exception("a tick failed; the next one starts afresh")
                 self.log_error("tick", "ticks keep failing (see the first traceback above)")
-            delay = max(0.0, tick_s - (self.clock() - began))
+            if reload is not None and (edited := reload()) is not None:
+                self.reload(edited)
+            deadline = began + self.topology.controller.tick_s
+            while not stop.is_set() and (left := deadline - self.clock()) > 0:
+                time.sleep(min(SLEEP_SLICE_S, left))
+        self.runner.close()
         self.record(
             Event(
                 kind=EventKind.CONTROLLER,
@@ -303,6 +550,28 @@ class Controller:
                 reason="asked to stop",
             )
         )
+        self.events.flush()
+
+
+def settings(topology: Topology) -> dict[str, str]:
+    """The settings a running controller applies, flat and comparable (what `relevo up` reports)."""
+    out: dict[str, str] = {}
+    for section, value in (
+        ("health", topology.health),
+        ("standby", topology.standby),
+        ("controller", topology.controller),
+    ):
+        for field_name in value.__dataclass_fields__:
+            out[f"{section}.{field_name.removesuffix('_s')}"] = str(getattr(value, field_name))
+    return out
+
+
+def diff_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{key} {before.get(key, '-')} -> {after.get(key, '-')}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
 
 
 def _transition(action: Action, view: NodeView | None, balancer: NodeState | None) -> tuple[str, str]:
@@ -310,7 +579,7 @@ def _transition(action: Action, view: NodeView | None, balancer: NodeState | Non
     server = view.server if view else None
     process = view.process if view else balancer
     match action.kind:
-        case ActionKind.START:
+        case ActionKind.START | ActionKind.RESTART:
             return str(process or "unknown"), "running"
         case ActionKind.STOP:
             return str(process or "unknown"), "stopped"

@@ -22,7 +22,9 @@ CHECK_HOST = "relevo-check"
 
 
 def http_probe(endpoint: Endpoint, *, path: str, expect_status: int, timeout_s: float) -> ProbeResult:
-    """One GET of the health path. Fails on a refused or reset connection, a timeout, or another status."""
+    """One GET of the health path. Fails on a refused or reset connection, a timeout, or another status.
+    A refused connection is certain (nothing listens); a timeout is ambiguous (hung, or only busy)."""
+    began = time.monotonic()
     connection = http.client.HTTPConnection(endpoint.address, endpoint.port, timeout=timeout_s)
     try:
         connection.request(
@@ -31,16 +33,21 @@ def http_probe(endpoint: Endpoint, *, path: str, expect_status: int, timeout_s: 
         response = connection.getresponse()
         response.read(65536)
     except TimeoutError:
-        return ProbeResult(ok=False, detail=f"no answer within {timeout_s:g} s")
+        return ProbeResult(
+            ok=False, detail=f"no answer within {timeout_s:g} s", ambiguous=True, sent_at=began
+        )
     except ConnectionRefusedError:
-        return ProbeResult(ok=False, detail="connection refused")
+        return ProbeResult(ok=False, detail="connection refused", certain=True, sent_at=began)
     except (OSError, http.client.HTTPException) as exc:
-        return ProbeResult(ok=False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return ProbeResult(ok=False, detail=f"{type(exc).__name__}: {exc}".rstrip(": "), sent_at=began)
     finally:
         connection.close()
+    took = time.monotonic() - began
     if response.status != expect_status:
-        return ProbeResult(ok=False, detail=f"status {response.status}, expected {expect_status}")
-    return ProbeResult(ok=True, detail=f"status {response.status}")
+        return ProbeResult(
+            ok=False, detail=f"status {response.status}, expected {expect_status}", sent_at=began
+        )
+    return ProbeResult(ok=True, detail=f"status {response.status}", took_s=took, sent_at=began)
 
 
 class Prober:
@@ -64,24 +71,30 @@ class Prober:
         """Probe `names` (unless a probe of one is still in flight) and wait up to `wait_s` for them.
         Nodes whose probe is neither done nor overdue are left out: no verdict yet."""
         wanted = list(names)
+        results: dict[str, ProbeResult] = {}
         for name in wanted:
             if name not in self._inflight:
                 self._inflight[name] = (self._pool.submit(self._probe, name), self._clock())
         futures = [self._inflight[name][0] for name in wanted]
         concurrent.futures.wait(futures, timeout=wait_s)
         now = self._clock()
-        results: dict[str, ProbeResult] = {}
         for name in wanted:
             future, began = self._inflight[name]
             if future.done():
                 del self._inflight[name]
                 error = future.exception()
                 results[name] = (
-                    ProbeResult(ok=False, detail=f"probe error: {error!r}") if error else future.result()
+                    ProbeResult(ok=False, detail=f"probe error: {error!r}", sent_at=began)
+                    if error
+                    else future.result()
                 )
             elif now - began >= self._timeout_s:
-                del self._inflight[name]  # abandoned: its own socket timeout ends the thread
-                results[name] = ProbeResult(ok=False, detail=f"no answer within {self._timeout_s:g} s")
+                # Abandoned (its own socket timeout ends the thread), and the next probe sent at once,
+                # so that `fall` timeouts take `fall` x the timeout, not a tick more each.
+                self._inflight[name] = (self._pool.submit(self._probe, name), now)
+                results[name] = ProbeResult(
+                    ok=False, detail=f"no answer within {self._timeout_s:g} s", ambiguous=True, sent_at=began
+                )
         return results
 
     def close(self) -> None:

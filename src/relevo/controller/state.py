@@ -87,11 +87,20 @@ class ServerView:
     sessions: int = 0  # current sessions (scur): what a drain waits for
 
 
+class Busy(enum.StrEnum):
+    """A provider action under way for a node (they run off the tick, one at a time per node)."""
+
+    STARTING = "starting"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeView:
     process: NodeState | None  # None: the provider could not tell this tick
     health: NodeHealth
     server: ServerView | None = None  # None: HAProxy did not answer, or has no such server
+    busy: Busy | None = None  # a start or stop of it is still running
 
     @property
     def alive(self) -> bool:
@@ -110,6 +119,7 @@ class Observation:
     nodes: Mapping[str, NodeView]
     balancer: NodeState | None = NodeState.RUNNING
     haproxy: bool = True  # the Runtime API answered this tick
+    balancer_busy: Busy | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,11 +147,20 @@ class Memory:
     failed: Mapping[str, Backoff] = field(default_factory=readonly)  # standby -> failures, next retry
     restarts: Mapping[str, Backoff] = field(default_factory=readonly)  # primary/balancer -> restarts
     gates: Mapping[str, Backoff] = field(default_factory=readonly)  # action key -> after it failed
+    # primary -> when its pair lost service (the first evidence of the primary's fault, or of its
+    # serving standby's): what `until_served_s` counts from. Kept until the standby is seen serving.
+    outage: Mapping[str, float] = field(default_factory=readonly)
+    # server -> the admin state the controller last set (or the configured one): a different one seen
+    # in HAProxy was set by a person. Saved to disk, so a restarted controller still tells them apart.
+    owned: Mapping[str, AdminState] = field(default_factory=readonly)
+    # Servers a person put in maint or drain: planned maintenance, left alone until they put it back.
+    manual: frozenset[str] = frozenset()
 
 
 class ActionKind(enum.StrEnum):
     START = "start"
     STOP = "stop"
+    RESTART = "restart"  # the balancer: hung or dead, killed and started again (saved server states)
     SET_STATE = "set-state"  # `set server BE/SRV state ready|drain|maint`
     HEALTH_UP = "health-up"  # `set server BE/SRV health up`: skip HAProxy's `rise` wait
 
@@ -152,6 +171,11 @@ class Action:
     node: str
     state: AdminState | None = None
     reason: str = ""
+    # Journalled when, and only when, the action succeeded, with `timed_from`'s durations measured then
+    # (name -> the monotonic time it counts from).
+    then: Event | None = None
+    timed_from: Mapping[str, float] = field(default_factory=readonly)
+    needs: str = ""  # the key of an earlier action of the same plan that must have succeeded
 
     @property
     def key(self) -> str:
@@ -163,25 +187,50 @@ class Action:
         """Done through HAProxy's Runtime API (not the provider)."""
         return self.kind in (ActionKind.SET_STATE, ActionKind.HEALTH_UP)
 
+    @property
+    def busy(self) -> Busy:
+        """What a provider action makes its node while it runs."""
+        return {ActionKind.START: Busy.STARTING, ActionKind.STOP: Busy.STOPPING}.get(
+            self.kind, Busy.RESTARTING
+        )
+
     def __str__(self) -> str:
         what = f"{self.kind} {self.node}" + (f" {self.state}" if self.state else "")
         return f"{what} ({self.reason})" if self.reason else what
 
 
-def start(node: str, reason: str) -> Action:
-    return Action(kind=ActionKind.START, node=node, reason=reason)
+def start(node: str, reason: str, *, then: Event | None = None) -> Action:
+    return Action(kind=ActionKind.START, node=node, reason=reason, then=then)
 
 
 def stop(node: str, reason: str) -> Action:
     return Action(kind=ActionKind.STOP, node=node, reason=reason)
 
 
-def set_state(node: str, state: AdminState, reason: str = "") -> Action:
-    return Action(kind=ActionKind.SET_STATE, node=node, state=state, reason=reason)
+def restart(node: str, reason: str) -> Action:
+    return Action(kind=ActionKind.RESTART, node=node, reason=reason)
 
 
-def health_up(node: str, reason: str = "") -> Action:
-    return Action(kind=ActionKind.HEALTH_UP, node=node, reason=reason)
+def set_state(
+    node: str,
+    state: AdminState,
+    reason: str = "",
+    *,
+    then: Event | None = None,
+    timed_from: Mapping[str, float] | None = None,
+) -> Action:
+    return Action(
+        kind=ActionKind.SET_STATE,
+        node=node,
+        state=state,
+        reason=reason,
+        then=then,
+        timed_from=readonly(timed_from),
+    )
+
+
+def health_up(node: str, reason: str = "", *, needs: str = "") -> Action:
+    return Action(kind=ActionKind.HEALTH_UP, node=node, reason=reason, needs=needs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

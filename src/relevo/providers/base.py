@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import importlib
 import signal
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -52,6 +53,13 @@ class Destroyable(Protocol):
     """An optional ability: remove what `create` made (a container, an image)."""
 
     def destroy(self, node: str) -> None: ...
+
+
+@runtime_checkable
+class BulkStatus(Protocol):
+    """An optional ability: every node's state in one call (LXD lists all its instances at once)."""
+
+    def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...
 
 
 # Lazy "module:Class" strings: `import relevo` imports no provider's dependencies.

@@ -72,7 +72,7 @@ def render_apache(
     topology: Topology, node: Node, layout: ApacheLayout, *, run_as: tuple[str, str] | None = None
 ) -> str:
     threads = int(node.options.get("threads_per_child", 25))
-    workers = int(node.options.get("max_request_workers", 400))
+    workers = node.capacity.workers
     return render_template(
         "httpd.conf.j2",
         node=node,

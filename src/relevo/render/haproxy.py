@@ -17,7 +17,12 @@ def describe_source(topology: Topology) -> str:
 def render_haproxy(topology: Topology, secrets: Secrets, paths: StatePaths | None = None) -> str:
     paths = paths or StatePaths(topology.state_dir)
     servers = [
-        {"name": node.name, "endpoint": node.endpoint, "standby": node.standby_for is not None}
+        {
+            "name": node.name,
+            "endpoint": node.endpoint,
+            "standby": node.standby_for is not None,
+            "maxconn": node.capacity.maxconn,
+        }
         for node in topology.nodes
     ]
     return render_template(

@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relevo.controller.actions import Done
 from relevo.controller.events import EventLog, read_events
 from relevo.controller.health import ProbeResult
 from relevo.controller.loop import Controller
-from relevo.controller.state import ServerView
+from relevo.controller.state import Action, Busy, ServerView
 from relevo.errors import ProviderError, RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Topology
@@ -52,6 +53,8 @@ class FakeNode:
     hung: bool = False  # running, but probes time out (a hang the provider cannot see)
     start_error: bool = False  # the provider raises on start
     dies_on_start: bool = False  # start returns, but the processes are gone at once
+    slow: bool = False  # answers, but its probe takes most of the timeout (overloaded)
+    action_s: float = 0.0  # how long a provider start/stop of it takes (off the tick)
 
 
 @dataclass
@@ -78,6 +81,8 @@ class World:
     runtime_errors: int = 0  # the next N Runtime API commands fail
     status_errors: int = 0  # the next N provider status calls fail
     refused: set[tuple[str, str]] = field(default_factory=set)  # (verb, server) HAProxy refuses
+    balancer_action_s: float = 0.0
+    failing_sets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (server, state): N to fail
 
     @classmethod
     def seed(cls, topo: Topology, *, warm: bool = False, pool: bool = False) -> World:
@@ -110,6 +115,13 @@ class World:
         self.stops[node] += 1
         self.nodes[node].process = NodeState.STOPPED
 
+    def kill(self, node: str, sig: object) -> None:
+        self.calls.append(("kill", node, str(sig)))
+        if node == "ha1":
+            self.balancer_process, self.haproxy_alive = NodeState.STOPPED, False
+        else:
+            self.nodes[node].process = NodeState.STOPPED
+
     def status(self, node: str) -> NodeState:
         if self.status_errors:
             self.status_errors -= 1
@@ -133,6 +145,9 @@ class World:
 
     def set_state(self, server: str, state: AdminState) -> None:
         self._runtime()
+        if self.failing_sets[(server, str(state))] > 0:
+            self.failing_sets[(server, str(state))] -= 1
+            raise RuntimeAPIError(f"HAProxy refused state {state} for {server}")
         self.calls.append(("set-state", server, str(state)))
         self.servers[server].admin = state
 
@@ -156,12 +171,14 @@ class World:
         for name in names:
             fake = self.nodes[name]
             if fake.hung and fake.process is NodeState.RUNNING:
-                results[name] = ProbeResult(ok=False, detail="no answer within 0.3 s")
+                results[name] = ProbeResult(ok=False, detail="no answer within 1 s", ambiguous=True)
             elif fake.process is not NodeState.RUNNING:
-                results[name] = ProbeResult(ok=False, detail="connection refused")
+                results[name] = ProbeResult(ok=False, detail="connection refused", certain=True)
             else:
                 results[name] = ProbeResult(
-                    ok=fake.serves, detail="status 200" if fake.serves else "status 500"
+                    ok=fake.serves,
+                    detail="status 200" if fake.serves else "status 500",
+                    took_s=0.8 if fake.slow else 0.002,
                 )
         return results
 
@@ -188,10 +205,74 @@ class World:
         return [(verb, arg) for verb, name, arg in self.calls if name == node]
 
 
-def controller(topo: Topology, world: World) -> Controller:
+class StepRunner:
+    """Provider actions off the tick, deterministically: an action taking 0 s happens when submitted and
+    is reported at the next harvest; a slower one happens (and is reported) once the fake clock has
+    passed its duration. Times out like the real runner."""
+
+    def __init__(self, world: World, perform: object = None, timeout_s: float = 30.0) -> None:
+        self.world = world
+        self.timeout_s = timeout_s
+        self.perform = perform
+        self.running: dict[str, tuple[Action, float, bool]] = {}  # node -> (action, began, reported)
+        self.finished: list[Done] = []
+
+    def duration(self, action: Action) -> float:
+        return (
+            self.world.balancer_action_s if action.node == "ha1" else self.world.nodes[action.node].action_s
+        )
+
+    def submit(self, action: Action) -> bool:
+        if action.node in self.running:
+            return False
+        now = self.world.clock.now
+        if self.duration(action) <= 0:
+            self.finished.append(self.run(action, now))
+        else:
+            self.running[action.node] = (action, now, False)
+        return True
+
+    def run(self, action: Action, began: float) -> Done:
+        assert callable(self.perform)
+        try:
+            self.perform(action)
+        except Exception as exc:
+            return Done(action=action, began=began, ended=self.world.clock.now, error=str(exc))
+        return Done(action=action, began=began, ended=self.world.clock.now)
+
+    def busy(self) -> dict[str, Busy]:
+        return {node: action.busy for node, (action, _, _) in self.running.items()}
+
+    def harvest(self) -> list[Done]:
+        now = self.world.clock.now
+        done, self.finished = self.finished, []
+        for node, (action, began, reported) in list(self.running.items()):
+            if now - began >= self.duration(action) - 1e-9:
+                del self.running[node]
+                result = self.run(action, began)
+                if not reported:
+                    done.append(result)
+            elif not reported and now - began >= self.timeout_s:
+                self.running[node] = (action, began, True)
+                done.append(
+                    Done(
+                        action=action,
+                        began=began,
+                        ended=now,
+                        error=f"still running after {self.timeout_s:g} s",
+                    )
+                )
+        return done
+
+    def close(self) -> None:
+        pass
+
+
+def controller(topo: Topology, world: World, *, action_timeout_s: float = 30.0) -> Controller:
     paths_root = topo.state_dir
     paths_root.mkdir(parents=True, exist_ok=True)
-    return Controller(
+    runner = StepRunner(world, timeout_s=action_timeout_s)
+    ctl = Controller(
         topo,
         nodes=world,
         balancer=world,
@@ -200,7 +281,11 @@ def controller(topo: Topology, world: World) -> Controller:
         clock=world.clock,
         wall_clock=world.clock,
         state_file=paths_root / "controller-state.json",
+        owned_file=paths_root / "controller-owned.json",
+        runner=runner,
     )
+    runner.perform = ctl.perform
+    return ctl
 
 
 def run(world: World, ctl: Controller, seconds: float) -> None:

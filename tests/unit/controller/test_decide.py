@@ -20,7 +20,9 @@ from relevo.providers.base import NodeState
 
 POLICY = Policy(primaries=("web1",), standby_of={"web1": "web1bck"}, balancer="ha1")
 UP = NodeHealth(status=Status.UP, successes=5, since=0.0, last_ok_at=99.9)
-DOWN = NodeHealth(status=Status.DOWN, failures=2, since=99.8, last_ok_at=99.6, detail="connection refused")
+DOWN = NodeHealth(
+    status=Status.DOWN, failures=2, since=99.8, last_ok_at=99.5, fault_at=99.6, detail="connection refused"
+)
 STOPPED = NodeHealth(status=Status.DOWN, failures=9, detail="process stopped")
 FRESH = NodeHealth(status=Status.DOWN, successes=1, failures=0, last_ok_at=100.0)  # first pass
 
@@ -66,11 +68,33 @@ def test_first_passing_probe_puts_the_standby_in_service():
         (ActionKind.HEALTH_UP, "web1bck", None),
         (ActionKind.SET_STATE, "web1", AdminState.MAINT),
     ]
-    (event,) = plan.events
-    assert round(event.durations["detection_s"], 6) == 0.2
-    assert round(event.durations["until_served_s"], 6) == 0.4
-    assert round(event.durations["standby_start_s"], 6) == 0.1
-    assert "web1bck" not in plan.memory.starting
+    assert plan.events == (), "nothing is journalled before it happened"
+    ready = plan.actions[0]
+    assert ready.then is not None and ready.then.kind == "failover"
+    # Detection counts from the fault's first evidence (99.6) to DOWN (99.8); the rest is measured
+    # when HAProxy has taken the standby, from these starting points.
+    assert round(ready.then.durations["detection_s"], 6) == 0.2
+    assert ready.timed_from == {"until_served_s": 99.6, "standby_start_s": 99.9}
+    assert [a.needs for a in plan.actions] == ["", ready.key, ready.key]
+    assert "web1bck" in plan.memory.starting, "forgotten only once seen serving"
+
+
+def test_standby_seen_serving_ends_the_failover():
+    """The tick after the takeover HAProxy has the standby ready: nothing more to journal or set."""
+    memory = Memory(
+        starting={"web1bck": 99.9},
+        outage={"web1": 99.6},
+        owned={"web1": AdminState.MAINT, "web1bck": AdminState.READY},
+    )
+    plan = decide(
+        POLICY,
+        obs(
+            node(NodeState.STOPPED, DOWN, AdminState.MAINT), node(NodeState.RUNNING, FRESH, AdminState.READY)
+        ),
+        memory,
+    )
+    assert plan.actions == () and plan.events == ()
+    assert plan.memory.starting == {} and plan.memory.outage == {}
 
 
 def test_without_haproxy_the_standby_is_started_but_nothing_is_set():
@@ -114,7 +138,7 @@ def test_failed_action_is_gated_then_retried():
     """A failed Runtime API command is not sent again until its backoff passes; success clears it."""
     action = set_state("web1", AdminState.MAINT)
     memory, events = note_failure(POLICY, Memory(), action, 100.0, "refused")
-    assert events[0].kind == "error"
+    assert events[0].kind == "action-failed"
     assert not memory.gates[action.key].ready(100.1)
     assert memory.gates[action.key].ready(100.2)
     assert note_success(memory, action).gates == {}
@@ -124,7 +148,7 @@ def test_standby_start_error_becomes_a_standby_failure():
     """A provider error starting a standby is a standby failure with a retry time."""
     memory = Memory(starting={"web1bck": 100.0})
     memory, events = note_failure(POLICY, memory, start("web1bck", "x"), 100.0, "boom")
-    assert [e.kind for e in events] == ["error", "standby-failed"]
+    assert [e.kind for e in events] == ["action-failed", "standby-failed"]
     assert memory.failed["web1bck"].attempts == 1
     assert "web1bck" not in memory.starting
 

@@ -220,7 +220,7 @@ def test_standby_start_error_is_reported_and_backed_off(topo):
     run(world, ctl, 0.5)
     assert world.starts["web1bck"] == 1
     assert [e["node"] for e in events(topo, "standby-failed")] == ["web1bck"]
-    assert events(topo, "error")
+    assert events(topo, "action-failed")
     world.nodes["web1bck"].start_error = False
     run(world, ctl, 1.5)
     assert failed_over(world)
@@ -273,9 +273,12 @@ def test_controller_restarted_mid_failback_converges(topo, cut_after):
 
 
 def test_new_controller_releases_a_healthy_primary_left_in_maint(topo):
-    """A primary in maint with nothing serving in its place is put back at once, without the hold."""
+    """A primary a previous controller put in maint (its saved record says so), with nothing serving in
+    its place, is put back at once, without the hold."""
     world = World.seed(topo)
     world.servers["web1"].admin = AdminState.MAINT
+    topo.state_dir.mkdir(parents=True)
+    (topo.state_dir / "controller-owned.json").write_text('{"owned": {"web1": "maint"}, "manual": []}')
     ctl = controller(topo, world)
     run(world, ctl, 0.3)
     assert world.servers["web1"].admin is AdminState.READY

@@ -1,0 +1,313 @@
+"""The controller's new states, tick by tick on the in-memory fake: starting and stopping off the tick,
+overloaded, a hung balancer, operator maintenance, and a journal that tells only what happened."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from relevo.haproxy.runtime import AdminState
+from relevo.providers.base import NodeState
+
+from .fakes import World, controller, events, run, topology
+
+
+@pytest.fixture
+def topo(tmp_path: Path):
+    return topology(tmp_path)
+
+
+def serving(world: World, standby: str, primary: str) -> bool:
+    return (
+        world.nodes[standby].process is NodeState.RUNNING
+        and world.servers[standby].admin is AdminState.READY
+        and world.servers[standby].up
+        and world.servers[primary].admin is not AdminState.READY
+    )
+
+
+def state(topo) -> dict:
+    return json.loads((topo.state_dir / "controller-state.json").read_text())
+
+
+# --- starting / stopping off the tick --------------------------------------------------------------
+def test_slow_start_of_one_standby_does_not_delay_the_other_pair(topo):
+    """web1bck takes 5 s to start; web2 failing meanwhile is still replaced within a few ticks."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.nodes["web1bck"].action_s = 5.0
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 0.3)
+    assert state(topo)["nodes"]["web1bck"]["busy"] == "starting"
+    world.nodes["web2"].process = NodeState.STOPPED
+    run(world, ctl, 0.4)
+    assert serving(world, "web2bck", "web2"), "web2's failover waited for web1bck's start"
+    assert world.nodes["web1bck"].process is NodeState.STOPPED, "the slow start is not done yet"
+    run(world, ctl, 5)
+    assert serving(world, "web1bck", "web1")
+    assert world.starts["web1bck"] == 1, "a start still running was submitted again"
+
+
+def test_primary_failing_during_the_standby_stop_waits_for_the_stop_then_starts_it(topo):
+    """The standby's stop (failback) takes 2 s; web1 dies again meanwhile: the stop ends, then the
+    standby is started again and serves; never two actions on one node at once."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    world.nodes["web1"].process = NodeState.RUNNING
+    world.nodes["web1bck"].action_s = 2.0
+    for _ in range(60):  # until the failback's stop is under way
+        run(world, ctl, 0.1)
+        if state(topo)["nodes"]["web1bck"]["busy"] == "stopping":
+            break
+    assert state(topo)["nodes"]["web1bck"]["busy"] == "stopping"
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    assert world.starts["web1bck"] == 1, "started while its stop still ran"
+    run(world, ctl, 4)
+    assert world.stops["web1bck"] == 1
+    assert world.starts["web1bck"] == 2
+    assert serving(world, "web1bck", "web1")
+
+
+def test_start_past_the_action_timeout_is_a_failure_and_retried(tmp_path):
+    """A start still running after `action_timeout` is journalled as failed (action-failed and
+    standby-failed), and the primary is not left in maint meanwhile."""
+    topo = topology(tmp_path)
+    world = World.seed(topo)
+    ctl = controller(topo, world, action_timeout_s=2.0)
+    run(world, ctl, 1)
+    world.nodes["web1bck"].action_s = 60.0
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 3)
+    failed = events(topo, "action-failed")
+    assert failed and "still running after 2 s" in str(failed[0]["reason"])
+    assert [e["node"] for e in events(topo, "standby-failed")] == ["web1bck"]
+    assert world.servers["web1"].admin is AdminState.READY
+
+
+# --- overloaded: reported, nothing done -----------------------------------------------------------
+def test_slow_but_answering_primary_is_overloaded_and_left_alone(topo):
+    """A primary answering its probe in 0.8 s of a 1 s timeout is journalled `overloaded` once; no
+    standby is started and nothing is set."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.nodes["web1"].slow = True
+    run(world, ctl, 3)
+    assert world.calls == []
+    (overloaded,) = events(topo, "overloaded")
+    assert overloaded["node"] == "web1" and overloaded["to"] == "overloaded"
+    assert state(topo)["nodes"]["web1"]["overloaded"] is True
+    world.nodes["web1"].slow = False
+    run(world, ctl, 1)
+    assert [e["to"] for e in events(topo, "overloaded")] == ["overloaded", "up"]
+
+
+def test_one_timeout_then_an_answer_is_overloaded_not_down(topo):
+    """A single probe timeout (ambiguous) followed by an answer: overloaded, no failover."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.nodes["web2"].hung = True
+    run(world, ctl, 0.1)
+    world.nodes["web2"].hung = False
+    run(world, ctl, 1)
+    assert world.starts["web2bck"] == 0
+    assert not [e for e in events(topo, "health") if e["to"] == "down"]
+    assert [e["node"] for e in events(topo, "overloaded")][:1] == ["web2"]
+
+
+# --- the balancer ----------------------------------------------------------------------------------------
+def test_hung_balancer_is_restarted_and_a_primary_failing_meanwhile_still_fails_over(topo):
+    """HAProxy paused: journalled as hung, killed and started again (one restart), and web1 dying during
+    the hang gets its standby started at once and in service when HAProxy answers again."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.balancer_process, world.haproxy_alive = NodeState.PAUSED, False
+    world.balancer_action_s = 0.5
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 0.2)
+    assert world.starts["web1bck"] == 1, "web1bck's start waited for HAProxy"
+    assert [(v, n) for v, n, _ in world.calls if n == "ha1"] == [], "the restart is still running"
+    run(world, ctl, 1)
+    assert [(v, n) for v, n, _ in world.calls if n == "ha1"] == [("kill", "ha1"), ("start", "ha1")]
+    assert serving(world, "web1bck", "web1")
+    steps = [(e["from"], e["to"]) for e in events(topo, "health") if e["node"] == "ha1"]
+    assert steps == [("answering", "hung"), ("hung", "answering")]
+    assert [e["node"] for e in events(topo, "action") if e["to"] == "running"][:1] == ["web1bck"]
+
+
+def test_balancer_not_answering_but_running_is_not_restarted(topo):
+    """A Runtime API that does not answer while HAProxy's processes run (busy, or a slow socket) is
+    ambiguous: journalled, waited out, never restarted."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.haproxy_alive = False
+    run(world, ctl, 5)
+    assert world.starts["ha1"] == 0
+    assert [e["to"] for e in events(topo, "health") if e["node"] == "ha1"] == ["not answering"]
+
+
+# --- operators win ---------------------------------------------------------------------------------------
+def test_primary_put_in_maint_by_hand_is_planned_maintenance(topo):
+    """web2 set to MAINT by a person: its standby takes over, web2 stays in MAINT however healthy, and
+    once the person puts it back to READY traffic returns and the standby is stopped."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.servers["web2"].admin = AdminState.MAINT
+    run(world, ctl, 0.5)
+    assert serving(world, "web2bck", "web2")
+    run(world, ctl, 10)
+    assert world.servers["web2"].admin is AdminState.MAINT, "a person's maint was overruled"
+    assert ("set-state", "ready") not in world.verbs("web2")
+    (operator,) = events(topo, "operator")
+    assert operator["node"] == "web2" and operator["to"] == "maint"
+    assert state(topo)["nodes"]["web2"]["maintenance"] is True
+    world.servers["web2"].admin = AdminState.READY
+    run(world, ctl, 5)
+    assert world.servers["web2bck"].admin is AdminState.MAINT
+    assert world.nodes["web2bck"].process is NodeState.STOPPED
+
+
+def test_primary_drained_by_hand_keeps_its_drain_and_the_standby_serves(topo):
+    """web1 set to DRAIN by a person: the standby takes over; web1 is left draining, not put in maint."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.servers["web1"].admin = AdminState.DRAIN
+    run(world, ctl, 5)
+    assert world.servers["web1bck"].admin is AdminState.READY
+    assert world.servers["web1"].admin is AdminState.DRAIN
+    assert world.verbs("web1") == []
+
+
+def test_operator_maintenance_survives_a_controller_restart(topo):
+    """A new controller (fresh memory) still knows web2's maint is a person's, from its saved record."""
+    world = World.seed(topo)
+    first = controller(topo, world)
+    run(world, first, 1)
+    world.servers["web2"].admin = AdminState.MAINT
+    run(world, first, 1)
+    second = controller(topo, world)
+    run(world, second, 5)
+    assert world.servers["web2"].admin is AdminState.MAINT
+    assert serving(world, "web2bck", "web2")
+
+
+def test_failover_state_the_controller_set_is_not_taken_for_a_person(topo):
+    """After an ordinary failover (web1 in maint by the controller), recovery still fails back."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    world.nodes["web1"].process = NodeState.RUNNING
+    run(world, ctl, 5)
+    assert world.servers["web1"].admin is AdminState.READY
+    assert events(topo, "operator") == []
+
+
+# --- the journal tells the truth ---------------------------------------------------------------------
+def test_runtime_failure_during_takeover_gives_one_failover_and_one_action_failed(topo):
+    """`set server … state ready` fails once: one action-failed, then one failover event, timed from the
+    fault to the moment HAProxy really took the standby."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.failing_sets[("web1bck", "ready")] = 1
+    world.nodes["web1"].process = NodeState.STOPPED
+    fault_at = world.clock.now
+    run(world, ctl, 2)
+    assert serving(world, "web1bck", "web1")
+    (failover,) = events(topo, "failover")
+    failed = events(topo, "action-failed")
+    assert len(failed) == 1 and "set-state web1bck ready" in str(failed[0]["reason"])
+    ready_at = [e for e in events(topo, "action") if e["node"] == "web1bck" and e["to"] == "ready"]
+    assert len(ready_at) == 1
+    until = failover["durations"]["until_served_s"]
+    assert until == pytest.approx(float(ready_at[0]["ts"]) - fault_at, abs=0.11)
+    assert until > 0.2, "counted from the planned takeover, not from when it happened"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_faults_never_give_negative_or_duplicate_timings(tmp_path, seed):
+    """Kills, hangs, recoveries, standby crashes and Runtime API errors at random: every duration is
+    >= 0, and each failover event matches one real `ready` of a standby."""
+    topo = topology(tmp_path)
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    rng = random.Random(seed)  # noqa: S311 - reproducible fault sequences, not secrets
+    run(world, ctl, 1)
+    for _ in range(40):
+        name = rng.choice(["web1", "web2", "web1bck", "web2bck"])
+        fake = world.nodes[name]
+        match rng.randrange(5):
+            case 0:
+                fake.process = NodeState.STOPPED
+            case 1:
+                fake.hung = not fake.hung
+            case 2 if not name.endswith("bck"):
+                fake.process, fake.hung = NodeState.RUNNING, False
+            case 3:
+                world.runtime_errors = rng.randrange(3)
+            case _:
+                pass
+        run(world, ctl, rng.choice([0.1, 0.3, 1.0, 4.0]))
+    for event in events(topo):
+        for name, value in event["durations"].items():
+            assert value >= 0, f"negative {name}: {event}"
+    readies = [e for e in events(topo, "action") if e["node"].endswith("bck") and e["to"] == "ready"]
+    failovers = events(topo, "failover")
+    assert len(failovers) == len([e for e in readies if e["from"] != "ready"])
+    assert [e["ts"] for e in failovers] == sorted(e["ts"] for e in failovers)
+
+
+def test_unwritable_journal_does_not_stop_failover_and_catches_up(topo):
+    """events.jsonl cannot be written (here a directory stands in its way): the failover happens
+    anyway, status says the journal is failing, and once it can be written every event is there."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    warnings: list[str] = []
+    ctl.events._warn = warnings.append
+    run(world, ctl, 1)
+    journal = topo.state_dir / "events.jsonl"
+    journal.rename(topo.state_dir / "before.jsonl")
+    journal.mkdir()
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    assert serving(world, "web1bck", "web1")
+    report = state(topo)["journal"]
+    assert report["ok"] is False and report["pending"] > 0
+    assert warnings and "cannot write the journal" in warnings[0]
+    shutil.rmtree(journal)
+    run(world, ctl, 0.2)
+    assert state(topo)["journal"]["ok"] is True
+    assert [e["node"] for e in events(topo, "failover")] == ["web1bck"]
+    assert "written again" in warnings[-1]
+
+
+def test_journal_rotates_past_its_size(tmp_path):
+    """Past `journal_max_bytes` the journal moves to events.jsonl.1; `relevo events` still reads both."""
+    topo = topology(tmp_path)
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    ctl.events.max_bytes = 2000
+    for _ in range(5):
+        world.nodes["web1"].process = NodeState.STOPPED
+        run(world, ctl, 1)
+        world.nodes["web1"].process = NodeState.RUNNING
+        run(world, ctl, 5)
+    for path in (topo.state_dir / "events.jsonl", topo.state_dir / "events.jsonl.1"):
+        assert 0 < path.stat().st_size < 2000 + 1000, f"{path.name} is not bounded"
+    found = events(topo)
+    assert [e["ts"] for e in found] == sorted(e["ts"] for e in found), "the rotated part is read first"
+    assert [e["kind"] for e in found if e["kind"] in ("failover", "failback")][-1] == "failback"

@@ -24,6 +24,8 @@ class UpResult:
     secrets_file: str
     started: tuple[str, ...]  # what this call started (empty when everything already ran)
     controller_pid: int | None
+    # Edits the running controller was given (reloaded, or restarted for changed nodes).
+    controller_changes: tuple[str, ...] = ()
 
 
 class BringUpError(RelevoError):
@@ -61,6 +63,9 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
         cluster.start(balancer)
         progress("waiting for HAProxy to see the primaries UP")
         wait_for_up(cluster, [n.name for n in topology.primaries])
+        changes: list[str] = []
+        if controller:
+            changes = daemon.apply_edits(topology)
         controller_pid = _start_controller(topology, progress) if controller else None
     except BaseException:
         for name in reversed(started):
@@ -77,6 +82,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
         secrets_file=str(cluster.paths.secrets),
         started=tuple(started),
         controller_pid=controller_pid,
+        controller_changes=tuple(changes),
     )
 
 

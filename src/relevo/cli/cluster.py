@@ -69,6 +69,8 @@ def up_command(ctx: click.Context, no_controller: bool, as_json: bool) -> None:
     console.print(f"  metrics   {result.metrics_url}")
     if result.controller_pid:
         console.print(f"  controller running as pid {result.controller_pid}: `relevo events -f` to follow it")
+    for change in result.controller_changes:
+        console.print(f"  controller: {change}")
 
 
 @click.command("down")
@@ -119,6 +121,8 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
         console.print(f"controller [green]running[/] (pid {controller['pid']})")
     else:
         console.print("controller [red]not running[/]")
+    for line in daemon.controller_notes(controller):
+        console.print(f"  [yellow]{line}[/]")
     for event in report["events"]:
         console.print(
             f"  [dim]{event.get('time', '')}[/] {event.get('node', '')}: "
@@ -150,9 +154,12 @@ def _count(value: int | None) -> str:
 @click.argument("node")
 @click.pass_context
 def start(ctx: click.Context, node: str) -> None:
-    """Start NODE (a web node, a standby or the balancer)."""
+    """Start NODE (a web node, a standby or the balancer). A primary left in drain or maint by `relevo
+    stop` (or by hand) is put back in service once it answers."""
+    from relevo.controller.maintenance import start_node
+
     topology = get_topology(ctx)
-    Cluster(topology).start(_node_name(topology, node))
+    start_node(topology, _node_name(topology, node), progress=_progress)
     console.print(f"started {node}")
 
 
@@ -160,9 +167,13 @@ def start(ctx: click.Context, node: str) -> None:
 @click.argument("node")
 @click.pass_context
 def stop(ctx: click.Context, node: str) -> None:
-    """Stop NODE gracefully (SIGTERM, then SIGKILL after a few seconds)."""
+    """Stop NODE gracefully (SIGTERM, then SIGKILL after a few seconds). A primary with a standby is
+    drained first: set to drain, its standby put in service, its sessions left to end (at most
+    `controller.drain_timeout`), then stopped; no request fails. `relevo start NODE` puts it back."""
+    from relevo.controller.maintenance import stop_node
+
     topology = get_topology(ctx)
-    Cluster(topology).stop(_node_name(topology, node))
+    stop_node(topology, _node_name(topology, node), progress=_progress)
     console.print(f"stopped {node}")
 
 

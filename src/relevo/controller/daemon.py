@@ -24,7 +24,7 @@ from typing import Any
 from relevo.controller.events import EventKind, EventLog, read_events
 from relevo.controller.haproxy_view import RuntimeBalancer
 from relevo.controller.health import ProbeResult
-from relevo.controller.loop import Controller, StopFlag
+from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
 from relevo.errors import RelevoError
 from relevo.files import tail
@@ -330,10 +330,7 @@ def controller_status(topology: Topology) -> dict[str, Any]:
     node (health, HAProxy admin state, failures and retries)."""
     paths = StatePaths(topology.state_dir)
     pid = lock_holder(paths.controller_lock)
-    state: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(paths.controller_state.read_text())
-        state = loaded if isinstance(loaded, dict) else {}
+    state = _read_state(paths)
     last_tick = state.get("last_tick")
     age = time.time() - last_tick if isinstance(last_tick, int | float) else None
     # Alive is a recent tick, not a pid that exists: a stuck loop shows up here.
@@ -345,9 +342,75 @@ def controller_status(topology: Topology) -> dict[str, Any]:
         "last_tick_age_s": round(age, 3) if age is not None else None,
         "ticks": state.get("ticks"),
         "haproxy": state.get("haproxy"),
+        "balancer": state.get("balancer") if pid is not None else None,
+        "journal": state.get("journal") if pid is not None else None,
         "nodes": state.get("nodes", {}) if pid is not None else {},
         "log": str(paths.controller_log),
     }
+
+
+def _read_state(paths: StatePaths) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(paths.controller_state.read_text())
+        if isinstance(loaded, dict):
+            return loaded
+    return {}
+
+
+def controller_notes(status: dict[str, Any]) -> list[str]:
+    """What `relevo status` says beyond running/not running: a failover in progress, planned maintenance,
+    overloaded nodes, a hung balancer, a journal that cannot be written."""
+    notes: list[str] = []
+    journal = status.get("journal")
+    if isinstance(journal, dict) and not journal.get("ok", True):
+        notes.append(f"{journal.get('error')} ({journal.get('pending')} events waiting in memory)")
+    if status.get("balancer") not in (None, "answering"):
+        notes.append(f"HAProxy is {status['balancer']}")
+    for name, node in sorted((status.get("nodes") or {}).items()):
+        if not isinstance(node, dict):
+            continue
+        if node.get("failing_over_s") is not None:
+            notes.append(
+                f"{name}: failover in progress for {node['failing_over_s']:g} s ({node.get('probe')})"
+            )
+        if node.get("busy"):
+            notes.append(f"{name}: {node['busy']}")
+        if node.get("maintenance"):
+            notes.append(f"{name}: in {node.get('admin')} by hand (planned maintenance)")
+        if node.get("overloaded"):
+            notes.append(f"{name}: overloaded (slow but answering; left in service)")
+    return notes
+
+
+# How long `relevo up` waits for a running controller to apply a reload (then it restarts it).
+RELOAD_WAIT_S = 5.0
+
+
+def apply_edits(topology: Topology) -> list[str]:
+    """Give a running controller the edited topology: SIGHUP when only settings changed (it re-reads the
+    file), a restart (the caller starts it again) when the nodes or the balancer changed or the reload
+    did not take. Returns what changed, in words; [] when no controller runs or nothing changed."""
+    paths = StatePaths(topology.state_dir)
+    record = ProcessRecord.load(paths.controller_pid)
+    if record is None or not is_ours(record) or lock_holder(paths.controller_lock) != record.pid:
+        return []
+    running = _read_state(paths).get("settings")
+    wanted = settings(topology)
+    if not isinstance(running, dict):
+        return []
+    changes = diff_settings(running, wanted)
+    if not changes:
+        return []
+    structural = any(c.startswith(("nodes.", "balancer")) for c in changes) or topology.source is None
+    if not structural:
+        os.kill(record.pid, signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while time.monotonic() < deadline:
+            if _read_state(paths).get("settings") == wanted:
+                return [f"reloaded: {change}" for change in changes]
+            time.sleep(0.05)
+    stop_background(topology)
+    return [f"restarted: {change}" for change in changes]
 
 
 def recent_events(topology: Topology, n: int, *, include_actions: bool = False) -> list[dict[str, Any]]:

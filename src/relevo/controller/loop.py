@@ -563,6 +563,12 @@ def settings(topology: Topology) -> dict[str, str]:
     ):
         for field_name in value.__dataclass_fields__:
             out[f"{section}.{field_name.removesuffix('_s')}"] = str(getattr(value, field_name))
+    balancer = topology.balancer
+    out["balancer"] = f"{balancer.name} {balancer.provider} {balancer.frontend.url} {balancer.stats.url}"
+    for node in topology.nodes:
+        out[f"nodes.{node.name}"] = (
+            f"{node.role} {node.provider} {node.endpoint.url} {node.standby_for or ''}"
+        )
     return out
 
 

@@ -155,3 +155,17 @@ def running_cluster(cluster_dir: Path) -> Iterator[RunningCluster]:
         yield running
     finally:
         stop_cluster(running)
+
+
+@pytest.fixture
+def controlled(running_cluster: RunningCluster) -> Iterator[RunningCluster]:
+    """The seed's cluster with the failover controller running in the background (as `relevo up` runs it)."""
+    from relevo.controller import daemon
+
+    topology = running_cluster.topology
+    daemon.start_background(topology)
+    try:
+        wait_until(lambda: bool(daemon.controller_status(topology)["ticking"]), "the controller ticks")
+        yield running_cluster
+    finally:
+        daemon.stop_background(topology)

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -84,18 +83,6 @@ def served(load: LoadRun, node: str) -> int:
 def seconds_served(load: LoadRun, node: str) -> list[int]:
     """The seconds of the run (from its start) in which `node` answered."""
     return [s.second for s in load.seconds() if s.served_by.get(node, 0)]
-
-
-@pytest.fixture
-def controlled(running_cluster: RunningCluster) -> Iterator[RunningCluster]:
-    """The seed's cluster with the failover controller running in the background (as `relevo up` runs it)."""
-    topology = running_cluster.topology
-    daemon.start_background(topology)
-    try:
-        wait_until(lambda: bool(daemon.controller_status(topology)["ticking"]), "the controller ticks")
-        yield running_cluster
-    finally:
-        daemon.stop_background(topology)
 
 
 def warm_up(load: LoadRun, running: RunningCluster) -> None:

@@ -20,7 +20,10 @@ KIND_STYLE = {
     "failback": "bold green",
     "drained": "cyan",
     "standby-failed": "bold red",
-    "error": "red",
+    "action-failed": "red",
+    "failover-started": "yellow",
+    "overloaded": "yellow",
+    "operator": "bold cyan",
     "health": "magenta",
     "controller": "dim",
 }
@@ -47,9 +50,10 @@ def watch(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
     """Run the failover controller in the foreground until Ctrl-C or SIGTERM.
 
     Every tick (`controller.tick`, 100 ms by default) it checks each node's processes, probes each web
-    node's health path itself (timeout `controller.probe_timeout`) and reads HAProxy's view through the
-    Runtime API. When a primary fails (`health.fall` failed probes: refused, timed out/hung, wrong status,
-    or its processes gone) it starts the paired standby and puts it in service as soon as the standby
+    node's health path itself (never with a shorter timeout than HAProxy's check, `health.timeout`) and
+    reads HAProxy's view through the Runtime API. When a primary fails (refused, or its processes gone or
+    paused: at once; `health.fall` timed-out or wrong probes in a row), or a person puts it in maint or
+    drain, it starts the paired standby and puts it in service as soon as the standby
     answers; when the primary is healthy again for `standby.hold`, traffic goes back to it and the standby
     is drained and stopped. Every step is appended to the event journal (`relevo events`).
 

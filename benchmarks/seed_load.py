@@ -1,12 +1,15 @@
 """The seed's own load against a default cluster, before and after a change (a benchmark, not a test).
 
 `relevo bench --threads 1000 --loops 50 --ramp-up 1s` (the seed's JMeter plan: 1000 users, 50 requests
-each) is run `--runs` times against a default cluster with its failover controller, once with the code of
-a baseline commit (`--baseline`, by default the last commit before issue 7's controller work) and once
-with the code of this checkout. Each side gets its own cluster on its own loopback network, built by
-that side's own `relevo up` from a `relevo.yaml` that only names the network, so each side runs with its
-own defaults. Printed per run: errors, throughput, p99, and what the controller did meanwhile: how many
-healthy nodes it declared down and how many failovers it made (a healthy cluster under load needs none).
+each) is run `--runs` times against a default cluster with its failover controller, with the code of a
+baseline commit (`--baseline`, by default the last commit before issue 7's controller work) and with
+the code of this checkout, the two sides' runs alternating. Each side gets its own cluster on its own
+loopback network, built by that side's own `relevo up` from a `relevo.yaml` that only names the
+network, so each side runs with its own defaults. Printed per run: errors, throughput, p99, and what
+the controller did meanwhile: how many healthy nodes it declared down and how many failovers it made
+(a healthy cluster under load needs none).
+Then an open-loop run (`--rate`, wrk2's model) at the throughput the closed runs measured, the cluster's
+capacity, for `--open-s` seconds: the same counts.
 
     .venv/bin/python benchmarks/seed_load.py [--runs 3] [--baseline REF] [--only current|baseline]
 """
@@ -78,32 +81,49 @@ def journal(workdir: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def measure(side: str, src: Path, runs: int) -> list[Run]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"relevo-seed-{side}-", dir="/tmp"))
-    (workdir / "relevo.yaml").write_text(f"name: seed{side[:4]}\nnetwork: {NETWORKS[side]}\n")
-    results = []
+def bench(side: str, src: Path, workdir: Path, args: list[str]) -> Run:
+    before = len(journal(workdir))
+    report = json.loads(relevo(src, workdir, "bench", *args, "--json", "-", "-q"))
+    new = journal(workdir)[before:]
+    return Run(
+        side=side,
+        samples=int(report["samples"]),
+        errors=int(report["errors"]),
+        throughput_rps=float(report["throughput_rps"]),
+        p99_ms=float(report["p99_ms"]),
+        downs=sum(1 for e in new if e["kind"] == "health" and e["to"] == "down"),
+        failovers=sum(1 for e in new if e["kind"] == "failover"),
+        overloaded=sum(1 for e in new if e["kind"] == "overloaded" and e["to"] == "overloaded"),
+    )
+
+
+def measure(sides: dict[str, Path], runs: int, open_s: int) -> dict[str, list[Run]]:
+    """Both sides' clusters up at once, their runs alternating, so that the machine's other work (it is
+    shared) weighs on both alike."""
+    workdirs: dict[str, Path] = {}
+    results: dict[str, list[Run]] = {side: [] for side in sides}
     try:
-        relevo(src, workdir, "up")
+        for side, src in sides.items():
+            workdir = Path(tempfile.mkdtemp(prefix=f"relevo-seed-{side}-", dir="/tmp"))
+            workdirs[side] = workdir
+            (workdir / "relevo.yaml").write_text(f"name: seed{side[:4]}\nnetwork: {NETWORKS[side]}\n")
+            relevo(src, workdir, "up")
         for _ in range(runs):
-            before = len(journal(workdir))
-            report = json.loads(relevo(src, workdir, "bench", *BENCH, "--json", "-", "-q"))
-            new = journal(workdir)[before:]
-            results.append(
-                Run(
-                    side=side,
-                    samples=int(report["samples"]),
-                    errors=int(report["errors"]),
-                    throughput_rps=float(report["throughput_rps"]),
-                    p99_ms=float(report["p99_ms"]),
-                    downs=sum(1 for e in new if e["kind"] == "health" and e["to"] == "down"),
-                    failovers=sum(1 for e in new if e["kind"] == "failover"),
-                    overloaded=sum(1 for e in new if e["kind"] == "overloaded"),
-                )
-            )
-            print(f"  {side:8} {fmt(results[-1])}", flush=True)
+            for side, src in sides.items():
+                results[side].append(bench(side, src, workdirs[side], list(BENCH)))
+                print(f"  {side:8} {fmt(results[side][-1])}", flush=True)
+        if open_s > 0:
+            # The cluster's capacity: what the closed runs measured, on both sides alike.
+            rate = statistics.median(r.throughput_rps for runs_ in results.values() for r in runs_)
+            args = ["--rate", f"{rate:.0f}", "--duration", f"{open_s}s", "--threads", "1000"]
+            for side, src in sides.items():
+                opened = bench(side, src, workdirs[side], args)
+                print(f"  {side:8} {fmt(opened)}   <- open loop at {rate:.0f} req/s", flush=True)
+                results[side].append(opened)
     finally:
-        relevo(src, workdir, "down")
-        shutil.rmtree(workdir, ignore_errors=True)
+        for side, workdir in workdirs.items():
+            relevo(sides[side], workdir, "down")
+            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
@@ -122,6 +142,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", default=BASELINE_REF, help="git ref whose code is 'before'")
     parser.add_argument("--only", choices=("baseline", "current"))
+    parser.add_argument("--open-s", type=int, default=10, help="open-loop run at capacity (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="relevo-baseline-") as tmp:
         sides = {"baseline": export_source(args.baseline, Path(tmp)), "current": REPO / "src"}
@@ -129,8 +150,8 @@ def main() -> None:
             sides = {args.only: sides[args.only]}
         print(f"relevo bench {' '.join(BENCH)}, {args.runs} runs per side (baseline: {args.baseline})")
         print(HEADER)
-        results = {side: measure(side, src, args.runs) for side, src in sides.items()}
-    print("\nmedians (failovers, downs and errors: totals)")
+        results = measure(sides, args.runs, args.open_s)
+    print("\nall runs: samples, errors, downs, failovers, overloaded summed; req/s and p99 the median")
     print(HEADER)
     for side, runs in results.items():
         median = Run(

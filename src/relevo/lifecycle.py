@@ -58,6 +58,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
         if cluster.status(balancer) is not NodeState.RUNNING:
             # A fresh start: last run's server states (a primary left in maint) must not come back.
             cluster.paths.server_state.unlink(missing_ok=True)
+            daemon.forget_owned_states(topology)
             progress(f"starting {balancer} (HAProxy)")
             started.append(balancer)
         cluster.start(balancer)

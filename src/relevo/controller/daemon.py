@@ -123,6 +123,16 @@ def runtime_timeout_s(topology: Topology) -> float:
     return max(RUNTIME_FLOOR_S, RUNTIME_SHARE_OF_TICK * topology.controller.tick_s)
 
 
+def owned_file(paths: StatePaths) -> Path:
+    """Which admin states the controller set itself (the rest were set by people)."""
+    return paths.root / "controller-owned.json"
+
+
+def forget_owned_states(topology: Topology) -> None:
+    """A fresh HAProxy starts from its configuration: what the controller had set is gone with it."""
+    owned_file(StatePaths(topology.state_dir)).unlink(missing_ok=True)
+
+
 def build_controller(topology: Topology) -> tuple[Controller, Prober]:
     """The controller of a real cluster, wired to its provider, its HAProxy and its journal."""
     from relevo.cluster import Cluster
@@ -148,7 +158,7 @@ def build_controller(topology: Topology) -> tuple[Controller, Prober]:
         collect=lambda names: prober.collect(names, wait_s),
         events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),
         state_file=paths.controller_state,
-        owned_file=paths.root / "controller-owned.json",
+        owned_file=owned_file(paths),
         housekeeping=reap_children,
     )
     return controller, prober

@@ -88,3 +88,46 @@ def test_status_follows_only_consecutive_runs(results, rise, fall):
             assert health.status is Status.UP
         if run_fail >= fall:
             assert health.status is Status.DOWN
+
+
+TIMEOUT = ProbeResult(ok=False, detail="no answer within 1 s", ambiguous=True, sent_at=None)
+
+
+def test_fault_at_is_the_first_failed_probe_and_stays_while_down():
+    """The fault's first evidence is the first failed probe of the run (its send time when known); a
+    pass while still DOWN does not move it, so no timing counted from it can be negative."""
+    up = feed([PASS, PASS])
+    health = observe(up, ProbeResult(ok=False, detail="x", sent_at=0.25), 0.3, rise=2, fall=2)
+    assert health.fault_at == 0.25
+    health = observe(health, FAIL, 0.4, rise=2, fall=2)
+    assert health.status is Status.DOWN and health.since == 0.4 and health.fault_at == 0.25
+    health = observe(health, PASS, 0.5, rise=2, fall=2)
+    health = observe(health, FAIL, 0.6, rise=2, fall=2)
+    assert health.fault_at == 0.25 and health.since - health.fault_at >= 0
+    health = feed([PASS, PASS], start=health)
+    assert health.status is Status.UP and health.fault_at is None
+
+
+def test_refused_is_down_at_once_but_a_timeout_needs_fall():
+    """Certain evidence (refused, process gone) is DOWN at once; timeouts count one failure each."""
+    up = feed([PASS, PASS])
+    assert (
+        feed([ProbeResult(ok=False, detail="connection refused", certain=True)], start=up).status
+        is Status.DOWN
+    )
+    assert feed([TIMEOUT], start=up).status is Status.UP
+    assert feed([TIMEOUT, TIMEOUT], start=up).status is Status.DOWN
+
+
+def test_slow_answers_and_a_lone_timeout_are_overloaded_not_down():
+    """An answer slower than `slow_s`, or an answer after one timeout, is overloaded; fast answers end
+    it after `rise` of them."""
+    up = feed([PASS, PASS])
+    slow = ProbeResult(ok=True, detail="status 200", took_s=0.8)
+    health = observe(up, slow, 1.0, rise=2, fall=2, slow_s=0.5)
+    assert health.overloaded and health.status is Status.UP
+    health = observe(up, TIMEOUT, 1.0, rise=2, fall=2, slow_s=0.5)
+    health = observe(health, PASS, 1.1, rise=2, fall=2, slow_s=0.5)
+    assert health.overloaded and health.status is Status.UP
+    health = feed([PASS, PASS], start=health)
+    assert not health.overloaded

@@ -72,6 +72,7 @@ def test_refused_connection_fails():
     """Nothing listening: connection refused."""
     result = probe(Endpoint(address="127.0.0.1", port=free_port()))
     assert not result.ok and result.detail == "connection refused"
+    assert result.certain and not result.ambiguous, "nothing listens: certain, no need to wait for fall"
 
 
 def test_silent_server_times_out():
@@ -79,6 +80,7 @@ def test_silent_server_times_out():
     with silent_server() as endpoint:
         result = probe(endpoint, timeout_s=0.2)
     assert not result.ok and "no answer" in result.detail
+    assert result.ambiguous and not result.certain, "a timeout may only mean busy"
 
 
 def test_prober_does_not_wait_for_a_hung_node():
@@ -96,3 +98,40 @@ def test_prober_does_not_wait_for_a_hung_node():
             assert not second["hung"].ok
         finally:
             prober.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_overdue_probe_is_replaced_at_once_so_fall_timeouts_take_fall_times_the_timeout():
+    """A probe past its timeout is abandoned and the next one sent in the same call: with a 1 s timeout
+    and a tick of 0.1 s, the second timeout verdict comes at 2.0 s, not a tick later per probe."""
+    release = threading.Event()
+    sent: list[float] = []
+    clock = FakeClock()
+
+    def hanging(_name: str) -> ProbeResult:
+        sent.append(clock.now)
+        release.wait(5)
+        return ProbeResult(ok=True)
+
+    prober = Prober(hanging, timeout_s=1.0, clock=clock)
+    verdicts: list[tuple[float, ProbeResult]] = []
+    try:
+        while clock.now < 2.05:
+            for result in prober.collect(["web2"], wait_s=0.0).values():
+                verdicts.append((clock.now, result))
+            clock.now = round(clock.now + 0.1, 3)
+    finally:
+        release.set()
+        prober.close()
+    assert [when for when, _ in verdicts] == [1.0, 2.0]
+    assert all(r.ambiguous and not r.ok for _, r in verdicts)
+    assert [r.sent_at for _, r in verdicts] == [0.0, 1.0], "each verdict says when its probe was sent"
+    time.sleep(0.05)
+    assert sent[:2] == [0.0, 1.0]

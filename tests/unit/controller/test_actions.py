@@ -1,0 +1,83 @@
+"""Provider actions off the tick, with real threads: one per node at a time, bounded in time."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from relevo.controller.actions import ActionRunner
+from relevo.controller.state import Action, Busy, start, stop
+
+
+def wait_for(predicate, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_slow_start_does_not_hold_up_another_nodes_action():
+    """web1bck's start blocks; web2bck's start, submitted after it, finishes and is harvested first."""
+    release = threading.Event()
+    done: list[str] = []
+
+    def perform(action: Action) -> None:
+        if action.node == "web1bck":
+            release.wait(5)
+        done.append(action.node)
+
+    runner = ActionRunner(perform, timeout_s=30)
+    try:
+        assert runner.submit(start("web1bck", "x"))
+        assert runner.submit(start("web2bck", "y"))
+        wait_for(lambda: "web2bck" in done)
+        time.sleep(0.01)
+        assert [d.action.node for d in runner.harvest()] == ["web2bck"]
+        assert runner.busy() == {"web1bck": Busy.STARTING}
+        assert not runner.submit(stop("web1bck", "z")), "a second action on a busy node"
+        release.set()
+        wait_for(lambda: "web1bck" in done)
+        time.sleep(0.01)
+        (finished,) = runner.harvest()
+        assert finished.action.node == "web1bck" and finished.error is None
+        assert runner.busy() == {}
+    finally:
+        release.set()
+        runner.close()
+
+
+def test_an_action_past_its_timeout_is_reported_failed_once_and_its_node_stays_busy():
+    """Past the timeout: one failure reported, the node busy until the call returns, the late outcome
+    not reported again."""
+    release = threading.Event()
+    runner = ActionRunner(lambda _action: release.wait(5) and None, timeout_s=0.05)
+    try:
+        runner.submit(start("web1bck", "x"))
+        time.sleep(0.1)
+        (late,) = runner.harvest()
+        assert late.error == "still running after 0.05 s"
+        assert runner.harvest() == []
+        assert runner.busy() == {"web1bck": Busy.STARTING}
+        release.set()
+        wait_for(lambda: runner._running["web1bck"].future.done())
+        assert runner.harvest() == [], "the late outcome was reported again"
+        assert runner.busy() == {}
+    finally:
+        release.set()
+        runner.close()
+
+
+def test_a_provider_error_is_the_actions_error():
+    """An exception in the provider call comes back as the action's error, with its message."""
+
+    def fail(_action: Action) -> None:
+        raise RuntimeError("disk full")
+
+    runner = ActionRunner(fail, timeout_s=5)
+    try:
+        runner.submit(start("web1bck", "x"))
+        wait_for(lambda: runner._running["web1bck"].future.done())
+        (done,) = runner.harvest()
+        assert done.error == "disk full"
+    finally:
+        runner.close()

@@ -311,3 +311,27 @@ def test_journal_rotates_past_its_size(tmp_path):
     found = events(topo)
     assert [e["ts"] for e in found] == sorted(e["ts"] for e in found), "the rotated part is read first"
     assert [e["kind"] for e in found if e["kind"] in ("failover", "failback")][-1] == "failback"
+
+
+class BulkWorld(World):
+    """A provider that can tell every node's state in one call (as LXD lists all its instances)."""
+
+    bulk_calls: int = 0
+
+    def statuses(self, nodes):
+        self.bulk_calls += 1
+        return {name: self.status(name) for name in nodes}
+
+
+def test_a_provider_that_can_reads_every_state_in_one_call_per_tick(topo):
+    """With the BulkStatus ability, the states the probes leave open are asked in one call per tick."""
+    from relevo.providers.base import BulkStatus
+
+    base = World.seed(topo)
+    world = BulkWorld(nodes=base.nodes, servers=base.servers)
+    assert isinstance(world, BulkStatus)
+    ctl = controller(topo, world)
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    assert world.bulk_calls == 10, "one call per tick (the stopped standbys and web1 together)"
+    assert serving(world, "web1bck", "web1")

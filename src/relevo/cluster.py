@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relevo.errors import ProviderError, RuntimeAPIError
+from relevo.files import claim_state_dir
 from relevo.haproxy.runtime import RuntimeAPI, ServerStat
 from relevo.model import Endpoint, Role, Topology
 from relevo.paths import StatePaths
-from relevo.providers.base import BulkStatus, NodeState, Provider, load_provider
+from relevo.providers.base import BulkStatus, NodeState, Provider, Recording, load_provider
 from relevo.providers.local import save_server_state
 
 
@@ -35,6 +36,7 @@ class Cluster:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.paths = StatePaths(topology.state_dir)
+        claim_state_dir(self.paths.root, create=False)  # an unsafe one is refused by every command
         self.runtime = RuntimeAPI(self.paths.runtime_socket)
         self._providers: dict[str, Provider] = {}
 
@@ -85,6 +87,48 @@ class Cluster:
 
     def address(self, node: str) -> Endpoint:
         return self.provider_for(node).address(node)
+
+    # -- what the state directory records, whatever the topology says now ------------------------------
+    def recording_providers(self) -> list[Recording]:
+        kinds = {self.topology.balancer.provider, *(n.provider for n in self.topology.nodes)}
+        found: list[Recording] = []
+        for kind in sorted(kinds):
+            if kind not in self._providers:
+                self._providers[kind] = load_provider(kind, self.topology)
+            provider = self._providers[kind]
+            if isinstance(provider, Recording):
+                found.append(provider)
+        return found
+
+    def adopt_orphans(self) -> None:
+        """Read every record, so that a node whose start was cut short (only its intent recorded) is
+        adopted from its daemon's pid file, or its stale intent cleared."""
+        for provider in self.recording_providers():
+            for name in provider.recorded():
+                provider.running_recorded(name)
+
+    def strays(self) -> list[str]:
+        """Recorded nodes the topology no longer names whose processes still run."""
+        names = set(self.topology.node_names)
+        return [
+            name
+            for provider in self.recording_providers()
+            for name in provider.recorded()
+            if name not in names and provider.running_recorded(name)
+        ]
+
+    def lingers(self, node: str) -> bool:
+        """Something a record names still runs for `node` (a leader gone, but members of its group left)."""
+        return any(
+            node in provider.recorded() and provider.running_recorded(node)
+            for provider in self.recording_providers()
+        )
+
+    def stop_recorded(self, node: str) -> None:
+        """Stop a recorded node, in the topology or not."""
+        for provider in self.recording_providers():
+            if node in provider.recorded():
+                provider.stop(node)
 
     # -- HAProxy's view --------------------------------------------------------------------------------------
     def save_server_state(self) -> None:

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.errors import ProviderError, RelevoError
-from relevo.model import Temperature, Topology
+from relevo.files import tail
+from relevo.lock import cluster_lock
+from relevo.model import Endpoint, Temperature, Topology
+from relevo.preflight import check_listeners
 from relevo.providers.base import NodeState
 
 Progress = Callable[[str], None]
 UP_TIMEOUT_S = 20.0
+NOT_RUNNING = (NodeState.STOPPED, NodeState.MISSING)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,7 +33,9 @@ class UpResult:
 
 
 class BringUpError(RelevoError):
-    pass
+    def __init__(self, message: str, *, exit_status: int = 1) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def _quiet(_: str) -> None:
@@ -38,42 +44,50 @@ def _quiet(_: str) -> None:
 
 def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = True) -> UpResult:
     """Render and check every config, start the balancer and the primaries (standbys too when warm),
-    wait until HAProxy sees the primaries UP, start the failover controller. Idempotent. On failure,
+    start the failover controller, wait until every primary's place is served (by the primary, or by
+    its standby after a failover). Idempotent, and it converges from whatever a crash left. On failure,
     stop what this call started and raise with the reason."""
     cluster = Cluster(topology)
     to_run = [n.name for n in topology.primaries]
     if topology.standby.temperature is Temperature.WARM:
         to_run += [n.name for n in topology.standbys]
+    to_run.append(topology.balancer.name)
     started: list[str] = []
+    controller_started = False
+    controller_pid: int | None = None
     try:
-        progress("rendering and checking configurations")
-        for name in topology.node_names:
-            cluster.create(name)
-        for name in to_run:
-            if cluster.status(name) is not NodeState.RUNNING:
-                progress(f"starting {name}")
-                started.append(name)
-            cluster.start(name)
-        balancer = topology.balancer.name
-        if cluster.status(balancer) is not NodeState.RUNNING:
-            # A fresh start: last run's server states (a primary left in maint) must not come back.
-            cluster.paths.server_state.unlink(missing_ok=True)
-            daemon.forget_owned_states(topology)
-            progress(f"starting {balancer} (HAProxy)")
-            started.append(balancer)
-        cluster.start(balancer)
-        progress("waiting for HAProxy to see the primaries UP")
-        wait_for_up(cluster, [n.name for n in topology.primaries])
-        changes: list[str] = []
-        if controller:
-            changes = daemon.apply_edits(topology)
-        controller_pid = _start_controller(topology, progress) if controller else None
+        with cluster_lock(cluster.paths, what="relevo up"):
+            _refuse_strays(cluster)
+            progress("rendering and checking configurations")
+            for name in topology.node_names:
+                cluster.create(name)
+            pending = [
+                name for name in to_run if cluster.status(name) in (NodeState.STOPPED, NodeState.MISSING)
+            ]
+            check_listeners(_listeners(topology, pending))
+            for name in to_run:
+                if name in pending:
+                    if name == topology.balancer.name:
+                        # A fresh start: last run's server states (a primary in maint) must not come back.
+                        cluster.paths.server_state.unlink(missing_ok=True)
+                        daemon.forget_owned_states(topology)
+                    progress(f"starting {name}" + (" (HAProxy)" if name == topology.balancer.name else ""))
+                    started.append(name)
+                cluster.start(name)
+            changes: list[str] = []
+            if controller:
+                changes = daemon.apply_edits(topology)
+                controller_started = not daemon.controller_running(topology)
+                controller_pid = _start_controller(topology, progress)
+        # Outside the lock: the controller may have to act (a primary left in maint) for this to pass.
+        progress("waiting until every primary's place is served")
+        wait_for_serving(cluster, topology)
+        if controller and not daemon.controller_running(topology):
+            raise BringUpError(f"the failover controller exited:\n{tail(cluster.paths.controller_log)}")
     except BaseException:
-        for name in reversed(started):
-            try:
-                cluster.stop(name)
-            except RelevoError as stop_error:
-                progress(f"could not stop {name}: {stop_error}")
+        if controller_started:
+            daemon.stop_background(topology)
+        _stop_started(cluster, started, progress)
         raise
     stats = topology.balancer.stats.url
     return UpResult(
@@ -87,38 +101,106 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
     )
 
 
-def wait_for_up(cluster: Cluster, servers: list[str], timeout_s: float = UP_TIMEOUT_S) -> None:
+def _stop_started(cluster: Cluster, started: list[str], progress: Progress) -> None:
+    if not started:
+        return
+    try:
+        with cluster_lock(cluster.paths, what="relevo up (stopping what it started)"):
+            for name in reversed(started):
+                try:
+                    cluster.stop(name)
+                except RelevoError as stop_error:
+                    progress(f"could not stop {name}: {stop_error}")
+    except RelevoError as lock_error:
+        progress(f"could not stop {', '.join(started)}: {lock_error}")
+
+
+def _refuse_strays(cluster: Cluster) -> None:
+    strays = cluster.strays()
+    if strays:
+        raise BringUpError(
+            f"{', '.join(strays)} still run{'s' if len(strays) == 1 else ''} but "
+            f"{'is' if len(strays) == 1 else 'are'} no longer in the topology; `relevo down` stops "
+            "everything the state directory records, then `relevo up` starts the new layout",
+            exit_status=2,
+        )
+
+
+def _listeners(topology: Topology, names: list[str]) -> list[tuple[str, Endpoint]]:
+    balancer = topology.balancer
+    found: list[tuple[str, Endpoint]] = []
+    for name in names:
+        if name == balancer.name:
+            found += [(f"{name} frontend", balancer.frontend), (f"{name} stats", balancer.stats)]
+        else:
+            found.append((name, topology.node(name).endpoint))
+    return found
+
+
+def wait_for_serving(cluster: Cluster, topology: Topology, timeout_s: float = UP_TIMEOUT_S) -> None:
+    """Wait until HAProxy sees, for every primary, it or its standby UP: after a failover a primary in
+    maint with its standby serving is a cluster at full capacity."""
+    standby_of = {n.standby_for: n.name for n in topology.standbys}
     deadline = time.monotonic() + timeout_s
     seen: dict[str, str] = {}
+
+    def served(primary: str) -> bool:
+        return seen.get(primary) == "UP" or seen.get(standby_of.get(primary, ""), "") == "UP"
+
+    primaries = [n.name for n in topology.primaries]
     while time.monotonic() < deadline:
         seen = {name: stat.health for name, stat in cluster.haproxy_servers().items()}
-        if all(seen.get(name) == "UP" for name in servers):
+        if all(served(name) for name in primaries):
             return
         time.sleep(0.05)
-    not_up = ", ".join(f"{name} is {seen.get(name, 'unknown')}" for name in servers if seen.get(name) != "UP")
-    raise BringUpError(f"HAProxy did not see every primary UP within {timeout_s:g}s: {not_up}")
+    not_up = ", ".join(f"{name} is {seen.get(name, 'unknown')}" for name in primaries if not served(name))
+    raise BringUpError(
+        f"HAProxy did not see every primary (or its standby) UP within {timeout_s:g}s: {not_up}"
+    )
 
 
 def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
-    """Stop the controller, then every node relevo started (by PID). Removes no file. Returns what it
-    stopped."""
+    """Stop the controller, then every node the state directory records (by PID), whether the topology
+    still names it or not. Removes no file. Returns what it stopped."""
     cluster = Cluster(topology)
     stopped: list[str] = []
-    if daemon.stop_background(topology):
-        stopped.append("controller")
     errors: list[str] = []
-    # The balancer first: clients get its 503 page, not connection errors from half a cluster.
-    for name in topology.node_names:
-        if cluster.status(name) in (NodeState.RUNNING, NodeState.PAUSED):
-            progress(f"stopping {name}")
+    with cluster_lock(cluster.paths, what="relevo down"):
+        if daemon.stop_background(topology):
+            stopped.append("controller")
+        # The balancer first: clients get its 503 page, not connection errors from half a cluster.
+        for name in topology.node_names:
+            if cluster.status(name) not in NOT_RUNNING or cluster.lingers(name):
+                progress(f"stopping {name}")
+                try:
+                    cluster.stop(name)
+                    stopped.append(name)
+                except ProviderError as exc:
+                    errors.append(f"{name}: {exc}")
+        for name in cluster.strays():
+            progress(f"stopping {name} (no longer in the topology)")
             try:
-                cluster.stop(name)
+                cluster.stop_recorded(name)
                 stopped.append(name)
             except ProviderError as exc:
                 errors.append(f"{name}: {exc}")
     if errors:
         raise RelevoError("could not stop everything:\n  " + "\n  ".join(errors))
     return stopped
+
+
+def locked_start(cluster: Cluster, node: str) -> None:
+    """Start one node as `relevo start` does: under the cluster lock, its port checked first."""
+    with cluster_lock(cluster.paths, what=f"relevo start {node}"):
+        if cluster.status(node) in NOT_RUNNING:
+            check_listeners(_listeners(cluster.topology, [node]))
+        cluster.start(node)
+
+
+def locked_stop(cluster: Cluster, node: str) -> None:
+    """Stop one node as `relevo stop` does: under the cluster lock."""
+    with cluster_lock(cluster.paths, what=f"relevo stop {node}"):
+        cluster.stop(node)
 
 
 def _start_controller(topology: Topology, progress: Progress) -> int:

@@ -51,6 +51,10 @@ class StatePaths:
         return self.root / "events.jsonl"
 
     @property
+    def cluster_lock(self) -> Path:
+        return self.root / "cluster.lock"
+
+    @property
     def controller_lock(self) -> Path:
         return self.root / "controller.lock"
 

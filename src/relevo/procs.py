@@ -14,37 +14,68 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from relevo.files import write_atomic
+from relevo.files import ensure_dir, open_nofollow, write_atomic
 
 PROC = Path("/proc")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessRecord:
     pid: int
     start_time: int  # clock ticks since boot, from /proc/PID/stat
     # The process group leader's pid: a node's processes (Apache's workers, HAProxy's worker) share it.
     pgid: int
+    exe: str  # the executable, resolved (/proc/PID/exe)
+    # An argument its command line must carry (the config file in our state directory): proof that the
+    # process is the one we started, not just any process of that program.
+    config: str = ""
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent)
         write_atomic(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: Path) -> ProcessRecord | None:
         try:
-            data = json.loads(path.read_text())
-            return cls(pid=int(data["pid"]), start_time=int(data["start_time"]), pgid=int(data["pgid"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            data = json.loads(open_nofollow(path, limit=64 * 1024))
+            return cls(
+                pid=int(data["pid"]),
+                start_time=int(data["start_time"]),
+                pgid=int(data["pgid"]),
+                exe=str(data["exe"]),
+                config=str(data.get("config", "")),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     @classmethod
-    def of(cls, pid: int) -> ProcessRecord | None:
+    def of(cls, pid: int, *, config: str = "") -> ProcessRecord | None:
         """Record a live process now; None if it is already gone."""
         stat = _stat_fields(pid)
-        if stat is None:
+        exe = executable(pid)
+        if stat is None or exe is None:
             return None
-        return cls(pid=pid, start_time=int(stat[19]), pgid=int(stat[2]))
+        return cls(pid=pid, start_time=int(stat[19]), pgid=int(stat[2]), exe=exe, config=config)
+
+    def names(self, *, exe: str | Path, config: str | Path) -> bool:
+        """The record claims the program and config we expect (what a forged record may not claim)."""
+        return self.exe == os.path.realpath(exe) and self.config == str(config)
+
+
+def executable(pid: int) -> str | None:
+    """The resolved path of a process's executable (None when it is gone or not ours to inspect)."""
+    try:
+        return str((PROC / str(pid) / "exe").readlink()).removesuffix(" (deleted)")
+    except OSError:
+        return None
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -64,11 +95,19 @@ def process_state(pid: int) -> str | None:
 
 
 def is_ours(record: ProcessRecord) -> bool:
-    """True while the recorded process is alive (not a zombie) and is the one we started."""
+    """True while the recorded process is alive (not a zombie) and provably the one we started: the same
+    kernel start time, our user, the recorded executable and, on its command line, the recorded config."""
     fields = _stat_fields(record.pid)
-    if fields is None or fields[0] in ("Z", "X"):
+    if fields is None or fields[0] in ("Z", "X") or int(fields[19]) != record.start_time:
         return False
-    return int(fields[19]) == record.start_time
+    try:
+        if (PROC / str(record.pid)).stat().st_uid != os.geteuid():
+            return False
+    except OSError:
+        return False
+    if executable(record.pid) != record.exe:
+        return False
+    return not record.config or record.config in command_line(record.pid)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -81,6 +120,18 @@ def group_members(pgid: int) -> list[int]:
         if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def proven_members(record: ProcessRecord) -> list[int]:
+    """The group's processes that are provably ours: the recorded executable, started no earlier than the
+    leader. Once the leader is gone its group id may in time name someone else's group: only these may
+    still be signalled."""
+    proven = []
+    for pid in group_members(record.pgid):
+        fields = _stat_fields(pid)
+        if fields and int(fields[19]) >= record.start_time and executable(pid) == record.exe:
+            proven.append(pid)
+    return proven
 
 
 def signal_group(record: ProcessRecord, sig: signal.Signals) -> bool:
@@ -110,11 +161,12 @@ def reap_children() -> None:
 
 
 def wait_gone(record: ProcessRecord, timeout_s: float) -> bool:
-    """Wait until the whole process group has exited; True if it did within the timeout."""
+    """Wait until the leader and every proven member of its group have exited; True if they did within
+    the timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         reap_children()
-        if not is_ours(record) and not group_members(record.pgid):
+        if not is_ours(record) and not proven_members(record):
             return True
         time.sleep(0.005)
     return False
@@ -123,16 +175,30 @@ def wait_gone(record: ProcessRecord, timeout_s: float) -> bool:
 def stop_group(
     record: ProcessRecord, *, term: signal.Signals = signal.SIGTERM, timeout_s: float = 5.0
 ) -> None:
-    """Ask the group to stop, wait, then SIGKILL what is left. A paused group is resumed first."""
-    if not is_ours(record) and not group_members(record.pgid):
-        return
+    """Ask the group to stop, wait, then SIGKILL what is left. A paused group is resumed first. While
+    the leader is ours the whole group is signalled; without it, only the members proven ours."""
     if is_ours(record):
         # A SIGSTOPped process never handles SIGTERM: resume it so it can exit cleanly.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(record.pgid, signal.SIGCONT)
             os.kill(record.pid, term)
+    elif not _signal_members(record, signal.SIGCONT, term):
+        return
     if wait_gone(record, timeout_s):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pgid, signal.SIGKILL)
+    if is_ours(record):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pgid, signal.SIGKILL)
+    else:
+        _signal_members(record, signal.SIGKILL)
     wait_gone(record, 2.0)
+
+
+def _signal_members(record: ProcessRecord, *signals: signal.Signals) -> bool:
+    """Signal each proven member of a group whose leader is gone; False when there is none."""
+    members = proven_members(record)
+    for pid in members:
+        for sig in signals:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    return bool(members)

@@ -8,7 +8,6 @@ record (PID + kernel start time) is how `relevo down` signals exactly that proce
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -19,19 +18,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from relevo import lock
 from relevo.controller.events import EventKind, EventLog, read_events
 from relevo.controller.haproxy_view import RuntimeBalancer
 from relevo.controller.health import ProbeResult
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
 from relevo.errors import RelevoError
-from relevo.files import tail
+from relevo.files import claim_state_dir, ensure_dir, tail
 from relevo.haproxy.runtime import RuntimeAPI
+from relevo.lock import HeldLock
 from relevo.model import Topology
 from relevo.paths import StatePaths
-from relevo.procs import ProcessRecord, is_ours, process_state, reap_children
+from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children
+
+if TYPE_CHECKING:
+    from relevo.cluster import Cluster
 
 START_WAIT_S = 10.0
 STOP_WAIT_S = 5.0
@@ -47,57 +51,24 @@ class ControllerRunningError(RelevoError):
 
 
 @contextlib.contextmanager
-def controller_lock(path: Path) -> Iterator[None]:
-    """Hold the cluster's controller lock (raises ControllerRunningError when another process has it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def controller_lock(path: Path) -> Iterator[HeldLock]:
+    """Hold the cluster's controller lock (raises ControllerRunningError when another process has it).
+    `lock_holder` never takes it, so a status check at the wrong moment cannot make a starting
+    controller give up; a brief retry covers a controller that is just letting go."""
     try:
-        if not _try_lock(fd):
-            holder = _read_pid(path)
-            raise ControllerRunningError(
-                f"a controller already runs for this cluster (pid {holder or '?'}, lock {path})"
-            )
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _try_lock(fd: int) -> bool:
-    # `lock_holder` takes the lock shared for an instant to look: retry briefly so that a status check
-    # at the wrong moment never makes a starting controller give up. A live controller never lets go.
-    deadline = time.monotonic() + LOCK_RETRY_S
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        else:
-            return True
+        with lock.hold(path, wait_s=LOCK_RETRY_S, what="controller") as held:
+            yield held
+    except lock.LockBusyError:
+        holder = lock_holder(path)
+        raise ControllerRunningError(
+            f"a controller already runs for this cluster (pid {holder or '?'}, lock {path})"
+        ) from None
 
 
 def lock_holder(path: Path) -> int | None:
-    """The pid of the controller holding the lock, or None when no controller runs."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _read_pid(path) or -1
-    finally:
-        os.close(fd)  # also drops the shared lock we may just have taken
-    return None
-
-
-def _read_pid(path: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        return int(path.read_text().strip())
-    return None
+    """The pid of the controller holding the lock (the kernel's answer), or None when none runs."""
+    found = lock.holders(path)
+    return found[0] if found else None
 
 
 class Requests:
@@ -133,8 +104,16 @@ def forget_owned_states(topology: Topology) -> None:
     owned_file(StatePaths(topology.state_dir)).unlink(missing_ok=True)
 
 
-def build_controller(topology: Topology) -> tuple[Controller, Prober]:
-    """The controller of a real cluster, wired to its provider, its HAProxy and its journal."""
+def build_controller(
+    topology: Topology,
+    *,
+    held: HeldLock | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+    lost: Callable[[], None] = lambda: None,
+) -> tuple[Controller, Prober]:
+    """The controller of a real cluster, wired to its provider, its HAProxy and its journal. Its starts
+    and stops take the cluster lock (given up when `stopping()`); with `held`, the controller lock it
+    holds, each tick checks that lock still guards the cluster (else `lost()`) and adopts orphans."""
     from relevo.cluster import Cluster
 
     paths = StatePaths(topology.state_dir)
@@ -153,13 +132,13 @@ def build_controller(topology: Topology) -> tuple[Controller, Prober]:
     runtime = RuntimeAPI(paths.runtime_socket, timeout_s=runtime_timeout_s(topology))
     controller = Controller(
         topology,
-        nodes=cluster,
+        nodes=lock.LockedNodes(cluster, paths, cancelled=stopping),
         balancer=RuntimeBalancer(runtime, topology.balancer.BACKEND, state_file=paths.server_state),
         collect=lambda names: prober.collect(names, wait_s),
         events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),
         state_file=paths.controller_state,
         owned_file=owned_file(paths),
-        housekeeping=reap_children,
+        housekeeping=(lambda: _housekeeping(cluster, held, lost)) if held else reap_children,
     )
     return controller, prober
 
@@ -169,15 +148,23 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
     re-reads the topology file and applies its edits."""
     paths = StatePaths(topology.state_dir)
     requests = Requests()
-    with controller_lock(paths.controller_lock):
-        record = ProcessRecord.of(os.getpid())
+    claim_state_dir(paths.root)
+    with controller_lock(paths.controller_lock) as held:
+        # Started by `relevo up`, its command line names the state directory: proof for `down` even
+        # before it holds the lock. Run by hand, holding the lock is the proof.
+        root = str(topology.state_dir.resolve())
+        record = ProcessRecord.of(os.getpid(), config=root if root in command_line(os.getpid()) else "")
         if record is not None:
             record.save(paths.controller_pid)
-        controller, prober = build_controller(topology)
-        _on_signals(requests)
 
         def stopping() -> bool:
             return requests.stop or (stop is not None and stop.is_set())
+
+        def lost() -> None:
+            requests.stop = True
+
+        controller, prober = build_controller(topology, held=held, stopping=stopping, lost=lost)
+        _on_signals(requests)
 
         def reload() -> Topology | None:
             if not requests.reload:
@@ -192,6 +179,18 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
             mine = ProcessRecord.load(paths.controller_pid)
             if mine is not None and mine.pid == os.getpid():
                 paths.controller_pid.unlink(missing_ok=True)
+
+
+def _housekeeping(cluster: Cluster, held: HeldLock, lost: Callable[[], None]) -> None:
+    """Each tick: collect exited children, adopt nodes a crash left with only an intent record, and
+    make sure this controller's lock is still the cluster's (a lock file moved aside lets a second
+    controller start: the one whose lock is gone stops acting)."""
+    reap_children()
+    if not held.bound():
+        LOG.error("the controller lock %s was replaced or removed: stopping, one controller acts", held.path)
+        lost()
+        return
+    cluster.adopt_orphans()
 
 
 class _Flag:
@@ -256,8 +255,9 @@ def start_background(topology: Topology) -> int:
     env = dict(os.environ)
     if topology.source is None:
         env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
-    paths.controller_log.parent.mkdir(parents=True, exist_ok=True)
-    with paths.controller_log.open("ab") as log:
+    ensure_dir(paths.controller_log.parent)
+    log_fd = os.open(paths.controller_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(log_fd, "ab") as log:
         child = subprocess.Popen(
             watch_command(topology),
             stdin=subprocess.DEVNULL,
@@ -269,7 +269,7 @@ def start_background(topology: Topology) -> int:
             env=env,
         )
     _children[child.pid] = child
-    record = ProcessRecord.of(child.pid)
+    record = ProcessRecord.of(child.pid, config=str(topology.state_dir.resolve()))
     if record is not None:
         record.save(paths.controller_pid)
     deadline = time.monotonic() + START_WAIT_S
@@ -286,12 +286,11 @@ def start_background(topology: Topology) -> int:
 def stop_background(topology: Topology) -> bool:
     """Stop the cluster's controller (SIGTERM, then SIGKILL after a bounded wait); True if one ran."""
     paths = StatePaths(topology.state_dir)
-    record = ProcessRecord.load(paths.controller_pid)
-    if record is None or not is_ours(record):
-        if record is not None:
-            _wait_gone(
-                record, paths.controller_lock, 0.0
-            )  # collect it if it was our child and died on its own
+    record = _controller_process(paths)
+    if record is None:
+        stale = ProcessRecord.load(paths.controller_pid)
+        if stale is not None:
+            _wait_gone(stale, paths.controller_lock, 0.0)  # collect it if it was our child and died
         paths.controller_pid.unlink(missing_ok=True)
         return False
     # The pid only, never its group: a foreground `relevo watch` shares its group with its shell's job.
@@ -303,6 +302,27 @@ def stop_background(topology: Topology) -> bool:
         _wait_gone(record, paths.controller_lock, 2.0)
     paths.controller_pid.unlink(missing_ok=True)
     return True
+
+
+def controller_running(topology: Topology) -> bool:
+    """A controller of ours runs for this cluster (holding its lock, or just started and about to)."""
+    return _controller_process(StatePaths(topology.state_dir)) is not None
+
+
+def _controller_process(paths: StatePaths) -> ProcessRecord | None:
+    """The controller to stop, proven: the holder of the controller lock (the kernel says who), or a
+    controller just started that holds it not yet, whose record names our interpreter and whose command
+    line names this state directory. A record alone, naming some other process, is never honoured."""
+    record = ProcessRecord.load(paths.controller_pid)
+    holder = lock_holder(paths.controller_lock)
+    if holder is not None:
+        if record is not None and record.pid == holder and is_ours(record):
+            return record
+        return ProcessRecord.of(holder)
+    root = str(paths.root.resolve())
+    if record is not None and record.names(exe=sys.executable, config=root) and is_ours(record):
+        return record
+    return None
 
 
 def _dying(pid: int) -> bool:

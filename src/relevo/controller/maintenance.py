@@ -18,6 +18,7 @@ from relevo.controller.haproxy_view import parse_servers_state
 from relevo.controller.probe import http_probe
 from relevo.errors import RelevoError, RuntimeAPIError
 from relevo.haproxy.runtime import AdminState, Health
+from relevo.lifecycle import locked_start, locked_stop
 from relevo.model import Role, StandbyMode, Topology
 from relevo.providers.base import NodeState
 
@@ -66,7 +67,7 @@ def stop_node(topology: Topology, node: str, *, progress: Progress = _quiet) -> 
     cluster = Cluster(topology)
     standby = _paired_standby(topology, node)
     if standby is None or cluster.status(node) is not NodeState.RUNNING:
-        cluster.stop(node)
+        locked_stop(cluster, node)
         return
     backend = topology.balancer.BACKEND
     try:
@@ -87,7 +88,7 @@ def stop_node(topology: Topology, node: str, *, progress: Progress = _quiet) -> 
     timeout_s = topology.controller.drain_timeout_s
     if not _wait(lambda: cluster.runtime.servers(backend)[node].current_sessions == 0, timeout_s):
         progress(f"{node} still has sessions after {timeout_s:g} s: stopping it anyway")
-    cluster.stop(node)
+    locked_stop(cluster, node)
 
 
 def _bring_in(topology: Topology, cluster: Cluster, standby: str) -> None:
@@ -103,7 +104,7 @@ def _bring_in(topology: Topology, cluster: Cluster, standby: str) -> None:
         if not _wait(serving, timeout_s):
             raise MaintenanceError(f"{standby} did not take over within {timeout_s:g} s; nothing stopped")
         return
-    cluster.start(standby)
+    locked_start(cluster, standby)
     node = topology.node(standby)
     health = topology.health
 
@@ -126,7 +127,7 @@ def start_node(topology: Topology, node: str, *, progress: Progress = _quiet) ->
     """Start `node`; a primary left in drain or maint (planned maintenance) is put back in service once it
     answers, which hands its traffic back (the controller drains the standby)."""
     cluster = Cluster(topology)
-    cluster.start(node)
+    locked_start(cluster, node)
     if _paired_standby(topology, node) is None:
         return
     try:

@@ -62,6 +62,18 @@ class BulkStatus(Protocol):
     def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...
 
 
+@runtime_checkable
+class Recording(Protocol):
+    """An optional ability: the provider keeps records of what it started in the state directory, and
+    can answer for (and stop) a recorded node the topology no longer names."""
+
+    def recorded(self) -> list[str]: ...
+
+    def running_recorded(self, node: str) -> bool: ...
+
+    def stop(self, node: str) -> None: ...
+
+
 # Lazy "module:Class" strings: `import relevo` imports no provider's dependencies.
 PROVIDERS: dict[str, str] = {
     "local": "relevo.providers.local:LocalProvider",

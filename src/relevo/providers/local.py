@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from relevo.errors import ProviderError, RuntimeAPIError
-from relevo.files import read_or_empty, tail
+from relevo.errors import MissingToolError, ProviderError, RuntimeAPIError
+from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail, write_atomic
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, group_paused, is_ours, signal_group, stop_group, wait_gone
 from relevo.providers.base import NodeState
+from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
 from relevo.providers.tools import find_apache, find_haproxy, run
 from relevo.render.apache import layout_for, write_apache_files
 from relevo.render.haproxy import write_haproxy_files
@@ -39,35 +40,46 @@ class LocalProvider:
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
         self.paths = StatePaths(topology.state_dir)
+        self.records = NodeRecords(self.paths)
         self._config_changed: set[str] = set()
 
     # -- the Provider verbs --------------------------------------------------------------------------
     def create(self, node: str) -> None:
-        self.paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if node == self.topology.balancer.name:
-            self._create_balancer()
-        else:
-            self._create_web(self._web_node(node))
+        claim_state_dir(self.paths.root)
+        if self._write_config(node):
+            self._config_changed.add(node)
 
     def start(self, node: str) -> None:
+        claim_state_dir(self.paths.root)
         record = self._record(node)
         if record is not None and is_ours(record):
             if node in self._config_changed:
                 self._reload(node, record)
             return
-        if not self._config_path(node).exists():
-            self.create(node)
-        if node == self.topology.balancer.name:
-            self._start_balancer()
+        # Rendered anew on every start: a config on disk is never trusted as it stands.
+        self._write_config(node)
+        self._config_changed.discard(node)
+        expected = self._expected(node)
+        expected.pid_file.unlink(missing_ok=True)
+        self.records.intend(node, expected.kind)  # before anything runs: no process without a record
+        if expected.kind == HAPROXY:
+            # -W: master-worker (a reload starts new workers, the master stays); -D: daemon, own session.
+            command = [expected.exe, "-W", "-D", "-f", str(expected.config), "-p", str(expected.pid_file)]
+            run(command, timeout_s=START_TIMEOUT_S, what="HAProxy did not start")
+            self._adopt(node, expected, log=None)
         else:
-            self._start_web(self._web_node(node))
+            # Without -DFOREGROUND Apache detaches into its own session: the pid file names its parent.
+            run([expected.exe, "-f", str(expected.config)], what=f"Apache {node} failed")
+            self._adopt(node, expected, log=self.paths.log_dir(node) / "error.log")
 
     def stop(self, node: str) -> None:
-        record = self._record(node)
-        if record is None:
-            return
-        stop_group(record, term=signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
-        self.paths.pid_file(node).unlink(missing_ok=True)
+        expected = self._expected(node)
+        record = self.records.load(node, expected)
+        if record is not None:
+            stop_group(record, term=signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
+            if lingering(record):
+                raise ProviderError(f"{node} (pid {record.pid}) did not stop")
+        self.records.clear(node)
 
     def kill(self, node: str, sig: signal.Signals) -> None:
         record = self._record(node)
@@ -91,29 +103,46 @@ class LocalProvider:
             return self.topology.balancer.frontend
         return self._web_node(node).endpoint
 
-    # -- the balancer ---------------------------------------------------------------------------------
-    def _create_balancer(self) -> None:
-        if len(str(self.paths.runtime_socket)) > MAX_SOCKET_PATH:
-            raise ProviderError(
-                f"the state directory's path is too long for HAProxy's Runtime API socket "
-                f"({self.paths.runtime_socket}); move the topology file to a shorter path"
-            )
-        secrets = load_or_create_secrets(self.paths.secrets)
-        before = read_or_empty(self.paths.haproxy_cfg)
-        config = write_haproxy_files(self.topology, secrets, self.paths)
-        run([str(find_haproxy()), "-c", "-q", "-f", str(config)], what="HAProxy rejected its configuration")
-        if read_or_empty(config) != before:
-            self._config_changed.add(self.topology.balancer.name)
+    # -- what the state directory records, whatever the topology says now ------------------------------
+    def recorded(self) -> list[str]:
+        """Every node this provider's records name (a node renamed or removed from the topology too)."""
+        return self.records.recorded()
 
-    def _start_balancer(self) -> None:
-        pid_file = self.paths.haproxy_dir / "haproxy.pid"
-        pid_file.unlink(missing_ok=True)
-        # -W: master-worker (a reload starts new workers, the master stays); -D: daemon, own session.
-        command = [str(find_haproxy()), "-W", "-D", "-f", str(self.paths.haproxy_cfg), "-p", str(pid_file)]
-        run(command, timeout_s=START_TIMEOUT_S, what="HAProxy did not start")
-        self._adopt(self.topology.balancer.name, pid_file, log=None)
+    def running_recorded(self, node: str) -> bool:
+        """A recorded node (in the topology or not) still has a process of ours."""
+        if self.records.kind(node) is None:
+            return False
+        record = self.records.load(node, self._expected(node))
+        return record is not None and lingering(record)
 
-    # -- web nodes --------------------------------------------------------------------------------------
+    # -- configs ------------------------------------------------------------------------------------------
+    def _write_config(self, node: str) -> bool:
+        """Render and write the node's files anew; check the config when it differs from what was on
+        disk. True when it changed."""
+        if node == self.topology.balancer.name:
+            if len(str(self.paths.runtime_socket)) > MAX_SOCKET_PATH:
+                raise ProviderError(
+                    f"the state directory's path is too long for HAProxy's Runtime API socket "
+                    f"({self.paths.runtime_socket}); move the topology file to a shorter path"
+                )
+            secrets = load_or_create_secrets(self.paths.secrets)
+            before = read_or_empty(self.paths.haproxy_cfg)
+            config = write_haproxy_files(self.topology, secrets, self.paths)
+            if read_or_empty(config) == before:
+                return False
+            command = [str(find_haproxy()), "-c", "-q", "-f", str(config)]
+            run(command, what="HAProxy rejected its configuration")
+            return True
+        web = self._web_node(node)
+        apache = find_apache()
+        layout = layout_for(web, self.paths, apache.modules_dir)
+        before = read_or_empty(layout.node_dir / "httpd.conf")
+        config = write_apache_files(self.topology, web, layout)
+        if read_or_empty(config) == before:
+            return False
+        run([str(apache.binary), "-t", "-f", str(config)], what=f"Apache rejected {node}'s configuration")
+        return True
+
     def _web_node(self, name: str) -> Node:
         try:
             return self.topology.node(name)
@@ -121,41 +150,49 @@ class LocalProvider:
             known = ", ".join(self.topology.node_names)
             raise ProviderError(f"no node named {name!r}; nodes: {known}") from None
 
-    def _create_web(self, node: Node) -> None:
-        apache = find_apache()
-        layout = layout_for(node, self.paths, apache.modules_dir)
-        before = read_or_empty(layout.node_dir / "httpd.conf")
-        config = write_apache_files(self.topology, node, layout)
-        run(
-            [str(apache.binary), "-t", "-f", str(config)], what=f"Apache rejected {node.name}'s configuration"
+    # -- records ------------------------------------------------------------------------------------------
+    def _expected(self, node: str) -> Expected:
+        """What the node's process must be, from its name and kind (a node no longer in the topology:
+        the kind its record names)."""
+        if node == self.topology.balancer.name:
+            kind = HAPROXY
+        elif node in self.topology.node_names:
+            kind = APACHE
+        else:
+            kind = self.records.kind(node) or APACHE
+        if kind == HAPROXY:
+            return Expected(
+                kind=HAPROXY,
+                exe=os.path.realpath(find_haproxy()),
+                config=self.paths.haproxy_cfg,
+                pid_file=self.paths.haproxy_dir / "haproxy.pid",
+            )
+        node_dir = self.paths.node_dir(node)
+        return Expected(
+            kind=APACHE,
+            exe=os.path.realpath(find_apache().binary),
+            config=node_dir / "httpd.conf",
+            pid_file=node_dir / "httpd.pid",
         )
-        if read_or_empty(config) != before:
-            self._config_changed.add(node.name)
 
-    def _start_web(self, node: Node) -> None:
-        apache = find_apache()
-        layout = layout_for(node, self.paths, apache.modules_dir)
-        layout.pid_file.unlink(missing_ok=True)
-        # Without -DFOREGROUND Apache detaches into its own session: the pid file names its parent.
-        run(
-            [str(apache.binary), "-f", str(layout.node_dir / "httpd.conf")], what=f"Apache {node.name} failed"
-        )
-        self._adopt(node.name, layout.pid_file, log=layout.log_dir / "error.log")
-
-    # -- shared -------------------------------------------------------------------------------------------
-    def _adopt(self, node: str, pid_file: Path, *, log: Path | None) -> None:
-        """Wait for the daemon's pid file, then record the process as ours."""
+    def _adopt(self, node: str, expected: Expected, *, log: Path | None) -> None:
+        """Wait for the daemon's pid file, then record the process as ours. A record that cannot be
+        written (a full disk) stops the process again: nothing runs unrecorded past this call."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            text = read_or_empty(pid_file).strip()
+            text = read_or_empty(expected.pid_file).strip()
             if text.isdigit():
                 # Apache may bind its port after detaching: a parent that is gone at once failed to start.
                 time.sleep(0.05)
-                record = ProcessRecord.of(int(text))
-                if record is None or not is_ours(record):
+                try:
+                    record = self.records.adopt(node, expected)
+                except StateWriteError:
+                    orphan = ProcessRecord.of(int(text), config=str(expected.config))
+                    if orphan is not None and orphan.names(exe=expected.exe, config=expected.config):
+                        stop_group(orphan, timeout_s=STOP_TIMEOUT_S)
+                    raise
+                if record is None:
                     break
-                record.save(self.paths.pid_file(node))
-                self._config_changed.discard(node)
                 return
             time.sleep(0.02)
         output = tail(log) if log else ""
@@ -171,7 +208,11 @@ class LocalProvider:
         self._config_changed.discard(node)
 
     def _record(self, node: str) -> ProcessRecord | None:
-        return ProcessRecord.load(self.paths.pid_file(node))
+        try:
+            expected = self._expected(node)
+        except MissingToolError:
+            return None  # without the program, nothing of ours can be running
+        return self.records.load(node, expected)
 
     def _config_path(self, node: str) -> Path:
         if node == self.topology.balancer.name:
@@ -185,7 +226,7 @@ def save_server_state(paths: StatePaths) -> None:
         state = RuntimeAPI(paths.runtime_socket).show_servers_state()
     except RuntimeAPIError:
         return  # HAProxy is gone: the last dump is the best there is
-    paths.server_state.write_text(state)
+    write_atomic(paths.server_state, state, mode=0o600)
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float) -> None:

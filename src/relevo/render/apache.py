@@ -8,6 +8,7 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
+from relevo.files import ensure_dir, write_atomic
 from relevo.model import Node, Topology
 from relevo.paths import StatePaths
 from relevo.render import render_template
@@ -93,13 +94,14 @@ def render_index(topology: Topology, node: Node) -> str:
 
 
 def write_apache_files(topology: Topology, node: Node, layout: ApacheLayout) -> Path:
-    """Write the node's config, its page and its health answer; return the config's path."""
+    """Write the node's config, its page and its health answer, each anew and atomically (a file found
+    there is replaced, never followed if it is a link); return the config's path."""
     for directory in (layout.node_dir, layout.htdocs, layout.run_dir, layout.log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_dir(directory)
     health_file = layout.htdocs / topology.health.path.lstrip("/")
-    health_file.parent.mkdir(parents=True, exist_ok=True)
-    health_file.write_text("ok\n")
-    (layout.htdocs / "index.html").write_text(render_index(topology, node))
+    ensure_dir(health_file.parent)
+    write_atomic(health_file, "ok\n")
+    write_atomic(layout.htdocs / "index.html", render_index(topology, node))
     config = layout.node_dir / "httpd.conf"
-    config.write_text(render_apache(topology, node, layout, run_as=worker_account()))
+    write_atomic(config, render_apache(topology, node, layout, run_as=worker_account()))
     return config

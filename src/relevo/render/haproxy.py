@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from relevo.files import ensure_dir, write_atomic
 from relevo.model import StandbyMode, Topology
 from relevo.paths import StatePaths
 from relevo.render import render_template
@@ -47,7 +48,7 @@ def render_503(topology: Topology) -> str:
 
 def write_haproxy_files(topology: Topology, secrets: Secrets, paths: StatePaths) -> Path:
     """Write haproxy.cfg (mode 0600: it holds the stats password) and the 503 page; return the config."""
-    paths.haproxy_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    paths.error_page_503.write_text(render_503(topology))
+    ensure_dir(paths.haproxy_dir)
+    write_atomic(paths.error_page_503, render_503(topology))
     write_private(paths.haproxy_cfg, render_haproxy(topology, secrets, paths))
     return paths.haproxy_cfg

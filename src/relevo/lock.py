@@ -1,0 +1,181 @@
+"""One writer at a time: `flock` locks in the state directory, bound to the inode they were taken on.
+
+A lock is a file relevo never writes to: who holds it is the kernel's answer (/proc/locks names the
+holder's pid by device and inode), so there are no contents to read half-written. A lock is taken on
+the file the path names *now*: after `flock` the path is checked to still name the same inode (a file
+unlinked or replaced meanwhile is not a lock), and a holder can ask again at any time whether the path
+still names its inode (`HeldLock.bound`): a lock file moved aside is detected, not trusted.
+
+The cluster lock is taken by `up`, `down`, `start`, `stop` and by the controller around each start or
+stop it does; the controller's own lock (one controller per cluster) is held for its whole life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from relevo.errors import RelevoError
+from relevo.files import claim_state_dir
+from relevo.paths import StatePaths
+from relevo.procs import command_line
+
+if TYPE_CHECKING:
+    from relevo.providers.base import NodeState
+
+POLL_S = 0.02
+# How long `up`, `down`, `start` and `stop` wait for another writer (the controller's start of a node
+# takes seconds at most; a whole `up` tens of seconds).
+CLI_WAIT_S = 60.0
+
+
+class LockBusyError(RelevoError):
+    """Another process holds the lock (its pid and command named)."""
+
+
+class LockLostError(RelevoError):
+    """The lock file this process locked is no longer the one its path names."""
+
+
+@dataclass(slots=True)
+class HeldLock:
+    path: Path
+    fd: int
+    device: int
+    inode: int
+
+    def bound(self) -> bool:
+        """The path still names the file this lock was taken on."""
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == (self.device, self.inode)
+
+    def check(self) -> None:
+        if not self.bound():
+            raise LockLostError(f"the lock file {self.path} was replaced or removed while held")
+
+
+@contextlib.contextmanager
+def hold(
+    path: Path,
+    *,
+    wait_s: float,
+    what: str,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Iterator[HeldLock]:
+    """Hold the exclusive lock at `path` (created 0600 when missing, never through a symbolic link),
+    waiting up to `wait_s` for another holder; raises LockBusyError naming the holder."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        held = _try(path)
+        if held is not None:
+            break
+        if time.monotonic() >= deadline or cancelled():
+            raise LockBusyError(f"{what}: {describe_holder(path)} (lock {path}); try again when it is done")
+        time.sleep(POLL_S)
+    try:
+        yield held
+    finally:
+        os.close(held.fd)  # releases the lock
+
+
+def _try(path: Path) -> HeldLock | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    info = os.fstat(fd)
+    held = HeldLock(path=path, fd=fd, device=info.st_dev, inode=info.st_ino)
+    if not held.bound():  # unlinked or replaced between our open and our flock: lock the new one
+        os.close(fd)
+        return _try(path)
+    return held
+
+
+def holders(path: Path) -> list[int]:
+    """The pids holding a `flock` on the file `path` names now, as the kernel reports them."""
+    try:
+        info = os.lstat(path)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    found = []
+    for line in table.splitlines():
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:00:5678 0 EOF" (a blocked waiter's line has "->" first)
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device and fields[4].isdigit():
+            found.append(int(fields[4]))
+    return found
+
+
+def describe_holder(path: Path) -> str:
+    pids = holders(path)
+    if not pids:
+        return "another process holds the lock"
+    command = " ".join(command_line(pids[0])[:6]) or "?"
+    return f"pid {pids[0]} holds the lock ({command[:120]})"
+
+
+def cluster_lock(
+    paths: StatePaths, *, what: str, wait_s: float = CLI_WAIT_S, cancelled: Callable[[], bool] = lambda: False
+) -> contextlib.AbstractContextManager[HeldLock]:
+    """The cluster's writer lock (claims the state directory first: created 0700, refused if unsafe)."""
+    claim_state_dir(paths.root)
+    return hold(paths.cluster_lock, wait_s=wait_s, what=what, cancelled=cancelled)
+
+
+class LockedNodes:
+    """The provider verbs the controller's loop uses, with each start and stop done under the cluster
+    lock (the loop's `Nodes`): the controller never acts while `up`, `down`, `start` or `stop` does.
+    A lock not had within ACTION_WAIT_S fails the action; the loop retries it after a backoff."""
+
+    ACTION_WAIT_S = 5.0
+
+    def __init__(self, nodes: _Nodes, paths: StatePaths, *, cancelled: Callable[[], bool]) -> None:
+        self.nodes = nodes
+        self.paths = paths
+        self.cancelled = cancelled
+
+    def start(self, node: str) -> None:
+        with self._lock(f"controller: start {node}"):
+            self.nodes.start(node)
+
+    def stop(self, node: str) -> None:
+        with self._lock(f"controller: stop {node}"):
+            self.nodes.stop(node)
+
+    def kill(self, node: str, sig: signal.Signals) -> None:
+        self.nodes.kill(node, sig)  # a fault or the first half of a restart: no state to guard
+
+    def status(self, node: str) -> NodeState:
+        return self.nodes.status(node)
+
+    def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]:
+        return self.nodes.statuses(nodes)
+
+    def _lock(self, what: str) -> contextlib.AbstractContextManager[HeldLock]:
+        return cluster_lock(self.paths, what=what, wait_s=self.ACTION_WAIT_S, cancelled=self.cancelled)
+
+
+class _Nodes(Protocol):
+    def start(self, node: str) -> None: ...
+
+    def stop(self, node: str) -> None: ...
+
+    def kill(self, node: str, sig: signal.Signals) -> None: ...
+
+    def status(self, node: str) -> NodeState: ...
+
+    def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...

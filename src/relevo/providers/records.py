@@ -1,0 +1,143 @@
+"""A local node's record in the state directory: written before its processes can serve, proven after.
+
+Starting a daemon and learning its pid cannot be one step, so the record comes first: `intend` writes
+"this node is being started as KIND" (a failed write, a full disk, stops the start before anything
+runs); the daemon then writes its own pid file, and `load` adopts the process it names into a full
+record. A crash at any instant between the two leaves an intent that the next reader (status, stop,
+down, a controller tick, up) adopts or, once it is stale and nothing runs, clears.
+
+Nothing in a record is trusted as written: where a node's config and pid file live, and which program
+runs it, follow from the node's name and kind; the record must claim exactly those, and the live process
+must prove them (start time, executable, the config path on its command line).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relevo.files import ensure_dir, open_nofollow, read_or_empty, write_atomic
+from relevo.paths import StatePaths
+from relevo.procs import ProcessRecord, is_ours, proven_members
+
+HAPROXY = "haproxy"
+APACHE = "apache"
+KINDS = (HAPROXY, APACHE)
+# An intent older than this with nothing to adopt belongs to a start that died or gave up.
+STALE_INTENT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What a node's process must be: derived from its name and kind, never read from the record."""
+
+    kind: str
+    exe: str
+    config: Path
+    pid_file: Path
+
+
+class NodeRecords:
+    """The records under `run/`, one per node (the controller's own record lives there too)."""
+
+    def __init__(self, paths: StatePaths) -> None:
+        self.paths = paths
+
+    def intend(self, node: str, kind: str) -> None:
+        """Record that `node` is about to be started (raises StateWriteError, with nothing started)."""
+        path = self.paths.pid_file(node)
+        ensure_dir(path.parent)
+        write_atomic(path, json.dumps({"intent": kind, "since": time.time()}))
+
+    def kind(self, node: str) -> str | None:
+        """The kind a record (or an intent) names, when it names a known one."""
+        data = self._data(node)
+        kind = data.get("intent", data.get("kind")) if data else None
+        return kind if kind in KINDS else None
+
+    def load(self, node: str, expected: Expected) -> ProcessRecord | None:
+        """The node's process when the record names it and it is provably ours; an intent is adopted
+        from the daemon's pid file on the way. None when nothing of ours runs."""
+        data = self._data(node)
+        if data is None:
+            return None
+        if "intent" in data:
+            return self._adopt_intent(node, data, expected)
+        try:
+            record = ProcessRecord(
+                pid=int(data["pid"]),
+                start_time=int(data["start_time"]),
+                pgid=int(data["pgid"]),
+                exe=str(data["exe"]),
+                config=str(data["config"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        if data.get("kind") != expected.kind or not record.names(exe=expected.exe, config=expected.config):
+            return None  # not a record of ours: never honoured, whatever process it names
+        return record
+
+    def adopt(self, node: str, expected: Expected) -> ProcessRecord | None:
+        """Turn the daemon's pid file into the node's full record, if it names a process of ours."""
+        text = read_or_empty(expected.pid_file).strip()
+        if not text.isdigit():
+            return None
+        record = ProcessRecord.of(int(text), config=str(expected.config))
+        if record is None or not record.names(exe=expected.exe, config=expected.config):
+            return None
+        if not is_ours(record):
+            return None
+        self.save(node, expected.kind, record)
+        return record
+
+    def save(self, node: str, kind: str, record: ProcessRecord) -> None:
+        data = {
+            "kind": kind,
+            "pid": record.pid,
+            "start_time": record.start_time,
+            "pgid": record.pgid,
+            "exe": record.exe,
+            "config": record.config,
+        }
+        write_atomic(self.paths.pid_file(node), json.dumps(data))
+
+    def clear(self, node: str) -> None:
+        self.paths.pid_file(node).unlink(missing_ok=True)
+
+    def recorded(self) -> list[str]:
+        """Every node name with a record or an intent (whatever the topology says now)."""
+        run = self.paths.pid_file("x").parent
+        try:
+            names = sorted(entry.stem for entry in run.iterdir() if entry.suffix == ".json")
+        except OSError:
+            return []
+        return [name for name in names if self.kind(name) is not None]
+
+    def _adopt_intent(self, node: str, data: dict[str, Any], expected: Expected) -> ProcessRecord | None:
+        if data.get("intent") != expected.kind:
+            return None
+        try:
+            record = self.adopt(node, expected)
+        except OSError:
+            return None  # a full disk: the intent stays, and the next reader tries again
+        if record is not None:
+            return record
+        since = data.get("since")
+        if isinstance(since, int | float) and time.time() - since > STALE_INTENT_S:
+            self.clear(node)
+        return None
+
+    def _data(self, node: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(open_nofollow(self.paths.pid_file(node), limit=64 * 1024))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def lingering(record: ProcessRecord) -> bool:
+    """Something of the node still runs: its leader, or members of its group proven ours."""
+    return is_ours(record) or bool(proven_members(record))

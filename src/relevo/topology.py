@@ -8,7 +8,9 @@ duplicate key is an error instead of a silent overwrite.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
@@ -63,12 +65,7 @@ def load_topology(path: Path | None = None) -> Topology:
             return parse_topology(default_text(), source=None, state_dir=Path.cwd() / STATE_DIR)
         path = candidate
     path = path.resolve()
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TopologyError("no such file (run `relevo init` to write the default)", path=path) from None
-    except OSError as exc:
-        raise TopologyError(f"cannot read it: {exc.strerror}", path=path) from None
+    text = read_topology_text(path)
     return parse_topology(text, source=path, state_dir=path.parent / STATE_DIR)
 
 
@@ -78,16 +75,25 @@ def parse_topology(text: str, *, source: Path | None, state_dir: Path) -> Topolo
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise TopologyError(
-            f"not valid YAML: {exc.problem}",
+            f"not valid YAML: {cut(str(exc.problem))}",
             path=source,
             line=mark.line + 1 if mark else 0,
             column=mark.column + 1 if mark else 0,
         ) from None
     except yaml.YAMLError as exc:
-        raise TopologyError(f"not valid YAML: {exc}", path=source) from None
+        raise TopologyError(f"not valid YAML: {cut(str(exc))}", path=source) from None
+    except RecursionError:
+        raise TopologyError("not valid YAML: nested too deeply", path=source) from None
     if root is None:
+        if source is not None:
+            raise TopologyError(
+                "the file is empty; run `relevo init` to write the default topology", path=source
+            )
         root = yaml.MappingNode("tag:yaml.org,2002:map", [])
-    return _Reader(source).topology(root, state_dir)
+    try:
+        return _Reader(source).topology(root, state_dir)
+    except RecursionError:
+        raise TopologyError("nested too deeply", path=source) from None
 
 
 class _Reader:
@@ -97,6 +103,8 @@ class _Reader:
         self.source = source
         # Resolves a scalar's tag (int, bool, str...) the way yaml.safe_load would.
         self.constructor = yaml.SafeLoader("")
+        self.network_at: yaml.Node | None = None
+        self.network: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network("127.100.0.0/24")
 
     def fail(self, node: yaml.Node, message: str) -> TopologyError:
         mark = node.start_mark
@@ -112,10 +120,10 @@ class _Reader:
             if not isinstance(key, str):
                 raise self.fail(key_node, f"{where}: expected a plain key")
             if key in out:
-                raise self.fail(key_node, f"{where}: duplicate key {key!r}")
+                raise self.fail(key_node, f"{where}: duplicate key {shown(key)}")
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise self.fail(key_node, f"{where}: unknown key {key!r}; expected one of: {known}")
+                raise self.fail(key_node, f"{where}: unknown key {shown(key)}; expected one of: {known}")
             out[key] = value_node
         return out
 
@@ -128,14 +136,14 @@ class _Reader:
         value = self.scalar(node, where)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self.fail(
-                node, f"{where}: expected a whole number from {low} to {high}, got {node.value!r}"
+                node, f"{where}: expected a whole number from {low} to {high}, got {shown(node.value)}"
             )
         return value
 
     def string(self, node: yaml.Node, where: str) -> str:
         value = self.scalar(node, where)
         if not isinstance(value, str) or not value:
-            raise self.fail(node, f"{where}: expected text, got {node.value!r}")
+            raise self.fail(node, f"{where}: expected text, got {shown(node.value)}")
         return value
 
     def name(self, node: yaml.Node, where: str) -> str:
@@ -143,8 +151,8 @@ class _Reader:
         if not isinstance(value, str) or not NAME_RE.match(value):
             raise self.fail(
                 node,
-                f"{where}: {node.value!r} is not a safe name; expected a lowercase letter, then up to 30 "
-                "lowercase letters, digits, '-' or '_'",
+                f"{where}: {shown(node.value)} is not a safe name; expected a lowercase letter, then up "
+                "to 30 lowercase letters, digits, '-' or '_'",
             )
         return value
 
@@ -160,7 +168,7 @@ class _Reader:
             raise self.fail(
                 node,
                 f"{where}: expected a duration such as 250ms, 2s or 1m, from {low_s:g}s to {high_s:g}s, "
-                f"got {node.value!r}",
+                f"got {shown(node.value)}",
             )
         return seconds
 
@@ -170,7 +178,7 @@ class _Reader:
             member: E = enum_type(value)
         except ValueError:
             known = ", ".join(option.value for option in enum_type)
-            raise self.fail(node, f"{where}: expected one of {known}, got {node.value!r}") from None
+            raise self.fail(node, f"{where}: expected one of {known}, got {shown(node.value)}") from None
         return member
 
     def address(self, node: yaml.Node, where: str) -> str:
@@ -179,11 +187,22 @@ class _Reader:
             return str(ipaddress.ip_address(value))
         except ValueError:
             raise self.fail(
-                node, f"{where}: expected an IP address such as 127.0.0.1, got {value!r}"
+                node, f"{where}: expected an IP address such as 127.0.0.1, got {shown(value)}"
             ) from None
 
     def port(self, node: yaml.Node, where: str) -> int:
         return self.integer(node, where, low=1, high=65535)
+
+    def next_address(self, addresses: Iterator[str], who: str) -> str:
+        """The next free address of the network, or an error saying the network is too small."""
+        address = next(addresses, None)
+        if address is None:
+            raise self.fail(
+                self.network_at or yaml.ScalarNode("tag:yaml.org,2002:str", ""),
+                f"network: {self.network} is too small: no address left for {who} (the balancer and "
+                "each node without `address:` take one, from the second host address on)",
+            )
+        return address
 
     # -- sections ------------------------------------------------------------------------------------
     def topology(self, root: yaml.Node, state_dir: Path) -> Topology:
@@ -217,8 +236,8 @@ class _Reader:
             if nodes_node is not None
             else self.default_nodes(provider, capacity)
         )
-        balancer = self.balancer(balancer_node, provider, next(addresses))
-        nodes = tuple(self.place(node, addresses) for node in pending)
+        balancer = self.balancer(balancer_node, provider, self.next_address(addresses, "the balancer"))
+        nodes = tuple([self.place(node, addresses) for node in pending])
 
         topology = Topology(
             name=name,
@@ -240,7 +259,7 @@ class _Reader:
         value = self.name(node, where)
         if value not in known_providers():
             known = ", ".join(sorted(known_providers()))
-            raise self.fail(node, f"{where}: unknown provider {value!r}; known providers: {known}")
+            raise self.fail(node, f"{where}: unknown provider {shown(value)}; known providers: {known}")
         return value
 
     def address_plan(self, node: yaml.Node | None) -> Iterator[str]:
@@ -252,8 +271,10 @@ class _Reader:
                 network = ipaddress.ip_network(text, strict=False)
             except ValueError:
                 raise self.fail(
-                    node, f"network: expected a CIDR such as 127.100.0.0/24, got {text!r}"
+                    node, f"network: expected a CIDR such as 127.100.0.0/24, got {shown(text)}"
                 ) from None
+        self.network_at = node
+        self.network = network
         hosts = network.hosts()
         next(hosts, None)  # .1 is a gateway's address by habit; the seed started at .2
         return (str(host) for host in hosts)
@@ -322,7 +343,7 @@ class _Reader:
                 raise self.fail(
                     section["path"],
                     "health.path: expected a URL path such as /health (not / nor the page /index.html), "
-                    f"got {path!r}",
+                    f"got {shown(path)}",
                 )
             values["path"] = path
         for key in ("interval", "fastinter", "downinter", "timeout"):
@@ -439,6 +460,12 @@ class _Reader:
                 else capacity,
                 options=self.options(section.get("options"), f"{where}.options", node_provider),
             )
+            if "standby_for" in section and role is Role.WEB:
+                raise self.fail(
+                    section["standby_for"],
+                    f"{where}.standby_for: a web node serves on its own; only a node with "
+                    "`role: standby` stands by for another",
+                )
             if "standby_for" in section:
                 pending.standby_for = self.name(section["standby_for"], f"{where}.standby_for")
             elif role is Role.STANDBY:
@@ -447,7 +474,7 @@ class _Reader:
         return out
 
     def place(self, pending: _PendingNode, addresses: Iterator[str]) -> Node:
-        address = pending.address or next(addresses)
+        address = pending.address or self.next_address(addresses, f"node {pending.name}")
         return Node(
             name=pending.name,
             role=pending.role,
@@ -544,3 +571,59 @@ def _positions(nodes: yaml.Node | None) -> dict[str, yaml.Node]:
 def _overlap(a: str, b: str) -> bool:
     wildcard = {"0.0.0.0", "::"}  # noqa: S104 - comparing, not binding
     return a == b or a in wildcard or b in wildcard
+
+
+# -- bounded input: the file itself, and values shown in messages ----------------------------------------
+# A topology is a few kilobytes; anything near this is not one (and must not fill memory).
+MAX_TOPOLOGY_BYTES = 1 << 20
+SHOWN_CHARS = 60
+
+
+def read_topology_text(path: Path) -> str:
+    """The file's text: a regular file (never a device or a FIFO, which could block or never end), at
+    most MAX_TOPOLOGY_BYTES, valid UTF-8; each refusal a TopologyError naming the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TopologyError("no such file (run `relevo init` to write the default)", path=path) from None
+    except OSError as exc:
+        raise TopologyError(f"cannot read it: {exc.strerror}", path=path) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TopologyError("not a regular file (a directory, device or FIFO); expected YAML", path=path)
+        if info.st_size > MAX_TOPOLOGY_BYTES:
+            raise TopologyError(
+                f"{info.st_size} bytes is too large for a topology (at most {MAX_TOPOLOGY_BYTES})", path=path
+            )
+        data = os.read(fd, MAX_TOPOLOGY_BYTES + 1)
+    except OSError as exc:
+        raise TopologyError(f"cannot read it: {exc.strerror}", path=path) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TOPOLOGY_BYTES:
+        raise TopologyError(f"too large for a topology (at most {MAX_TOPOLOGY_BYTES} bytes)", path=path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise TopologyError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start or continue a character",
+            path=path,
+            line=line,
+            column=column,
+        ) from None
+
+
+def cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` as a message shows it: at most `limit` characters, and says how long it really was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: object) -> str:
+    """repr(value) cut for a message."""
+    return cut(repr(value))

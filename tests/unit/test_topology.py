@@ -40,9 +40,15 @@ def test_default_is_the_seed_layout():
     assert topology.balancer.balance == "roundrobin"
 
 
-def test_an_empty_file_means_every_default():
-    """An empty file is the default topology, node for node."""
-    assert parse("").nodes == parse(default_text()).nodes
+def test_an_empty_mapping_means_every_default():
+    """A file holding just `{}` is the default topology, node for node."""
+    assert parse("{}").nodes == parse(default_text()).nodes
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_file_is_an_error_pointing_to_init(text):
+    """An empty file (or only comments) is a mistake, not the defaults: the error says `relevo init`."""
+    assert "relevo init" in str(error_of(text))
 
 
 def test_load_without_a_file_uses_the_default(tmp_path, monkeypatch):

@@ -222,25 +222,52 @@ def _columns(first: list[str], path: Path) -> tuple[tuple[str, ...], bool]:
 
 
 def read_samples(path: Path) -> Iterator[JtlSample]:
-    """Each row of a JTL CSV file, streamed (the file is never held in memory)."""
+    """Each row of a JTL CSV file, streamed (the file is never held in memory, nor any one line of it
+    past MAX_LINE_CHARS); a binary file or an oversized field is a JtlError naming the line."""
     try:
         handle = path.open(encoding="utf-8", newline="")
     except OSError as exc:
         raise JtlError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
-        if handle.read(1) == "<":
-            raise JtlError(f"{path} is an XML result file; relevo reads JMeter's CSV format")
-        handle.seek(0)
-        reader = csv.reader(handle)
-        first = next(reader, None)
-        if first is None:
+        reader = csv.reader(_bounded_lines(handle, path))
+        try:
+            if handle.read(1) == "<":
+                raise JtlError(f"{path} is an XML result file; relevo reads JMeter's CSV format")
+            handle.seek(0)
+            first = next(reader, None)
+            if first is None:
+                return
+            columns, had_header = _columns(first, path)
+            rows = reader if had_header else _chain(first, reader)
+            for number, row in enumerate(rows, start=2 if had_header else 1):
+                if not row:
+                    continue
+                yield _sample(columns, row, path, number)
+        except UnicodeDecodeError:
+            raise JtlError(
+                f"{path}:{reader.line_num + 1}: not UTF-8 text: a binary file, not a JTL"
+            ) from None
+        except csv.Error as exc:
+            what = "binary data (a NUL byte)" if "NUL" in str(exc) else str(exc)
+            if "field larger than field limit" in str(exc):
+                what = f"a field longer than {csv.field_size_limit()} characters"
+            raise JtlError(f"{path}:{reader.line_num}: {what}; not a JMeter CSV result file") from None
+
+
+# Longer lines than this are not JMeter's (its longest fields are URLs and response messages).
+MAX_LINE_CHARS = 1 << 20
+
+
+def _bounded_lines(handle: TextIO, path: Path) -> Iterator[str]:
+    number = 0
+    while True:
+        line = handle.readline(MAX_LINE_CHARS + 1)
+        if not line:
             return
-        columns, had_header = _columns(first, path)
-        rows = reader if had_header else _chain(first, reader)
-        for number, row in enumerate(rows, start=2 if had_header else 1):
-            if not row:
-                continue
-            yield _sample(columns, row, path, number)
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise JtlError(f"{path}:{number}: a line longer than {MAX_LINE_CHARS} characters; not a JTL")
+        yield line
 
 
 def _chain(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:

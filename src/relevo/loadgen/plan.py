@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 
 from relevo.errors import RelevoError
 
@@ -117,6 +119,7 @@ def validate_group(group: ThreadGroup) -> None:
         raise PlanError(f"{where} has no HTTP request")
     if group.threads < 1:
         raise PlanError(f"{where}: threads must be at least 1, not {group.threads}")
+    check_capacity(group, where)
     if group.ramp_up_s < 0 or group.delay_s < 0 or group.think_s < 0:
         raise PlanError(f"{where}: ramp-up, delay and think time cannot be negative")
     if group.loops is not None and group.loops < 1:
@@ -221,3 +224,50 @@ def simple_plan(
         requests=(request,),
     )
     return Plan(groups=(group,), count_header=count_header)
+
+
+# -- what this machine can hold ---------------------------------------------------------------------------
+# Each virtual user holds a connection (a file descriptor in one worker process) and its state in memory;
+# this is a generous bound on that state, so the limit refuses only what could never run.
+BYTES_PER_USER = 64 * 1024
+# Loops beyond this never end in practice (a billion requests per user); use a duration instead.
+MAX_LOOPS = 1_000_000_000
+
+
+def max_threads() -> tuple[int, str]:
+    """The most virtual users this machine can hold, and what sets that limit (for the error)."""
+    import resource
+
+    cores = os.cpu_count() or 1
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    fds = hard * cores if hard != resource.RLIM_INFINITY else 1 << 30
+    limits = [(fds, f"{cores} worker processes x {hard} open files each (ulimit -Hn)")]
+    available = _memory_available()
+    if available is not None:
+        limits.append((available // BYTES_PER_USER, f"{available >> 20} MiB of available memory"))
+    return min(limits)
+
+
+def _memory_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_capacity(group: ThreadGroup, where: str) -> None:
+    """Threads and loops capped at what the machine can hold, the limit named in the error (before any
+    memory is spent on them)."""
+    most, why = max_threads()
+    if group.threads > most:
+        raise PlanError(
+            f"{where}: {group.threads} threads is more than this machine can hold: at most {most} ({why})"
+        )
+    if group.loops is not None and group.loops > MAX_LOOPS:
+        raise PlanError(
+            f"{where}: {group.loops} loops is more than a run can hold: at most {MAX_LOOPS} per thread; "
+            "bound the run with a duration instead"
+        )

@@ -70,7 +70,7 @@ def test_a_huge_value_is_cut_in_the_message(tmp_path):
     """A 500 kB value in the file: the message shows its start and its length, not the whole value."""
     path = write(tmp_path, "name: " + "a" * 500_000 + "\n")
     result = relevo("-f", str(path), "render", "haproxy")
-    assert_clear_refusal(result, "(500000 characters)")
+    assert_clear_refusal(result, "(500002 characters)")  # the value and its two quotes
     assert len(result.stderr) < 1000
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -167,7 +168,9 @@ def test_a_group_member_proven_ours_is_stopped_after_its_leader_died():
         leader.wait()
         assert proven_members(record) == [member.pid]
         stop_group(record, timeout_s=2.0)
-        assert member.wait(timeout=5) == -signal.SIGTERM
+        # stop_group reaps our exited children itself, so the exit status is not Popen's to see.
+        assert proven_members(record) == []
+        assert not Path(f"/proc/{member.pid}").exists()
     finally:
         member.kill()
         member.wait()

@@ -346,9 +346,11 @@ def _wait_gone(record: ProcessRecord, lock: Path, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
         child = _children.get(record.pid)
-        if child is not None and child.poll() is not None:
+        # Our own child is gone once collected: until then it lingers as a zombie.
+        collected = child is None or child.poll() is not None
+        if child is not None and collected:
             _children.pop(record.pid)
-        if not is_ours(record) and lock_holder(lock) != record.pid:
+        if collected and not is_ours(record) and lock_holder(lock) != record.pid:
             return True
         if time.monotonic() >= deadline:
             return False

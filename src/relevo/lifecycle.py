@@ -57,6 +57,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
     controller_pid: int | None = None
     try:
         with cluster_lock(cluster.paths, what="relevo up"):
+            cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now
             _refuse_strays(cluster)
             progress("rendering and checking configurations")
             for name in topology.node_names:
@@ -168,6 +169,7 @@ def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
     with cluster_lock(cluster.paths, what="relevo down"):
         if daemon.stop_background(topology):
             stopped.append("controller")
+        cluster.adopt_orphans()
         # The balancer first: clients get its 503 page, not connection errors from half a cluster.
         for name in topology.node_names:
             if cluster.status(name) not in NOT_RUNNING or cluster.lingers(name):

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relevo.cli import cli
+from relevo.loadgen.jmx import MAX_SAMPLERS_PER_ITERATION
 from relevo.loadgen.plan import MAX_LOOPS, max_threads
 from relevo.topology import default_text
 
@@ -133,6 +134,24 @@ def test_threads_in_a_jmx_plan_are_capped_too(tmp_path):
     plan.write_text(JMX_TEMPLATE.replace("THREADS", "100000000"))
     result = relevo("bench", "--plan", str(plan))
     assert_clear_refusal(result, f"at most {most}")
+
+
+def test_an_inner_loop_controller_is_capped_too(tmp_path):
+    """A loop controller of 100 million inside the thread group is refused, naming the limit, instead of
+    being unrolled into memory."""
+    sampler_start = "        <HTTPSamplerProxy"
+    inner_loop = (
+        '        <LoopController guiclass="LoopControlPanel" testclass="LoopController" testname="inner">\n'
+        '          <stringProp name="LoopController.loops">100000000</stringProp>\n'
+        "        </LoopController>\n"
+        "        <hashTree>\n"
+    )
+    text = JMX_TEMPLATE.replace("THREADS", "1").replace(sampler_start, inner_loop + sampler_start, 1)
+    text = text.replace("        <hashTree/>\n", "        <hashTree/>\n        </hashTree>\n", 1)
+    plan = tmp_path / "plan.jmx"
+    plan.write_text(text)
+    result = relevo("bench", "--plan", str(plan))
+    assert_clear_refusal(result, f"at most {MAX_SAMPLERS_PER_ITERATION} requests")
 
 
 JMX_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>

@@ -42,6 +42,10 @@ FLATTENED = {"GenericController", "TransactionController"}
 _VAR = re.compile(r"\$\{([^}]*)\}")
 _PROPERTY_FN = re.compile(r"__(?:P|property)\(\s*([^,)]*)\s*(?:,([^,)]*))?(?:,([^)]*))?\)")
 
+# A loop controller inside a thread group is unrolled into the iteration's list of requests: bounded, so
+# that a plan asking for a hundred million never reaches memory.
+MAX_SAMPLERS_PER_ITERATION = 100_000
+
 
 @dataclass(slots=True)
 class _Scope:
@@ -263,6 +267,12 @@ def _samplers(
             if times < 0:
                 raise reader.fail(f"loop controller {element.get('testname')!r} loops forever")
             inner = list(_samplers(reader, subtree, scope.child(), rate, threads))
+            if times * len(inner) > MAX_SAMPLERS_PER_ITERATION:
+                raise reader.fail(
+                    f"loop controller {element.get('testname')!r}: {times} loops of {len(inner)} requests "
+                    f"is more than one iteration can hold: at most {MAX_SAMPLERS_PER_ITERATION} requests "
+                    "(use the thread group's loops or a duration)"
+                )
             for _ in range(times):
                 yield from inner
         elif tag == "ConstantThroughputTimer":

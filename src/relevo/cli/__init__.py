@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "report": "relevo.cli.bench:report",
     "image": "relevo.cli.image:image",
     "doctor": "relevo.cli.doctor:doctor",
+    "scenarios": "relevo.cli.scenarios:scenarios",
 }
 
 

@@ -1,0 +1,86 @@
+"""Putting the cluster as a scenario wants it before the load starts, whatever the last one left.
+
+The controller is stopped first, so that nothing heals while the nodes are being set. Then every hung
+node is resumed, nodes are started or stopped to match, HAProxy is started if it died, each server's
+admin state is set (primaries in service, standbys in MAINT unless the scenario puts them in rotation),
+and the controller is started again when the scenario wants it. Returns once HAProxy sees every running
+server in rotation UP.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.controller import daemon
+from relevo.errors import ProviderError, RelevoError
+from relevo.haproxy.runtime import AdminState
+from relevo.model import Temperature, Topology
+from relevo.providers.base import NodeState
+from relevo.scenarios.model import Setup
+
+CONTROLLER_READY_S = 10.0
+
+
+def desired_running(topology: Topology, setup: Setup) -> set[str]:
+    if setup.running is not None:
+        return set(setup.running)
+    running = {n.name for n in topology.primaries}
+    if topology.standby.temperature is Temperature.WARM:
+        running |= {n.name for n in topology.standbys}
+    return running
+
+
+def prepare(cluster: Cluster, setup: Setup) -> None:
+    topology = cluster.topology
+    daemon.stop_background(topology)
+    running = desired_running(topology, setup)
+    balancer = topology.balancer.name
+    for node in topology.nodes:
+        state = cluster.status(node.name)
+        if state in (NodeState.RUNNING, NodeState.PAUSED):
+            # A hang may have stopped only some processes (Apache's workers): resume the whole group.
+            cluster.kill(node.name, signal.SIGCONT)
+        if node.name not in running and state in (NodeState.RUNNING, NodeState.PAUSED):
+            cluster.stop(node.name)
+    for name in topology.node_names:
+        cluster.create(name)  # idempotent: configs rendered and checked once more
+    if cluster.status(balancer) is NodeState.PAUSED:
+        cluster.kill(balancer, signal.SIGCONT)
+    cluster.start(balancer)
+    for node in topology.nodes:
+        if node.name in running:
+            cluster.start(node.name)
+    # Primaries are in rotation even when stopped (HAProxy sees them DOWN: the seed's "no servers" run).
+    in_rotation = {n.name for n in topology.primaries} | set(setup.in_rotation)
+    _admin_states(cluster, in_rotation)
+    lifecycle.wait_for_up(cluster, sorted(in_rotation & running))
+    if setup.controller:
+        daemon.start_background(topology)
+        _wait_ticking(topology)
+
+
+def _admin_states(cluster: Cluster, in_rotation: set[str]) -> None:
+    backend = cluster.topology.balancer.BACKEND
+    deadline = time.monotonic() + lifecycle.UP_TIMEOUT_S
+    while True:
+        try:
+            for node in cluster.topology.nodes:
+                wanted = AdminState.READY if node.name in in_rotation else AdminState.MAINT
+                cluster.runtime.set_state(backend, node.name, wanted)
+            return
+        except RelevoError:
+            # HAProxy just (re)started: its Runtime API socket may not answer for a moment.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _wait_ticking(topology: Topology) -> None:
+    deadline = time.monotonic() + CONTROLLER_READY_S
+    while not daemon.controller_status(topology).get("ticking"):
+        if time.monotonic() > deadline:
+            raise ProviderError("the failover controller did not start ticking")
+        time.sleep(0.05)

@@ -1,0 +1,241 @@
+"""Running scenarios: for each, the cluster put as it wants, the load started through the engine's
+handle, the faults done at their times on the load's clock, then the results gathered: the Summary
+Report, a per-second series (requests, errors, p50/p99, answers per server), the controller's events
+that fell inside the run, the failover times and the verdicts. After the last scenario the cluster is
+put back as the topology declares it, controller on.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from relevo.cluster import Cluster
+from relevo.controller.events import read_events
+from relevo.errors import RelevoError
+from relevo.loadgen import engine
+from relevo.loadgen.histogram import Histogram
+from relevo.loadgen.jtl import read_samples
+from relevo.loadgen.plan import Plan, simple_plan
+from relevo.model import Topology
+from relevo.report.summary import summarize
+from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
+from relevo.scenarios.faults import apply_fault
+from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
+from relevo.scenarios.prepare import prepare
+from relevo.scenarios.result import (
+    Marker,
+    ScenarioResult,
+    Second,
+    Verdict,
+    failovers_from_events,
+    markers_from_events,
+)
+
+Progress = Callable[[str], None]
+# Events journalled this long after the load's end still belong to it (a failback's drain finishing).
+EVENTS_AFTER_S = 1.0
+# A run may not outlast its plan by more than this (a stall the engine's timeouts should have ended).
+RUN_MARGIN_S = 120.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadOverride:
+    """Load options given on the command line: they replace each scenario's own."""
+
+    threads: int | None = None
+    loops: int | None = None
+    duration_s: float | None = None
+    ramp_up_s: float | None = None
+    rate_rps: float | None = None
+    timeout_s: float | None = None
+    model: Model | None = None
+
+    def apply(self, load: LoadSettings) -> LoadSettings:
+        """The scenario's load with these options in place. A rate means the open model and loops the
+        closed one, unless `model` says otherwise; a switched model starts from its defaults."""
+        model = self.model
+        if model is None and self.rate_rps is not None:
+            model = Model.OPEN
+        if model is None and self.loops is not None:
+            model = Model.CLOSED
+        if model is not None and model is not load.model:
+            base = LoadSettings.open_loop() if model is Model.OPEN else LoadSettings.seed()
+            load = replace(base, timeout_s=load.timeout_s)
+        values: dict[str, Any] = {}
+        for key in ("threads", "loops", "duration_s", "ramp_up_s", "rate_rps", "timeout_s"):
+            value = getattr(self, key)
+            if value is not None:
+                values[key] = value
+        if load.model is Model.CLOSED and "duration_s" in values and "loops" not in values:
+            values["loops"] = None  # a closed run for a duration, as `relevo bench --duration`
+        if load.model is Model.OPEN:
+            values.pop("loops", None)
+        return replace(load, **values)
+
+
+def plan_for(topology: Topology, load: LoadSettings) -> Plan:
+    url = topology.balancer.frontend.url + "/"
+    if load.model is Model.OPEN:
+        return simple_plan(
+            url,
+            threads=load.threads,
+            loops=None,
+            duration_s=load.duration_s,
+            rate_rps=load.rate_rps,
+            timeout_s=load.timeout_s,
+        )
+    return simple_plan(
+        url,
+        threads=load.threads,
+        loops=load.loops,
+        duration_s=load.duration_s,
+        ramp_up_s=load.ramp_up_s,
+        timeout_s=load.timeout_s,
+    )
+
+
+def run_scenarios(
+    topology: Topology,
+    scenarios: Sequence[Scenario],
+    *,
+    override: LoadOverride | None = None,
+    thresholds: Thresholds | None = None,
+    workers: int | None = None,
+    progress: Progress = lambda _: None,
+    on_load_progress: engine.ProgressCallback | None = None,
+) -> list[ScenarioResult]:
+    cluster = Cluster(topology)
+    results = []
+    try:
+        for scenario in scenarios:
+            if override is not None:
+                scenario = replace(scenario, load=override.apply(scenario.load))
+            progress(f"{scenario.name}: {scenario.description}")
+            results.append(run_one(cluster, scenario, thresholds=thresholds or Thresholds(), workers=workers))
+    finally:
+        progress("putting the cluster back as the topology declares it")
+        prepare(cluster, Setup())
+    return results
+
+
+def run_one(
+    cluster: Cluster,
+    scenario: Scenario,
+    *,
+    thresholds: Thresholds,
+    workers: int | None = None,
+    on_progress: engine.ProgressCallback | None = None,
+) -> ScenarioResult:
+    topology = cluster.topology
+    prepare(cluster, scenario.setup)
+    plan = plan_for(topology, scenario.load)
+    with tempfile.TemporaryDirectory(prefix="relevo-scenario-") as scratch:
+        jtl = Path(scratch) / "samples.jtl"
+        handle = engine.start(plan, workers=workers, jtl=jtl, on_progress=on_progress)
+        with handle:
+            markers, fault_verdicts = _inject(cluster, scenario, handle)
+            limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
+            result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
+        latencies = per_second_latency(jtl, result.started_at)
+    events = _events_during(topology, result.started_at, result.elapsed_s)
+    report = summarize(result.stats, meta=_meta(scenario, result), interrupted=result.interrupted)
+    failovers = failovers_from_events(events, result.started_at)
+    verdicts = [
+        *fault_verdicts,
+        *check_expectation(scenario.expect, report, events),
+        *check_thresholds(thresholds, report, failovers),
+    ]
+    series = result.stats.series
+    seconds = tuple(
+        Second(
+            t_s=i,
+            requests=series.requests[i],
+            errors=series.errors[i],
+            p50_ms=latencies.get(i, (0.0, 0.0))[0],
+            p99_ms=latencies.get(i, (0.0, 0.0))[1],
+            served_by=dict(series.served[i]),
+        )
+        for i in range(len(series))
+    )
+    all_markers = sorted([*markers, *markers_from_events(events, result.started_at)], key=lambda m: m.t_s)
+    return ScenarioResult(
+        scenario=scenario,
+        report=report,
+        seconds=seconds,
+        markers=tuple(all_markers),
+        events=tuple(events),
+        failovers=tuple(failovers),
+        verdicts=tuple(verdicts),
+    )
+
+
+def _inject(
+    cluster: Cluster, scenario: Scenario, handle: engine.LoadRun
+) -> tuple[list[Marker], list[Verdict]]:
+    """Each fault at its time on the load's clock; a fault the load ended before is reported, not done."""
+    markers: list[Marker] = []
+    verdicts: list[Verdict] = []
+    for fault in scenario.faults:
+        while not handle.done and handle.elapsed_s() < fault.at_s:
+            time.sleep(min(0.01, max(0.0, fault.at_s - handle.elapsed_s())))
+        if handle.done:
+            verdicts.append(
+                Verdict(
+                    what=f"fault {fault.label} at {fault.at_s:g} s",
+                    ok=False,
+                    detail="the load ended before it: lengthen the load or move the fault",
+                )
+            )
+            continue
+        at = handle.elapsed_s()
+        try:
+            apply_fault(cluster, fault)
+        except RelevoError as exc:
+            verdicts.append(Verdict(what=f"fault {fault.label}", ok=False, detail=str(exc)))
+            continue
+        markers.append(Marker(t_s=at, source="fault", kind=str(fault.action), label=fault.label))
+    return markers, verdicts
+
+
+def per_second_latency(jtl: Path, started_at: float) -> dict[int, tuple[float, float]]:
+    """p50 and p99 (ms) of the samples that ended in each second of the run, from the JTL."""
+    histograms: dict[int, Histogram] = {}
+    start_ms = started_at * 1000
+    for sample in read_samples(jtl):
+        second = max(0, int((sample.timestamp_ms + sample.elapsed_ms - start_ms) // 1000))
+        histogram = histograms.get(second)
+        if histogram is None:
+            histogram = histograms[second] = Histogram()
+        histogram.record(sample.elapsed_ms * 1000)
+    return {
+        second: (h.value_at_percentile(50.0) / 1000, h.value_at_percentile(99.0) / 1000)
+        for second, h in histograms.items()
+    }
+
+
+def _events_during(topology: Topology, started_at: float, elapsed_s: float) -> list[dict[str, Any]]:
+    end = started_at + elapsed_s + EVENTS_AFTER_S
+
+    def inside(event: Mapping[str, Any]) -> bool:
+        ts = event.get("ts")
+        return isinstance(ts, int | float) and started_at - 0.05 <= ts <= end
+
+    time.sleep(min(EVENTS_AFTER_S, 0.5))  # let the controller journal what it saw last
+    return read_events(topology.state_dir / "events.jsonl", keep=inside)
+
+
+def _meta(scenario: Scenario, result: engine.RunResult) -> dict[str, object]:
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "load": scenario.load.describe(),
+        "model": str(scenario.load.model),
+        "workers": result.workers,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(result.started_at)),
+        "elapsed_s": round(result.elapsed_s, 3),
+    }

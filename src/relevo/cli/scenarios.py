@@ -89,7 +89,7 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
       no-servers, one-server, two-servers,
       two-plus-one-standby, two-plus-two-standbys   (standbys started and in rotation, as the seed's
                                                      "backup running" runs were)
-    Failures under load (open loop, 2000 req/s for 12 s, faults at 3 s, the controller on):
+    Failures under load (open loop, 2000 req/s for 8 s, faults from 1.5 s, the controller on):
       kill-web1, kill-both, hang-web2, hang-web2-workers, flap-web1, recover-web1,
       maintenance-web1, reload-balancer, kill-balancer, kill-controller
 

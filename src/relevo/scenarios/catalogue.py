@@ -16,7 +16,7 @@ from relevo.model import Temperature, Topology
 from relevo.scenarios.model import Action, Expectation, Fault, LoadSettings, Scenario, Setup
 
 SEED_FIVE = ("no-servers", "one-server", "two-servers", "two-plus-one-standby", "two-plus-two-standbys")
-FAULT_AT_S = 3.0
+FAULT_AT_S = 2.0
 # The 503 page HAProxy serves when no server is up: failures of `no-servers` must all be this code.
 UNAVAILABLE_CODE = "503"
 
@@ -187,11 +187,11 @@ def _hang_web2_workers(c: Cast, t: Topology) -> Scenario:
 
 def _flap_web1(c: Cast, t: Topology) -> Scenario:
     steps: list[tuple[float, Action, str | None]] = []
-    for i in range(3):
-        steps += [(2.0 + 3.0 * i, Action.KILL, c.web1), (3.5 + 3.0 * i, Action.START, c.web1)]
+    for i in range(2):
+        steps += [(1.5 + 2.0 * i, Action.KILL, c.web1), (2.5 + 2.0 * i, Action.START, c.web1)]
     return _faulted(
         "flap-web1",
-        f"{c.web1} killed and restarted three times, 1.5 s apart",
+        f"{c.web1} killed and restarted twice, 1 s apart",
         steps,
         _zero_failed(),
     )
@@ -201,7 +201,7 @@ def _recover_web1(c: Cast, t: Topology) -> Scenario:
     return _faulted(
         "recover-web1",
         f"{c.web1} killed, then started again: traffic returns to it and {c.web1bck} is drained",
-        [(2.0, Action.KILL, c.web1), (4.0, Action.START, c.web1)],
+        [(1.5, Action.KILL, c.web1), (2.5, Action.START, c.web1)],
         _zero_failed(c.web1bck, events=("failover", "failback")),
     )
 
@@ -210,7 +210,7 @@ def _maintenance_web1(c: Cast, t: Topology) -> Scenario:
     return _faulted(
         "maintenance-web1",
         f"an operator puts {c.web1} in MAINT (a planned stop), then back in service",
-        [(FAULT_AT_S, Action.MAINTENANCE, c.web1), (8.0, Action.READY, c.web1)],
+        [(FAULT_AT_S, Action.MAINTENANCE, c.web1), (FAULT_AT_S + 3.0, Action.READY, c.web1)],
         _zero_failed(events=()),
     )
 

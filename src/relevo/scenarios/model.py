@@ -18,7 +18,7 @@ SEED_LOOPS = 50
 SEED_RAMP_UP_S = 1.0
 # Fault scenarios run in open loop by default: this rate for this long, the faults inside it.
 OPEN_RATE_RPS = 2000.0
-OPEN_DURATION_S = 12.0
+OPEN_DURATION_S = 8.0
 OPEN_CONNECTIONS = 1000
 
 

@@ -112,11 +112,23 @@ def run_scenarios(
     cluster = Cluster(topology)
     results = []
     try:
-        for scenario in scenarios:
+        for n, scenario in enumerate(scenarios, 1):
             if override is not None:
                 scenario = replace(scenario, load=override.apply(scenario.load))
-            progress(f"{scenario.name}: {scenario.description}")
-            results.append(run_one(cluster, scenario, thresholds=thresholds or Thresholds(), workers=workers))
+            progress(f"[{n}/{len(scenarios)}] {scenario.name}: {scenario.description}")
+            result = run_one(
+                cluster,
+                scenario,
+                thresholds=thresholds or Thresholds(),
+                workers=workers,
+                on_progress=on_load_progress,
+            )
+            broken = [v.what for v in result.verdicts if not v.ok]
+            progress(
+                f"  {result.report.total.samples} samples, {result.failed} failed: "
+                + ("FAILED " + "; ".join(broken) if broken else "ok")
+            )
+            results.append(result)
     finally:
         progress("putting the cluster back as the topology declares it")
         prepare(cluster, Setup())

@@ -1,0 +1,178 @@
+"""`relevo scenarios` against real HAProxy and Apache: the seed's five, the single faults, kill-both with
+warm standbys, a user's scenario file, thresholds. A short plan (50 threads x 20 loops for the seed's
+five; an open loop at 500 req/s for the fault scenarios) keeps the tier fast; the seed's full experiment
+is `benchmarks/seed_experiment.py`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster
+
+pytestmark = pytest.mark.integration
+
+SEED_FIVE = "no-servers,one-server,two-servers,two-plus-one-standby,two-plus-two-standbys"
+SINGLE_FAULTS = (
+    "kill-web1",
+    "hang-web2",
+    "hang-web2-workers",
+    "flap-web1",
+    "recover-web1",
+    "maintenance-web1",
+    "reload-balancer",
+)
+SHORT_CLOSED = ("-c", "50", "-n", "20")
+SHORT_OPEN = ("--rate", "500")
+
+
+def scenarios(running: RunningCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`relevo -f FILE scenarios ARGS` as a user runs it; bounded in time."""
+    topology = running.topology.source
+    assert topology is not None
+    return subprocess.run(
+        [sys.executable, "-m", "relevo", "-f", str(topology), "scenarios", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def results(running: RunningCluster, *args: str) -> dict:
+    done = scenarios(running, "--json", "--no-report", *args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RunningCluster]:
+    """The seed's layout with the failover controller, shared by this module's tests."""
+    import shutil
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="relevo-", dir="/tmp"))
+    running = start_cluster(make_topology_file(workdir), controller=True)
+    try:
+        yield running
+    finally:
+        stop_cluster(running)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_seeds_five_give_the_expected_errors_and_servers(cluster):
+    """no-servers: every request fails with the custom 503 page; one and two servers: no error; the
+    standbys in rotation answer their share."""
+    data = results(cluster, "--only", SEED_FIVE, *SHORT_CLOSED)
+    assert list(data) == SEED_FIVE.split(",")
+    none = data["no-servers"]
+    assert none["samples"] == 1000
+    assert none["error_pct"] == 100.0
+    assert none["codes"] == {"503": 1000}
+    page = cluster.cluster.paths.error_page_503.read_bytes()
+    body = page.split(b"\r\n\r\n", 1)[1]
+    assert none["avg_bytes"] >= len(body), "the answers are HAProxy's custom page"
+    assert none["seed"]["error_pct"] == 100.0
+    for name in ("one-server", "two-servers", "two-plus-one-standby", "two-plus-two-standbys"):
+        assert data[name]["errors"] == 0, (name, data[name]["errors_by_kind"])
+        assert data[name]["samples"] == 1000
+        assert data[name]["passed"], data[name]["verdicts"]
+    assert set(data["one-server"]["served_by"]) == {"web1"}
+    assert set(data["two-servers"]["served_by"]) == {"web1", "web2"}
+    assert set(data["two-plus-one-standby"]["served_by"]) == {"web1", "web2", "web1bck"}
+    assert set(data["two-plus-two-standbys"]["served_by"]) == {"web1", "web2", "web1bck", "web2bck"}
+    assert min(data["two-plus-two-standbys"]["served_by"].values()) >= 200
+
+
+def test_each_single_fault_loses_no_request_and_shows_its_events(cluster):
+    """Kill, hang (whole node or only Apache's workers), flap, recover, maintenance and reload under an
+    open-loop load: 0 failed requests each, the fault and the controller's answer on the timeline."""
+    data = results(cluster, "--only", ",".join(SINGLE_FAULTS), *SHORT_OPEN)
+    for name in SINGLE_FAULTS:
+        run = data[name]
+        assert run["samples"] >= 3000, name
+        assert run["errors"] == 0, (name, run["errors_by_kind"], run["markers"])
+        faults = [m for m in run["markers"] if m["source"] == "fault"]
+        assert len(faults) == len(run["scenario"]["faults"]), (name, run["markers"])
+        assert run["passed"], (name, run["verdicts"])
+    for name, standby in (
+        ("kill-web1", "web1bck"),
+        ("hang-web2", "web2bck"),
+        ("hang-web2-workers", "web2bck"),
+    ):
+        kinds = [m["kind"] for m in data[name]["markers"] if m["source"] == "controller"]
+        assert "failover" in kinds, (name, data[name]["markers"])
+        assert data[name]["failovers"][0]["standby"] == standby
+        assert data[name]["failovers"][0]["until_served_s"] is not None
+        assert data[name]["served_by"].get(standby, 0) > 0
+    recover = [m["kind"] for m in data["recover-web1"]["markers"]]
+    assert "failback" in recover and "drained" in recover, data["recover-web1"]["markers"]
+
+
+def test_thresholds_exit_1_when_broken_and_0_when_met(cluster):
+    """--max-error-pct broken (no-servers fails every request) exits 1 and says so; met, exit 0."""
+    broken = scenarios(cluster, "--only", "no-servers", "--no-report", "--max-error-pct", "50", *SHORT_CLOSED)
+    assert broken.returncode == 1, broken.stderr
+    assert "threshold: error % <= 50" in broken.stdout
+    met = scenarios(
+        cluster,
+        "--only",
+        "two-servers",
+        "--max-error-pct",
+        "0",
+        "--max-p99",
+        "5s",
+        "--report",
+        str(cluster.workdir / "report"),
+        *SHORT_CLOSED,
+    )
+    assert met.returncode == 0, met.stdout + met.stderr
+    assert (cluster.workdir / "report" / "report.html").exists()
+    saved = json.loads((cluster.workdir / "report" / "results.json").read_text())
+    assert saved["two-servers"]["errors"] == 0
+
+
+def test_a_user_scenario_file_runs_and_a_broken_one_is_refused_with_its_line(cluster, tmp_path):
+    """A user's timeline runs as written; a syntax error gives exit 2 with file:line and runs nothing."""
+    good = tmp_path / "mine.yaml"
+    good.write_text(
+        "scenarios:\n"
+        "  pause-web1:\n"
+        "    load: {rate: 400, duration: 4s}\n"
+        "    faults:\n"
+        "      - {at: 1s, hang: web1}\n"
+        "      - {at: 1.2s, resume: web1}\n"
+        "    expect: {max_failed: 0}\n"
+    )
+    data = results(cluster, "--scenario-file", str(good))
+    assert list(data) == ["pause-web1"]
+    assert [m["label"] for m in data["pause-web1"]["markers"] if m["source"] == "fault"] == [
+        "hang web1",
+        "resume web1",
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios:\n  oops:\n    faults:\n      - {at: 1s, kill: web1\n")
+    refused = scenarios(cluster, "--scenario-file", str(bad))
+    assert refused.returncode == 2
+    assert f"{bad}:5:" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_kill_both_with_warm_standbys_loses_nothing(cluster_dir):
+    """Both primaries killed at once with warm standbys: each is one Runtime API call away, 0 failed."""
+    running = start_cluster(
+        make_topology_file(cluster_dir, "standby: {temperature: warm}\n"), controller=True
+    )
+    try:
+        data = results(running, "--only", "kill-both", *SHORT_OPEN)
+    finally:
+        stop_cluster(running)
+    run = data["kill-both"]
+    assert run["errors"] == 0, (run["errors_by_kind"], run["markers"])
+    assert {f["standby"] for f in run["failovers"]} == {"web1bck", "web2bck"}
+    assert "warm" in run["scenario"]["description"]

@@ -30,7 +30,9 @@ NETWORK = "127.199.210.0/24"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", default=",".join(SEED_FIVE), help="scenarios to run, in order")
     parser.add_argument("--threads", type=int, default=1000)
     parser.add_argument("--loops", type=int, default=50)
@@ -41,7 +43,7 @@ def main() -> int:
     topology_file = workdir / "relevo.yaml"
     topology_file.write_text(f"name: seed\nnetwork: {NETWORK}\n")
     topology = load_topology(topology_file)
-    available, unavailable = catalogue(topology)
+    available, _ = catalogue(topology)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     missing = [n for n in names if n not in available]
     if missing:

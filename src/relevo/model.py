@@ -76,6 +76,10 @@ class Capacity:
     # them and queues the rest, so a burst waits in HAProxy's queue instead of in Apache's listen
     # backlog, where the health checks would wait behind it.
     workers: int = 400
+    # A CPU quota in cores (0.5: half of one core), None for none: what makes a local node slower than
+    # the machine, so that a lost primary costs capacity. The local provider applies it through cgroups
+    # (v1 or v2) when run as root.
+    cpu: float | None = None
 
     @property
     def maxconn(self) -> int:

@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
@@ -381,10 +381,20 @@ class _Reader:
         return ControllerSettings(**values)
 
     def capacity(self, node: yaml.Node, where: str, default: Capacity) -> Capacity:
-        section = self.mapping(node, where, {"workers"})
-        if "workers" not in section:
-            return default
-        return Capacity(workers=self.integer(section["workers"], f"{where}.workers", low=1, high=100_000))
+        section = self.mapping(node, where, {"workers", "cpu"})
+        values: dict[str, Any] = {}
+        if "workers" in section:
+            values["workers"] = self.integer(section["workers"], f"{where}.workers", low=1, high=100_000)
+        if "cpu" in section:
+            cpu = self.scalar(section["cpu"], f"{where}.cpu")
+            if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0.01 <= cpu <= 1024:
+                raise self.fail(
+                    section["cpu"],
+                    f"{where}.cpu: expected a number of cores from 0.01 to 1024 (0.5: half a core), "
+                    f"got {section['cpu'].value!r}",
+                )
+            values["cpu"] = float(cpu)
+        return replace(default, **values)
 
     def options(
         self, node: yaml.Node | None, where: str, provider: str

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from relevo.procs import group_members
+from relevo.procs import ProcessRecord, group_members
 from relevo.providers.cpu_quota import CpuCgroups, Layout
 
-from .conftest import wait_until
+from .conftest import make_topology_file, start_cluster, stop_cluster, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +71,23 @@ def _members(group) -> list[str]:
         return (group / "cgroup.procs").read_text().split()
     except OSError:
         return []
+
+
+def test_a_nodes_cpu_capacity_puts_its_apache_under_the_quota_until_it_stops(cgroups, cluster_dir):
+    """`capacity: {cpu: 0.2}` on web1: after `up` every Apache process of web1 is in its own group with
+    that quota, web2 (no quota) is not; `down` removes the group."""
+    nodes = "nodes:\n  web1: {role: web, capacity: {cpu: 0.2}}\n  web2: {role: web}\n"
+    running = start_cluster(make_topology_file(cluster_dir, nodes=nodes))
+    try:
+        group = cgroups.group("test", running.cluster.paths.root, "web1")
+        assert cgroups.quota(group) == pytest.approx(0.2)
+        web1 = ProcessRecord.load(running.cluster.paths.pid_file("web1"))
+        web2 = ProcessRecord.load(running.cluster.paths.pid_file("web2"))
+        assert web1 is not None and web2 is not None
+        inside = set(_members(group))
+        assert {str(pid) for pid in group_members(web1.pgid)} <= inside
+        assert not {str(pid) for pid in group_members(web2.pgid)} & inside
+        assert running.get()[0] == 200
+    finally:
+        stop_cluster(running)
+    assert not group.exists()

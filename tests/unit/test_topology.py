@@ -192,3 +192,24 @@ def test_missing_file_is_a_clear_error(tmp_path):
     """Naming a file that does not exist says so and how to make one."""
     with pytest.raises(TopologyError, match="no such file"):
         load_topology(tmp_path / "nope.yaml")
+
+
+def test_capacity_cpu_is_a_number_of_cores_inherited_and_overridden(tmp_path):
+    """`capacity.cpu` sets a CPU quota in cores for every node; a node's own capacity keeps the other
+    settings it does not name; a bad value names its line."""
+    from relevo.errors import TopologyError
+    from relevo.topology import parse_topology
+
+    text = (
+        "capacity: {workers: 50, cpu: 0.5}\n"
+        "nodes:\n"
+        "  web1: {role: web, capacity: {cpu: 0.25}}\n"
+        "  web2: {role: web}\n"
+    )
+    topology = parse_topology(text, source=None, state_dir=tmp_path)
+    assert (topology.node("web1").capacity.workers, topology.node("web1").capacity.cpu) == (50, 0.25)
+    assert topology.node("web2").capacity.cpu == 0.5
+    assert parse_topology("", source=None, state_dir=tmp_path).node("web1").capacity.cpu is None
+    with pytest.raises(TopologyError, match=r"capacity.cpu: expected a number of cores") as info:
+        parse_topology("capacity: {cpu: lots}\n", source=None, state_dir=tmp_path)
+    assert info.value.line == 1

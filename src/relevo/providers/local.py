@@ -19,8 +19,17 @@ from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail, 
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
-from relevo.procs import ProcessRecord, group_paused, is_ours, signal_group, stop_group, wait_gone
+from relevo.procs import (
+    ProcessRecord,
+    group_members,
+    group_paused,
+    is_ours,
+    signal_group,
+    stop_group,
+    wait_gone,
+)
 from relevo.providers.base import NodeState
+from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
 from relevo.providers.tools import find_apache, find_haproxy, run
 from relevo.render.apache import layout_for, write_apache_files
@@ -68,9 +77,13 @@ class LocalProvider:
             run(command, timeout_s=START_TIMEOUT_S, what="HAProxy did not start")
             self._adopt(node, expected, log=None)
         else:
+            web = self._web_node(node)
+            cgroups = self._cpu_cgroups(web)  # a quota that cannot be applied is refused before the start
             # Without -DFOREGROUND Apache detaches into its own session: the pid file names its parent.
             run([expected.exe, "-f", str(expected.config)], what=f"Apache {node} failed")
             self._adopt(node, expected, log=self.paths.log_dir(node) / "error.log")
+            if cgroups is not None:
+                self._limit_cpu(web, cgroups)
 
     def stop(self, node: str) -> None:
         expected = self._expected(node)
@@ -80,6 +93,8 @@ class LocalProvider:
             if lingering(record):
                 raise ProviderError(f"{node} (pid {record.pid}) did not stop")
         self.records.clear(node)
+        if node in self.topology.node_names and node != self.topology.balancer.name:
+            self._unlimit_cpu(self._web_node(node))
 
     def kill(self, node: str, sig: signal.Signals) -> None:
         record = self._record(node)
@@ -149,6 +164,40 @@ class LocalProvider:
         except KeyError:
             known = ", ".join(self.topology.node_names)
             raise ProviderError(f"no node named {name!r}; nodes: {known}") from None
+
+    # -- capacity: a CPU quota through cgroups -------------------------------------------------------------
+    def _cpu_cgroups(self, web: Node) -> CpuCgroups | None:
+        """Where the node's CPU quota goes; None without one. A quota that cannot be applied is an error,
+        never a silent no-op."""
+        if web.capacity.cpu is None:
+            return None
+        cgroups = CpuCgroups.detect()
+        if cgroups is None:
+            raise CpuQuotaError(f"{web.name}: capacity.cpu needs the cgroup cpu controller (v1 or v2)")
+        if os.geteuid() != 0:
+            raise CpuQuotaError(f"{web.name}: capacity.cpu needs root (the local provider uses cgroups)")
+        return cgroups
+
+    def _limit_cpu(self, web: Node, cgroups: CpuCgroups) -> None:
+        """Move the node's processes into its group; the children Apache forks later inherit it. If that
+        fails, the node is stopped again: it does not run without the capacity it was given."""
+        assert web.capacity.cpu is not None
+        record = self._record(web.name)
+        if record is None:
+            raise ProviderError(f"{web.name} did not start")
+        try:
+            group = cgroups.group(self.topology.name, self.paths.root, web.name)
+            cgroups.apply(group, web.capacity.cpu, group_members(record.pgid))
+        except ProviderError:
+            self.stop(web.name)
+            raise
+
+    def _unlimit_cpu(self, web: Node) -> None:
+        if web.capacity.cpu is None:
+            return
+        cgroups = CpuCgroups.detect()
+        if cgroups is not None:
+            cgroups.remove(cgroups.group(self.topology.name, self.paths.root, web.name))
 
     # -- records ------------------------------------------------------------------------------------------
     def _expected(self, node: str) -> Expected:

@@ -1,7 +1,8 @@
 """Putting the cluster as a scenario wants it before the load starts, whatever the last one left.
 
-The controller is stopped first, so that nothing heals while the nodes are being set. Then every hung
-node is resumed, nodes are started or stopped to match, HAProxy is started if it died, each server's
+The controller is stopped first, so that nothing heals while the nodes are being set, and it forgets
+the admin states it had set (the next one starts from the configured ones). Then every hung node is
+resumed, nodes are started or stopped to match, HAProxy is started if it died, each server's
 admin state is set (primaries in service, standbys in MAINT unless the scenario puts them in rotation),
 and the controller is started again when the scenario wants it. Returns once HAProxy sees every running
 server in rotation UP.
@@ -56,6 +57,9 @@ def prepare(cluster: Cluster, setup: Setup) -> None:
     # Primaries are in rotation even when stopped (HAProxy sees them DOWN: the seed's "no servers" run).
     in_rotation = {n.name for n in topology.primaries} | set(setup.in_rotation)
     _admin_states(cluster, in_rotation)
+    # The controller remembers which admin states it set and takes any other for an operator's planned
+    # maintenance. These were set for the scenario, not by a person: its next start begins afresh.
+    daemon.forget_owned_states(topology)
     lifecycle.wait_for_up(cluster, sorted(in_rotation & running))
     if setup.controller:
         daemon.start_background(topology)

@@ -60,7 +60,7 @@ def prepare(cluster: Cluster, setup: Setup) -> None:
     # The controller remembers which admin states it set and takes any other for an operator's planned
     # maintenance. These were set for the scenario, not by a person: its next start begins afresh.
     daemon.forget_owned_states(topology)
-    lifecycle.wait_for_up(cluster, sorted(in_rotation & running))
+    _wait_up(cluster, sorted(in_rotation & running))
     if setup.controller:
         daemon.start_background(topology)
         _wait_ticking(topology)
@@ -80,6 +80,20 @@ def _admin_states(cluster: Cluster, in_rotation: set[str]) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _wait_up(cluster: Cluster, servers: list[str]) -> None:
+    """Until HAProxy sees each of `servers` UP (its own checks: `rise` of them after a start)."""
+    deadline = time.monotonic() + lifecycle.UP_TIMEOUT_S
+    seen: dict[str, str] = {}
+    while True:
+        seen = {name: stat.health for name, stat in cluster.haproxy_servers().items()}
+        if all(seen.get(name) == "UP" for name in servers):
+            return
+        if time.monotonic() > deadline:
+            late = ", ".join(f"{n} is {seen.get(n, 'unknown')}" for n in servers if seen.get(n) != "UP")
+            raise ProviderError(f"HAProxy did not see every server of the scenario UP: {late}")
+        time.sleep(0.05)
 
 
 def _wait_ticking(topology: Topology) -> None:

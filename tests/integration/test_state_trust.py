@@ -364,3 +364,26 @@ def test_down_stops_a_node_renamed_in_the_topology_and_up_refuses_it(topology_fi
     assert relevo_cli(topology_file, "down").returncode == 0
     wait_until(lambda: not is_ours(web2), "web2 is stopped")
     assert cluster_processes(topology.state_dir) == []
+
+
+@pytest.mark.parametrize("delay_s", [0.03, 0.06])
+def test_a_standby_started_as_the_controller_dies_is_recorded_and_stopped(topology_file, delay_s):
+    """`relevo kill web1`, then the controller SIGKILLed 30-70 ms later (mid-start of web1bck): whatever
+    of web1bck runs, `status` reports it, and `down` stops it (it used to outlive every record)."""
+    topology = load_topology(topology_file)
+    lifecycle.up(topology)
+    cluster = Cluster(topology)
+    record = ProcessRecord.load(cluster.paths.controller_pid)
+    assert record is not None
+    assert relevo_cli(topology_file, "kill", "web1").returncode == 0
+    time.sleep(delay_s)
+    os.kill(record.pid, signal.SIGKILL)
+    daemon.stop_background(topology)
+    time.sleep(0.5)  # a start the controller had begun finishes (Apache daemonizes on its own)
+    result = relevo_cli(topology_file, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    states = {node["name"]: node["state"] for node in json.loads(result.stdout)["nodes"]}
+    serving = cluster_processes(cluster.paths.node_dir("web1bck"))
+    assert (states["web1bck"] == "running") == bool(serving), (states, serving)
+    assert relevo_cli(topology_file, "down").returncode == 0
+    assert cluster_processes(cluster.paths.root) == []

@@ -212,3 +212,21 @@ def test_a_lock_file_moved_aside_is_detected_by_its_holder(tmp_path):
         assert not held.bound()
         with hold(path, wait_s=0, what="second"):  # a newcomer can lock the new file...
             assert not held.bound()  # ...and the first holder knows it lost the lock
+
+
+def test_a_journal_that_is_a_symlink_is_refused_not_followed(tmp_path):
+    """events.jsonl replaced by a link to another file: reading it is a clear error, appending to it
+    never writes through the link."""
+    from relevo.controller.events import Event, EventKind, EventLog, read_events
+    from relevo.errors import RelevoError
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    journal = tmp_path / "events.jsonl"
+    journal.symlink_to(victim)
+    with pytest.raises(RelevoError, match="cannot read the journal"):
+        read_events(journal, 5)
+    EventLog(journal).append(
+        Event(kind=EventKind.CONTROLLER, node="controller", from_="a", to="b", reason="t")
+    )
+    assert victim.read_text() == "precious\n"

@@ -27,7 +27,7 @@ from relevo.controller.health import ProbeResult
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
 from relevo.errors import RelevoError
-from relevo.files import claim_state_dir, ensure_dir, tail
+from relevo.files import claim_state_dir, ensure_dir, open_nofollow, tail
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.lock import HeldLock
 from relevo.model import Topology
@@ -383,7 +383,7 @@ def controller_status(topology: Topology) -> dict[str, Any]:
 
 def _read_state(paths: StatePaths) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(paths.controller_state.read_text())
+        loaded = json.loads(open_nofollow(paths.controller_state))
         if isinstance(loaded, dict):
             return loaded
     return {}

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from relevo.errors import RelevoError
+
 
 class EventKind(enum.StrEnum):
     HEALTH = "health"  # the controller's own probes changed a node's health
@@ -175,13 +177,16 @@ def read_events(
     found: deque[dict[str, Any]] = deque(maxlen=n)
     for source in (rotated(path), path):  # the rotated part first: it is older
         try:
-            with source.open(encoding="utf-8", errors="replace") as handle:
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # never through a link
+            with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
                 for line in handle:
                     record = _parse(line)
                     if record is not None and (keep is None or keep(record)):
                         found.append(record)
         except FileNotFoundError:
             continue
+        except OSError as exc:  # a symbolic link (ELOOP) or worse: not a journal of ours
+            raise RelevoError(f"cannot read the journal {source}: {exc.strerror}") from None
     return list(found)
 
 
@@ -199,7 +204,7 @@ def follow_events(
             size = path.stat().st_size
             if size < offset:  # the journal was removed and started again
                 offset, partial = 0, b""
-            with path.open("rb") as handle:
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as handle:
                 handle.seek(offset)
                 chunk = handle.read()
         except FileNotFoundError:

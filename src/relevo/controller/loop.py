@@ -36,7 +36,7 @@ from relevo.controller.state import (
     ServerView,
     readonly,
 )
-from relevo.files import write_atomic
+from relevo.files import open_nofollow, write_atomic
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Topology
 from relevo.providers.base import BulkStatus, NodeState
@@ -419,7 +419,7 @@ class Controller:
         if self.owned_file is None:
             return {}
         with contextlib.suppress(OSError, ValueError):
-            data = json.loads(self.owned_file.read_text())
+            data = json.loads(open_nofollow(self.owned_file))
             if isinstance(data, dict):
                 return data
         return {}

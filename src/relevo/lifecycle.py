@@ -56,7 +56,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
     controller_started = False
     controller_pid: int | None = None
     try:
-        with cluster_lock(cluster.paths, what="relevo up"):
+        with cluster_lock(cluster.paths, what="relevo up") as held:
             cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now
             _refuse_strays(cluster)
             progress("rendering and checking configurations")
@@ -74,6 +74,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
                         daemon.forget_owned_states(topology)
                     progress(f"starting {name}" + (" (HAProxy)" if name == topology.balancer.name else ""))
                     started.append(name)
+                held.check()  # the lock file replaced meanwhile: another writer may be acting
                 cluster.start(name)
             changes: list[str] = []
             if controller:
@@ -193,9 +194,10 @@ def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
 
 def locked_start(cluster: Cluster, node: str) -> None:
     """Start one node as `relevo start` does: under the cluster lock, its port checked first."""
-    with cluster_lock(cluster.paths, what=f"relevo start {node}"):
+    with cluster_lock(cluster.paths, what=f"relevo start {node}") as held:
         if cluster.status(node) in NOT_RUNNING:
             check_listeners(_listeners(cluster.topology, [node]))
+        held.check()
         cluster.start(node)
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from relevo.files import StateWriteError, UnsafeStateError, claim_state_dir, ensure_dir, write_atomic
-from relevo.lock import LockBusyError, hold, holders
+from relevo.lock import LockBusyError, LockLostError, hold, holders
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, proven_members, stop_group
 from relevo.providers.records import APACHE, Expected, NodeRecords
@@ -212,6 +212,8 @@ def test_a_lock_file_moved_aside_is_detected_by_its_holder(tmp_path):
         assert not held.bound()
         with hold(path, wait_s=0, what="second"):  # a newcomer can lock the new file...
             assert not held.bound()  # ...and the first holder knows it lost the lock
+            with pytest.raises(LockLostError, match="replaced or removed"):
+                held.check()
 
 
 def test_a_journal_that_is_a_symlink_is_refused_not_followed(tmp_path):

@@ -335,3 +335,15 @@ def test_a_provider_that_can_reads_every_state_in_one_call_per_tick(topo):
     run(world, ctl, 1)
     assert world.bulk_calls == 10, "one call per tick (the stopped standbys and web1 together)"
     assert serving(world, "web1bck", "web1")
+
+
+def test_probe_timeout_is_never_stricter_than_haproxys_check(tmp_path):
+    """`controller.probe_timeout: 300ms` with `health.timeout: 1s`: the probe waits 1 s, as HAProxy."""
+    from relevo.topology import parse_topology
+
+    def probe_timeout(text: str) -> float:
+        return parse_topology(text, source=None, state_dir=tmp_path).probe_timeout_s
+
+    assert probe_timeout("health: {timeout: 1s}\ncontroller: {probe_timeout: 300ms}") == 1.0
+    assert probe_timeout("health: {timeout: 1s}\ncontroller: {probe_timeout: 2s}") == 2.0
+    assert probe_timeout("") == 1.0, "the default follows HAProxy's default check timeout"

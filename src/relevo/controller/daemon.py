@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from relevo import lock
 from relevo.controller.events import EventKind, EventLog, read_events
-from relevo.controller.haproxy_view import RuntimeBalancer
+from relevo.controller.haproxy_view import PolledBalancer, RuntimeBalancer
 from relevo.controller.health import ProbeResult
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
@@ -84,14 +84,13 @@ class Requests:
         return self.stop
 
 
-# Runtime API commands from the controller are bounded well below the tick, so a hung HAProxy costs a
-# tick at most this share of it (and never less than this floor: an answer takes well under 1 ms).
-RUNTIME_SHARE_OF_TICK = 0.4
-RUNTIME_FLOOR_S = 0.02
-
-
-def runtime_timeout_s(topology: Topology) -> float:
-    return max(RUNTIME_FLOOR_S, RUNTIME_SHARE_OF_TICK * topology.controller.tick_s)
+# HAProxy's view is read off the tick (`PolledBalancer`); a tick waits for a fresh read at most this
+# share of the tick, and HAProxy is "not answering" once no read has succeeded for STALE_VIEW_S. Under
+# the seed's load on two cores HAProxy took 50-300 ms to answer: a socket timeout of the tick's order
+# would call a busy HAProxy dead, so each call may take RUNTIME_TIMEOUT_S (HAProxy's check timeout).
+VIEW_WAIT_SHARE_OF_TICK = 0.5
+STALE_VIEW_S = 1.0
+RUNTIME_TIMEOUT_S = 1.0
 
 
 def owned_file(paths: StatePaths) -> Path:
@@ -129,11 +128,16 @@ def build_controller(
 
     prober = Prober(probe, timeout_s=timeout_s)
     wait_s = min(timeout_s, topology.controller.tick_s)
-    runtime = RuntimeAPI(paths.runtime_socket, timeout_s=runtime_timeout_s(topology))
+    runtime = RuntimeAPI(paths.runtime_socket, timeout_s=RUNTIME_TIMEOUT_S)
+    balancer = PolledBalancer(
+        RuntimeBalancer(runtime, topology.balancer.BACKEND, state_file=paths.server_state),
+        wait_s=VIEW_WAIT_SHARE_OF_TICK * topology.controller.tick_s,
+        stale_s=STALE_VIEW_S,
+    )
     controller = Controller(
         topology,
         nodes=lock.LockedNodes(cluster, paths, cancelled=stopping),
-        balancer=RuntimeBalancer(runtime, topology.balancer.BACKEND, state_file=paths.server_state),
+        balancer=balancer,
         collect=lambda names: prober.collect(names, wait_s),
         events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),
         state_file=paths.controller_state,
@@ -176,6 +180,8 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
             controller.run(_Flag(stopping), reload)
         finally:
             prober.close()
+            if isinstance(controller.balancer, PolledBalancer):
+                controller.balancer.close()
             mine = ProcessRecord.load(paths.controller_pid)
             if mine is not None and mine.pid == os.getpid():
                 paths.controller_pid.unlink(missing_ok=True)

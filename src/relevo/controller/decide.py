@@ -37,6 +37,8 @@ from relevo.providers.base import NodeState
 # A failed Runtime API command or provider call is retried after this, doubling up to the policy's max:
 # short, because a failover waits on it.
 GATE_BASE_S = 0.2
+# A command that failed may still be applied by a busy HAProxy for this long (its socket timeout is 1 s).
+UNCERTAIN_S = 3.0
 
 _UNSEEN = NodeView(process=None, health=NodeHealth())
 
@@ -54,6 +56,7 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
         outage=dict(memory.outage),
         owned=dict(memory.owned),
         manual=set(memory.manual),
+        uncertain=dict(memory.uncertain),
     )
     if policy.mode is StandbyMode.PAIRED:
         tick.operators()
@@ -78,7 +81,9 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
 def note_success(memory: Memory, action: Action) -> Memory:
     """An action worked: forget its retry backoff; a state the controller set is its own."""
     if action.kind is ActionKind.SET_STATE and action.state is not None:
-        memory = replace(memory, owned=readonly({**memory.owned, action.node: action.state}))
+        uncertain = {k: v for k, v in memory.uncertain.items() if k != action.node}
+        owned = {**memory.owned, action.node: action.state}
+        memory = replace(memory, owned=readonly(owned), uncertain=readonly(uncertain))
     if action.key not in memory.gates:
         return memory
     return replace(memory, gates=readonly({k: v for k, v in memory.gates.items() if k != action.key}))
@@ -111,6 +116,9 @@ def note_failure(
             durations={"retry_in_s": gate.next_at - now},
         )
     ]
+    if action.kind is ActionKind.SET_STATE:
+        uncertain = {**memory.uncertain, action.node: (action, now + UNCERTAIN_S)}
+        memory = replace(memory, uncertain=readonly(uncertain))
     starting, failed = dict(memory.starting), dict(memory.failed)
     if action.kind is ActionKind.START and action.node in policy.standbys:
         starting.pop(action.node, None)
@@ -144,6 +152,7 @@ class _Tick:
     outage: dict[str, float]
     owned: dict[str, AdminState]
     manual: set[str]
+    uncertain: dict[str, tuple[Action, float]]
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -161,6 +170,7 @@ class _Tick:
             outage=readonly(self.outage),
             owned=readonly(self.owned),
             manual=frozenset(self.manual),
+            uncertain=readonly(self.uncertain),
         )
         return Plan(actions=tuple(self.actions), events=tuple(self.events), memory=memory)
 
@@ -264,6 +274,12 @@ class _Tick:
             if server is None:
                 continue
             expected = self.owned.get(name, self.configured(name))
+            late, until = self.uncertain.pop(name, (None, 0.0))
+            if late is not None and self.now <= until:
+                if server.admin is late.state:
+                    self.applied_late(name, late)
+                    continue
+                self.uncertain[name] = (late, until)
             if server.admin is expected:
                 continue
             self.owned[name] = server.admin
@@ -274,6 +290,15 @@ class _Tick:
                 self.manual.add(name)
                 reason = f"set to {server.admin} by hand: planned maintenance, left so until put back"
             self.emit(EventKind.OPERATOR, name, str(expected), str(server.admin), reason)
+
+    def applied_late(self, name: str, action: Action) -> None:
+        """A command whose answer never came was applied after all: the controller's own change, with
+        the event it was to have, timed to now."""
+        assert action.state is not None
+        self.owned[name] = action.state
+        if action.then is not None:
+            timed = {key: self.now - since for key, since in action.timed_from.items()}
+            self.events.append(replace(action.then, durations=readonly({**action.then.durations, **timed})))
 
     def configured(self, name: str) -> AdminState:
         """The admin state HAProxy's configuration gives a server (paired standbys start `disabled`)."""

@@ -155,6 +155,9 @@ class Memory:
     owned: Mapping[str, AdminState] = field(default_factory=readonly)
     # Servers a person put in maint or drain: planned maintenance, left alone until they put it back.
     manual: frozenset[str] = frozenset()
+    # server -> a `set-state` that failed without an answer, and until when: HAProxy may still apply it
+    # (a busy one answers late), and then it is the controller's own change (with its event).
+    uncertain: Mapping[str, tuple[Action, float]] = field(default_factory=readonly)
 
 
 class ActionKind(enum.StrEnum):

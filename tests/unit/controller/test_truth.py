@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from relevo.errors import RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
 from relevo.providers.base import NodeState
 
@@ -347,3 +348,30 @@ def test_probe_timeout_is_never_stricter_than_haproxys_check(tmp_path):
     assert probe_timeout("health: {timeout: 1s}\ncontroller: {probe_timeout: 300ms}") == 1.0
     assert probe_timeout("health: {timeout: 1s}\ncontroller: {probe_timeout: 2s}") == 2.0
     assert probe_timeout("") == 1.0, "the default follows HAProxy's default check timeout"
+
+
+def test_a_command_applied_after_its_timeout_is_the_controllers_not_a_persons(topo):
+    """`state ready` times out but HAProxy applies it late: no operator event, the standby is not held
+    as a person's, and the failover is journalled once."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    real = world.set_state
+
+    def late(server, state):
+        if server == "web1bck" and str(state) == "ready" and not world.calls.count(("late", server, "")):
+            world.calls.append(("late", server, ""))
+            real(server, state)  # applied...
+            raise RuntimeAPIError("timed out")  # ...but the answer never came
+
+        return real(server, state)
+
+    world.set_state = late
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 2)
+    assert events(topo, "operator") == []
+    assert [e["node"] for e in events(topo, "failover")] == ["web1bck"]
+    assert len(events(topo, "action-failed")) == 1
+    world.nodes["web1"].process = NodeState.RUNNING
+    run(world, ctl, 5)
+    assert world.nodes["web1bck"].process is NodeState.STOPPED, "the pair was left as a person's"

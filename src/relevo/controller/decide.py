@@ -59,7 +59,10 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
         uncertain=dict(memory.uncertain),
     )
     if policy.mode is StandbyMode.PAIRED:
-        tick.operators()
+        if obs.haproxy_returned:
+            tick.reassert()
+        else:
+            tick.operators()
     tick.balancer()
     for primary in policy.primaries:
         tick.restart_policy(primary)
@@ -290,6 +293,15 @@ class _Tick:
                 self.manual.add(name)
                 reason = f"set to {server.admin} by hand: planned maintenance, left so until put back"
             self.emit(EventKind.OPERATOR, name, str(expected), str(server.admin), reason)
+
+    def reassert(self) -> None:
+        """HAProxy answers again (restarted, perhaps without its saved states): what differs from what
+        the controller set is not a person's doing. The pairs' own logic sets their states again; a
+        person's maint or drain is put back here."""
+        for name in self.manual:
+            server, wanted = self.view(name).server, self.owned.get(name)
+            if server is not None and wanted is not None and server.admin is not wanted:
+                self.act(set_state(name, wanted, "HAProxy came back without it: a person's state, put back"))
 
     def applied_late(self, name: str, action: Action) -> None:
         """A command whose answer never came was applied after all: the controller's own change, with

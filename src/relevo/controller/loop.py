@@ -173,6 +173,7 @@ class Controller:
         # HAProxy answering is proof enough that it runs; only a silent one is worth asking about.
         name = self.policy.balancer
         balancer_state = NodeState.RUNNING if haproxy else self.processes([name]).get(name)
+        returned = haproxy and self.balancer_seen != "answering"
         self.note_balancer(haproxy, balancer_state)
         nodes = {
             name: NodeView(
@@ -188,6 +189,7 @@ class Controller:
             nodes=nodes,
             balancer=balancer_state,
             haproxy=haproxy,
+            haproxy_returned=returned,
             balancer_busy=busy.get(self.policy.balancer),
         )
         return self.observation

@@ -119,6 +119,9 @@ class Observation:
     nodes: Mapping[str, NodeView]
     balancer: NodeState | None = NodeState.RUNNING
     haproxy: bool = True  # the Runtime API answered this tick
+    # ... after it did not: a restarted HAProxy may have come back with other states than the controller
+    # set (a lost server-state file), and those differences are nobody's decision.
+    haproxy_returned: bool = False
     balancer_busy: Busy | None = None
 
 

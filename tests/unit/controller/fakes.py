@@ -82,6 +82,7 @@ class World:
     status_errors: int = 0  # the next N provider status calls fail
     refused: set[tuple[str, str]] = field(default_factory=set)  # (verb, server) HAProxy refuses
     balancer_action_s: float = 0.0
+    lost_states: bool = False  # a restarted HAProxy comes back with its configured states
     failing_sets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (server, state): N to fail
 
     @classmethod
@@ -103,6 +104,9 @@ class World:
         self.starts[node] += 1
         if node == "ha1":
             self.balancer_process, self.haproxy_alive = NodeState.RUNNING, True
+            if self.lost_states:  # a new HAProxy without its server-state file: the configured states
+                for name, server in self.servers.items():
+                    server.admin = AdminState.MAINT if name.endswith("bck") else AdminState.READY
             return
         fake = self.nodes[node]
         if fake.start_error:

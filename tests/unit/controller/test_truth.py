@@ -375,3 +375,34 @@ def test_a_command_applied_after_its_timeout_is_the_controllers_not_a_persons(to
     world.nodes["web1"].process = NodeState.RUNNING
     run(world, ctl, 5)
     assert world.nodes["web1bck"].process is NodeState.STOPPED, "the pair was left as a person's"
+
+
+def test_haproxy_restarted_without_its_states_is_set_right_not_taken_for_a_person(topo):
+    """HAProxy dies after a failover and comes back with its configured states (the last save was
+    lost): the controller puts web1bck back in service and web1 in maint, and journals no person."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    assert serving(world, "web1bck", "web1")
+    world.lost_states = True
+    world.haproxy_alive, world.balancer_process = False, NodeState.STOPPED
+    run(world, ctl, 1)
+    assert world.starts["ha1"] == 1
+    assert serving(world, "web1bck", "web1")
+    assert events(topo, "operator") == []
+
+
+def test_a_persons_maint_lost_by_a_haproxy_restart_is_put_back(topo):
+    """web2 in maint by hand, then HAProxy restarted without its states: web2 is set to maint again."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.servers["web2"].admin = AdminState.MAINT
+    run(world, ctl, 1)
+    world.lost_states = True
+    world.haproxy_alive, world.balancer_process = False, NodeState.STOPPED
+    run(world, ctl, 1)
+    assert world.servers["web2"].admin is AdminState.MAINT
+    assert serving(world, "web2bck", "web2")
+    assert [e["to"] for e in events(topo, "operator")] == ["maint"]

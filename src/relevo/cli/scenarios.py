@@ -90,8 +90,8 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
       two-plus-one-standby, two-plus-two-standbys   (standbys started and in rotation, as the seed's
                                                      "backup running" runs were)
     Failures under load (open loop, 2000 req/s for 8 s, faults from 1.5 s, the controller on):
-      kill-web1, kill-both, hang-web2, hang-web2-workers, flap-web1, recover-web1,
-      maintenance-web1, reload-balancer, kill-balancer, kill-controller
+      kill-web1, kill-web1-no-standby, kill-both, hang-web2, hang-web2-workers, flap-web1,
+      recover-web1, maintenance-web1, reload-balancer, kill-balancer, kill-controller
 
     Every scenario states what it expects (0 failed requests for a single fault, ...); a broken
     expectation or threshold makes the exit status 1. `--list` shows them all.

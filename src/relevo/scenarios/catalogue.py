@@ -154,6 +154,19 @@ def _kill_web1(c: Cast, t: Topology) -> Scenario:
     )
 
 
+def _kill_web1_no_standby(c: Cast, t: Topology) -> Scenario:
+    # Measured, nothing expected: beside kill-web1 it shows what the standby buys. With nodes that have a
+    # CPU quota (capacity.cpu) and a rate one node cannot carry, the survivor's queue and latency grow.
+    return Scenario(
+        name="kill-web1-no-standby",
+        description=f"SIGKILL {c.web1} with the controller off: {c.web2} alone carries the load "
+        "(compare with kill-web1: what the standby buys)",
+        load=LoadSettings.open_loop(),
+        setup=Setup(controller=False),
+        faults=(Fault(at_s=FAULT_AT_S, action=Action.KILL, node=c.web1),),
+    )
+
+
 def _kill_both(c: Cast, t: Topology) -> Scenario:
     warm = t.standby.temperature is Temperature.WARM
     # Cold standbys: requests that arrive while no server is up are lost; measured, not expected away.
@@ -257,6 +270,7 @@ _BUILDERS = (
     ("two-plus-one-standby", ("web1", "web2", "web1bck"), _two_plus_one),
     ("two-plus-two-standbys", ("web1", "web2", "web1bck", "web2bck"), _two_plus_two),
     ("kill-web1", ("web1", "web1bck"), _kill_web1),
+    ("kill-web1-no-standby", ("web1", "web2"), _kill_web1_no_standby),
     ("kill-both", ("web1", "web2", "web1bck", "web2bck"), _kill_both),
     ("hang-web2", ("web2", "web2bck"), _hang_web2),
     ("hang-web2-workers", ("web2", "web2bck"), _hang_web2_workers),

@@ -1,0 +1,73 @@
+"""kill-both under several configurations: how many requests are lost while no server is in service, and
+which settings make that smallest (a benchmark, not a test).
+
+Both primaries are SIGKILLed together under an open-loop load. Until a standby is in service, HAProxy
+has nothing to send a request to: the requests of that window fail. This sweeps what could shorten or
+bridge it, each on a fresh cluster (127.199.220.0/24, stopped afterwards): cold or warm standbys, the
+controller's tick (how soon it sees the deaths), HAProxy's balance algorithm and `timeout connect` (its
+retry turn-around is min(timeout connect, 1 s), applied only to asynchronous connect errors and, with
+roundrobin, only when retrying the same server).
+
+    .venv/bin/python benchmarks/kill_both.py [--rate 1000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from relevo import lifecycle
+from relevo.scenarios.catalogue import catalogue
+from relevo.scenarios.runner import LoadOverride, run_scenarios
+from relevo.topology import load_topology
+
+NETWORK = "127.199.220.0/24"
+
+
+def one(temperature: str, tick: str, balance: str, connect: str, rate: float) -> tuple[int, float, str]:
+    workdir = Path(tempfile.mkdtemp(prefix="relevo-killboth-", dir="/tmp"))
+    path = workdir / "relevo.yaml"
+    path.write_text(
+        f"name: killboth\nnetwork: {NETWORK}\n"
+        f"balancer: {{balance: {balance}, timeout_connect: {connect}}}\n"
+        f"standby: {{temperature: {temperature}}}\ncontroller: {{tick: {tick}}}\n"
+    )
+    topology = load_topology(path)
+    try:
+        lifecycle.up(topology)
+        scenario = catalogue(topology)[0]["kill-both"]
+        [result] = run_scenarios(topology, [scenario], override=LoadOverride(rate_rps=rate, duration_s=5.0))
+    finally:
+        lifecycle.down(topology)
+        shutil.rmtree(workdir, ignore_errors=True)
+    serving = max((f.until_served_s or 0.0 for f in result.failovers), default=0.0)
+    kinds = ", ".join(f"{k} {n}" for k, n in result.report.total.errors_by_kind.items())
+    return result.failed, serving, kinds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--quick", action="store_true", help="temperature x tick only")
+    args = parser.parse_args()
+    balances = ("roundrobin",) if args.quick else ("roundrobin", "leastconn")
+    connects = ("500ms",) if args.quick else ("500ms", "100ms")
+    print(f"kill-both at {args.rate:g} req/s (open loop): failed requests, slowest standby serving")
+    print(f"{'standbys':9}{'tick':>7}{'balance':>12}{'connect':>9}{'failed':>8}{'serving':>9}  errors")
+    for temperature, tick, balance, connect in itertools.product(
+        ("cold", "warm"), ("100ms", "25ms"), balances, connects
+    ):
+        failed, serving, kinds = one(temperature, tick, balance, connect, args.rate)
+        print(f"{temperature:9}{tick:>7}{balance:>12}{connect:>9}{failed:>8}{serving:>8.3f}s  {kinds}")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from relevo.lxd.build import BuiltImage, import_image
-from relevo.lxd.client import LXDClient
+from relevo.lxd.client import LXDClient, proxy_device
 from relevo.lxd.errors import LXDError, LXDForbiddenError, LXDNotFoundError, LXDUnreachableError
+from relevo.lxd.network import free_subnet, isolated_bridge
 from relevo.lxd.transport import Endpoint
-
-from .conftest import free_subnet
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
@@ -36,9 +37,9 @@ def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60
     raise AssertionError(f"timed out after {timeout_s:g} s waiting until {what}")
 
 
-def http_status(address: str, timeout_s: float = 1.0) -> int | None:
-    """GET / on port 80 of a container on the test's bridge; None when nothing answers in time."""
-    conn = http.client.HTTPConnection(address, 80, timeout=timeout_s)
+def http_status(address: str, timeout_s: float = 1.0, *, port: int = 80) -> int | None:
+    """GET / on a container on the test's bridge (or a loopback proxy); None when nothing answers in time."""
+    conn = http.client.HTTPConnection(address, port, timeout=timeout_s)
     try:
         conn.request("GET", "/")
         return conn.getresponse().status
@@ -46,6 +47,14 @@ def http_status(address: str, timeout_s: float = 1.0) -> int | None:
         return None
     finally:
         conn.close()
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for LXD to listen on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @contextlib.contextmanager
@@ -66,8 +75,8 @@ def test_a_container_from_the_base_image_serves_freezes_stops_and_goes(
     """The whole life of a container through the client: create, file push, start, Apache answering on
     the bridge, frozen (connects but never answers), unfrozen, force-stopped, deleted."""
     client = unchanged_lxd
-    subnet = free_subnet()
-    gateway, address = subnet[1], subnet[10]
+    subnet = free_subnet(start=os.getpid())
+    gateway, address = ipaddress.IPv4Interface(f"{subnet[1]}/24"), subnet[10]
     network, profile, name, alias = (
         f"rlvt{TAG}",
         f"relevo-test-{TAG}",
@@ -83,19 +92,7 @@ def test_a_container_from_the_base_image_serves_freezes_stops_and_goes(
         assert client.alias_target(alias) == imported.fingerprint
         assert imported.uploaded == (imported.fingerprint not in known)  # uploaded only when missing
 
-        client.create_network(
-            network,
-            {
-                "ipv4.address": f"{gateway}/24",
-                "ipv4.nat": "false",
-                "ipv4.firewall": "false",
-                "ipv4.routing": "false",
-                "ipv4.dhcp": "false",
-                "ipv6.address": "none",
-                "ipv6.firewall": "false",
-            },
-            description="relevo test bridge",
-        )
+        client.create_network(network, isolated_bridge(gateway), description="relevo test bridge")
         undo.append(lambda: client.delete_network(network))
         root = {"type": "disk", "path": "/", "pool": "default"}
         nic = {"type": "nic", "nictype": "bridged", "parent": network, "name": "cnet0"}
@@ -109,7 +106,7 @@ def test_a_container_from_the_base_image_serves_freezes_stops_and_goes(
         interface = f"auto cnet0\niface cnet0 inet static\n    address {address}/24\n"
         client.push_file(name, "/etc/network/interfaces.d/cnet0", interface.encode())
         client.start(name)
-        wait_until(lambda: http_status(str(address)) == 200, f"Apache answers on {address}")
+        wait_until(lambda: http_status(str(address)) == 200, f"Apache answers on {address}", 120)
 
         [instance] = [i for i in client.instances() if i.name == name]
         assert instance.status == "Running"
@@ -119,11 +116,19 @@ def test_a_container_from_the_base_image_serves_freezes_stops_and_goes(
         failing = client.exec(name, ["sh", "-c", "echo no >&2; exit 4"])
         assert (failing.returncode, failing.stderr) == (4, "no\n")
 
+        # The balancer's frontend reaches the host through a proxy device on a loopback address.
+        port = free_loopback_port()
+        client.add_device(name, "front", proxy_device(f"tcp:127.0.0.1:{port}", "tcp:127.0.0.1:80"))
+        wait_until(lambda: http_status("127.0.0.1", port=port) == 200, "Apache answers through the proxy", 30)
+        client.remove_device(name, "front")
+        assert "front" not in client.instance(name).devices
+        assert http_status("127.0.0.1", port=port, timeout_s=0.5) is None
+
         client.freeze(name)
         assert client.instance(name).status == "Frozen"
         assert http_status(str(address), timeout_s=0.5) is None  # the hang fault: no answer
         client.unfreeze(name)
-        assert http_status(str(address), timeout_s=5) == 200
+        wait_until(lambda: http_status(str(address)) == 200, "Apache answers again once unfrozen", 30)
 
         client.stop(name, force=True)
         assert client.instance(name).status == "Stopped"
@@ -161,7 +166,7 @@ def test_the_same_daemon_as_an_https_remote_with_a_pinned_certificate(
     server_cert = tmp_path / "server.crt"
     server_cert.write_text(local.server()["environment"]["certificate"])
     cert, key = _client_certificate(tmp_path)
-    port = 18443 + os.getpid() % 1000
+    port = free_loopback_port()
     previous = local.server()["config"].get("core.https_address", "")
     with undo_stack() as undo:
         local.update_server_config({"core.https_address": f"127.0.0.1:{port}"})

@@ -28,6 +28,8 @@ from relevo.lxd.errors import (
 from relevo.lxd.transport import Endpoint, certificate_fingerprint
 
 OPERATION_TIMEOUT_S = 60.0
+# The first container from an image unpacks its root file system (~400 MB): seconds, more on a busy disk.
+CREATE_TIMEOUT_S = 300.0
 IMAGE_IMPORT_TIMEOUT_S = 600.0
 # The operation's wait endpoint holds the request open; the socket may wait this much longer than it.
 WAIT_SLACK_S = 5.0
@@ -241,7 +243,7 @@ class LXDClient:
         devices: Mapping[str, Mapping[str, str]] | None = None,
         config: Mapping[str, str] | None = None,
         target: str | None = None,
-        wait_s: float = OPERATION_TIMEOUT_S,
+        wait_s: float = CREATE_TIMEOUT_S,
     ) -> None:
         """A stopped container from the image with alias (or fingerprint) `image`; `target` places it on
         one member of an LXD cluster."""

@@ -4,6 +4,7 @@ exercised by the `lxd` tier, which builds the image when the cache is empty)."""
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import os
 from dataclasses import replace
@@ -18,6 +19,7 @@ from relevo.cli.image import StepPrinter
 from relevo.errors import RelevoError
 from relevo.lxd import build
 from relevo.lxd.build import ImageRecipe, build_image, cache_dir
+from relevo.lxd.network import free_subnet, isolated_bridge
 
 
 def test_the_cache_key_follows_the_recipe() -> None:
@@ -97,3 +99,15 @@ def test_progress_in_a_log_shows_steps_and_thins_out_routine_lines() -> None:
         printer(line)
     printed = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
     assert printed == ["debootstrap bookworm", "I: Retrieving a", "W: odd", "packing"]
+
+
+def test_a_test_bridge_is_isolated_and_on_a_free_subnet() -> None:
+    """The bridge config turns NAT, routing, DHCP and IPv6 off; the subnet skips any the host routes."""
+    config = isolated_bridge(ipaddress.IPv4Interface("10.213.7.1/24"))
+    assert config["ipv4.address"] == "10.213.7.1/24"
+    assert (config["ipv4.nat"], config["ipv4.routing"], config["ipv6.address"]) == ("false", "false", "none")
+    taken = [ipaddress.IPv4Network("10.213.0.0/23"), ipaddress.IPv4Network("10.213.3.0/24")]
+    assert free_subnet(taken=taken) == ipaddress.IPv4Network("10.213.2.0/24")
+    assert free_subnet(start=3, taken=taken) == ipaddress.IPv4Network("10.213.4.0/24")
+    with pytest.raises(ValueError, match="no free /24"):
+        free_subnet(taken=[ipaddress.IPv4Network("10.0.0.0/8")])

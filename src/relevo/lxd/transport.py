@@ -48,12 +48,18 @@ class Endpoint:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
     @classmethod
-    def local(cls, socket_path: Path | None = None, **options: object) -> Endpoint:
+    def local(
+        cls,
+        socket_path: Path | None = None,
+        *,
+        project: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> Endpoint:
         """The local daemon: `socket_path`, else $LXD_DIR/unix.socket, else the first socket that exists
         among snap's, Debian's and Incus's."""
         path = socket_path or _find_socket()
         flavour: Flavour = "incus" if "incus" in str(path) else "lxd"
-        return cls(socket_path=path, flavour=flavour, **options)  # type: ignore[arg-type]
+        return cls(socket_path=path, flavour=flavour, project=project, timeout_s=timeout_s)
 
     @property
     def name(self) -> str:

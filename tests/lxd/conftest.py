@@ -62,11 +62,29 @@ def _answers() -> bool:
     return True
 
 
+def _adopt_orphaned_daemon(pidfile: Path) -> None:
+    """A session that was killed before its teardown left its daemon running and its pid file behind
+    (named after the session's PID): this session takes that record over, so the daemon a test session
+    started is still stopped by one."""
+    for record in pidfile.parent.glob("lxd-daemon.*.pid"):
+        owner = record.name.split(".")[1]
+        if not owner.isdigit() or record == pidfile:
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            record.replace(pidfile)
+            return
+        except PermissionError:
+            continue
+
+
 @pytest.fixture(scope="session")
 def lxd(tier_lock: None) -> Iterator[LXDClient]:
     """A client of the local LXD daemon: the one already running, else one started by scripts/lxd-daemon
     for this session and stopped (by its PID) when the session ends."""
     pidfile = _private_dir() / f"lxd-daemon.{os.getpid()}.pid"
+    _adopt_orphaned_daemon(pidfile)
     if not _answers() and os.geteuid() != 0:
         pytest.fail("no LXD daemon answers and starting one needs root: run `sudo scripts/lxd-daemon start`")
     # Also makes the storage pool when it is missing; writes the pid file only if it starts the daemon.

@@ -84,14 +84,16 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
     """Run scenarios on the running cluster and compare them in one table and one HTML report.
 
     \b
-    The seed's experiment (closed loop, 1000 threads x 50 loops, ramp-up 1 s), each on a freshly
-    reconciled cluster with the controller off:
-      no-servers, one-server, two-servers,
-      two-plus-one-standby, two-plus-two-standbys   (standbys started and in rotation, as the seed's
-                                                     "backup running" runs were)
-    Failures under load (open loop, 2000 req/s for 8 s, faults from 1.5 s, the controller on):
-      kill-web1, kill-web1-no-standby, kill-both, hang-web2, hang-web2-workers, flap-web1,
-      recover-web1, maintenance-web1, reload-balancer, kill-balancer, kill-controller
+    The seed's experiment (closed loop, 1000 threads x 50 loops, ramp-up
+    1 s), each on a freshly reconciled cluster, the controller off:
+      no-servers, one-server, two-servers, two-plus-one-standby,
+      two-plus-two-standbys (standbys started and in rotation, as in the
+      seed's "backup running" runs)
+    Failures under load (open loop, 2000 req/s for 8 s, faults from 1.5 s,
+    the controller on):
+      kill-web1, kill-web1-no-standby, kill-both, hang-web2,
+      hang-web2-workers, flap-web1, recover-web1, maintenance-web1,
+      reload-balancer, kill-balancer, kill-controller
 
     Every scenario states what it expects (0 failed requests for a single fault, ...); a broken
     expectation or threshold makes the exit status 1. `--list` shows them all.

@@ -11,8 +11,8 @@ from relevo.files import claim_state_dir
 from relevo.haproxy.runtime import RuntimeAPI, ServerStat
 from relevo.model import Endpoint, Role, Topology
 from relevo.paths import StatePaths
-from relevo.providers.base import BulkStatus, NodeState, Provider, Recording, load_provider
-from relevo.providers.local import save_server_state
+from relevo.providers.base import BulkStatus, Fault, NodeState, Provider, Recording, as_fault, load_provider
+from relevo.services.haproxy import save_server_state
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,8 +65,10 @@ class Cluster:
             self.save_server_state()
         self.provider_for(node).stop(node)
 
-    def kill(self, node: str, sig: signal.Signals) -> None:
-        self.provider_for(node).kill(node, sig)
+    def kill(self, node: str, what: Fault | signal.Signals) -> None:
+        """Inflict a fault, named as one or as the signal that means it locally (KILL: crash, STOP: hang,
+        CONT: resume, TERM: stop); each provider maps it to its own means."""
+        self.provider_for(node).fault(node, as_fault(what))
 
     def status(self, node: str) -> NodeState:
         return self.provider_for(node).status(node)

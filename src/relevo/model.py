@@ -161,6 +161,8 @@ class Topology:
     standby: StandbyPolicy = StandbyPolicy()
     controller: ControllerSettings = ControllerSettings()
     capacity: Capacity = Capacity()  # every node's, unless the node sets its own
+    # Each provider's own settings (`providers: {lxd: {...}}`), as the provider declared and checked them.
+    providers: Mapping[str, Mapping[str, OptionValue]] = field(default_factory=lambda: MappingProxyType({}))
     # Where the topology came from (None: the built-in default) and where its state lives.
     source: Path | None = None
     state_dir: Path = Path(".relevo")
@@ -186,6 +188,9 @@ class Topology:
     def probe_timeout_s(self) -> float:
         """The controller's probe timeout: never stricter than HAProxy's own check."""
         return max(self.controller.probe_timeout_s, self.health.timeout_s)
+
+    def provider_options(self, provider: str) -> Mapping[str, OptionValue]:
+        return self.providers.get(provider, MappingProxyType({}))
 
     @property
     def node_names(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
@@ -37,6 +37,7 @@ from relevo.model import (
     Temperature,
     Topology,
 )
+from relevo.providers.base import known_providers, options_spec, topology_problems
 
 DEFAULT_FILE = "relevo.yaml"
 STATE_DIR = ".relevo"
@@ -44,10 +45,6 @@ STATE_DIR = ".relevo"
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
 DEFAULT_WEB_PORT = 8080
-# Per-provider node options: name -> expected type. Unknown options are errors, like unknown keys.
-PROVIDER_OPTIONS: dict[str, dict[str, type]] = {
-    "local": {"threads_per_child": int},
-}
 
 E = TypeVar("E", bound=Any)
 
@@ -220,6 +217,7 @@ class _Reader:
                 "controller",
                 "capacity",
                 "nodes",
+                "providers",
             },
         )
         if "version" in top:
@@ -247,6 +245,7 @@ class _Reader:
             standby=self.standby(top["standby"]) if "standby" in top else StandbyPolicy(),
             controller=self.controller(top["controller"]) if "controller" in top else ControllerSettings(),
             capacity=capacity,
+            providers=self.providers(top.get("providers")),
             source=self.source,
             state_dir=state_dir,
         )
@@ -254,8 +253,6 @@ class _Reader:
         return topology
 
     def provider(self, node: yaml.Node, where: str) -> str:
-        from relevo.providers.base import known_providers
-
         value = self.name(node, where)
         if value not in known_providers():
             known = ", ".join(sorted(known_providers()))
@@ -401,8 +398,15 @@ class _Reader:
     ) -> MappingProxyType[str, OptionValue]:
         if node is None:
             return MappingProxyType({})
-        allowed = PROVIDER_OPTIONS.get(provider)
-        if allowed is None:  # a third-party provider: plain values, checked by the provider itself
+        spec = options_spec(provider)
+        return self.typed_options(node, where, None if spec is None else spec.node)
+
+    def typed_options(
+        self, node: yaml.Node, where: str, allowed: Mapping[str, type] | None
+    ) -> MappingProxyType[str, OptionValue]:
+        """A mapping of the keys `allowed` names, each of its type; None: any keys, plain values (a
+        third-party provider that checks its own)."""
+        if allowed is None:
             keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
             section = self.mapping(node, where, keys)
             return MappingProxyType({k: self.scalar(v, f"{where}.{k}") for k, v in section.items()})
@@ -411,8 +415,28 @@ class _Reader:
         for key, value_node in section.items():
             if allowed[key] is int:
                 out[key] = self.integer(value_node, f"{where}.{key}", low=1, high=100_000)
+            elif allowed[key] is bool:
+                value = self.scalar(value_node, f"{where}.{key}")
+                if not isinstance(value, bool):
+                    raise self.fail(value_node, f"{where}.{key}: expected true or false, got {shown(value)}")
+                out[key] = value
             else:
                 out[key] = self.string(value_node, f"{where}.{key}")
+        return MappingProxyType(out)
+
+    def providers(self, node: yaml.Node | None) -> MappingProxyType[str, Mapping[str, OptionValue]]:
+        """`providers:`: each provider's own section, with the keys that provider declares."""
+        if node is None:
+            return MappingProxyType({})
+        keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+        section = self.mapping(node, "providers", keys)
+        out: dict[str, Mapping[str, OptionValue]] = {}
+        for key, value_node in section.items():
+            key_node = next(k for k, _ in node.value if k.value == key)
+            name = self.provider(key_node, "providers")
+            spec = options_spec(name)
+            allowed = None if spec is None else spec.section
+            out[name] = self.typed_options(value_node, f"providers.{name}", allowed)
         return MappingProxyType(out)
 
     def default_nodes(self, provider: str, capacity: Capacity) -> list[_PendingNode]:
@@ -525,21 +549,21 @@ class _Reader:
                     f"the standby {paired[target.name]}",
                 )
             paired[target.name] = node.name
-        balancer = topology.balancer
-        for where, endpoint in (("frontend", balancer.frontend), ("stats", balancer.stats)):
-            if balancer.provider == "local" and not ipaddress.ip_address(endpoint.address).is_loopback:
-                raise self.fail(
-                    top.get("balancer", top.get("network", root)),
-                    f"balancer.{where}.address: the local provider serves on loopback only "
-                    f"(127.0.0.0/8 or ::1), got {endpoint.address}",
-                )
-        for node in topology.nodes:
-            if node.provider == "local" and not ipaddress.ip_address(node.address).is_loopback:
-                raise self.fail(
-                    anchor(node.name),
-                    f"nodes.{node.name}.address: the local provider serves on "
-                    f"loopback only (127.0.0.0/8 or ::1), got {node.address}",
-                )
+        places = {
+            "balancer": top.get("balancer", top.get("network", root)),
+            "providers": top.get("providers", root),
+        }
+        kinds = {topology.balancer.provider, *(n.provider for n in topology.nodes), *topology.providers}
+        for kind in sorted(kinds):
+            for problem in topology_problems(kind, topology):
+                head = problem.where.split(".")
+                if head[0] == "nodes" and len(head) > 1:
+                    at = anchor(head[1])
+                elif head[0] == "providers" and isinstance(places["providers"], yaml.MappingNode):
+                    at = _positions(places["providers"]).get(kind, places["providers"])
+                else:
+                    at = places.get(head[0], root)
+                raise self.fail(at, problem.message)
         self.check_ports(topology, anchor, top.get("balancer", root))
 
     def check_ports(

@@ -119,7 +119,8 @@ def build_controller(
     cluster = Cluster(topology)
     health = topology.health
     timeout_s = topology.probe_timeout_s
-    endpoints = {node.name: node.endpoint for node in topology.nodes}
+    # Where each node serves, as its provider resolved it (a container's address on its bridge).
+    endpoints = {node.name: cluster.address(node.name) for node in topology.nodes}
 
     def probe(name: str) -> ProbeResult:
         return http_probe(

@@ -6,8 +6,9 @@ import enum
 import importlib
 import signal
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from relevo.errors import RelevoError
 
@@ -20,6 +21,52 @@ class NodeState(enum.StrEnum):
     PAUSED = "paused"  # every process stopped by SIGSTOP: a hung server
     STOPPED = "stopped"
     MISSING = "missing"  # not created yet
+
+
+class Fault(enum.StrEnum):
+    """What can be done to a node, in words every provider maps to its own means."""
+
+    CRASH = "crash"  # gone at once, no cleanup (SIGKILL; a forced container stop)
+    HANG = "hang"  # alive but never answering (SIGSTOP; a frozen container)
+    RESUME = "resume"  # undo a hang (SIGCONT; unfreeze)
+    STOP = "stop"  # asked to end (SIGTERM; a clean container stop)
+
+
+# `relevo kill --signal` and callers that speak in signals: the fault each signal means.
+SIGNAL_FAULTS: dict[signal.Signals, Fault] = {
+    signal.SIGKILL: Fault.CRASH,
+    signal.SIGSTOP: Fault.HANG,
+    signal.SIGCONT: Fault.RESUME,
+    signal.SIGTERM: Fault.STOP,
+}
+
+
+def as_fault(what: Fault | signal.Signals) -> Fault:
+    if isinstance(what, Fault):
+        return what
+    try:
+        return SIGNAL_FAULTS[what]
+    except KeyError:
+        known = ", ".join(s.name for s in SIGNAL_FAULTS)
+        raise ValueError(f"no fault for {what.name}; expected one of {known}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A topology a provider cannot run: `where` is the key path the loader points at (`balancer`,
+    `nodes.web1`, `providers.lxd`), `message` says what was expected."""
+
+    where: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsSpec:
+    """The options a provider reads: its `providers.<name>:` section and each node's `options:`.
+    Each maps a key to its type (str, int, bool); unknown keys are errors, like unknown keys anywhere."""
+
+    section: Mapping[str, type] = field(default_factory=dict)
+    node: Mapping[str, type] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -38,8 +85,8 @@ class Provider(Protocol):
     def stop(self, node: str) -> None:
         """Stop the node gracefully, bounded in time; falls back to SIGKILL."""
 
-    def kill(self, node: str, sig: signal.Signals) -> None:
-        """Send `sig` to every process of the node (KILL: a crash, STOP: a hang, CONT: a resume)."""
+    def fault(self, node: str, fault: Fault) -> None:
+        """Inflict `fault` on the node; returns once it has taken effect (status then tells it)."""
 
     def status(self, node: str) -> NodeState:
         """What the node's processes are doing now, as the provider sees them."""
@@ -92,7 +139,7 @@ def known_providers() -> dict[str, str]:
     return found
 
 
-def load_provider(name: str, topology: Topology) -> Provider:
+def provider_class(name: str) -> Any:
     registry = known_providers()
     try:
         target = registry[name]
@@ -100,6 +147,21 @@ def load_provider(name: str, topology: Topology) -> Provider:
         known = ", ".join(sorted(registry))
         raise UnknownProviderError(f"unknown provider {name!r}; known providers: {known}") from None
     module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider = cls(topology)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def options_spec(name: str) -> OptionsSpec | None:
+    """The options provider `name` declares (None: a provider that declares none, checked by itself)."""
+    spec = getattr(provider_class(name), "options", None)
+    return spec if isinstance(spec, OptionsSpec) else None
+
+
+def topology_problems(name: str, topology: Topology) -> list[Problem]:
+    """What provider `name` finds wrong with a topology (its own rules: loopback only, a subnet...)."""
+    check = getattr(provider_class(name), "check_topology", None)
+    return list(check(topology)) if check is not None else []
+
+
+def load_provider(name: str, topology: Topology) -> Provider:
+    provider: Provider = provider_class(name)(topology)
     return provider

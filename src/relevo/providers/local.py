@@ -8,15 +8,15 @@ directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from relevo.errors import MissingToolError, ProviderError, RuntimeAPIError
-from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail, write_atomic
-from relevo.haproxy.runtime import RuntimeAPI
+from relevo.errors import MissingToolError, ProviderError
+from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
 from relevo.procs import (
@@ -28,13 +28,14 @@ from relevo.procs import (
     stop_group,
     wait_gone,
 )
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem
 from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
+from relevo.providers.host import LocalHost, install
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
 from relevo.providers.tools import find_apache, find_haproxy, run
-from relevo.render.apache import layout_for, write_apache_files
-from relevo.render.haproxy import write_haproxy_files
-from relevo.secrets import load_or_create_secrets
+from relevo.render.haproxy import Binds, HAProxyLayout
+from relevo.services.apache import ApacheService
+from relevo.services.haproxy import HAProxyService, save_server_state
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -43,8 +44,44 @@ SIGNAL_EFFECT_S = 2.0
 MAX_SOCKET_PATH = 100
 
 
+# Each fault, as this provider inflicts it: a signal to every process of the node's group.
+FAULT_SIGNALS = {
+    Fault.CRASH: signal.SIGKILL,
+    Fault.HANG: signal.SIGSTOP,
+    Fault.RESUME: signal.SIGCONT,
+    Fault.STOP: signal.SIGTERM,
+}
+
+
 class LocalProvider:
     name = "local"
+    options = OptionsSpec(node={"threads_per_child": int})
+
+    @staticmethod
+    def check_topology(topology: Topology) -> list[Problem]:
+        """Local nodes serve on this machine's loopback only: nothing reaches them from elsewhere."""
+        problems: list[Problem] = []
+        balancer = topology.balancer
+        if balancer.provider == "local":
+            for where, endpoint in (("frontend", balancer.frontend), ("stats", balancer.stats)):
+                if not ipaddress.ip_address(endpoint.address).is_loopback:
+                    problems.append(
+                        Problem(
+                            "balancer",
+                            f"balancer.{where}.address: the local provider serves on loopback only "
+                            f"(127.0.0.0/8 or ::1), got {endpoint.address}",
+                        )
+                    )
+        for node in topology.nodes:
+            if node.provider == "local" and not ipaddress.ip_address(node.address).is_loopback:
+                problems.append(
+                    Problem(
+                        f"nodes.{node.name}",
+                        f"nodes.{node.name}.address: the local provider serves on "
+                        f"loopback only (127.0.0.0/8 or ::1), got {node.address}",
+                    )
+                )
+        return problems
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
@@ -96,7 +133,10 @@ class LocalProvider:
         if node in self.topology.node_names and node != self.topology.balancer.name:
             self._unlimit_cpu(self._web_node(node))
 
-    def kill(self, node: str, sig: signal.Signals) -> None:
+    def fault(self, node: str, fault: Fault) -> None:
+        self._signal(node, FAULT_SIGNALS[fault])
+
+    def _signal(self, node: str, sig: signal.Signals) -> None:
         record = self._record(node)
         if record is None or not signal_group(record, sig):
             raise ProviderError(f"{node} is not running")
@@ -134,29 +174,23 @@ class LocalProvider:
     def _write_config(self, node: str) -> bool:
         """Render and write the node's files anew; check the config when it differs from what was on
         disk. True when it changed."""
+        host = LocalHost()
         if node == self.topology.balancer.name:
             if len(str(self.paths.runtime_socket)) > MAX_SOCKET_PATH:
                 raise ProviderError(
                     f"the state directory's path is too long for HAProxy's Runtime API socket "
                     f"({self.paths.runtime_socket}); move the topology file to a shorter path"
                 )
-            secrets = load_or_create_secrets(self.paths.secrets)
-            before = read_or_empty(self.paths.haproxy_cfg)
-            config = write_haproxy_files(self.topology, secrets, self.paths)
-            if read_or_empty(config) == before:
-                return False
-            command = [str(find_haproxy()), "-c", "-q", "-f", str(config)]
-            run(command, what="HAProxy rejected its configuration")
-            return True
-        web = self._web_node(node)
-        apache = find_apache()
-        layout = layout_for(web, self.paths, apache.modules_dir)
-        before = read_or_empty(layout.node_dir / "httpd.conf")
-        config = write_apache_files(self.topology, web, layout)
-        if read_or_empty(config) == before:
-            return False
-        run([str(apache.binary), "-t", "-f", str(config)], what=f"Apache rejected {node}'s configuration")
-        return True
+            haproxy = HAProxyService(
+                self.topology, HAProxyLayout.in_state_dir(self.paths), exe=str(find_haproxy())
+            )
+            files = haproxy.files(Binds.planned(self.topology))
+            return install(host, node, haproxy, files, what="HAProxy rejected its configuration")
+        apache_tool = find_apache()
+        apache = ApacheService.local(
+            self.topology, self._web_node(node), apache_tool.modules_dir, str(apache_tool.binary)
+        )
+        return install(host, node, apache, apache.files(), what=f"Apache rejected {node}'s configuration")
 
     def _web_node(self, name: str) -> Node:
         try:
@@ -267,15 +301,6 @@ class LocalProvider:
         if node == self.topology.balancer.name:
             return self.paths.haproxy_cfg
         return self.paths.node_dir(self._web_node(node).name) / "httpd.conf"
-
-
-def save_server_state(paths: StatePaths) -> None:
-    """Dump HAProxy's server states where `server-state-file` reads them back on (re)start."""
-    try:
-        state = RuntimeAPI(paths.runtime_socket).show_servers_state()
-    except RuntimeAPIError:
-        return  # HAProxy is gone: the last dump is the best there is
-    write_atomic(paths.server_state, state, mode=0o600)
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float) -> None:

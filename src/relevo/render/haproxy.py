@@ -1,26 +1,84 @@
-"""HAProxy's configuration and its 503 page, from a topology."""
+"""HAProxy's configuration and its 503 page, from a topology, for a layout (where HAProxy's files live
+on its node) and the addresses the provider resolved."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 from relevo.files import ensure_dir, write_atomic
-from relevo.model import StandbyMode, Topology
+from relevo.model import Endpoint, StandbyMode, Topology
 from relevo.paths import StatePaths
 from relevo.render import render_template
 from relevo.secrets import Secrets, write_private
+
+
+@dataclass(frozen=True, slots=True)
+class HAProxyLayout:
+    """Where HAProxy's files are on the node that runs it."""
+
+    config: PurePosixPath
+    runtime_socket: PurePosixPath
+    server_state: PurePosixPath
+    error_page_503: PurePosixPath
+
+    @classmethod
+    def in_state_dir(cls, paths: StatePaths) -> HAProxyLayout:
+        """The local provider's: everything in the state directory."""
+        return cls(
+            config=PurePosixPath(paths.haproxy_cfg),
+            runtime_socket=PurePosixPath(paths.runtime_socket),
+            server_state=PurePosixPath(paths.server_state),
+            error_page_503=PurePosixPath(paths.error_page_503),
+        )
+
+    @classmethod
+    def in_guest(cls) -> HAProxyLayout:
+        """Inside a container or VM: Debian's places, so the image's own haproxy.service runs it."""
+        return cls(
+            config=PurePosixPath("/etc/haproxy/haproxy.cfg"),
+            runtime_socket=PurePosixPath("/run/haproxy/admin.sock"),
+            server_state=PurePosixPath("/var/lib/haproxy/server-state"),
+            error_page_503=PurePosixPath("/etc/haproxy/errors/relevo-503.http"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Binds:
+    """The addresses HAProxy binds and reaches, as the provider resolved them (on the node itself)."""
+
+    frontend: Endpoint
+    stats: Endpoint
+    servers: Mapping[str, Endpoint]
+
+    @classmethod
+    def planned(cls, topology: Topology) -> Binds:
+        """The topology's own addresses: right where the node is this machine."""
+        return cls(
+            frontend=topology.balancer.frontend,
+            stats=topology.balancer.stats,
+            servers={node.name: node.endpoint for node in topology.nodes},
+        )
 
 
 def describe_source(topology: Topology) -> str:
     return str(topology.source) if topology.source else "the built-in default topology"
 
 
-def render_haproxy(topology: Topology, secrets: Secrets, paths: StatePaths | None = None) -> str:
-    paths = paths or StatePaths(topology.state_dir)
+def render_haproxy(
+    topology: Topology,
+    secrets: Secrets,
+    paths: StatePaths | HAProxyLayout | None = None,
+    binds: Binds | None = None,
+) -> str:
+    if not isinstance(paths, HAProxyLayout):
+        paths = HAProxyLayout.in_state_dir(paths or StatePaths(topology.state_dir))
+    binds = binds or Binds.planned(topology)
     servers = [
         {
             "name": node.name,
-            "endpoint": node.endpoint,
+            "endpoint": binds.servers[node.name],
             "standby": node.standby_for is not None,
             "maxconn": node.capacity.maxconn,
         }
@@ -31,6 +89,8 @@ def render_haproxy(topology: Topology, secrets: Secrets, paths: StatePaths | Non
         topology=topology,
         source=describe_source(topology),
         balancer=topology.balancer,
+        frontend=binds.frontend,
+        stats=binds.stats,
         health=topology.health,
         pool=topology.standby.mode is StandbyMode.POOL,
         servers=servers,

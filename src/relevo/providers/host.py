@@ -1,0 +1,68 @@
+"""A provider's *host*: where a node's files go and its commands run. The services (HAProxy, Apache)
+render and check through it, so they never know whether a node is this machine or a container."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from relevo.files import ensure_dir, read_or_empty, write_atomic
+from relevo.providers.tools import run
+from relevo.services import NodeFile
+
+
+class Host(Protocol):
+    def put_files(
+        self, node: str, files: Sequence[NodeFile], *, directories: Sequence[PurePosixPath] = ()
+    ) -> None:
+        """Make the directories, then write each file on the node (created or replaced, never followed
+        if a link)."""
+
+    def read_file(self, node: str, path: PurePosixPath) -> str:
+        """The file's text on the node, empty when it does not exist."""
+
+    def run(self, node: str, argv: list[str], *, what: str) -> str:
+        """Run `argv` on the node (no shell); its output, or a ProviderError saying `what` failed."""
+
+
+class LocalHost:
+    """This machine: files written atomically (their directories in the state directory), argvs run
+    as child processes with a timeout."""
+
+    def put_files(
+        self, node: str, files: Sequence[NodeFile], *, directories: Sequence[PurePosixPath] = ()
+    ) -> None:
+        for directory in directories:
+            ensure_dir(Path(directory))
+        for file in files:
+            path = Path(file.path)
+            ensure_dir(path.parent)
+            write_atomic(path, file.content, mode=file.mode)
+
+    def read_file(self, node: str, path: PurePosixPath) -> str:
+        return read_or_empty(Path(path))
+
+    def run(self, node: str, argv: list[str], *, what: str) -> str:
+        return run(argv, what=what).stdout
+
+
+class Service(Protocol):
+    @property
+    def config(self) -> PurePosixPath: ...
+
+    @property
+    def directories(self) -> list[PurePosixPath]: ...
+
+    def check_argv(self) -> list[str]: ...
+
+
+def install(host: Host, node: str, service: Service, files: Sequence[NodeFile], *, what: str) -> bool:
+    """Write a service's files on its node through `host`; when its config differs from what was there,
+    check it with the service's own argv (a rejected config raises, naming `what`). True when changed."""
+    before = host.read_file(node, service.config)
+    host.put_files(node, files, directories=service.directories)
+    if not any(f.path == service.config and f.content != before for f in files):
+        return False
+    host.run(node, service.check_argv(), what=what)
+    return True

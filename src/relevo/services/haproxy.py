@@ -1,0 +1,59 @@
+"""HAProxy as a service on its node: its files (config 0600, the 503 page, the server states the
+controller saved), the argv that checks them, and saving server states before a reload or restart."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from relevo.errors import RuntimeAPIError
+from relevo.files import read_or_empty, write_atomic
+from relevo.haproxy.runtime import RuntimeAPI
+from relevo.model import Topology
+from relevo.paths import StatePaths
+from relevo.render.haproxy import Binds, HAProxyLayout, render_503, render_haproxy
+from relevo.secrets import load_or_create_secrets
+from relevo.services import NodeFile
+
+
+class HAProxyService:
+    kind = "haproxy"
+
+    def __init__(self, topology: Topology, layout: HAProxyLayout, *, exe: str = "haproxy") -> None:
+        self.topology = topology
+        self.layout = layout
+        self.exe = exe
+        self.paths = StatePaths(topology.state_dir)
+
+    def files(self, binds: Binds) -> list[NodeFile]:
+        """Everything HAProxy reads, rendered anew (credentials generated on first use)."""
+        secrets = load_or_create_secrets(self.paths.secrets)
+        found = [
+            NodeFile(self.layout.error_page_503, render_503(self.topology)),
+            NodeFile(self.layout.config, render_haproxy(self.topology, secrets, self.layout, binds), 0o600),
+        ]
+        saved = PurePosixPath(self.paths.server_state)
+        if self.layout.server_state != saved:
+            # The controller keeps the states in the state directory; a guest's HAProxy reads its copy.
+            found.append(NodeFile(self.layout.server_state, read_or_empty(self.paths.server_state), 0o600))
+        return found
+
+    def check_argv(self) -> list[str]:
+        return [self.exe, "-c", "-q", "-f", str(self.layout.config)]
+
+    @property
+    def config(self) -> PurePosixPath:
+        return self.layout.config
+
+    @property
+    def directories(self) -> list[PurePosixPath]:
+        return []
+
+
+def save_server_state(paths: StatePaths) -> None:
+    """Dump HAProxy's server states (through the Runtime API socket in the state directory, whatever
+    hosts HAProxy) where the next start reads them back."""
+    try:
+        state = RuntimeAPI(paths.runtime_socket).show_servers_state()
+    except RuntimeAPIError:
+        return  # HAProxy is gone: the last dump is the best there is
+    write_atomic(paths.server_state, state, mode=0o600)

@@ -17,7 +17,7 @@ from relevo.secrets import Secrets
 from relevo.services.apache import ApacheService, guest_layout
 from relevo.topology import default_text, parse_topology
 
-SECRETS = Secrets(stats_user="admin", stats_password="pw")  # noqa: S106 - a test value
+SECRETS = Secrets(stats_user="admin", stats_password="pw")
 
 
 def parse(text: str):

@@ -11,7 +11,16 @@ from relevo.files import claim_state_dir
 from relevo.haproxy.runtime import RuntimeAPI, ServerStat
 from relevo.model import Endpoint, Role, Topology
 from relevo.paths import StatePaths
-from relevo.providers.base import BulkStatus, Fault, NodeState, Provider, Recording, as_fault, load_provider
+from relevo.providers.base import (
+    BulkStatus,
+    Destroyable,
+    Fault,
+    NodeState,
+    Provider,
+    Recording,
+    as_fault,
+    load_provider,
+)
 from relevo.services.haproxy import save_server_state
 
 
@@ -89,6 +98,29 @@ class Cluster:
 
     def address(self, node: str) -> Endpoint:
         return self.provider_for(node).address(node)
+
+    def host_listeners(self, node: str) -> list[tuple[str, Endpoint]]:
+        """What must be free on this host for the node to start (checked before anything starts): the
+        provider says, when it can (a container listens on this host only through proxy devices)."""
+        provider = self.provider_for(node)
+        ask = getattr(provider, "host_listeners", None)
+        if ask is not None:
+            return list(ask(node))
+        balancer = self.topology.balancer
+        if node == balancer.name:
+            return [(f"{node} frontend", balancer.frontend), (f"{node} stats", balancer.stats)]
+        return [(node, self.topology.node(node).endpoint)]
+
+    def destroy(self) -> list[str]:
+        """Remove what every provider created for this cluster (`Destroyable`), nothing else."""
+        removed: list[str] = []
+        kinds = {self.topology.balancer.provider, *(n.provider for n in self.topology.nodes)}
+        for kind in sorted(kinds):
+            provider = self._providers.get(kind) or load_provider(kind, self.topology)
+            self._providers[kind] = provider
+            if isinstance(provider, Destroyable):
+                removed += provider.destroy()
+        return removed
 
     # -- what the state directory records, whatever the topology says now ------------------------------
     def recording_providers(self) -> list[Recording]:

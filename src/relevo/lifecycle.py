@@ -65,7 +65,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
             pending = [
                 name for name in to_run if cluster.status(name) in (NodeState.STOPPED, NodeState.MISSING)
             ]
-            check_listeners(_listeners(topology, pending))
+            check_listeners(_listeners(cluster, pending))
             for name in to_run:
                 if name in pending:
                     if name == topology.balancer.name:
@@ -128,15 +128,8 @@ def _refuse_strays(cluster: Cluster) -> None:
         )
 
 
-def _listeners(topology: Topology, names: list[str]) -> list[tuple[str, Endpoint]]:
-    balancer = topology.balancer
-    found: list[tuple[str, Endpoint]] = []
-    for name in names:
-        if name == balancer.name:
-            found += [(f"{name} frontend", balancer.frontend), (f"{name} stats", balancer.stats)]
-        else:
-            found.append((name, topology.node(name).endpoint))
-    return found
+def _listeners(cluster: Cluster, names: list[str]) -> list[tuple[str, Endpoint]]:
+    return [listener for name in names for listener in cluster.host_listeners(name)]
 
 
 def wait_for_serving(cluster: Cluster, topology: Topology, timeout_s: float = UP_TIMEOUT_S) -> None:
@@ -192,11 +185,21 @@ def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
     return stopped
 
 
+def destroy(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
+    """`down`, then remove what the providers created for this cluster (LXD containers, the bridge and
+    profile relevo made), and nothing else. Returns what it stopped and removed."""
+    stopped = down(topology, progress=progress)
+    cluster = Cluster(topology)
+    with cluster_lock(cluster.paths, what="relevo destroy"):
+        progress("removing what relevo created")
+        return stopped + cluster.destroy()
+
+
 def locked_start(cluster: Cluster, node: str) -> None:
     """Start one node as `relevo start` does: under the cluster lock, its port checked first."""
     with cluster_lock(cluster.paths, what=f"relevo start {node}") as held:
         if cluster.status(node) in NOT_RUNNING:
-            check_listeners(_listeners(cluster.topology, [node]))
+            check_listeners(_listeners(cluster, [node]))
         held.check()
         cluster.start(node)
 

@@ -163,6 +163,8 @@ class Topology:
     capacity: Capacity = Capacity()  # every node's, unless the node sets its own
     # Each provider's own settings (`providers: {lxd: {...}}`), as the provider declared and checked them.
     providers: Mapping[str, Mapping[str, OptionValue]] = field(default_factory=lambda: MappingProxyType({}))
+    # The subnet addresses were handed out from (an LXD bridge's subnet when relevo creates one).
+    network: str = "127.100.0.0/24"
     # Where the topology came from (None: the built-in default) and where its state lives.
     source: Path | None = None
     state_dir: Path = Path(".relevo")

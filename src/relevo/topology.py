@@ -37,7 +37,7 @@ from relevo.model import (
     Temperature,
     Topology,
 )
-from relevo.providers.base import known_providers, options_spec, topology_problems
+from relevo.providers.base import host_address, known_providers, options_spec, topology_problems
 
 DEFAULT_FILE = "relevo.yaml"
 STATE_DIR = ".relevo"
@@ -246,6 +246,7 @@ class _Reader:
             controller=self.controller(top["controller"]) if "controller" in top else ControllerSettings(),
             capacity=capacity,
             providers=self.providers(top.get("providers")),
+            network=str(self.network),
             source=self.source,
             state_dir=state_dir,
         )
@@ -297,12 +298,15 @@ class _Reader:
         provider = (
             self.provider(section["provider"], "balancer.provider") if "provider" in section else provider
         )
+        # Where the host reaches the balancer: its own address, or (a container) a loopback address
+        # its provider derives from it, where a proxy device listens.
+        listen = host_address(provider, address)
         return Balancer(
             name=self.name(section["name"], "balancer.name") if "name" in section else "ha1",
             provider=provider,
             address=address,
-            frontend=self.endpoint(section.get("frontend"), "balancer.frontend", address, 8080),
-            stats=self.endpoint(section.get("stats"), "balancer.stats", address, 8404),
+            frontend=self.endpoint(section.get("frontend"), "balancer.frontend", listen, 8080),
+            stats=self.endpoint(section.get("stats"), "balancer.stats", listen, 8404),
             balance=self.choice(section["balance"], "balancer.balance", Balance)
             if "balance" in section
             else Balance.ROUNDROBIN,

@@ -93,3 +93,49 @@ def test_apache_in_a_guest_lives_in_relevo_s_own_directories():
     assert files[PurePosixPath("/var/www/relevo/health")] == "ok\n"
     assert service.check_argv() == ["apache2", "-t", "-f", "/etc/relevo/apache/httpd.conf"]
     assert str(topology.state_dir) not in config
+
+
+def test_an_lxd_topology_puts_the_seed_layout_on_its_bridge_and_the_frontend_on_loopback():
+    """provider: lxd hands out the seed's .2-.6 on the bridge's subnet; the host reaches the balancer
+    on a loopback address derived from its own (where the proxy devices listen)."""
+    topology = parse(
+        "provider: lxd\nnetwork: 10.213.7.0/24\n"
+        "providers:\n  lxd: {image: relevo/bookworm, storage_pool: default}\n"
+    )
+    assert topology.balancer.address == "10.213.7.2"
+    assert topology.balancer.frontend == Endpoint(address="127.213.7.2", port=8080)
+    assert topology.balancer.stats == Endpoint(address="127.213.7.2", port=8404)
+    assert [n.address for n in topology.nodes] == [f"10.213.7.{i}" for i in range(3, 7)]
+    assert dict(topology.provider_options("lxd")) == {"image": "relevo/bookworm", "storage_pool": "default"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "expected"),
+    [
+        ("provider: lxd\n", 1, 1, "an LXD container needs an IPv4 address on its bridge"),
+        (
+            "provider: lxd\nnetwork: 10.213.7.0/24\nbalancer: {frontend: {address: 10.0.0.1}}\n",
+            3,
+            11,
+            "proxy device on loopback",
+        ),
+        (
+            "provider: lxd\nnetwork: 10.213.7.0/24\nproviders:\n  lxd: {subnet: x}\n",
+            4,
+            9,
+            "unknown key 'subnet'",
+        ),
+        (
+            "provider: lxd\nnetwork: 10.213.7.0/24\nnodes:\n  web1: {role: web, options: {target: 3}}\n",
+            4,
+            39,
+            "nodes.web1.options.target: expected text",
+        ),
+    ],
+)
+def test_lxd_topology_errors_are_line_exact(text: str, line: int, column: int, expected: str):
+    """The LXD provider's own rules (a bridge subnet, loopback proxies, its options) fail with a line."""
+    with pytest.raises(TopologyError) as info:
+        parse(text)
+    assert expected in str(info.value)
+    assert (info.value.line, info.value.column) == (line, column)

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "up": "relevo.cli.cluster:up_command",
     "status": "relevo.cli.cluster:status",
     "down": "relevo.cli.cluster:down_command",
+    "destroy": "relevo.cli.cluster:destroy_command",
     "start": "relevo.cli.cluster:start",
     "stop": "relevo.cli.cluster:stop",
     "kill": "relevo.cli.cluster:kill",

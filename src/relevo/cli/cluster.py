@@ -1,4 +1,4 @@
-"""Commands that build and drive the cluster: init, up, down, status, start, stop, kill, render."""
+"""Commands that build and drive the cluster: init, up, down, destroy, status, start, stop, kill, render."""
 
 from __future__ import annotations
 
@@ -83,6 +83,21 @@ def down_command(ctx: click.Context, as_json: bool) -> None:
         print_json({"stopped": stopped})
     else:
         console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@click.command("destroy")
+@click.option("--json", "as_json", is_flag=True, help="Print what was stopped and removed as JSON.")
+@click.pass_context
+def destroy_command(ctx: click.Context, as_json: bool) -> None:
+    """`down`, then remove what relevo created for the cluster (LXD containers, bridge, profile), and
+    nothing else."""
+    from relevo.lifecycle import destroy
+
+    removed = destroy(get_topology(ctx), progress=_progress)
+    if as_json:
+        print_json({"removed": removed})
+    else:
+        console.print(f"removed: {', '.join(removed)}" if removed else "nothing to remove")
 
 
 @click.command()

@@ -97,9 +97,10 @@ class Provider(Protocol):
 
 @runtime_checkable
 class Destroyable(Protocol):
-    """An optional ability: remove what `create` made (a container, an image)."""
+    """An optional ability: remove everything `create` made for the cluster (containers, networks,
+    profiles), and nothing else; returns what it removed."""
 
-    def destroy(self, node: str) -> None: ...
+    def destroy(self) -> list[str]: ...
 
 
 @runtime_checkable
@@ -124,6 +125,7 @@ class Recording(Protocol):
 # Lazy "module:Class" strings: `import relevo` imports no provider's dependencies.
 PROVIDERS: dict[str, str] = {
     "local": "relevo.providers.local:LocalProvider",
+    "lxd": "relevo.providers.lxd:LXDProvider",
 }
 
 
@@ -160,6 +162,13 @@ def topology_problems(name: str, topology: Topology) -> list[Problem]:
     """What provider `name` finds wrong with a topology (its own rules: loopback only, a subnet...)."""
     check = getattr(provider_class(name), "check_topology", None)
     return list(check(topology)) if check is not None else []
+
+
+def host_address(name: str, address: str) -> str:
+    """Where this host reaches a listener at `address` on a node of provider `name` (the same address,
+    unless the provider maps it: a container's proxy device on loopback)."""
+    mapping = getattr(provider_class(name), "host_address", None)
+    return str(mapping(address)) if mapping is not None else address
 
 
 def load_provider(name: str, topology: Topology) -> Provider:

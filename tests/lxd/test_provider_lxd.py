@@ -1,0 +1,288 @@
+"""`provider: lxd` end to end against the real daemon: one cluster of five containers on a bridge the
+test's topology makes relevo create (NAT, routing and firewall off), reached from this host only through
+the balancer's proxy devices on loopback and, for the controller's probes, on that bridge. The checks
+share the cluster, in order: up, traffic, stats, a crash and a failback under open-loop load, a hang,
+and destroy leaving LXD as it was."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.controller import daemon
+from relevo.controller.events import read_events
+from relevo.loadgen import engine
+from relevo.loadgen.engine import LoadRun, RunResult
+from relevo.loadgen.plan import simple_plan
+from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.client import LXDClient
+from relevo.lxd.errors import LXDError
+from relevo.model import Topology
+from relevo.providers.base import Fault, NodeState
+from relevo.providers.lxd import LXDProvider
+from relevo.topology import load_topology
+
+from .conftest import free_subnet, lxd_inventory
+from .test_client_real import _client_certificate
+
+pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
+
+TAG = f"{os.getpid() % 1_000_000}"
+RATE_RPS = 200.0  # forkproxy and five containers share two cores with the client
+MAX_LOAD_S = 90.0  # a bound: every test stops its load well before
+CLIENT_TIMEOUT_S = 10.0
+
+
+def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60.0, explain=None) -> None:
+    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout_s:g} s waiting until {what}" + (explain() if explain else "")
+    )
+
+
+@dataclass
+class LXDCluster:
+    topology: Topology
+    cluster: Cluster
+    client: LXDClient
+    before: dict[str, object]
+
+    @property
+    def url(self) -> str:
+        return self.topology.balancer.frontend.url + "/"
+
+    def container(self, node: str) -> str:
+        return f"{self.topology.name}-{node}"
+
+    def statuses(self) -> dict[str, str]:
+        names = {self.container(n): n for n in self.topology.node_names}
+        return {names[i.name]: i.status for i in self.client.instances() if i.name in names}
+
+    def explain(self) -> str:
+        paths = self.cluster.paths
+        lines = [json.dumps(e) for e in read_events(paths.events, 40)]
+        with contextlib.suppress(OSError):
+            lines += ["--- controller log:", *paths.controller_log.read_text().splitlines()[-30:]]
+        lines += ["--- containers:", repr(self.statuses())]
+        return "\n" + "\n".join(lines)
+
+
+def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, reply.headers.get("X-Served-By", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+@pytest.fixture(scope="module")
+def lxd_cluster(
+    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LXDCluster]:
+    """The seed's five nodes as containers, up; destroyed (and the test image removed) at the end,
+    whatever happened."""
+    alias = f"relevo-test/{TAG}"
+    imported = import_image(lxd, base_image.path, alias)
+    try:
+        before = lxd_inventory(lxd)
+        workdir = tmp_path_factory.mktemp("lxd")
+        (workdir / "relevo.yaml").write_text(
+            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet()}\n"
+            f"providers:\n  lxd: {{image: '{alias}'}}\n"
+        )
+        topology = load_topology(workdir / "relevo.yaml")
+        try:
+            lifecycle.up(topology)
+            yield LXDCluster(topology, Cluster(topology), lxd, before)
+        finally:
+            with contextlib.suppress(Exception):
+                lifecycle.destroy(topology)
+    finally:
+        with contextlib.suppress(LXDError):
+            lxd.delete_alias(alias)
+        if imported.uploaded:
+            with contextlib.suppress(LXDError):
+                lxd.delete_image(imported.fingerprint)
+
+
+def open_load(running: LXDCluster) -> LoadRun:
+    plan = simple_plan(
+        running.url, threads=200, rate_rps=RATE_RPS, duration_s=MAX_LOAD_S, timeout_s=CLIENT_TIMEOUT_S
+    )
+    return engine.start(plan, workers=1)
+
+
+def served(load: LoadRun, node: str) -> int:
+    return sum(s.served_by.get(node, 0) for s in load.seconds())
+
+
+def finish(load: LoadRun) -> RunResult:
+    load.stop()
+    return load.wait(timeout_s=CLIENT_TIMEOUT_S + 5)
+
+
+def assert_no_failures(result: RunResult) -> None:
+    total = result.stats.total()
+    assert total.count > 200, f"too little traffic to judge: {total.count} samples"
+    assert total.errors == 0, f"{total.errors} failed requests: {total.error_kinds}"
+    assert total.dropped == 0, f"{total.dropped} requests never sent"
+
+
+def in_service(running: LXDCluster, server: str) -> bool:
+    return running.cluster.haproxy_servers().get(server) is not None and (
+        running.cluster.haproxy_servers()[server].health == "UP"
+    )
+
+
+def test_up_makes_five_containers_with_the_standbys_stopped(lxd_cluster: LXDCluster) -> None:
+    """`up` creates one container per node; the balancer and primaries run, the standbys are STOPPED,
+    and the bridge relevo made has NAT and routing off."""
+    running = lxd_cluster
+    assert running.statuses() == {
+        "ha1": "Running",
+        "web1": "Running",
+        "web2": "Running",
+        "web1bck": "Stopped",
+        "web2bck": "Stopped",
+    }
+    provider = running.cluster.provider_for("web1")
+    [network] = [n for n in running.client.networks() if n["name"] == provider.network_name]  # type: ignore[attr-defined]
+    assert network["config"]["ipv4.nat"] == "false" and network["config"]["ipv4.routing"] == "false"
+    assert running.cluster.statuses(running.topology.node_names)["web1bck"] is NodeState.STOPPED
+
+
+def test_gets_through_the_balancer_container_are_answered_by_both_primaries(lxd_cluster: LXDCluster) -> None:
+    """GETs to the frontend's loopback proxy are answered 200 by web1 and by web2."""
+    answers = [get(lxd_cluster.url) for _ in range(20)]
+    assert {status for status, _ in answers} == {200}
+    assert {server for _, server in answers} == {"web1", "web2"}
+
+
+def test_the_stats_page_on_loopback_needs_the_credentials(lxd_cluster: LXDCluster) -> None:
+    """The stats GUI answers on its loopback address: 401 without credentials, 200 with them; and the
+    Runtime API answers through the socket mapped into the state directory."""
+    running = lxd_cluster
+    stats = running.topology.balancer.stats
+    assert stats.address.startswith("127.")
+    assert get(stats.url + "/stats")[0] == 401
+    secrets = json.loads(running.cluster.paths.secrets.read_text())
+    assert get(stats.url + "/stats", auth=(secrets["stats_user"], secrets["stats_password"]))[0] == 200
+    assert running.cluster.paths.runtime_socket.stat().st_mode & 0o777 == 0o600
+    assert set(running.cluster.haproxy_servers()) == {"web1", "web2", "web1bck", "web2bck"}
+
+
+def test_a_forced_stop_fails_over_and_a_restart_fails_back_with_no_failed_request(
+    lxd_cluster: LXDCluster,
+) -> None:
+    """Under open-loop load: web1's container force-stopped → web1bck started and serving, 0 failed;
+    web1 started again → web1bck drained and stopped, 0 failed."""
+    running = lxd_cluster
+    with open_load(running) as load:
+        wait_until(lambda: served(load, "web1") > 20 and served(load, "web2") > 20, "both primaries serve")
+        running.cluster.kill("web1", Fault.CRASH)
+        wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves clients", explain=running.explain)
+        assert running.statuses()["web1bck"] == "Running"
+        result = finish(load)
+    assert_no_failures(result)
+    with open_load(running) as load:
+        wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves the load")
+        running.cluster.start("web1")
+        wait_until(
+            lambda: running.statuses()["web1bck"] == "Stopped",
+            "web1bck is drained and stopped",
+            explain=running.explain,
+        )
+        before = served(load, "web1")
+        wait_until(lambda: served(load, "web1") > before + 20, "web1 serves again")
+        result = finish(load)
+    assert_no_failures(result)
+
+
+def test_a_frozen_container_is_replaced(lxd_cluster: LXDCluster) -> None:
+    """web2's container frozen (the hang fault: connects, never answers) → web2bck started and serving."""
+    running = lxd_cluster
+    running.cluster.kill("web2", Fault.HANG)
+    assert running.statuses()["web2"] == "Frozen"
+    wait_until(lambda: in_service(running, "web2bck"), "web2bck is in service", explain=running.explain)
+    answers = {get(running.url)[1] for _ in range(20)}
+    assert "web2bck" in answers and "web2" not in answers
+    failovers = [e["node"] for e in daemon.recent_events(running.topology, 50) if e["kind"] == "failover"]
+    assert failovers == ["web1bck", "web2bck"]
+
+
+def test_a_node_on_an_https_remote_is_reached_through_it(
+    lxd_cluster: LXDCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose `options.remote` names an HTTPS remote (lxc's config: address, client certificate,
+    pinned server certificate) is looked up, run in and frozen through that remote: the multi-host
+    path, against this same daemon listening on loopback."""
+    running = lxd_cluster
+    local = running.client
+    conf = tmp_path / "lxc"
+    (conf / "servercerts").mkdir(parents=True)
+    cert, _key = _client_certificate(conf)
+    (conf / "servercerts" / "here.crt").write_text(local.server()["environment"]["certificate"])
+    port = 18443 + os.getpid() % 1000
+    (conf / "config.yml").write_text(
+        f"remotes:\n  here: {{addr: 'https://127.0.0.1:{port}', protocol: lxd}}\n"
+    )
+    monkeypatch.setenv("LXD_CONF", str(conf))
+    previous = local.server()["config"].get("core.https_address", "")
+    source = running.topology.source
+    assert source is not None
+    remote_file = source.with_name("relevo-remote.yaml")
+    remote_file.write_text(
+        source.read_text().replace(
+            "providers:",
+            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+            "  web1bck: {role: standby, standby_for: web1}\n"
+            "  web2bck: {role: standby, standby_for: web2, options: {remote: here}}\nproviders:",
+        )
+    )
+    remote_topology = load_topology(remote_file)
+    assert remote_topology.state_dir == running.topology.state_dir  # the same cluster, seen anew
+    fingerprint = None
+    try:
+        local.update_server_config({"core.https_address": f"127.0.0.1:{port}"})
+        fingerprint = local.trust_certificate(cert.read_text(), name=f"relevo-test-{TAG}")
+        provider = LXDProvider(remote_topology)
+        client, name = provider._resolve("web2bck")
+        assert client.endpoint.url == f"https://127.0.0.1:{port}"
+        assert name == running.container("web2bck")
+        assert provider.status("web2bck") is NodeState.RUNNING
+        assert provider.host.run("web2bck", ["cat", "/etc/hostname"], what="read").strip() == name
+        assert provider.host.read_file("web2bck", PurePosixPath("/var/www/relevo/health")) == "ok\n"
+    finally:
+        if fingerprint:
+            local.untrust_certificate(fingerprint)
+        local.update_server_config({"core.https_address": previous})
+
+
+def test_destroy_leaves_lxd_exactly_as_before(lxd_cluster: LXDCluster) -> None:
+    """`relevo destroy` removes every container, the network and the profile relevo made, and nothing
+    else: instances, networks and profiles are what they were before `up`."""
+    running = lxd_cluster
+    lifecycle.destroy(running.topology)
+    assert lxd_inventory(running.client) == running.before
+    assert not running.cluster.paths.runtime_socket.exists()

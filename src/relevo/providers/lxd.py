@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 
 from relevo.errors import ProviderError
-from relevo.files import claim_state_dir, ensure_dir
+from relevo.files import claim_state_dir, ensure_dir, read_or_empty
 from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import Instance, LXDClient, proxy_device
 from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError
@@ -144,8 +144,10 @@ class LXDProvider:
             self.create(node)
         if node == self.topology.balancer.name:
             self._before_balancer_start()
-            # The server states the controller saved go in with the config (read at start).
-            self._install(node, check=False)
+            # The server states the controller saved (in the state directory) are read at start.
+            saved = read_or_empty(self.paths.server_state)
+            path = str(HAProxyLayout.in_guest().server_state)
+            client.push_file(name, path, saved.encode(), mode=0o600)
         if state is NodeState.PAUSED:
             client.unfreeze(name)
             return
@@ -395,7 +397,8 @@ class LXDProvider:
         return ApacheService(self.topology, web, guest_layout(web), run_as=("www-data", "www-data"))
 
     def _install(self, node: str, *, check: bool) -> bool:
-        """Push the node's files; check the config (in the running guest) when it changed."""
+        """Push the node's files; check the config (in the running guest) when it changed. A stopped
+        guest gets the files only (its directories exist since `create`); its unit checks at start."""
         service = self._service(node)
         if isinstance(service, HAProxyService):
             files = service.files(self._guest_binds())
@@ -407,7 +410,7 @@ class LXDProvider:
             unit = apache_unit(node, service.foreground_argv(), service.graceful_argv())
             files.append(NodeFile(PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}"), unit))
         if not check:
-            self.host.put_files(node, files, directories=service.directories)
+            self.host.put_files(node, files)
             return False
         return install(self.host, node, service, files, what=f"{node}'s configuration was rejected")
 

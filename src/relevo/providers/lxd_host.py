@@ -32,7 +32,7 @@ class LXDHost:
     ) -> None:
         client, name = self.resolve(node)
         parents = sorted({str(d) for d in directories} | {str(f.path.parent) for f in files})
-        if parents:
+        if directories:  # only a running guest can make them; a stopped one has them since `create`
             self.run(node, ["mkdir", "-p", *parents], what=f"make directories in {node}")
         for file in files:
             client.push_file(name, str(file.path), file.content.encode(), mode=file.mode)

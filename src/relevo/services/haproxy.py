@@ -46,7 +46,8 @@ class HAProxyService:
 
     @property
     def directories(self) -> list[PurePosixPath]:
-        return []
+        layout = self.layout
+        return sorted({p.parent for p in (layout.config, layout.error_page_503, layout.server_state)})
 
 
 def save_server_state(paths: StatePaths) -> None:

@@ -120,7 +120,7 @@ def measure(provider: str, kills: int, rate: float, image: str | None) -> tuple[
                     assert answered is not None
                     times.append(answered - crashed)
                     print(f"  {provider} kill {run + 1}: web1bck serving after {times[-1]:.3f} s", flush=True)
-                    cluster.start("web1")
+                    lifecycle.locked_start(cluster, "web1")
                     if not wait_until(lambda: cluster.status("web1bck") is NodeState.STOPPED, 120):
                         raise SystemExit(f"{provider}: web1bck was not stopped after failback {run + 1}")
                 load.stop()

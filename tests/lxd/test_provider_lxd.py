@@ -207,7 +207,7 @@ def test_a_forced_stop_fails_over_and_a_restart_fails_back_with_no_failed_reques
     assert_no_failures(result)
     with open_load(running) as load:
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves the load")
-        running.cluster.start("web1")
+        lifecycle.locked_start(running.cluster, "web1")
         wait_until(
             lambda: running.statuses()["web1bck"] == "Stopped",
             "web1bck is drained and stopped",

@@ -24,7 +24,7 @@ from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import Instance, LXDClient, proxy_device
 from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError
 from relevo.lxd.remotes import endpoint_for
-from relevo.model import Endpoint, Topology
+from relevo.model import Endpoint, OptionValue, Topology
 from relevo.paths import StatePaths
 from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem
 from relevo.providers.host import install
@@ -245,18 +245,19 @@ class LXDProvider:
             raise ProviderError(f"no node named {node!r}; nodes: {known}")
         return self._client(self._remote_of(node)), f"{self.topology.name}-{node}"
 
+    def _options(self, node: str) -> Mapping[str, OptionValue]:
+        if node == self.topology.balancer.name:
+            return self.topology.balancer.options
+        return self.topology.node(node).options
+
     def _remote_of(self, node: str) -> str | None:
-        if node != self.topology.balancer.name:
-            remote = self.topology.node(node).options.get("remote")
-            if isinstance(remote, str):
-                return remote
-        remote = self.settings.get("remote")
+        """The node's own `remote`, else the provider's, else None (this host's daemon)."""
+        remote = self._options(node).get("remote", self.settings.get("remote"))
         return remote if isinstance(remote, str) else None
 
     def _target_of(self, node: str) -> str | None:
-        options = self.topology.balancer.options if node == self.topology.balancer.name else None
-        options = options if options is not None else self.topology.node(node).options
-        target = options.get("target")
+        """The LXD cluster member the node is placed on, when the topology names one."""
+        target = self._options(node).get("target")
         return target if isinstance(target, str) else None
 
     def _client(self, remote: str | None) -> LXDClient:

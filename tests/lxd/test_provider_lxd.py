@@ -29,12 +29,13 @@ from relevo.loadgen.plan import simple_plan
 from relevo.lxd.build import BuiltImage, import_image
 from relevo.lxd.client import LXDClient
 from relevo.lxd.errors import LXDError
+from relevo.lxd.network import free_subnet
 from relevo.model import Topology
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
 from relevo.topology import load_topology
 
-from .conftest import free_subnet, lxd_inventory
+from .conftest import lxd_inventory
 from .test_client_real import _client_certificate
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
@@ -108,7 +109,7 @@ def lxd_cluster(
         before = lxd_inventory(lxd)
         workdir = tmp_path_factory.mktemp("lxd")
         (workdir / "relevo.yaml").write_text(
-            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet()}\n"
+            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 1)}\n"
             f"providers:\n  lxd: {{image: '{alias}'}}\n"
         )
         topology = load_topology(workdir / "relevo.yaml")

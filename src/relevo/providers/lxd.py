@@ -23,6 +23,7 @@ from relevo.files import claim_state_dir, ensure_dir, read_or_empty
 from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import Instance, LXDClient, proxy_device
 from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError
+from relevo.lxd.network import isolated_bridge
 from relevo.lxd.remotes import endpoint_for
 from relevo.model import Endpoint, OptionValue, Topology
 from relevo.paths import StatePaths
@@ -302,15 +303,7 @@ class LXDProvider:
         self.created.add("networks", self.network_name)  # recorded before it exists
         client.create_network(
             self.network_name,
-            {
-                "ipv4.address": f"{gateway}/{subnet.prefixlen}",
-                "ipv4.nat": "false",
-                "ipv4.routing": "false",  # else LXD turns on the host's IP forwarding
-                "ipv4.firewall": "false",
-                "ipv4.dhcp": "false",
-                "ipv6.address": "none",
-                "ipv6.firewall": "false",
-            },
+            isolated_bridge(ipaddress.IPv4Interface(f"{gateway}/{subnet.prefixlen}")),
             description=f"relevo cluster {self.topology.name} (no uplink)",
         )
 

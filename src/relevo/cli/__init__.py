@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "image": "relevo.cli.image:image",
     "doctor": "relevo.cli.doctor:doctor",
     "scenarios": "relevo.cli.scenarios:scenarios",
+    "export": "relevo.cli.export:export",
 }
 
 

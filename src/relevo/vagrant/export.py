@@ -1,0 +1,179 @@
+"""`relevo export vagrant DIR`: the Vagrantfile, one provisioning script per VM, and the files each VM's
+container receives (rendered here, on the host, by the renderers every provider uses)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from relevo.errors import RelevoError
+from relevo.files import ensure_dir, write_atomic
+from relevo.model import Role, Topology
+from relevo.paths import StatePaths
+from relevo.render.haproxy import describe_source
+from relevo.secrets import Secrets, load_or_create_secrets
+from relevo.vagrant.guest import LOOPBACK, guest_files, guest_service
+from relevo.vagrant.plan import ExportSettingsError, VagrantSettings, VirtualMachine, plan_vms
+
+# What may reach the Vagrantfile's Ruby strings: no quote, no `#{`, no backslash.
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9._/:@+-]{1,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyDevice:
+    name: str
+    what: str
+    listen: str
+    connect: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    directory: Path
+    vms: tuple[VirtualMachine, ...]
+    written: tuple[Path, ...]
+
+
+def export_vagrant(
+    topology: Topology,
+    settings: VagrantSettings,
+    directory: Path,
+    *,
+    image: Path | None = None,
+    secrets: Secrets | None = None,
+) -> Exported:
+    """Write everything `vagrant up` needs into `directory` (created 0700; files written anew, atomically;
+    those holding the stats credentials 0600). With `image`, the LXD image tarball is copied in and
+    uploaded to each VM; without, each VM's LXD must already have `settings.image_alias`."""
+    for option, value in (
+        ("--box", settings.box),
+        ("--libvirt-driver", settings.libvirt_driver),
+        ("--cpu-model", settings.cpu_model),
+        ("--image-alias", settings.image_alias),
+    ):
+        if not SAFE_VALUE.match(value):
+            raise ExportSettingsError(f"{option} {value!r}: expected letters, digits and . _ / : @ + - only")
+    if image is not None and not image.is_file():
+        raise ExportSettingsError(
+            f"--image {image}: no such file (an LXD image tarball from `relevo image build`)"
+        )
+    vms = plan_vms(topology, settings)  # input errors before anything is written
+    secrets = secrets or load_or_create_secrets(StatePaths(topology.state_dir).secrets)
+    files: dict[Path, tuple[str, int]] = {}
+    files[Path("Vagrantfile")] = (render_vagrantfile(topology, settings, vms, image=image is not None), 0o644)
+    for vm in vms:
+        for guest in guest_files(topology, vm, vms, secrets):
+            files[Path("files", vm.node, *guest.path.parts[1:])] = (guest.content, guest.mode)
+        files[Path("provision", f"{vm.node}.sh")] = (
+            render_provision(topology, settings, vm, vms, secrets),
+            0o755,
+        )
+    ensure_dir(directory)
+    written = []
+    for relative, (content, mode) in files.items():
+        target = directory / relative
+        ensure_dir(target.parent)
+        write_atomic(target, content, mode=mode)
+        written.append(target)
+    if image is not None:
+        written.append(_copy_image(image, directory / "image"))
+    return Exported(directory=directory, vms=vms, written=tuple(written))
+
+
+def render_vagrantfile(
+    topology: Topology, settings: VagrantSettings, vms: tuple[VirtualMachine, ...], *, image: bool
+) -> str:
+    return (
+        _environment()
+        .get_template("Vagrantfile.j2")
+        .render(topology=topology, source=describe_source(topology), settings=settings, vms=vms, image=image)
+    )
+
+
+def render_provision(
+    topology: Topology,
+    settings: VagrantSettings,
+    vm: VirtualMachine,
+    vms: tuple[VirtualMachine, ...],
+    secrets: Secrets,
+) -> str:
+    standby_for = topology.node(vm.node).standby_for if vm.role is Role.STANDBY else None
+    return (
+        _environment()
+        .get_template("provision.sh.j2")
+        .render(
+            topology=topology,
+            source=describe_source(topology),
+            settings=settings,
+            vm=vm,
+            balancer=vms[0],
+            standby_for=standby_for,
+            temperature=str(topology.standby.temperature),
+            files=guest_files(topology, vm, vms, secrets),
+            service=guest_service(vm),
+            devices=proxy_devices(topology, vm),
+        )
+    )
+
+
+def proxy_devices(topology: Topology, vm: VirtualMachine) -> list[ProxyDevice]:
+    """The seed's way out of a container: an LXD proxy device on the VM's address for each listener."""
+    if vm.role is Role.BALANCER:
+        ports = [
+            ("frontend", "the frontend", vm.port),
+            ("stats", "the stats GUI", topology.balancer.stats.port),
+        ]
+    else:
+        ports = [("http", "Apache", vm.port)]
+    return [
+        ProxyDevice(f"relevo-{name}", what, f"tcp:{vm.address}:{port}", f"tcp:{LOOPBACK}:{port}")
+        for name, what, port in ports
+    ]
+
+
+def _copy_image(image: Path, into: Path) -> Path:
+    ensure_dir(into)
+    target = into / image.name
+    if target.is_file() and not target.is_symlink() and target.stat().st_size == image.stat().st_size:
+        return target  # already there (the tarball's name carries its recipe's hash)
+    for old in into.iterdir():
+        if old.name.endswith((".tar", ".tar.gz", ".tar.xz", ".tar.zst")) and not old.is_symlink():
+            old.unlink()  # one image per export: the VM imports the first it finds
+    tmp = into / f".{image.name}.tmp"
+    try:
+        shutil.copyfile(image, tmp, follow_symlinks=True)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RelevoError(f"cannot copy {image} into {into}: {exc.strerror}") from None
+    return target
+
+
+def _ruby_string(value: object) -> str:
+    text = str(value)
+    if not SAFE_VALUE.match(text.replace(" ", "_")):
+        raise ValueError(f"unsafe value for the Vagrantfile: {text!r}")
+    return f'"{text}"'
+
+
+def _shell_word(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("relevo.vagrant", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - a Vagrantfile and shell scripts, not HTML
+    )
+    env.filters["rb"] = _ruby_string
+    env.filters["sh"] = _shell_word
+    return env

@@ -1,0 +1,124 @@
+"""Golden files for `relevo export vagrant`: a topology and export options in, the exact Vagrantfile,
+provisioning scripts and container files out; and every generated script passes `bash -n` and
+shellcheck, every Vagrantfile `vagrant validate` (offline: no VM is started).
+
+Regenerate after an intended change with `RELEVO_REGEN_GOLDEN=1 pytest tests/golden`, then read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from relevo.model import Topology
+from relevo.secrets import Secrets
+from relevo.topology import parse_topology
+from relevo.vagrant.export import export_vagrant
+from relevo.vagrant.plan import VagrantProvider, VagrantSettings
+
+CASES = sorted(p for p in (Path(__file__).parent / "vagrant").iterdir() if p.is_dir())
+REGENERATE = os.environ.get("RELEVO_REGEN_GOLDEN") == "1"
+SECRETS = Secrets(stats_user="admin", stats_password="golden-password")
+
+
+def case_topology(case: Path) -> Topology:
+    """The case's relevo.yaml, or the built-in default (the seed's layout) when it has none."""
+    from relevo.topology import default_text
+
+    yaml_file = case / "relevo.yaml"
+    text = yaml_file.read_text() if yaml_file.exists() else default_text()
+    source = Path("/srv/relevo.yaml") if yaml_file.exists() else None
+    return parse_topology(text, source=source, state_dir=Path("/srv/.relevo"))
+
+
+def case_settings(case: Path) -> VagrantSettings:
+    options = json.loads((case / "options.json").read_text())
+    if "provider" in options:
+        options["provider"] = VagrantProvider(options["provider"])
+    return VagrantSettings(**options)
+
+
+def exported_tree(case: Path, into: Path) -> dict[str, tuple[bytes, int]]:
+    export_vagrant(case_topology(case), case_settings(case), into, secrets=SECRETS)
+    return {
+        str(path.relative_to(into)): (path.read_bytes(), path.stat().st_mode & 0o777)
+        for path in sorted(into.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_export_matches_golden(case: Path, tmp_path: Path):
+    """Every file `relevo export vagrant` writes equals the reviewed golden file, byte for byte."""
+    files = exported_tree(case, tmp_path / "out")
+    expected_dir = case / "expected"
+    if REGENERATE:
+        shutil.rmtree(expected_dir, ignore_errors=True)
+        for name, (data, _mode) in files.items():
+            (expected_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (expected_dir / name).write_bytes(data)
+    expected = {
+        str(p.relative_to(expected_dir)): p.read_bytes() for p in expected_dir.rglob("*") if p.is_file()
+    }
+    assert sorted(files) == sorted(expected)
+    for name, (data, _mode) in files.items():
+        assert data == expected[name], f"{case.name}/{name} differs from its golden file"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_export_modes(case: Path, tmp_path: Path):
+    """Scripts are executable, the file holding the stats password is 0600, the directory 0700."""
+    out = tmp_path / "out"
+    files = exported_tree(case, out)
+    assert out.stat().st_mode & 0o777 == 0o700
+    for name, (data, mode) in files.items():
+        if name.startswith("provision/"):
+            assert mode == 0o755, name
+        elif b"golden-password" in data:
+            assert mode == 0o600, name
+        else:
+            assert mode == 0o644, name
+    assert any(b"golden-password" in data for data, _mode in files.values())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_scripts_pass_bash_n_and_shellcheck(case: Path, tmp_path: Path):
+    """Every generated provisioning script parses (`bash -n`) and has no shellcheck finding."""
+    out = tmp_path / "out"
+    exported_tree(case, out)
+    scripts = sorted((out / "provision").glob("*.sh"))
+    assert len(scripts) == len(case_topology(case).node_names)
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is missing: scripts/bootstrap --dev installs it"
+    for script in scripts:
+        subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+    result = subprocess.run(
+        [shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_vagrant_validate(case: Path, tmp_path: Path):
+    """`vagrant validate` accepts the Vagrantfile, for libvirt and (provider-blind) for VirtualBox."""
+    vagrant = shutil.which("vagrant")
+    assert vagrant, "vagrant is missing: scripts/bootstrap --dev installs it (with vagrant-libvirt)"
+    out = tmp_path / "out"
+    exported_tree(case, out)
+    env = {**os.environ, "VAGRANT_HOME": str(tmp_path / "vagrant.d"), "VAGRANT_CHECKPOINT_DISABLE": "1"}
+    for extra, provider in (([], "libvirt"), (["--ignore-provider"], "virtualbox")):
+        result = subprocess.run(
+            [vagrant, "validate", *extra],
+            cwd=out,
+            env={**env, "VAGRANT_DEFAULT_PROVIDER": provider},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "validated successfully" in result.stdout

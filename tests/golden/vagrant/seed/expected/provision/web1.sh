@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Provisioning of VM web1 (web) of relevo cluster "relevo",
+# written by `relevo export vagrant` from the built-in default topology. Vagrant runs it as root.
+# Idempotent: every step checks before it acts, so `vagrant provision` may run it again at any time.
+set -euo pipefail
+
+readonly FILES=/tmp/relevo-files/web1
+readonly IMAGE_DIR=/tmp/relevo-image
+readonly IMAGE=relevo/bookworm
+readonly CONTAINER=web1
+readonly BRIDGE=relevobr0
+readonly POOL=default
+export PATH="$PATH:/snap/bin"
+
+step="start"
+finish() {
+    local status=$?
+    # The uploaded files hold the stats credentials on the balancer: never left behind.
+    rm -rf "$FILES" "$IMAGE_DIR"
+    if [ "$status" -ne 0 ]; then
+        echo "relevo: provisioning web1 FAILED at step: $step (exit status $status)" >&2
+    fi
+}
+trap finish EXIT
+begin() {
+    step=$1
+    echo "relevo: web1: $step"
+}
+
+begin "install LXD"
+if ! command -v lxc >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends lxd dnsmasq-base iptables
+fi
+
+begin "wait for the LXD daemon"
+lxd waitready --timeout=120
+
+begin "storage pool $POOL"
+if ! lxc storage show "$POOL" >/dev/null 2>&1; then
+    lxc storage create "$POOL" dir
+fi
+
+begin "bridge $BRIDGE 10.210.1.1/24 (NAT off)"
+if ! lxc network show "$BRIDGE" >/dev/null 2>&1; then
+    lxc network create "$BRIDGE" ipv4.address=10.210.1.1/24 ipv4.nat=false \
+        ipv4.dhcp=false ipv4.firewall=false ipv4.routing=false ipv6.address=none
+elif [ "$(lxc network get "$BRIDGE" ipv4.address)" != 10.210.1.1/24 ]; then
+    lxc network set "$BRIDGE" ipv4.address=10.210.1.1/24
+fi
+
+begin "route back to the balancer's container 10.210.0.0/24 via 192.168.100.2"
+route_unit="[Unit]
+Description=relevo: route to the balancer's container subnet through the balancer's VM
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/sbin/ip route replace 10.210.0.0/24 via 192.168.100.2
+
+[Install]
+WantedBy=multi-user.target"
+if [ "$(cat /etc/systemd/system/relevo-route.service 2>/dev/null || true)" != "$route_unit" ]; then
+    printf '%s\n' "$route_unit" >/etc/systemd/system/relevo-route.service
+    systemctl daemon-reload
+fi
+systemctl enable --now relevo-route.service
+if ! ip route show 10.210.0.0/24 | grep -q "via 192.168.100.2"; then
+    ip route replace 10.210.0.0/24 via 192.168.100.2
+fi
+
+begin "image $IMAGE"
+if ! lxc image info "$IMAGE" >/dev/null 2>&1; then
+    tarball=$(find "$IMAGE_DIR" -maxdepth 1 -name '*.tar*' -print -quit 2>/dev/null || true)
+    if [ -z "$tarball" ]; then
+        echo "relevo: LXD has no image $IMAGE and none was uploaded; build one with" \
+            "\`relevo image build --no-import\` and export with --image FILE" >&2
+        exit 1
+    fi
+    lxc image import "$tarball" --alias "$IMAGE"
+fi
+
+begin "container $CONTAINER"
+if ! lxc info "$CONTAINER" >/dev/null 2>&1; then
+    # systemd inside the container needs nesting.
+    lxc init "$IMAGE" "$CONTAINER" --no-profiles -c security.nesting=true
+fi
+if ! lxc config device get "$CONTAINER" root type >/dev/null 2>&1; then
+    lxc config device add "$CONTAINER" root disk path=/ pool="$POOL"
+fi
+# Named cnet0, not eth0: a container NIC named like the VM's took the VM's network down on stop.
+if ! lxc config device get "$CONTAINER" cnet0 type >/dev/null 2>&1; then
+    lxc config device add "$CONTAINER" cnet0 nic nictype=bridged parent="$BRIDGE" name=cnet0
+fi
+
+begin "files into $CONTAINER"
+changed=0
+# push_file PATH MODE: the uploaded file to the same path in the container, when it differs.
+push_file() {
+    local path=$1 mode=$2
+    if lxc file pull "$CONTAINER$path" - 2>/dev/null | cmp -s - "$FILES$path"; then
+        return 0
+    fi
+    lxc file push --create-dirs --mode "$mode" "$FILES$path" "$CONTAINER$path"
+    changed=1
+}
+push_file /etc/network/interfaces.d/cnet0 0644
+push_file /var/www/relevo/health 0644
+push_file /var/www/relevo/index.html 0644
+push_file /etc/relevo/apache/httpd.conf 0644
+push_file /etc/systemd/system/relevo-apache.service 0644
+
+begin "start $CONTAINER"
+if [ "$(lxc list "$CONTAINER" --format csv -c s)" != RUNNING ]; then
+    lxc start "$CONTAINER"
+    started=1
+else
+    started=0
+fi
+
+begin "wait for systemd in $CONTAINER"
+# "degraded" is fine here; a container whose systemd never comes up fails the next step loudly.
+timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
+
+begin "relevo-apache.service replaces apache2.service in $CONTAINER"
+lxc exec "$CONTAINER" -- apache2 -t -f /etc/relevo/apache/httpd.conf
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl disable --now apache2.service
+fi
+if [ "$changed" = 1 ]; then
+    lxc exec "$CONTAINER" -- systemctl daemon-reload
+fi
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled relevo-apache.service 2>/dev/null || true)" != enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl enable relevo-apache.service
+fi
+if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet relevo-apache.service; then
+    lxc exec "$CONTAINER" -- systemctl start relevo-apache.service
+elif [ "$changed" = 1 ] && [ "$started" = 0 ]; then
+    lxc exec "$CONTAINER" -- systemctl reload-or-restart relevo-apache.service
+fi
+
+begin "expose Apache on tcp:192.168.100.3:8080"
+# An LXD proxy device, replaced when it differs.
+if [ "$(lxc config device get "$CONTAINER" relevo-http listen 2>/dev/null || true)" != tcp:192.168.100.3:8080 ] \
+    || [ "$(lxc config device get "$CONTAINER" relevo-http connect 2>/dev/null || true)" != tcp:127.0.0.1:8080 ]; then
+    lxc config device remove "$CONTAINER" relevo-http >/dev/null 2>&1 || true
+    lxc config device add "$CONTAINER" relevo-http proxy listen=tcp:192.168.100.3:8080 connect=tcp:127.0.0.1:8080
+fi
+
+step="done"
+echo "relevo: web1: provisioned (web at 192.168.100.3:8080)"

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Provisioning of VM front (balancer) of relevo cluster "shop",
+# written by `relevo export vagrant` from /srv/relevo.yaml. Vagrant runs it as root.
+# Idempotent: every step checks before it acts, so `vagrant provision` may run it again at any time.
+set -euo pipefail
+
+readonly FILES=/tmp/relevo-files/front
+readonly IMAGE_DIR=/tmp/relevo-image
+readonly IMAGE=relevo/bookworm
+readonly CONTAINER=front
+readonly BRIDGE=relevobr0
+readonly POOL=default
+export PATH="$PATH:/snap/bin"
+
+step="start"
+finish() {
+    local status=$?
+    # The uploaded files hold the stats credentials on the balancer: never left behind.
+    rm -rf "$FILES" "$IMAGE_DIR"
+    if [ "$status" -ne 0 ]; then
+        echo "relevo: provisioning front FAILED at step: $step (exit status $status)" >&2
+    fi
+}
+trap finish EXIT
+begin() {
+    step=$1
+    echo "relevo: front: $step"
+}
+
+begin "install LXD"
+if ! command -v lxc >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends lxd dnsmasq-base iptables
+fi
+
+begin "wait for the LXD daemon"
+lxd waitready --timeout=120
+
+begin "storage pool $POOL"
+if ! lxc storage show "$POOL" >/dev/null 2>&1; then
+    lxc storage create "$POOL" dir
+fi
+
+begin "bridge $BRIDGE 172.30.0.1/24 (NAT off)"
+if ! lxc network show "$BRIDGE" >/dev/null 2>&1; then
+    lxc network create "$BRIDGE" ipv4.address=172.30.0.1/24 ipv4.nat=false \
+        ipv4.dhcp=false ipv4.firewall=false ipv4.routing=false ipv6.address=none
+elif [ "$(lxc network get "$BRIDGE" ipv4.address)" != 172.30.0.1/24 ]; then
+    lxc network set "$BRIDGE" ipv4.address=172.30.0.1/24
+fi
+
+begin "forward the container's traffic to the web VMs"
+if [ "$(cat /etc/sysctl.d/60-relevo.conf 2>/dev/null || true)" != "net.ipv4.ip_forward = 1" ]; then
+    echo "net.ipv4.ip_forward = 1" >/etc/sysctl.d/60-relevo.conf
+fi
+if [ "$(sysctl -n net.ipv4.ip_forward)" != 1 ]; then
+    sysctl -q -w net.ipv4.ip_forward=1
+fi
+
+begin "image $IMAGE"
+if ! lxc image info "$IMAGE" >/dev/null 2>&1; then
+    tarball=$(find "$IMAGE_DIR" -maxdepth 1 -name '*.tar*' -print -quit 2>/dev/null || true)
+    if [ -z "$tarball" ]; then
+        echo "relevo: LXD has no image $IMAGE and none was uploaded; build one with" \
+            "\`relevo image build --no-import\` and export with --image FILE" >&2
+        exit 1
+    fi
+    lxc image import "$tarball" --alias "$IMAGE"
+fi
+
+begin "container $CONTAINER"
+if ! lxc info "$CONTAINER" >/dev/null 2>&1; then
+    # systemd inside the container needs nesting.
+    lxc init "$IMAGE" "$CONTAINER" --no-profiles -c security.nesting=true
+fi
+if ! lxc config device get "$CONTAINER" root type >/dev/null 2>&1; then
+    lxc config device add "$CONTAINER" root disk path=/ pool="$POOL"
+fi
+# Named cnet0, not eth0: a container NIC named like the VM's took the VM's network down on stop.
+if ! lxc config device get "$CONTAINER" cnet0 type >/dev/null 2>&1; then
+    lxc config device add "$CONTAINER" cnet0 nic nictype=bridged parent="$BRIDGE" name=cnet0
+fi
+
+begin "files into $CONTAINER"
+changed=0
+# push_file PATH MODE: the uploaded file to the same path in the container, when it differs.
+push_file() {
+    local path=$1 mode=$2
+    if lxc file pull "$CONTAINER$path" - 2>/dev/null | cmp -s - "$FILES$path"; then
+        return 0
+    fi
+    lxc file push --create-dirs --mode "$mode" "$FILES$path" "$CONTAINER$path"
+    changed=1
+}
+push_file /etc/network/interfaces.d/cnet0 0644
+push_file /var/lib/relevo/haproxy/503.http 0644
+push_file /var/lib/relevo/haproxy/haproxy.cfg 0600
+push_file /etc/systemd/system/relevo-haproxy.service 0644
+
+begin "start $CONTAINER"
+if [ "$(lxc list "$CONTAINER" --format csv -c s)" != RUNNING ]; then
+    lxc start "$CONTAINER"
+    started=1
+else
+    started=0
+fi
+
+begin "wait for systemd in $CONTAINER"
+# "degraded" is fine here; a container whose systemd never comes up fails the next step loudly.
+timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
+
+begin "relevo-haproxy.service replaces haproxy.service in $CONTAINER"
+lxc exec "$CONTAINER" -- haproxy -c -q -f /var/lib/relevo/haproxy/haproxy.cfg
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled haproxy.service 2>/dev/null || true)" = enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl disable --now haproxy.service
+fi
+if [ "$changed" = 1 ]; then
+    lxc exec "$CONTAINER" -- systemctl daemon-reload
+fi
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled relevo-haproxy.service 2>/dev/null || true)" != enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl enable relevo-haproxy.service
+fi
+if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet relevo-haproxy.service; then
+    lxc exec "$CONTAINER" -- systemctl start relevo-haproxy.service
+elif [ "$changed" = 1 ] && [ "$started" = 0 ]; then
+    lxc exec "$CONTAINER" -- systemctl reload-or-restart relevo-haproxy.service
+fi
+
+begin "expose the frontend on tcp:10.77.0.2:9000"
+# An LXD proxy device, replaced when it differs.
+if [ "$(lxc config device get "$CONTAINER" relevo-frontend listen 2>/dev/null || true)" != tcp:10.77.0.2:9000 ] \
+    || [ "$(lxc config device get "$CONTAINER" relevo-frontend connect 2>/dev/null || true)" != tcp:127.0.0.1:9000 ]; then
+    lxc config device remove "$CONTAINER" relevo-frontend >/dev/null 2>&1 || true
+    lxc config device add "$CONTAINER" relevo-frontend proxy listen=tcp:10.77.0.2:9000 connect=tcp:127.0.0.1:9000
+fi
+
+begin "expose the stats GUI on tcp:10.77.0.2:9001"
+# An LXD proxy device, replaced when it differs.
+if [ "$(lxc config device get "$CONTAINER" relevo-stats listen 2>/dev/null || true)" != tcp:10.77.0.2:9001 ] \
+    || [ "$(lxc config device get "$CONTAINER" relevo-stats connect 2>/dev/null || true)" != tcp:127.0.0.1:9001 ]; then
+    lxc config device remove "$CONTAINER" relevo-stats >/dev/null 2>&1 || true
+    lxc config device add "$CONTAINER" relevo-stats proxy listen=tcp:10.77.0.2:9001 connect=tcp:127.0.0.1:9001
+fi
+
+step="done"
+echo "relevo: front: provisioned (balancer at 10.77.0.2:9000)"

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,47 @@ def test_vagrant_validate(case: Path, tmp_path: Path):
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "validated successfully" in result.stdout
+
+
+# Where the container's files live, moved under a temporary root so the real programs can check them here.
+GUEST_ROOTS = (
+    "/var/lib/relevo",
+    "/etc/relevo",
+    "/var/www/relevo",
+    "/run/relevo-apache",
+    "/var/log/relevo-apache",
+)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_real_programs_accept_the_containers_configs(case: Path, tmp_path: Path):
+    """`haproxy -c` and `apache2 -t` (the provisioning's own check argv) accept each container's config,
+    with the guest's directories moved under a temporary root and made as the provisioning makes them."""
+    from relevo.providers.tools import find_apache, find_haproxy
+    from relevo.vagrant.guest import guest_service
+    from relevo.vagrant.plan import plan_vms
+
+    out = tmp_path / "out"
+    exported_tree(case, out)
+    topology = case_topology(case)
+    # A short root: HAProxy refuses a Runtime API socket path longer than 97 characters.
+    short = Path(tempfile.mkdtemp(prefix="relevo-v-"))
+    for vm in plan_vms(topology, case_settings(case)):
+        root = short / vm.node
+        for source in (out / "files" / vm.node).rglob("*"):
+            if source.is_file():
+                target = root / source.relative_to(out / "files" / vm.node)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                text = source.read_text()
+                for guest in GUEST_ROOTS:
+                    text = text.replace(guest, f"{root}{guest}")
+                target.write_text(text)
+        service = guest_service(vm)
+        for directory in service.directories:
+            (root / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        exe = find_haproxy() if service.check[0] == "haproxy" else find_apache().binary
+        # The provisioning's argv, without -q so that a failure says why.
+        args = (f"{root}{arg}" if arg.startswith("/") else arg for arg in service.check[1:] if arg != "-q")
+        result = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{vm.node}: {result.stdout}{result.stderr}"
+    shutil.rmtree(short)

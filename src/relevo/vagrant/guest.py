@@ -47,6 +47,8 @@ class GuestService:
     unit: str  # relevo's unit, enabled; the image's own (`replaces`) disabled
     replaces: str
     check: tuple[str, ...]  # the argv that checks the configuration
+    # What the check needs before the unit has made it (Apache's -t wants its runtime directory).
+    directories: tuple[str, ...] = ()
 
 
 def guest_service(vm: VirtualMachine) -> GuestService:
@@ -56,7 +58,12 @@ def guest_service(vm: VirtualMachine) -> GuestService:
             "relevo-haproxy.service", "haproxy.service", ("haproxy", "-c", "-q", "-f", config)
         )
     config = str(APACHE_LAYOUT.node_dir / "httpd.conf")
-    return GuestService("relevo-apache.service", "apache2.service", ("apache2", "-t", "-f", config))
+    return GuestService(
+        "relevo-apache.service",
+        "apache2.service",
+        ("apache2", "-t", "-f", config),
+        (str(APACHE_LAYOUT.run_dir), str(APACHE_LAYOUT.log_dir)),
+    )
 
 
 def guest_files(

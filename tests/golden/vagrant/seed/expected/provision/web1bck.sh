@@ -126,6 +126,7 @@ begin "wait for systemd in $CONTAINER"
 timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
 
 begin "relevo-apache.service replaces apache2.service in $CONTAINER"
+lxc exec "$CONTAINER" -- mkdir -p /run/relevo-apache /var/log/relevo-apache
 lxc exec "$CONTAINER" -- apache2 -t -f /etc/relevo/apache/httpd.conf
 if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
     lxc exec "$CONTAINER" -- systemctl disable --now apache2.service

@@ -85,8 +85,8 @@ fi
 
 begin "container $CONTAINER"
 if ! lxc info "$CONTAINER" >/dev/null 2>&1; then
-    # systemd inside the container needs nesting.
-    lxc init "$IMAGE" "$CONTAINER" --no-profiles -c security.nesting=true
+    # systemd inside the container needs nesting; no profile: its root disk and NIC are added here.
+    lxc init "$IMAGE" "$CONTAINER" --no-profiles --storage "$POOL" -c security.nesting=true
 fi
 if ! lxc config device get "$CONTAINER" root type >/dev/null 2>&1; then
     lxc config device add "$CONTAINER" root disk path=/ pool="$POOL"
@@ -114,7 +114,7 @@ push_file /etc/relevo/apache/httpd.conf 0644
 push_file /etc/systemd/system/relevo-apache.service 0644
 
 begin "start $CONTAINER"
-if [ "$(lxc list "$CONTAINER" --format csv -c s)" != RUNNING ]; then
+if [ "$(lxc list "^$CONTAINER\$" --format csv -c s)" != RUNNING ]; then
     lxc start "$CONTAINER"
     started=1
 else

@@ -128,7 +128,10 @@ def test_jmeter_failures_map_to_relevo_kinds(code: str, kind: str) -> None:
     )
 
 
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),  # type: ignore[arg-type]
+    max_size=20,
+)
 samples = st.builds(
     JtlSample,
     timestamp_ms=st.integers(min_value=0, max_value=2**42),

@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_VENV = ROOT / ".venv-bench"
+RELEVO = [sys.executable, "-m", "relevo"]
+OPEN_TIMEOUT_S = 2.0  # the open-model run's request timeout: the run must end by duration + this
 NETWORK = "127.199.201.0/24"
 LOCUSTFILE = """
 from locust import FastHttpUser, constant, task
@@ -72,16 +74,23 @@ def measured(command: list[str], timeout_s: float) -> tuple[subprocess.Completed
     return done, children_cpu_s() - before
 
 
-def run_relevo(url: str, connections: int, duration: int, workers: int | None) -> Result:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.json"
-        command = [sys.executable, "-m", "relevo", "bench", url, "-c", str(connections), "-d", f"{duration}s"]
-        command += ["--json", str(out), "-q"] + (["-w", str(workers)] if workers else [])
-        done, cpu = measured(command, duration * 3 + 60)
-        if done.returncode != 0:
-            raise RuntimeError(f"relevo bench failed: {done.stderr[-2000:]}")
-        data = json.loads(out.read_text())
-    name = "relevo" if workers is None else f"relevo -w{workers}"
+def run_relevo(
+    url: str, connections: int, duration: int, workers: int | None, rate: float | None = None
+) -> Result:
+    command = [*RELEVO, "bench", url, "-c", str(connections), "-d", f"{duration}s"]
+    command += ["--json"] + (["-w", str(workers)] if workers else [])
+    command += ["--rate", f"{rate:g}", "--timeout", f"{OPEN_TIMEOUT_S:g}s"] if rate else []
+    began = time.monotonic()
+    done, cpu = measured(command, duration * 3 + 60)
+    wall = time.monotonic() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"relevo bench failed: {done.stderr[-2000:]}")
+    data = json.loads(done.stdout)
+    name = ("relevo" if workers is None else f"relevo -w{workers}") + (f" --rate {rate:g}" if rate else "")
+    note = f"{data['meta']['workers']} workers, {data['meta']['event_loop']}"
+    if rate:
+        limit = duration + OPEN_TIMEOUT_S
+        note += f", dropped {data['dropped']}, ran {wall:.2f} s (limit {limit:g} s + start-up)"
     return Result(
         tool=name,
         connections=connections,
@@ -89,7 +98,7 @@ def run_relevo(url: str, connections: int, duration: int, workers: int | None) -
         rps=data["throughput_rps"],
         cpu_s=cpu,
         errors=data["errors"],
-        note=f"{data['meta']['workers']} workers, {data['meta']['event_loop']}",
+        note=note,
     )
 
 
@@ -228,24 +237,43 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
     parser.add_argument("--connections", default="100,1000", help="comma-separated (default 100,1000)")
     parser.add_argument("--skip-locust", action="store_true", help="do not run (or install) Locust")
+    parser.add_argument(
+        "--open-rate", type=float, default=5000.0, help="the open model's rate, req/s (default 5000)"
+    )
     args = parser.parse_args()
     if args.target and not re.match(r"http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])[:/]", args.target):
         parser.error("--target must be on the loopback range (127.0.0.0/8 or localhost)")
     levels = [int(c) for c in args.connections.split(",")]
     results: list[Result] = []
+    open_vs_closed: list[Result] = []
     with own_cluster() if not args.target else _given(args.target) as url:
         print(f"target {url}, {args.duration} s per run", file=sys.stderr)
-        warm_up = ["wrk", "-t1", "-c10", "-d1s", url]
+        for tool in ("wrk", "ab"):
+            if not shutil.which(tool):
+                print(f"{tool} is not installed: left out", file=sys.stderr)
+        warm_up = [*RELEVO, "bench", url, "-c", "10", "-d", "1s", "-q"]
         subprocess.run(warm_up, capture_output=True, check=False, timeout=60)
         startup_s = relevo_startup_cpu_s(url)
+        # The open model at a fixed rate beside the closed model, both on one worker: CPU per request.
+        for runner in (
+            lambda: run_relevo(url, 100, args.duration, 1),
+            lambda: run_relevo(url, 100, args.duration, 1, rate=args.open_rate),
+        ):
+            try:
+                open_vs_closed.append(runner())
+            except (RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+                print(f"  a run failed: {exc}", file=sys.stderr)
         for connections in levels:
             runners: list[Callable[[], Result | None]] = [
                 lambda c=connections: run_relevo(url, c, args.duration, None),
                 # One worker per core too, to show why the default keeps half the cores for a local target.
                 lambda c=connections: run_relevo(url, c, args.duration, os.cpu_count() or 1),
-                lambda c=connections: run_wrk(url, c, args.duration),
-                lambda c=connections: run_ab(url, c, args.duration),
             ]
+            # Peers that are not installed are left out, said once.
+            if shutil.which("wrk"):
+                runners.append(lambda c=connections: run_wrk(url, c, args.duration))
+            if shutil.which("ab"):
+                runners.append(lambda c=connections: run_ab(url, c, args.duration))
             if not args.skip_locust:
                 runners.append(lambda c=connections: run_locust(url, c, args.duration))
             for runner in runners:
@@ -261,6 +289,23 @@ def main() -> None:
                     )
                 time.sleep(1)  # let TIME_WAIT sockets and the servers settle between tools
     report(results, levels, startup_s)
+    report_open(open_vs_closed, startup_s)
+
+
+def report_open(runs: list[Result], startup_s: float) -> None:
+    """CPU per request of the open model at a fixed rate beside the closed model's (one worker each);
+    the aim is at most 1.5x."""
+    if not runs:
+        return
+    print("\nopen model vs closed model, one worker, start-up CPU taken out:")
+    steady = {}
+    for r in runs:
+        steady[r.tool] = (r.cpu_s - startup_s) / r.requests * 1e6 if r.requests else float("nan")
+        print(f"  {r.tool:28s} {r.rps:9,.0f} req/s {steady[r.tool]:6.1f} µs CPU per request  {r.note}")
+    closed = next((v for k, v in steady.items() if "--rate" not in k), None)
+    opened = next((v for k, v in steady.items() if "--rate" in k), None)
+    if closed and opened:
+        print(f"  open / closed CPU per request: x{opened / closed:.2f} (aim: at most x1.5)")
 
 
 @contextmanager

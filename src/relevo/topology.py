@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import yaml
 
 from relevo.errors import TopologyError
+from relevo.grammar import DURATION_EXAMPLES, did_you_mean, parse_duration
 from relevo.model import (
     Balance,
     Balancer,
@@ -43,7 +44,6 @@ DEFAULT_FILE = "relevo.yaml"
 STATE_DIR = ".relevo"
 # Names reach file paths, HAProxy server names and container names: keep them to a safe alphabet.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
-DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
 DEFAULT_WEB_PORT = 8080
 
 E = TypeVar("E", bound=Any)
@@ -54,13 +54,36 @@ def default_text() -> str:
     return files("relevo").joinpath("default.yaml").read_text()
 
 
+def find_topology_file(start: Path) -> Path | None:
+    """relevo.yaml in `start` or the nearest of its parents (as git and docker compose look), else None.
+
+    A file found in a parent must belong to this user (or root): relevo often runs as root, and a
+    relevo.yaml someone else left in /tmp must not decide what it starts.
+    """
+    for directory in (start, *start.parents):
+        candidate = directory / DEFAULT_FILE
+        try:
+            owner = candidate.stat().st_uid
+        except OSError:
+            continue
+        if directory != start and owner not in (0, os.geteuid()):
+            raise TopologyError(
+                f"found in a parent directory, but it belongs to another user (uid {owner}); "
+                "pass it with -f if you mean to use it",
+                path=candidate,
+            )
+        return candidate
+    return None
+
+
 def load_topology(path: Path | None = None) -> Topology:
-    """Load `path`; with None, ./relevo.yaml if there is one, else the built-in default."""
+    """Load `path`; with None, relevo.yaml in the current directory or its parents, else the built-in
+    default."""
     if path is None:
-        candidate = Path(DEFAULT_FILE)
-        if not candidate.exists():
+        found = find_topology_file(Path.cwd())
+        if found is None:
             return parse_topology(default_text(), source=None, state_dir=Path.cwd() / STATE_DIR)
-        path = candidate
+        path = found
     path = path.resolve()
     text = read_topology_text(path)
     return parse_topology(text, source=path, state_dir=path.parent / STATE_DIR)
@@ -120,7 +143,10 @@ class _Reader:
                 raise self.fail(key_node, f"{where}: duplicate key {shown(key)}")
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise self.fail(key_node, f"{where}: unknown key {shown(key)}; expected one of: {known}")
+                hint = did_you_mean(key[:64], allowed)  # a long key is no near miss: compare its start
+                raise self.fail(
+                    key_node, f"{where}: unknown key {shown(key)}{hint}; expected one of: {known}"
+                )
             out[key] = value_node
         return out
 
@@ -155,17 +181,15 @@ class _Reader:
 
     def duration(self, node: yaml.Node, where: str, *, low_s: float = 0.001, high_s: float = 3600.0) -> float:
         value = self.scalar(node, where)
-        seconds: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str) and (match := DURATION_RE.match(value.strip())):
-            number, unit = float(match.group(1)), match.group(2) or "s"
-            seconds = number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+        try:
+            seconds: float | None = parse_duration(value)
+        except ValueError:
+            seconds = None
         if seconds is None or not low_s <= seconds <= high_s:
             raise self.fail(
                 node,
-                f"{where}: expected a duration such as 250ms, 2s or 1m, from {low_s:g}s to {high_s:g}s, "
-                f"got {shown(node.value)}",
+                f"{where}: expected a duration such as {DURATION_EXAMPLES}, from {low_s:g}s to "
+                f"{high_s:g}s, got {shown(node.value)}",
             )
         return seconds
 

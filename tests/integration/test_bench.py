@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def bench_json(*args: str) -> dict[str, object]:
-    result = CliRunner().invoke(cli, ["bench", *args, "--json", "-"])
+    result = CliRunner().invoke(cli, ["bench", *args, "--json"])
     assert result.exit_code == 0, result.output + (result.stderr or "")
     data: dict[str, object] = json.loads(result.stdout)
     return data
@@ -49,7 +52,7 @@ def test_default_target_is_the_running_cluster(running_cluster: RunningCluster) 
     """With no URL, `relevo -f TOPOLOGY bench` loads the topology's frontend."""
     assert running_cluster.topology.source is not None
     result = CliRunner().invoke(
-        cli, ["-f", str(running_cluster.topology.source), "bench", "-c", "4", "-n", "5", "--json", "-"]
+        cli, ["-f", str(running_cluster.topology.source), "bench", "-c", "4", "-n", "5", "--json"]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -118,6 +121,78 @@ def test_jmx_plan_with_two_thread_groups(running_cluster: RunningCluster, tmp_pa
     path = tmp_path / "two.jmx"
     write_jmx(plan, path)
     data = bench_json("--plan", str(path), "--target", running_cluster.frontend_url)
-    labels = {row["label"]: row["samples"] for row in data["labels"]}  # type: ignore[union-attr]
+    rows = data["labels"]
+    assert isinstance(rows, list)
+    labels = {row["label"]: row["samples"] for row in rows}
     assert labels == {"home": 4 * 5 + 3 * 7, "health": 4 * 5}
     assert data["samples"] == 61 and data["errors"] == 0
+
+
+RELEVO = [sys.executable, "-m", "relevo"]
+
+
+def test_nothing_listening_fails_fast_with_a_hint() -> None:
+    """No listener: `relevo bench` stops after the first second, says how to bring the cluster up, exit 1."""
+    url = f"http://127.0.0.1:{free_port()}/"
+    began = time.monotonic()
+    done = subprocess.run([*RELEVO, "bench", url, "-d", "30s"], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - began
+    assert done.returncode == 1, done.stderr
+    assert f"nothing is listening at {url} — is the cluster up? (`relevo up`)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert took < 2.0, f"took {took:.2f} s"
+
+
+def test_open_model_ends_at_its_duration_plus_one_timeout(running_cluster: RunningCluster) -> None:
+    """--rate 5000 --duration 5s against the local cluster (more than it may serve on a small machine):
+    the run ends within 5 s + its 2 s timeout, and requests it could not send are reported as dropped."""
+    data = bench_json(
+        running_cluster.frontend_url, "--rate", "5000", "-d", "5s", "--timeout", "2s", "-c", "50", "-w", "1"
+    )
+    meta = data["meta"]
+    assert isinstance(meta, dict)
+    assert meta["elapsed_s"] <= 5 + 2 + 0.1
+    samples, dropped = data["samples"], data["dropped"]
+    assert isinstance(samples, int) and isinstance(dropped, int)
+    assert samples + dropped <= 25_000
+    assert samples > 0
+
+
+def test_ctrl_c_reports_what_was_done_and_exits_130(running_cluster: RunningCluster) -> None:
+    """SIGINT in the middle of a run: the partial report is printed, marked interrupted, exit status 130."""
+    proc = subprocess.Popen(
+        [*RELEVO, "bench", running_cluster.frontend_url, "-c", "4", "-d", "30s", "-w", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    data = json.loads(out)
+    assert data["interrupted"] is True and data["samples"] > 0 and data["errors"] == 0
+
+
+def test_bench_lists_the_controllers_events_during_the_run(running_cluster: RunningCluster) -> None:
+    """Against a relevo cluster, the result lists the controller's events that fell inside the run, and
+    only those."""
+    from relevo.controller.events import Event, EventKind, EventLog
+
+    journal = running_cluster.cluster.paths.events
+    EventLog(journal, wall_clock=lambda: time.time() - 100).append(
+        Event(kind=EventKind.HEALTH, node="web2", from_="up", to="down", reason="long before the run")
+    )
+    EventLog(journal, wall_clock=lambda: time.time() + 0.8).append(
+        Event(kind=EventKind.FAILOVER, node="web1bck", from_="stopped", to="serving", reason="during")
+    )
+    source = str(running_cluster.topology.source)
+    result = CliRunner().invoke(cli, ["bench", "-f", source, "-c", "2", "-d", "1.5s", "-w", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    events = json.loads(result.stdout)["meta"]["events"]
+    assert [(e["kind"], e["reason"]) for e in events] == [("failover", "during")]

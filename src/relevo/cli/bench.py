@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from relevo import __version__
-from relevo.cli.common import console, err_console, get_topology
+from relevo.cli.common import console, err_console, file_option, get_topology
 from relevo.errors import RelevoError
+from relevo.grammar import parse_duration
 from relevo.loadgen import engine
 from relevo.loadgen.jmx import read_jmx
 from relevo.loadgen.jmx_export import write_jmx
@@ -33,31 +34,32 @@ from relevo.report.summary import SummaryReport, summarize
 from relevo.report.table import print_report
 
 DEFAULT_DURATION_S = 10.0
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+EXIT_INTERRUPTED = 130
+
+if TYPE_CHECKING:  # click is generic in its stubs from 8.2 on, not at run time before 8.5
+    _FloatParam = click.ParamType[float, Any]
+else:
+    _FloatParam = click.ParamType
 
 
-class Duration(click.ParamType[float, Any]):
-    """250ms, 30s, 1m30s, 2h, or a plain number of seconds."""
+class Duration(_FloatParam):
+    """250ms, 30s, 1m30s, 2h, or a plain number of seconds (relevo.yaml's grammar)."""
 
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
-        text = str(value).strip().lower()
         try:
-            return float(text)
-        except ValueError:
-            pass
-        parts = _PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            self.fail(f"{value!r} is not a duration (examples: 500ms, 30s, 1m30s, 2h)", param, ctx)
-        return sum(float(n) * _UNITS[u] for n, u in parts)
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class ThresholdExceeded(RelevoError):
-    """The run worked, but failed more requests than --max-error-pct allows."""
+    """The run worked, but broke a threshold (--max-error-pct, --max-p99)."""
+
+
+class NothingListening(RelevoError):
+    """Every connection was refused during the first second: the target is not up."""
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -153,18 +155,62 @@ def _meta(plan: Plan, result: engine.RunResult, jtl: Path | None) -> dict[str, o
     }
 
 
-def _emit(report: SummaryReport, *, json_out: str | None, quiet: bool, series: bool) -> None:
-    if json_out is not None:
-        text = json.dumps(to_dict(report), indent=2) + "\n"
-        if json_out == "-":
-            sys.stdout.write(text)
-        else:
-            Path(json_out).write_text(text, encoding="utf-8")
-    if not quiet and json_out != "-":
+def _emit(report: SummaryReport, *, as_json: bool, out: Path | None, quiet: bool, series: bool) -> None:
+    """The results on stdout (JSON or the tables) and in `out`. A file that cannot be written loses
+    nothing: the results still reach stdout, then the error names the path."""
+    text = json.dumps(to_dict(report), indent=2) + "\n"
+    failure = None
+    if out is not None:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            failure = f"cannot write the results to {out}: {exc.strerror or exc}"
+    if as_json or (quiet and failure):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    elif not quiet:
         print_report(report, console, series=series)
+    if failure:
+        raise RelevoError(failure)
+
+
+def _check_writable(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written before the run, not after it (exit 2)."""
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path()
+    if path.is_dir():
+        raise PlanError(f"{option} {path}: is a directory")
+    if not parent.is_dir():
+        raise PlanError(f"{option} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PlanError(f"{option} {path}: not writable")
+
+
+def _events_during(ctx: click.Context, plan: Plan, result: engine.RunResult) -> list[dict[str, Any]]:
+    """The controller's events that fell inside the run, when the run went to the topology's cluster."""
+    from relevo.controller.events import read_events
+    from relevo.paths import StatePaths
+
+    try:
+        topology = get_topology(ctx)
+    except RelevoError:
+        return []
+    ours = {(topology.balancer.frontend.address, topology.balancer.frontend.port)}
+    ours |= {(n.address, n.port) for n in topology.nodes}
+    if not any((r.host, r.port) in ours for g in plan.groups for r in g.requests):
+        return []
+    begin, end = result.started_at, result.started_at + result.elapsed_s
+
+    def inside(event: dict[str, Any]) -> bool:
+        ts = event.get("ts")
+        return isinstance(ts, int | float) and begin <= ts <= end
+
+    return read_events(StatePaths(topology.state_dir).events, 1000, keep=inside)
 
 
 @click.command("bench")
+@file_option
 @click.argument("url", required=False)
 @click.option(
     "-c",
@@ -258,11 +304,11 @@ def _emit(report: SummaryReport, *, json_out: str | None, quiet: bool, series: b
     type=click.Path(dir_okay=False, path_type=Path),
     help="Stream every sample to this JMeter CSV result file (readable by `relevo report` and `jmeter -g`).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document on stdout.")
 @click.option(
-    "--json",
-    "json_out",
-    metavar="FILE",
-    help="Write the results as JSON to FILE ('-': stdout, and no table).",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the results as JSON to this file.",
 )
 @click.option("--series", is_flag=True, help="Also print the per-second table.")
 @click.option(
@@ -270,7 +316,19 @@ def _emit(report: SummaryReport, *, json_out: str | None, quiet: bool, series: b
     type=click.FloatRange(min=0, max=100),
     help="Exit with status 1 when more than this % of samples failed.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress line and no table (JSON still written).")
+@click.option(
+    "--max-p99",
+    type=Duration(),
+    help="Exit with status 1 when the 99th percentile response time is above this (e.g. 250ms).",
+)
+@click.option(
+    "--progress-interval",
+    type=Duration(),
+    default="5s",
+    show_default=True,
+    help="Without a terminal, print a progress line this often (on a terminal it is live).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress line and no table (--out still written).")
 @click.pass_context
 def bench(ctx: click.Context, /, url: str | None, **opts: Any) -> None:
     """Send HTTP load to URL (default: the cluster's frontend) and print JMeter's Summary Report.
@@ -284,7 +342,9 @@ def bench(ctx: click.Context, /, url: str | None, **opts: Any) -> None:
       relevo bench --plan test.jmx --target http://127.0.0.1:8080
 
     Errors are counted by kind: the HTTP status (4xx, 5xx; 3xx succeeds, as in JMeter), refused, reset,
-    timeout, incomplete. A live progress line goes to stderr; --json - keeps stdout for JSON alone.
+    timeout, incomplete. Progress goes to stderr; --json keeps stdout for one JSON document.
+    Exit status: 0 done, 1 a threshold broken or nothing listening, 2 bad usage, 130 interrupted
+    (Ctrl-C: the samples finished so far are still reported, marked interrupted).
     """
     plan, warnings = _plan(ctx, url, opts)
     for warning in warnings:
@@ -295,28 +355,55 @@ def bench(ctx: click.Context, /, url: str | None, **opts: Any) -> None:
         err_console.print(f"wrote {opts['export_jmx']}")
         return
     quiet = opts["quiet"]
-    line = ProgressLine() if not quiet else None
+    _check_writable(opts["jtl"], "--jtl")
+    _check_writable(opts["out"], "--out")
+    line = ProgressLine(interval_s=opts["progress_interval"]) if not quiet else None
     try:
         result = engine.run(plan, workers=opts["workers"], jtl=opts["jtl"], on_progress=line)
     finally:
         if line is not None:
             line.clear()
-    report = summarize(result.stats, meta=_meta(plan, result, opts["jtl"]), interrupted=result.interrupted)
-    _emit(report, json_out=opts["json_out"], quiet=quiet, series=opts["series"])
-    limit = opts["max_error_pct"]
-    if limit is not None and report.total.error_pct > limit:
-        raise ThresholdExceeded(f"{report.total.error_pct:.2f}% of samples failed (limit {limit:g}%)")
+    if result.nothing_listening:
+        targets = ", ".join(sorted({r.url for g in plan.groups for r in g.requests}))
+        raise NothingListening(f"nothing is listening at {targets} — is the cluster up? (`relevo up`)")
+    meta = _meta(plan, result, opts["jtl"])
+    events = _events_during(ctx, plan, result)
+    meta["events"] = events
+    report = summarize(result.stats, meta=meta, interrupted=result.interrupted)
+    _emit(report, as_json=opts["as_json"], out=opts["out"], quiet=quiet, series=opts["series"])
+    if events and not (opts["as_json"] or quiet):
+        from relevo.cli.controller import event_line
+
+        console.print("[bold]The controller during the run[/]")
+        for event in events:
+            console.print(event_line(event), soft_wrap=not console.is_terminal)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    _check_thresholds(report, opts["max_error_pct"], opts["max_p99"])
+
+
+def _check_thresholds(report: SummaryReport, max_error_pct: float | None, max_p99_s: float | None) -> None:
+    total = report.total
+    if max_error_pct is not None and total.error_pct > max_error_pct:
+        raise ThresholdExceeded(f"{total.error_pct:.2f}% of samples failed (limit {max_error_pct:g}%)")
+    if max_p99_s is not None and total.percentile_ms(99.0) > max_p99_s * 1000:
+        raise ThresholdExceeded(
+            f"the 99th percentile is {total.percentile_ms(99.0):.1f} ms (limit {max_p99_s * 1000:g} ms)"
+        )
 
 
 @click.command("report")
 @click.argument("jtl", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "json_out", metavar="FILE", help="Write the report as JSON to FILE ('-': stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document on stdout.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as JSON here."
+)
 @click.option("--series", is_flag=True, help="Also print the per-second table.")
-def report(jtl: Path, json_out: str | None, series: bool) -> None:
+def report(jtl: Path, as_json: bool, out: Path | None, series: bool) -> None:
     """Print JMeter's Summary Report for a JMeter CSV result file (.jtl).
 
     Reads JMeter 2.13's and 5.x's columns, with a header line or without one, and relevo's own --jtl
     files. The numbers follow JMeter's definitions, plus percentiles and errors by kind.
     """
     summary = summarize(read_stats(jtl), meta={"source": str(jtl)})
-    _emit(summary, json_out=json_out, quiet=False, series=series)
+    _emit(summary, as_json=as_json, out=out, quiet=False, series=series)

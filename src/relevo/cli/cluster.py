@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.table import Table
 
-from relevo.cli.common import console, err_console, get_topology, print_json
+from relevo.cli.common import console, err_console, file_option, get_topology, print_json
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.errors import RelevoError
@@ -47,6 +48,7 @@ def init(path: Path, force: bool) -> None:
 
 
 @click.command("up")
+@file_option
 @click.option("--no-controller", is_flag=True, help="Do not start the failover controller.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
@@ -68,12 +70,15 @@ def up_command(ctx: click.Context, no_controller: bool, as_json: bool) -> None:
     console.print(f"  stats     {result.stats_url}   (user and password in {result.secrets_file})")
     console.print(f"  metrics   {result.metrics_url}")
     if result.controller_pid:
-        console.print(f"  controller running as pid {result.controller_pid}: `relevo events -f` to follow it")
+        console.print(
+            f"  controller running as pid {result.controller_pid}: `relevo events --follow` to follow it"
+        )
     for change in result.controller_changes:
         console.print(f"  controller: {change}")
 
 
 @click.command("down")
+@file_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was stopped as JSON.")
 @click.pass_context
 def down_command(ctx: click.Context, as_json: bool) -> None:
@@ -101,6 +106,7 @@ def destroy_command(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command()
+@file_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--events", "event_count", default=5, show_default=True, help="How many recent events to show.")
 @click.pass_context
@@ -112,25 +118,10 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
     if as_json:
         print_json(report)
         return
-    table = Table(title=f"cluster {topology.name!r} ({topology.standby.mode} standbys)", title_justify="left")
-    for column in ("node", "role", "provider", "state", "health", "address", "sessions", "requests"):
-        table.add_column(column, justify="right" if column in ("sessions", "requests") else "left")
-    for node in report["nodes"]:
-        role = node["role"] + (f" for {node['standby_for']}" if node["standby_for"] else "")
-        state, health = node["state"], node["health"]
-        table.add_row(
-            node["name"],
-            role,
-            node["provider"],
-            f"[{STATE_STYLE.get(state, '')}]{state}[/]",
-            f"[{HEALTH_STYLE.get(health, 'dim')}]{health}[/]",
-            node["address"],
-            _count(node["current_sessions"]),
-            _count(node["total_requests"]),
-        )
-    console.print(table)
-    console.print(f"frontend  {report['frontend_url']}")
-    console.print(f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})")
+    console.print(status_table(report, f"cluster {topology.name!r} ({topology.standby.mode} standbys)"))
+    # URLs and paths are never broken across lines: a terminal wraps them, a pipe gets them whole.
+    console.print(f"frontend  {report['frontend_url']}", soft_wrap=True)
+    console.print(f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})", soft_wrap=True)
     controller = report["controller"]
     if controller["running"]:
         console.print(f"controller [green]running[/] (pid {controller['pid']})")
@@ -143,6 +134,38 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
             f"  [dim]{event.get('time', '')}[/] {event.get('node', '')}: "
             f"{event.get('from', '')} → {event.get('to', '')} ({event.get('reason', '')})"
         )
+
+
+def status_table(report: dict[str, Any], title: str) -> Table:
+    """The nodes of a `status_report`, in 80 columns: light borders, a standby's role as "standby→web1",
+    and the provider in the title when every node has the same one; what is still too wide wraps."""
+    nodes = report["nodes"]
+    providers = {node["provider"] for node in nodes}
+    # "sess": HAProxy's current sessions (its `scur`), short so that a full address fits at 80 columns.
+    columns = ["node", "role", "provider", "state", "health", "address", "sess", "requests"]
+    if len(providers) == 1:
+        columns.remove("provider")
+        title += f" · provider {providers.pop()}"
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+    )
+    for column in columns:
+        numeric = column in ("sess", "requests")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for node in nodes:
+        state, health = node["state"], node["health"]
+        cells = {
+            "node": node["name"],
+            "role": node["role"] + (f"→{node['standby_for']}" if node["standby_for"] else ""),
+            "provider": node["provider"],
+            "state": f"[{STATE_STYLE.get(state, '')}]{state}[/]",
+            "health": f"[{HEALTH_STYLE.get(health, 'dim')}]{health}[/]",
+            "address": node["address"],
+            "sess": _count(node["current_sessions"]),
+            "requests": _count(node["total_requests"]),
+        }
+        table.add_row(*(cells[c] for c in columns))
+    return table
 
 
 def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
@@ -166,6 +189,7 @@ def _count(value: int | None) -> str:
 
 
 @click.command()
+@file_option
 @click.argument("node")
 @click.pass_context
 def start(ctx: click.Context, node: str) -> None:
@@ -179,6 +203,7 @@ def start(ctx: click.Context, node: str) -> None:
 
 
 @click.command()
+@file_option
 @click.argument("node")
 @click.pass_context
 def stop(ctx: click.Context, node: str) -> None:
@@ -193,6 +218,7 @@ def stop(ctx: click.Context, node: str) -> None:
 
 
 @click.command()
+@file_option
 @click.argument("node")
 @click.option(
     "-s",
@@ -212,18 +238,23 @@ def kill(ctx: click.Context, node: str, signal_name: str) -> None:
 
 
 @click.command()
+@file_option
 @click.argument("what", type=click.Choice(["haproxy", "apache", "systemd"]))
 @click.argument("node", required=False)
+@click.option("--show-secrets", is_flag=True, help="Print the stats password instead of masking it.")
 @click.pass_context
-def render(ctx: click.Context, what: str, node: str | None) -> None:
+def render(ctx: click.Context, what: str, node: str | None, show_secrets: bool) -> None:
     """Print a rendered configuration: `haproxy`, `apache NODE`, or `systemd` (a unit that runs the
     failover controller on a host). Writes nothing, generates no credentials (shows placeholders when
-    none exist yet)."""
+    none exist yet); the stats password is masked unless --show-secrets."""
     topology = get_topology(ctx)
-    click.echo(render_text(topology, what, node), nl=False)
+    click.echo(render_text(topology, what, node, show_secrets=show_secrets), nl=False)
 
 
-def render_text(topology: Topology, what: str, node: str | None) -> str:
+MASK = "********"
+
+
+def render_text(topology: Topology, what: str, node: str | None, *, show_secrets: bool = False) -> str:
     from relevo.paths import StatePaths
     from relevo.secrets import Secrets, load_or_create_secrets
 
@@ -236,6 +267,12 @@ def render_text(topology: Topology, what: str, node: str | None) -> str:
             if paths.secrets.exists()
             else Secrets(stats_user="admin", stats_password="<generated by relevo up>")  # noqa: S106 - a placeholder
         )
+        if paths.secrets.exists() and not show_secrets:
+            secrets = replace(secrets, stats_password=MASK)
+            err_console.print(
+                f"[dim]the stats password is masked (it is in {paths.secrets}; --show-secrets)[/]",
+                soft_wrap=True,
+            )
         return render_haproxy(topology, secrets, paths)
     if what == "apache":
         from relevo.providers.tools import find_apache

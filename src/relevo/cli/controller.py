@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from relevo.cli.common import console, get_topology, print_json
+from relevo.cli.common import console, file_option, get_topology, print_json
 
 KIND_STYLE = {
     "failover": "bold yellow",
@@ -38,6 +38,7 @@ DURATION_LABELS = {
 
 
 @click.command()
+@file_option
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -71,8 +72,9 @@ def watch(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
 
 
 @click.command()
+@file_option
 @click.option("--json", "as_json", is_flag=True, help="JSON: an array, or one object a line with --follow.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they happen (Ctrl-C stops).")
+@click.option("--follow", is_flag=True, help="Keep printing new events as they happen (Ctrl-C stops).")
 @click.option("-n", "--lines", default=20, show_default=True, help="How many of the last events to show.")
 @click.option("--kind", "kinds", multiple=True, help="Only events of this kind (failover, health, ...).")
 @click.pass_context
@@ -115,7 +117,8 @@ def _show(event: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(event), nl=True)
         return
-    console.print(event_line(event), soft_wrap=True)
+    # On a terminal rich wraps a long event at word boundaries; a pipe or a file gets one line per event.
+    console.print(event_line(event), soft_wrap=not console.is_terminal)
 
 
 def event_line(event: dict[str, Any]) -> Text:

@@ -46,7 +46,7 @@ from pathlib import Path
 from relevo.errors import RelevoError
 from relevo.loadgen.client import resolve
 from relevo.loadgen.jtl import COLUMNS_5
-from relevo.loadgen.live import LiveSeries, Second, seconds_of
+from relevo.loadgen.live import LiveSeries, Second, SparseHistogram, seconds_of
 from relevo.loadgen.plan import Plan
 from relevo.loadgen.shares import split, useful_workers
 from relevo.loadgen.stats import RunStats, TimeSeries
@@ -77,6 +77,7 @@ class Progress:
     active: int
     expected: int | None
     duration_s: float | None
+    p99_ms: float | None = None  # over all samples so far, as of the workers' last report
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +180,7 @@ class LoadRun:
         stride = counters_stride(plan)
         self._watcher = _Watcher(plan, count, stride, on_progress, progress_interval_s)
         self._live = LiveSeries(count)
+        self._watcher.live = self._live
         self._ended = threading.Event()  # the workers are finished
         self._done = threading.Event()  # ... and the last progress was reported: the result is ready
         self._lock = threading.Lock()
@@ -213,6 +215,10 @@ class LoadRun:
 
     def progress(self) -> Progress:
         return self._watcher.progress(self._counters)
+
+    def percentile_ms(self, percentile: float) -> float | None:
+        """Response time at `percentile` over all samples so far (up to a second old); None before any."""
+        return self._live.percentile_ms(percentile)
 
     def seconds(self) -> tuple[Second, ...]:
         return seconds_of(self._live.merged())
@@ -305,7 +311,7 @@ class LoadRun:
                     t0_ns=t0_ns,
                     epoch_delta_ns=delta,
                     counters=self._counters,
-                    on_series=lambda start, part: self._live.put(0, start, part),
+                    on_series=lambda start, part, hist: self._live.put(0, start, part, hist),
                     on_start=self._attach,
                 )
             )
@@ -356,8 +362,8 @@ class LoadRun:
                         with self._lock:
                             del self._links[link]
                     else:
-                        worker, begin, part = message
-                        self._live.put(worker, begin, part)
+                        worker, begin, part, hist = message
+                        self._live.put(worker, begin, part, hist)
         finally:
             _reap(procs)
 
@@ -379,6 +385,7 @@ class _Watcher:
         self.workers = workers
         self.stride = stride
         self.callback = callback
+        self.live: LiveSeries | None = None
         self.interval_s = interval_s
         self.expected = plan.total_samples
         self.duration_s = plan.duration_s
@@ -412,12 +419,13 @@ class _Watcher:
             active=active,
             expected=self.expected,
             duration_s=self.duration_s,
+            p99_ms=self.live.percentile_ms(99.0) if self.live is not None else None,
         )
 
 
 def _expect(
     link: MpConnection, proc: multiprocessing.process.BaseProcess, what: str
-) -> WorkerResult | tuple[int, int, TimeSeries]:
+) -> WorkerResult | tuple[int, int, TimeSeries, SparseHistogram | None]:
     """The next message from a worker: its result, or a piece of its series (worker, first second,
     seconds); "ready" is only waited for."""
     if what == "ready" and not link.poll(READY_TIMEOUT_S):
@@ -430,7 +438,7 @@ def _expect(
     if isinstance(message, tuple) and message and message[0] == "error":
         raise LoadgenError(f"{proc.name} failed:\n{message[1]}")
     if isinstance(message, tuple) and message and message[0] == "series":
-        return message[1], message[2], message[3]
+        return message[1:]
     if what == "result":
         assert isinstance(message, WorkerResult)
         return message
@@ -458,7 +466,9 @@ def _child(
                     epoch_delta_ns=delta,
                     counters=counters,
                     control=link,
-                    on_series=lambda begin, part: link.send(("series", job.share.worker, begin, part)),
+                    on_series=lambda begin, part, hist: link.send(
+                        ("series", job.share.worker, begin, part, hist)
+                    ),
                 )
             )
         link.send(result)

@@ -9,7 +9,7 @@ adding counters, which is what lets each worker process keep its own and the par
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 # 2**11 counters per magnitude: three significant decimal digits, as HdrHistogram's usual setting.
 SUB_BUCKET_BITS = 11
@@ -74,6 +74,22 @@ class Histogram:
         self.count += other.count
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
+
+    def sparse(self) -> tuple[int, int, int, dict[int, int]]:
+        """(count, min, max, non-empty buckets): small enough to send between processes often."""
+        return self.count, self.min, self.max, {i: n for i, n in enumerate(self.counts) if n}
+
+    @classmethod
+    def from_sparse(cls, parts: Iterable[tuple[int, int, int, dict[int, int]]]) -> Histogram:
+        """The sum of `sparse()` snapshots (of several workers)."""
+        hist = cls()
+        for count, low, high, buckets in parts:
+            for index, n in buckets.items():
+                hist.counts[index] += n
+            hist.count += count
+            hist.min = min(hist.min, low)
+            hist.max = max(hist.max, high)
+        return hist
 
     def value_at_percentile(self, percentile: float) -> int:
         """The smallest recorded value that at least `percentile` % of the values do not exceed.

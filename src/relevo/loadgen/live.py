@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.stats import TimeSeries
+
+SparseHistogram = tuple[int, int, int, dict[int, int]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,10 +50,21 @@ class LiveSeries:
     def __init__(self, workers: int) -> None:
         self._lock = threading.Lock()
         self._parts = [TimeSeries() for _ in range(workers)]
+        self._hists: list[SparseHistogram | None] = [None] * workers
 
-    def put(self, worker: int, start: int, part: TimeSeries) -> None:
+    def put(self, worker: int, start: int, part: TimeSeries, hist: SparseHistogram | None = None) -> None:
         with self._lock:
             self._parts[worker].put(start, part)
+            if hist is not None:
+                self._hists[worker] = hist
+
+    def percentile_ms(self, percentile: float) -> float | None:
+        """The response time at `percentile` over every sample so far (as of the workers' last report,
+        at most a second old); None before any."""
+        with self._lock:
+            parts = [h for h in self._hists if h is not None]
+        hist = Histogram.from_sparse(parts)
+        return hist.value_at_percentile(percentile) / 1000 if hist.count else None
 
     def replace(self, worker: int, series: TimeSeries) -> None:
         """The worker's final series (from its result)."""

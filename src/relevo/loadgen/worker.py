@@ -17,6 +17,7 @@ from pathlib import Path
 
 from relevo.loadgen.client import Address, Connection, Sampler, monotonic_ns, resolve
 from relevo.loadgen.drivers import ClosedUser, OpenGroup, active_counts, schedule_users
+from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.http import header_key
 from relevo.loadgen.jtl import JtlWriter
 from relevo.loadgen.plan import Plan, ThreadGroup
@@ -33,7 +34,11 @@ STOP_GRACE_S = 2.0
 # If every connection was refused during this first part of the run, nothing listens: stop.
 FAIL_FAST_S = 1.0
 
-SeriesCallback = Callable[[int, TimeSeries], None]
+# How often the latency histogram so far goes with the series (for "p99 so far" in progress lines).
+HISTOGRAM_INTERVAL_S = 1.0
+
+SparseHistogram = tuple[int, int, int, dict[int, int]]
+SeriesCallback = Callable[[int, TimeSeries, SparseHistogram | None], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +91,7 @@ class Runner:
         self.on_series = on_series
         self.series_mark = 0  # the first second not yet final when the series was last sent
         self.series_sent_ns = 0
+        self.hist_sent_ns = 0
         # Only a worker process checks for its parent: in the main process the parent is the user's
         # shell, whose exit says nothing about whether anyone waits for this run.
         self.orphan_check = orphan_check
@@ -211,7 +217,15 @@ class Runner:
         if self.on_series is None:
             return
         series = self.recorder.series
-        self.on_series(self.series_mark, series.tail(self.series_mark))
+        now = monotonic_ns()
+        hist = None
+        if now - self.hist_sent_ns >= HISTOGRAM_INTERVAL_S * 1e9 or self.finished.is_set():
+            self.hist_sent_ns = now
+            total = Histogram()
+            for label in self.recorder.stats.labels.values():
+                total.merge(label.hist)
+            hist = total.sparse()
+        self.on_series(self.series_mark, series.tail(self.series_mark), hist)
         # A sample lands in the second it ends in, so seconds before the current one no longer change.
         self.series_mark = max(0, (monotonic_ns() - self.t0_ns) // 1_000_000_000 - 1)
         self.series_mark = min(self.series_mark, len(series))

@@ -27,6 +27,7 @@ def row_dict(row: SummaryRow) -> dict[str, Any]:
         "received_kb_s": round(row.received_kb_s, 3),
         "sent_kb_s": round(row.sent_kb_s, 3),
         "avg_bytes": round(row.avg_bytes, 3),
+        "dropped": row.dropped,
     }
     out.update({_key(p): round(v, 3) for p, v in row.percentiles_ms.items()})
     out["errors_by_kind"] = dict(row.errors_by_kind)
@@ -48,6 +49,7 @@ def to_dict(report: SummaryReport) -> dict[str, Any]:
             "average_ms": round(s.average_ms, 3),
             "max_ms": round(s.max_ms, 3),
             "received_kb": round(s.received_kb, 3),
+            "dropped": s.dropped,
         }
         for s in report.series
     ]

@@ -39,6 +39,8 @@ class SummaryRow:
     received_kb_s: float
     sent_kb_s: float
     avg_bytes: float
+    # Open model: requests due while every connection was busy, never sent (not samples).
+    dropped: int = 0
     percentiles_ms: Mapping[float, float] = field(default_factory=lambda: MappingProxyType({}))
     errors_by_kind: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     codes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -58,6 +60,7 @@ class SecondRow:
     average_ms: float
     max_ms: float
     received_kb: float
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +92,7 @@ def row_of(stats: LabelStats) -> SummaryRow:
         received_kb_s=stats.bytes * per_s / 1024,
         sent_kb_s=stats.sent_bytes * per_s / 1024,
         avg_bytes=stats.bytes / n if n else 0.0,
+        dropped=stats.dropped,
         percentiles_ms=MappingProxyType({p: hist.value_at_percentile(p) / 1000 for p in PERCENTILES}),
         errors_by_kind=_frozen(stats.error_kinds),
         codes=_frozen(stats.codes),
@@ -100,7 +104,7 @@ def summarize(
     stats: RunStats, *, meta: Mapping[str, object] | None = None, interrupted: bool = False
 ) -> SummaryReport:
     """The report of a run or a JTL file: rows in first-seen label order, then TOTAL."""
-    rows = tuple(row_of(s) for s in stats.labels.values() if s.count)
+    rows = tuple(row_of(s) for s in stats.labels.values() if s.count or s.dropped)
     series = stats.series
     seconds = tuple(
         SecondRow(
@@ -110,6 +114,7 @@ def summarize(
             average_ms=series.total_us[i] / series.requests[i] / 1000 if series.requests[i] else 0.0,
             max_ms=series.max_us[i] / 1000,
             received_kb=series.bytes[i] / 1024,
+            dropped=series.dropped[i],
         )
         for i in range(len(series))
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -54,7 +57,9 @@ def _pct_name(p: float) -> str:
     return f"p{p:g}"
 
 
-def summary_table(report: SummaryReport) -> Table:
+def summary_table(report: SummaryReport, width: int | None = None) -> Table:
+    """JMeter's table, one row per label, when it fits in `width` columns (None: always); else the same
+    cells turned on their side (one row per column, one column per label), which fits 80 columns."""
     table = Table(title="Summary Report", title_justify="left", header_style="bold")
     for i, name in enumerate(JMETER_COLUMNS):
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
@@ -62,14 +67,36 @@ def summary_table(report: SummaryReport) -> Table:
     for i, row in enumerate(rows):
         style = "bold" if i == len(rows) - 1 else None
         table.add_row(*jmeter_cells(row), style=style, end_section=i == len(rows) - 2)
+    if width is None or fits(table, width):
+        return table
+    return tall_summary_table(report)
+
+
+def tall_summary_table(report: SummaryReport) -> Table:
+    table = Table(title="Summary Report", title_justify="left", header_style="bold")
+    table.add_column("", no_wrap=True)
+    rows = [*report.rows, report.total]
+    for i, row in enumerate(rows):
+        table.add_column(
+            row.label, justify="right", overflow="fold", style="bold" if i == len(rows) - 1 else None
+        )
+    cells = [jmeter_cells(row) for row in rows]
+    for k, name in enumerate(JMETER_COLUMNS[1:], start=1):
+        table.add_row(name, *(c[k] for c in cells))
     return table
+
+
+def fits(table: Table, width: int) -> bool:
+    """Whether `table` shows whole at `width` columns (rich would otherwise squeeze or cut cells)."""
+    console = Console(width=10_000, color_system=None, file=io.StringIO())
+    return Measurement.get(console, console.options, table).maximum <= width
 
 
 def latency_table(report: SummaryReport) -> Table:
     table = Table(
         title="Response times (ms, from relevo's histogram)", title_justify="left", header_style="bold"
     )
-    table.add_column("Label")
+    table.add_column("Label", overflow="fold")
     for p in PERCENTILES:
         table.add_column(_pct_name(p), justify="right")
     table.add_column("max", justify="right")
@@ -82,7 +109,7 @@ def latency_table(report: SummaryReport) -> Table:
 
 def counts_table(title: str, what: str, counts: dict[str, int], samples: int) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column(what)
+    table.add_column(what, overflow="fold")
     table.add_column("samples", justify="right")
     table.add_column("% of all", justify="right")
     for name, n in counts.items():
@@ -106,14 +133,23 @@ def series_table(report: SummaryReport) -> Table:
     return table
 
 
-def render(report: SummaryReport, *, series: bool = False) -> RenderableType:
-    """Everything a person reads after a run, in reading order."""
+def render(report: SummaryReport, *, series: bool = False, width: int | None = None) -> RenderableType:
+    """Everything a person reads after a run, in reading order, laid out for `width` columns."""
     total = report.total
-    parts: list[RenderableType] = [summary_table(report), latency_table(report)]
+    parts: list[RenderableType] = [summary_table(report, width), latency_table(report)]
     if total.errors_by_kind:
         parts.append(counts_table("Errors by kind", "kind", dict(total.errors_by_kind), total.samples))
     if total.served_by:
         parts.append(counts_table("Served by", "server", dict(total.served_by), total.samples))
+    dropped = total.dropped
+    if dropped:
+        parts.append(
+            Text(
+                f"dropped: {dropped} requests were due while every connection was busy and never sent "
+                "(raise --threads/--connections, or lower --rate)",
+                style="yellow",
+            )
+        )
     if series and report.series:
         parts.append(series_table(report))
     if report.interrupted:
@@ -121,9 +157,11 @@ def render(report: SummaryReport, *, series: bool = False) -> RenderableType:
     return Group(*parts)
 
 
+# A file or a pipe gets every table whole, at this width, whatever the terminal (if any) is.
+PIPE_WIDTH = 160
+
+
 def print_report(report: SummaryReport, console: Console, *, series: bool = False) -> None:
     if not console.is_terminal:
-        # JMeter's eleven columns need about 120 characters: a file or pipe gets them whole, where rich's
-        # default of 80 would cut every number short. (A narrow terminal still gets a squeezed table.)
-        console = Console(file=console.file, width=max(console.width, 160), color_system=None)
-    console.print(render(report, series=series))
+        console = Console(file=console.file, width=PIPE_WIDTH, color_system=None)
+    console.print(render(report, series=series, width=console.width))

@@ -25,9 +25,9 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_bench_json_to_stdout_is_json_only(serve: Serve) -> None:
-    """--json - prints the report as JSON on stdout and nothing else there."""
+    """--json (a flag, before or after the URL) prints the report as JSON on stdout and nothing else."""
     server = serve(round_robin("web1", "web2"))
-    code, out, _ = run("bench", server.url, "-c", "4", "-n", "5", "-w", "1", "--json", "-")
+    code, out, _ = run("bench", "--json", server.url, "-c", "4", "-n", "5", "-w", "1")
     assert code == 0
     data = json.loads(out)
     assert data["samples"] == 20 and data["errors"] == 0
@@ -36,21 +36,21 @@ def test_bench_json_to_stdout_is_json_only(serve: Serve) -> None:
 
 
 def test_bench_prints_the_summary_and_writes_files(serve: Serve, tmp_path: Path) -> None:
-    """Without --json -, stdout has JMeter's table; --jtl and --json FILE are written; `report` reads it."""
+    """Without --json, stdout has JMeter's table; --jtl and --out FILE are written; `report` reads it."""
     server = serve(answer())
     jtl, js = tmp_path / "run.jtl", tmp_path / "run.json"
     code, out, _ = run(
-        "bench", server.url, "-c", "2", "-n", "5", "-w", "1", "--jtl", str(jtl), "--json", str(js)
+        "bench", server.url, "-c", "2", "-n", "5", "-w", "1", "--jtl", str(jtl), "--out", str(js)
     )
     assert code == 0 and "Summary Report" in out and "# Samples" in out
     assert json.loads(js.read_text())["samples"] == 10
-    code, out, _ = run("report", str(jtl), "--json", "-")
+    code, out, _ = run("report", str(jtl), "--json")
     assert code == 0 and json.loads(out)["samples"] == 10
 
 
 def test_report_reads_jmeter_files() -> None:
     """`relevo report` on JMeter 2.13's file: one label, 200 samples, no errors."""
-    code, out, _ = run("report", str(FIXTURE), "--json", "-")
+    code, out, _ = run("report", str(FIXTURE), "--json")
     data = json.loads(out)
     assert code == 0 and data["samples"] == 200 and data["errors"] == 0
     assert [row["label"] for row in data["labels"]] == ["GET /"]
@@ -94,7 +94,7 @@ def test_plan_runs_with_target(serve: Serve, tmp_path: Path) -> None:
     server = serve(answer())
     path = tmp_path / "plan.jmx"
     run("bench", "http://127.0.0.1:1/", "-c", "3", "-n", "4", "--export-jmx", str(path))
-    code, out, _ = run("bench", "--plan", str(path), "--target", server.url, "-w", "1", "--json", "-")
+    code, out, _ = run("bench", "--plan", str(path), "--target", server.url, "-w", "1", "--json")
     assert code == 0 and json.loads(out)["samples"] == 12 and len(server.requests) == 12
 
 
@@ -102,7 +102,7 @@ def test_error_threshold_sets_the_exit_status(serve: Serve) -> None:
     """--max-error-pct turns too many failed samples into exit status 1 (the report is still printed)."""
     server = serve(answer(503))
     code, out, err = run(
-        "bench", server.url, "-c", "1", "-n", "3", "-w", "1", "--max-error-pct", "10", "--json", "-"
+        "bench", server.url, "-c", "1", "-n", "3", "-w", "1", "--max-error-pct", "10", "--json"
     )
     assert code == 1 and json.loads(out)["errors_by_kind"] == {"503": 3}
     assert "100.00% of samples failed" in err

@@ -13,6 +13,7 @@ import pytest
 
 from relevo.loadgen import engine
 from relevo.loadgen.jtl import read_samples
+from relevo.loadgen.live import seconds_of
 from relevo.loadgen.plan import HttpRequest, Plan, PlanError, ThreadGroup, simple_plan
 from relevo.loadgen.shares import split
 from relevo.loadgen.stats import LabelStats
@@ -107,7 +108,7 @@ def test_open_model_charges_waiting_to_latency_and_drops_what_never_left(serve: 
     assert stats.count == 2
     assert stats.error_kinds == {"timeout": 2}
     assert stats.dropped == 3
-    assert sum(s.dropped for s in engine.seconds_of(result.stats.series)) == 3
+    assert sum(s.dropped for s in seconds_of(result.stats.series)) == 3
     assert stats.hist.max >= 340_000  # µs: 50 ms waiting + 200 ms... from 50 ms to 400 ms
     assert result.elapsed_s < 0.25 + 0.2 + 0.1, "the run outlived its duration plus one timeout"
 

@@ -1,0 +1,120 @@
+"""Exit statuses mean the same on every command; secrets are not printed unasked; progress for logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from relevo.cli import bench as bench_module
+from relevo.cli import cli
+from relevo.cli import cluster as cluster_module
+from relevo.loadgen import engine
+from relevo.loadgen.engine import Progress
+from relevo.report.progress import ProgressLine
+from relevo.secrets import load_or_create_secrets
+from relevo.topology import load_topology
+
+from ..loadgen.conftest import answer, hang
+
+TOPOLOGY = "name: t\nnetwork: 127.199.78.0/24\n"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ctrl_c_in_any_command_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Ctrl-C during a command (here `down`) ends it with exit status 130, no traceback."""
+
+    def interrupted(*args: object, **kwargs: object) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cluster_module, "down", interrupted)
+    topology = tmp_path / "relevo.yaml"
+    topology.write_text(TOPOLOGY)
+    code, _, err = run("down", "-f", str(topology))
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_an_interrupted_bench_prints_its_partial_report_and_exits_130(
+    serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped early (as by Ctrl-C) still prints its samples, marked interrupted, and exits 130."""
+    server = serve(answer())
+
+    def stopped_early(plan, **kwargs):
+        handle = engine.start(plan, workers=1)
+        time.sleep(0.3)
+        handle.stop()
+        return handle.wait()
+
+    monkeypatch.setattr(bench_module.engine, "run", stopped_early)
+    code, out, _ = run("bench", server.url, "-c", "2", "-d", "30s", "--json")
+    data = json.loads(out)
+    assert code == 130 and data["interrupted"] is True and data["samples"] > 0
+
+
+def test_p99_threshold_sets_the_exit_status(serve) -> None:
+    """--max-p99 turns a slow run into exit status 1, the report still printed."""
+    server = serve(hang)
+    code, out, err = run(
+        "bench", server.url, "-c", "1", "-n", "1", "-w", "1", "--timeout", "300ms", "--max-p99", "100ms", "--json"
+    )
+    assert code == 1 and json.loads(out)["samples"] == 1
+    assert "99th percentile" in err
+
+
+def test_render_masks_the_password_unless_asked(tmp_path: Path) -> None:
+    """`render haproxy` shows the stats password only with --show-secrets; otherwise it says where it is."""
+    path = tmp_path / "relevo.yaml"
+    path.write_text(TOPOLOGY)
+    topology = load_topology(path)
+    secrets = load_or_create_secrets(topology.state_dir / "secrets.json")
+    code, out, err = run("render", "haproxy", "-f", str(path))
+    assert code == 0 and secrets.stats_password not in out and "********" in out
+    assert "secrets.json" in err
+    code, out, _ = run("render", "haproxy", "-f", str(path), "--show-secrets")
+    assert code == 0 and secrets.stats_password in out
+
+
+def test_status_points_to_the_secrets_file(tmp_path: Path) -> None:
+    """`status` (table or JSON) names the secrets file and never prints the password."""
+    path = tmp_path / "relevo.yaml"
+    path.write_text(TOPOLOGY)
+    topology = load_topology(path)
+    secrets = load_or_create_secrets(topology.state_dir / "secrets.json")
+    for extra in ((), ("--json",)):
+        code, out, _ = run("status", "-f", str(path), *extra)
+        assert code == 0
+        assert secrets.stats_password not in out and "secrets.json" in out
+
+
+def progress(done: int, failed: int = 0, p99_ms: float | None = 2.5) -> Progress:
+    return Progress(
+        elapsed_s=done / 100, done=done, failed=failed, active=4, expected=None, duration_s=60, p99_ms=p99_ms
+    )
+
+
+def test_progress_without_a_terminal_is_a_line_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a terminal, one plain line per interval (no carriage return) with samples, rate, errors and
+    p99 so far, like JMeter's summariser; nothing between two intervals."""
+    clock = [100.0]
+    monkeypatch.setattr("relevo.report.progress.time.monotonic", lambda: clock[0])
+    out = io.StringIO()
+    line = ProgressLine(out, live=False, interval_s=5.0)
+    for second in range(1, 12):
+        clock[0] = 100.0 + second
+        line(progress(done=second * 1000, failed=second))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in out.getvalue()
+    assert lines[0].startswith("5,000 samples") and "1,000/s" in lines[0]
+    assert "5 errors (0.10%)" in lines[0] and "p99 2.5 ms" in lines[0]
+    assert lines[1].startswith("10,000 samples")

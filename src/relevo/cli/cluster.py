@@ -121,7 +121,8 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
     console.print(status_table(report, f"cluster {topology.name!r} ({topology.standby.mode} standbys)"))
     # URLs and paths are never broken across lines: a terminal wraps them, a pipe gets them whole.
     console.print(f"frontend  {report['frontend_url']}", soft_wrap=True)
-    console.print(f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})", soft_wrap=True)
+    stats = f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})"
+    console.print(stats, soft_wrap=True)
     controller = report["controller"]
     if controller["running"]:
         console.print(f"controller [green]running[/] (pid {controller['pid']})")

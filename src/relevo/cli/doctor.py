@@ -7,13 +7,14 @@ from dataclasses import asdict
 
 import click
 
-from relevo.cli.common import get_topology, print_json
+from relevo.cli.common import file_option, get_topology, print_json
 from relevo.errors import RelevoError
 
 WIDTH = 80
 
 
 @click.command()
+@file_option
 @click.option(
     "--lxd/--no-lxd",
     "lxd",

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from relevo.cli import bench as bench_module
 from relevo.cli import cli
 from relevo.cli import cluster as cluster_module
 from relevo.loadgen import engine
@@ -56,7 +55,7 @@ def test_an_interrupted_bench_prints_its_partial_report_and_exits_130(
         handle.stop()
         return handle.wait()
 
-    monkeypatch.setattr(bench_module.engine, "run", stopped_early)
+    monkeypatch.setattr(engine, "run", stopped_early)
     code, out, _ = run("bench", server.url, "-c", "2", "-d", "30s", "--json")
     data = json.loads(out)
     assert code == 130 and data["interrupted"] is True and data["samples"] > 0
@@ -65,9 +64,8 @@ def test_an_interrupted_bench_prints_its_partial_report_and_exits_130(
 def test_p99_threshold_sets_the_exit_status(serve) -> None:
     """--max-p99 turns a slow run into exit status 1, the report still printed."""
     server = serve(hang)
-    code, out, err = run(
-        "bench", server.url, "-c", "1", "-n", "1", "-w", "1", "--timeout", "300ms", "--max-p99", "100ms", "--json"
-    )
+    args = ("-c", "1", "-n", "1", "-w", "1", "--timeout", "300ms", "--max-p99", "100ms", "--json")
+    code, out, err = run("bench", server.url, *args)
     assert code == 1 and json.loads(out)["samples"] == 1
     assert "99th percentile" in err
 

@@ -56,7 +56,7 @@ class Recorder:
                     recorded: Any = json.loads(data)
                 except ValueError:
                     recorded = data.decode()
-                headers = {h: reply.getheader(h) for h in KEEP_HEADERS if reply.getheader(h)}
+                headers = {h: value for h in KEEP_HEADERS if (value := reply.getheader(h))}
                 recorder.exchanges.append(
                     {
                         "request": {"method": self.command, "path": self.path.split("?")[0]},

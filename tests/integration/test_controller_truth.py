@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,7 @@ def quietly(predicate: Callable[[], bool]) -> Callable[[], bool]:
     return test
 
 
-def events_of(running: RunningCluster, kind: str) -> list[dict[str, object]]:
+def events_of(running: RunningCluster, kind: str) -> list[dict[str, Any]]:
     return [e for e in read_events(running.cluster.paths.events) if e["kind"] == kind]
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from relevo.controller.actions import Done
 from relevo.controller.events import EventLog, read_events
@@ -300,6 +301,6 @@ def run(world: World, ctl: Controller, seconds: float) -> None:
         world.clock.now += TICK_S
 
 
-def events(topo: Topology, kind: str | None = None) -> list[dict[str, object]]:
+def events(topo: Topology, kind: str | None = None) -> list[dict[str, Any]]:
     found = read_events(topo.state_dir / "events.jsonl")
     return [e for e in found if kind is None or e["kind"] == kind]

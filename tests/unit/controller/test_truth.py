@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def serving(world: World, standby: str, primary: str) -> bool:
     )
 
 
-def state(topo) -> dict:
+def state(topo) -> dict[str, Any]:
     return json.loads((topo.state_dir / "controller-state.json").read_text())
 
 

@@ -81,9 +81,14 @@ def journal(workdir: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def json_to_stdout(src: Path) -> list[str]:
+    """`--json` is a flag (one JSON document on stdout); a baseline from before it took `--json -`."""
+    return ["--json"] if (src / "relevo" / "grammar.py").exists() else ["--json", "-"]
+
+
 def bench(side: str, src: Path, workdir: Path, args: list[str]) -> Run:
     before = len(journal(workdir))
-    report = json.loads(relevo(src, workdir, "bench", *args, "--json", "-", "-q"))
+    report = json.loads(relevo(src, workdir, "bench", *args, *json_to_stdout(src), "-q"))
     new = journal(workdir)[before:]
     return Run(
         side=side,

@@ -71,7 +71,7 @@ def events_of(running: RunningCluster, kind: str) -> list[dict[str, Any]]:
 # --- heal only what is broken ---------------------------------------------------------------------------
 def bench(source: Path, *args: str) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-m", "relevo", "-f", str(source), "bench", *args, "--json", "-", "-q"],
+        [sys.executable, "-m", "relevo", "-f", str(source), "bench", *args, "--json", "-q"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -96,7 +96,6 @@ class Runner:
         # shell, whose exit says nothing about whether anyone waits for this run.
         self.orphan_check = orphan_check
         self.nothing_listening = False
-        self.fail_fast_pending = True
         self.job = job
         self.plan = job.plan
         self.t0_ns = t0_ns
@@ -150,6 +149,7 @@ class Runner:
         # Everything allocated so far lives for the whole run: keep the collector from rescanning it.
         gc.freeze()
         self._every_interval()
+        self.loop.call_later(max(0.0, (self.t0_ns - monotonic_ns()) / 1e9 + FAIL_FAST_S), self._fail_fast)
         try:
             await self.finished.wait()
         finally:
@@ -242,14 +242,16 @@ class Runner:
         if now - self.series_sent_ns >= SERIES_INTERVAL_S * 1e9:
             self.series_sent_ns = now
             self.send_series()
-        if self.fail_fast_pending and now - self.t0_ns >= FAIL_FAST_S * 1e9:
-            self.fail_fast_pending = False
-            recorder = self.recorder
-            if recorder.refused and recorder.refused == recorder.done and not self.any_connected():
-                self.nothing_listening = True
-                self.abort()
-                return
         self.loop.call_later(PROGRESS_INTERVAL_S, self._every_interval)
+
+    def _fail_fast(self) -> None:
+        """At the end of the first second: was every connection refused? Then nothing listens: stop."""
+        recorder = self.recorder
+        if self.finished.is_set() or self.stopping:
+            return
+        if recorder.refused and recorder.refused == recorder.done and not self.any_connected():
+            self.nothing_listening = True
+            self.abort()
 
     def any_connected(self) -> bool:
         """Whether some connection is open now (a request in flight on it counts as listened to)."""

@@ -50,7 +50,11 @@ def test_an_action_past_its_timeout_is_reported_failed_once_and_its_node_stays_b
     """Past the timeout: one failure reported, the node busy until the call returns, the late outcome
     not reported again."""
     release = threading.Event()
-    runner = ActionRunner(lambda _action: None if release.wait(5) else None, timeout_s=0.05)
+
+    def blocked(_action: object) -> None:
+        release.wait(5)
+
+    runner = ActionRunner(blocked, timeout_s=0.05)
     try:
         runner.submit(start("web1bck", "x"))
         time.sleep(0.1)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def scenarios(running: RunningCluster, *args: str) -> subprocess.CompletedProces
     )
 
 
-def results(running: RunningCluster, *args: str) -> dict:
+def results(running: RunningCluster, *args: str) -> dict[str, Any]:
     done = scenarios(running, "--json", "--no-report", *args)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(done.stdout)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from relevo.cli.bench import Duration
-from relevo.cli.common import err_console, get_topology
+from relevo.cli.common import err_console, file_option, get_topology
 from relevo.errors import RelevoError
 from relevo.model import Topology
 from relevo.providers.base import NodeState
@@ -33,6 +33,7 @@ def default_report_dir(topology: Topology) -> Path:
 
 
 @click.command("scenarios")
+@file_option
 @click.option("--only", metavar="NAME,…", help="Run only these scenarios, in this order.")
 @click.option(
     "--scenario-file",

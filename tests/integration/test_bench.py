@@ -132,15 +132,21 @@ RELEVO = [sys.executable, "-m", "relevo"]
 
 
 def test_nothing_listening_fails_fast_with_a_hint() -> None:
-    """No listener: `relevo bench` stops after the first second, says how to bring the cluster up, exit 1."""
+    """No listener: `relevo bench` stops after the first second (within 2 s, start-up aside), says how to
+    bring the cluster up, exit 1."""
     url = f"http://127.0.0.1:{free_port()}/"
+    # The interpreter's start-up is no part of the run and grows with the machine's load (the suite runs
+    # beside others): measured now, under the same load, and added to the bound.
+    began = time.monotonic()
+    subprocess.run([*RELEVO, "--version"], capture_output=True, timeout=30, check=True)
+    startup = time.monotonic() - began
     began = time.monotonic()
     done = subprocess.run([*RELEVO, "bench", url, "-d", "30s"], capture_output=True, text=True, timeout=30)
     took = time.monotonic() - began
     assert done.returncode == 1, done.stderr
     assert f"nothing is listening at {url} — is the cluster up? (`relevo up`)" in done.stderr
     assert "Traceback" not in done.stderr
-    assert took < 2.0, f"took {took:.2f} s"
+    assert took < 2.0 + startup, f"took {took:.2f} s (start-up {startup:.2f} s)"
 
 
 def test_open_model_ends_at_its_duration_plus_one_timeout(running_cluster: RunningCluster) -> None:

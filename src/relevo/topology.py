@@ -153,7 +153,11 @@ class _Reader:
     def scalar(self, node: yaml.Node, where: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, f"{where}: expected a single value, not a list or mapping")
-        return self.constructor.construct_object(node)
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.YAMLError as exc:  # an unknown tag (`!!1s`), a malformed timestamp, ...
+            problem = getattr(exc, "problem", None) or "cannot read this value"
+            raise self.fail(node, f"{where}: {cut(str(problem))}") from None
 
     def integer(self, node: yaml.Node, where: str, *, low: int, high: int) -> int:
         value = self.scalar(node, where)

@@ -89,6 +89,7 @@ def test_durations_and_settings_are_read():
     ("text", "line", "column", "expected"),
     [
         ("nmae: x\n", 1, 1, "unknown key 'nmae' (did you mean 'name'?); expected one of"),
+        ("health:\n  timeout: !!1s\n", 2, 12, "health.timeout: could not determine a constructor"),
         ("name: a\nname: b\n", 2, 1, "duplicate key 'name'"),
         ("health:\n  rise: many\n", 2, 9, "health.rise: expected a whole number from 1 to 100"),
         ("health:\n  interval: soon\n", 2, 13, "expected a duration such as 250ms"),

@@ -167,7 +167,7 @@ def test_a_user_scenario_file_runs_and_a_broken_one_is_refused_with_its_line(clu
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # racy: it passes now and then (the loss depends on when the tick falls)
     reason="not yet: requests arriving between the kill and the controller's swap (40-80 ms: its tick) "
     "get HAProxy's 503 at once. On loopback a refused connect fails synchronously, so HAProxy's retry "
     "turn-around never applies and retries + redispatch between the two dead primaries are spent in ~1 ms "

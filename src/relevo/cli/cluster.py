@@ -91,6 +91,7 @@ def down_command(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command("destroy")
+@file_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was stopped and removed as JSON.")
 @click.pass_context
 def destroy_command(ctx: click.Context, as_json: bool) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from relevo.cli.common import get_topology, print_json
+from relevo.cli.common import file_option, get_topology, print_json
 from relevo.vagrant.plan import (
     DEFAULT_BOX,
     DEFAULT_CONTAINER_NETWORK,
@@ -24,6 +24,7 @@ def export() -> None:
 
 
 @export.command()
+@file_option
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--provider",

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -146,3 +147,25 @@ def test_a_failed_write_loses_nothing(serve, tmp_path: Path, monkeypatch: pytest
     assert code == 1
     assert json.loads(out)["samples"] == 3
     assert str(target) in err
+
+
+def _leaf_commands(
+    group: click.Group, ctx: click.Context, path: tuple[str, ...] = ()
+) -> dict[str, click.Command]:
+    found: dict[str, click.Command] = {}
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            found.update(_leaf_commands(command, ctx, (*path, name)))
+        else:
+            found[" ".join((*path, name))] = command
+    return found
+
+
+def test_every_command_that_reads_a_topology_takes_file_after_it() -> None:
+    """-f/--file is accepted after every subcommand that reads a topology; only the three that read none
+    (init writes one, report reads a JTL, image build needs none) lack it."""
+    commands = _leaf_commands(cli, click.Context(cli))
+    without = {name for name, command in commands.items() if not any("-f" in p.opts for p in command.params)}
+    assert without == {"init", "report", "image build"}

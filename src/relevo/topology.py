@@ -89,21 +89,30 @@ def load_topology(path: Path | None = None) -> Topology:
     return parse_topology(text, source=path, state_dir=path.parent / STATE_DIR)
 
 
-def parse_topology(text: str, *, source: Path | None, state_dir: Path) -> Topology:
+def compose_yaml(
+    text: str, *, source: Path | None, error: type[TopologyError] = TopologyError
+) -> yaml.Node | None:
+    """`text` composed into YAML nodes (which keep their line and column for every later error); bad
+    YAML is an `error` naming the place, never a traceback. The one YAML entry point of every relevo file
+    format (the topology, scenario files)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        raise TopologyError(
+        raise error(
             f"not valid YAML: {cut(str(exc.problem))}",
             path=source,
             line=mark.line + 1 if mark else 0,
             column=mark.column + 1 if mark else 0,
         ) from None
     except yaml.YAMLError as exc:
-        raise TopologyError(f"not valid YAML: {cut(str(exc))}", path=source) from None
+        raise error(f"not valid YAML: {cut(str(exc))}", path=source) from None
     except RecursionError:
-        raise TopologyError("not valid YAML: nested too deeply", path=source) from None
+        raise error("not valid YAML: nested too deeply", path=source) from None
+
+
+def parse_topology(text: str, *, source: Path | None, state_dir: Path) -> Topology:
+    root = compose_yaml(text, source=source)
     if root is None:
         if source is not None:
             raise TopologyError(
@@ -646,36 +655,48 @@ SHOWN_CHARS = 60
 
 
 def read_topology_text(path: Path) -> str:
+    """The topology file's text (see `read_yaml_text`)."""
+    return read_yaml_text(
+        path, what="a topology", missing="no such file (run `relevo init` to write the default)"
+    )
+
+
+def read_yaml_text(
+    path: Path,
+    *,
+    what: str,
+    missing: str,
+    error: type[TopologyError] = TopologyError,
+    max_bytes: int = MAX_TOPOLOGY_BYTES,
+) -> str:
     """The file's text: a regular file (never a device or a FIFO, which could block or never end), at
-    most MAX_TOPOLOGY_BYTES, valid UTF-8; each refusal a TopologyError naming the file."""
+    most `max_bytes`, valid UTF-8; each refusal an `error` naming the file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise TopologyError("no such file (run `relevo init` to write the default)", path=path) from None
+        raise error(missing, path=path) from None
     except OSError as exc:
-        raise TopologyError(f"cannot read it: {exc.strerror}", path=path) from None
+        raise error(f"cannot read it: {exc.strerror}", path=path) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise TopologyError("not a regular file (a directory, device or FIFO); expected YAML", path=path)
-        if info.st_size > MAX_TOPOLOGY_BYTES:
-            raise TopologyError(
-                f"{info.st_size} bytes is too large for a topology (at most {MAX_TOPOLOGY_BYTES})", path=path
-            )
-        data = os.read(fd, MAX_TOPOLOGY_BYTES + 1)
+            raise error("not a regular file (a directory, device or FIFO); expected YAML", path=path)
+        if info.st_size > max_bytes:
+            raise error(f"{info.st_size} bytes is too large for {what} (at most {max_bytes})", path=path)
+        data = os.read(fd, max_bytes + 1)
     except OSError as exc:
-        raise TopologyError(f"cannot read it: {exc.strerror}", path=path) from None
+        raise error(f"cannot read it: {exc.strerror}", path=path) from None
     finally:
         os.close(fd)
-    if len(data) > MAX_TOPOLOGY_BYTES:
-        raise TopologyError(f"too large for a topology (at most {MAX_TOPOLOGY_BYTES} bytes)", path=path)
+    if len(data) > max_bytes:
+        raise error(f"too large for {what} (at most {max_bytes} bytes)", path=path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         before = data[: exc.start]
         line = before.count(b"\n") + 1
         column = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise TopologyError(
+        raise error(
             f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start or continue a character",
             path=path,
             line=line,

@@ -41,7 +41,7 @@ from relevo.scenarios.model import (
     Scenario,
     Setup,
 )
-from relevo.topology import _Reader
+from relevo.topology import _Reader, compose_yaml, read_yaml_text
 
 MAX_FILE_BYTES = 1 << 20
 MAX_FAULTS = 1000
@@ -55,36 +55,20 @@ class ScenarioFileError(TopologyError):
 
 def load_scenarios(path: Path, topology: Topology | None = None) -> dict[str, Scenario]:
     """The scenarios in `path`, in file order; node names checked against `topology` when given."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ScenarioFileError("no such scenario file", path=path) from None
-    except OSError as exc:
-        raise ScenarioFileError(f"cannot read it: {exc.strerror}", path=path) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ScenarioFileError(f"larger than {MAX_FILE_BYTES} bytes; not a scenario file", path=path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ScenarioFileError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    text = read_yaml_text(
+        path,
+        what="a scenario file",
+        missing="no such scenario file",
+        error=ScenarioFileError,
+        max_bytes=MAX_FILE_BYTES,
+    )
     return parse_scenarios(text, source=path, topology=topology)
 
 
 def parse_scenarios(
     text: str, *, source: Path | None, topology: Topology | None = None
 ) -> dict[str, Scenario]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise ScenarioFileError(
-            f"not valid YAML: {exc.problem}",
-            path=source,
-            line=mark.line + 1 if mark else 0,
-            column=mark.column + 1 if mark else 0,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioFileError(f"not valid YAML: {exc}", path=source) from None
+    root = compose_yaml(text, source=source, error=ScenarioFileError)
     if root is None:
         raise ScenarioFileError("empty; expected `scenarios:` with at least one scenario", path=source)
     return _ScenarioReader(source, topology).file(root)

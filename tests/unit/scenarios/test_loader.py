@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,18 @@ def test_a_missing_file_and_a_binary_file_are_input_errors(tmp_path):
     binary.write_bytes(b"scenarios:\n  a: \xff\xfe\n")
     with pytest.raises(ScenarioFileError, match="not UTF-8"):
         load_scenarios(binary)
+
+
+def test_a_fifo_a_device_and_deep_nesting_are_input_errors_not_hangs(tmp_path):
+    """A scenario file is read like the topology: a FIFO or /dev/zero is refused at once (no hang, no
+    unbounded read), and YAML nested too deeply is an error, not a RecursionError traceback."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ScenarioFileError, match="not a regular file"):
+        load_scenarios(fifo)
+    with pytest.raises(ScenarioFileError, match="not a regular file"):
+        load_scenarios(Path("/dev/zero"))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("scenarios: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ScenarioFileError, match="nested too deeply"):
+        load_scenarios(deep)

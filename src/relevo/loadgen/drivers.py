@@ -122,7 +122,19 @@ class ClosedUser:
             self.next()
 
     def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
-        self.runner.fail(conn, kind)
+        end_ns = monotonic_ns()
+        runner = self.runner
+        runner.recorder.failure(
+            conn.sampler,
+            conn.start_ns,
+            end_ns,
+            kind,
+            received=conn.parser.received,
+            sent=conn.sampler.sent if conn.written else 0,
+        )
+        if runner.sink is not None:
+            runner.emit(conn, end_ns, kind)
+        runner.conns.discard(conn)
         if self.conn is conn:
             self.conn = None
         self.after_sample()
@@ -286,9 +298,21 @@ class OpenGroup:
             self.next_for(conn)
 
     def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
+        end_ns = monotonic_ns()
+        runner = self.runner
         self.in_flight -= 1
-        self.runner.fail(conn, kind)
+        runner.recorder.failure(
+            conn.sampler,
+            conn.start_ns,
+            end_ns,
+            kind,
+            received=conn.parser.received,
+            sent=conn.sampler.sent if conn.written else 0,
+        )
+        if runner.sink is not None:
+            runner.emit(conn, end_ns, kind)
         self.live.discard(conn)
+        runner.conns.discard(conn)
         self.next_for(None)
 
     def on_lost(self, conn: Connection) -> None:

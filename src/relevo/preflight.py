@@ -16,6 +16,7 @@ from pathlib import Path
 
 from relevo.errors import RelevoError
 from relevo.model import Endpoint
+from relevo.port_holders import describe_holder
 
 
 class PortUnavailableError(RelevoError):
@@ -35,7 +36,7 @@ def check_listeners(listeners: Iterable[tuple[str, Endpoint]]) -> None:
     """Raise PortUnavailableError (exit 2) naming every listener that cannot bind its address now."""
     problems = []
     for where, endpoint in listeners:
-        problem = _bind_problem(endpoint)
+        problem = bind_problem(endpoint)
         if problem:
             problems.append(f"{where}: {endpoint.address}:{endpoint.port} {problem}")
     if problems:
@@ -44,7 +45,8 @@ def check_listeners(listeners: Iterable[tuple[str, Endpoint]]) -> None:
         )
 
 
-def _bind_problem(endpoint: Endpoint) -> str | None:
+def bind_problem(endpoint: Endpoint) -> str | None:
+    """Why `endpoint` cannot be listened on now (who holds it, when the kernel says), or None."""
     family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -52,7 +54,7 @@ def _bind_problem(endpoint: Endpoint) -> str | None:
             probe.bind((endpoint.address, endpoint.port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return "is already in use by another program"
+                return f"is already in use by {describe_holder(endpoint.address, endpoint.port)}"
             if exc.errno == errno.EACCES:
                 return (
                     f"is a privileged port (below {unprivileged_port_start()}): run as root, give the "

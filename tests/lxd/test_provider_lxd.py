@@ -23,6 +23,7 @@ from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.controller.events import read_events
+from relevo.doctor_addresses import topology_checks
 from relevo.loadgen import engine
 from relevo.loadgen.engine import LoadRun, RunResult
 from relevo.loadgen.plan import simple_plan
@@ -191,6 +192,18 @@ def test_the_stats_page_on_loopback_needs_the_credentials(lxd_cluster: LXDCluste
     assert get(stats.url + "/stats", auth=(secrets["stats_user"], secrets["stats_password"]))[0] == 200
     assert running.cluster.paths.runtime_socket.stat().st_mode & 0o777 == 0o600
     assert set(running.cluster.haproxy_servers()) == {"web1", "web2", "web1bck", "web2bck"}
+
+
+def test_doctor_counts_the_running_cluster_s_ports_bridge_and_names_as_its_own(
+    lxd_cluster: LXDCluster,
+) -> None:
+    """On the running cluster doctor's address checks all pass: the proxy ports are held by this
+    cluster's balancer, the route to the bridge is its own, the containers' names and addresses too."""
+    checks = {c.name: c for c in topology_checks(lxd_cluster.topology)}
+    assert checks["ha1 frontend"].detail.endswith("held by this cluster's ha1")
+    assert {n: c.ok for n, c in checks.items()} == dict.fromkeys(
+        ["ha1 frontend", "ha1 stats", "bridge subnet", "LXD names", "LXD addresses"], True
+    )
 
 
 def test_a_forced_stop_fails_over_and_a_restart_fails_back_with_no_failed_request(

@@ -25,11 +25,14 @@ WIDTH = 80
 @click.pass_context
 def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
     """Check HAProxy and Apache, the image build tools, and LXD: the daemon, this user's access to it,
-    a storage pool and the base image. Each missing thing comes with the command that fixes it.
+    a storage pool and the base image; and the topology's addresses and ports: each one relevo would
+    listen on is free (else which process holds it), and for LXD the bridge's subnet, the containers'
+    names and addresses. Each missing thing comes with the command that fixes it.
 
     Only looks: starts, creates and changes nothing. Exit status 1 when something the topology needs is
     missing (the LXD checks count with --lxd or `provider: lxd`), else 0.
     """
+    from relevo import doctor_addresses
     from relevo.doctor import Check, run_checks
 
     checks = run_checks()
@@ -39,8 +42,10 @@ def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
     except RelevoError as exc:
         checks.append(Check(name="topology", ok=False, detail=str(exc).splitlines()[0], group="local"))
         providers = set()
+    else:
+        checks += doctor_addresses.topology_checks(topology)
     wants_lxd = lxd if lxd is not None else "lxd" in providers
-    counted = {"local", "image", "lxd"} if wants_lxd else {"local"}
+    counted = {"local", "topology", "image", "lxd"} if wants_lxd else {"local", "topology"}
     failed = [c for c in checks if not c.ok and c.group in counted]
     if as_json:
         print_json(
@@ -54,6 +59,9 @@ def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
             for more in lines[1:]:
                 click.echo(f"{'':20}{more}")
             if not check.ok and check.fix:
-                click.echo(f"{'':5}fix: {check.fix}")
+                fix = textwrap.wrap(check.fix, WIDTH - 10) or [""]
+                click.echo(f"{'':5}fix: {fix[0]}")
+                for more in fix[1:]:
+                    click.echo(f"{'':10}{more}")
     if failed:
         raise SystemExit(1)

@@ -25,16 +25,21 @@ def isolated_bridge(gateway: ipaddress.IPv4Interface) -> dict[str, str]:
     return {"ipv4.address": str(gateway), **ISOLATED}
 
 
-def host_networks(route_table: Path = Path("/proc/net/route")) -> list[ipaddress.IPv4Network]:
-    """The IPv4 networks this host routes (the default route left out)."""
+def host_routes(route_table: Path = Path("/proc/net/route")) -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The IPv4 networks this host routes, each with its interface (the default route left out)."""
     found = []
     for line in route_table.read_text().splitlines()[1:]:
         fields = line.split()
         destination, mask = (ipaddress.IPv4Address(bytes.fromhex(f)[::-1]) for f in (fields[1], fields[7]))
         network = ipaddress.IPv4Network(f"{destination}/{mask}", strict=False)
         if network.prefixlen > 0:
-            found.append(network)
+            found.append((network, fields[0]))
     return found
+
+
+def host_networks(route_table: Path = Path("/proc/net/route")) -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks this host routes (the default route left out)."""
+    return [network for network, _ in host_routes(route_table)]
 
 
 def free_subnet(

@@ -244,7 +244,14 @@ class LXDProvider:
         if node != self.topology.balancer.name and node not in self.topology.node_names:
             known = ", ".join(self.topology.node_names)
             raise ProviderError(f"no node named {node!r}; nodes: {known}")
-        return self._client(self._remote_of(node)), f"{self.topology.name}-{node}"
+        return self._client(self._remote_of(node)), self.container_name(node)
+
+    def container_name(self, node: str) -> str:
+        return f"{self.topology.name}-{node}"
+
+    def client_of(self, node: str) -> LXDClient:
+        """The client of the daemon that holds (or will hold) the node's container."""
+        return self._resolve(node)[0]
 
     def _options(self, node: str) -> Mapping[str, OptionValue]:
         if node == self.topology.balancer.name:
@@ -343,7 +350,7 @@ class LXDProvider:
             )
         except LXDConflictError as exc:
             raise ProviderError(f"LXD already has an instance named {name!r}: {exc.lxd_error}") from None
-        address = self._node_address(node)
+        address = self.node_address(node)
         prefix = network_of(self.topology).prefixlen
         client.push_file(name, "/etc/network/interfaces.d/eth0", interfaces_file(address, prefix).encode())
         if node == self.topology.balancer.name:
@@ -356,7 +363,7 @@ class LXDProvider:
             client.stop(name, force=True)
             self._after_stop(node)
 
-    def _node_address(self, node: str) -> str:
+    def node_address(self, node: str) -> str:
         if node == self.topology.balancer.name:
             return self.topology.balancer.address
         return self.topology.node(node).address

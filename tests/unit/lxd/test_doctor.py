@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from relevo import doctor
+from relevo import doctor, doctor_addresses
 from relevo.cli import cli
 from relevo.doctor import Check, lxd_checks
 from relevo.lxd.client import LXDClient
@@ -46,6 +46,7 @@ def test_the_exit_status_counts_lxd_only_when_needed(
 ) -> None:
     """The default (local) topology does not need LXD: a missing daemon fails doctor only with --lxd."""
     monkeypatch.setattr(doctor, "run_checks", lambda: list(CHECKS))
+    monkeypatch.setattr(doctor_addresses, "topology_checks", lambda topology: [])
     result = CliRunner().invoke(cli, ["doctor", *args])
     assert result.exit_code == status, result.output
     assert "fix: sudo scripts/lxd-daemon start" in result.output
@@ -54,6 +55,7 @@ def test_the_exit_status_counts_lxd_only_when_needed(
 def test_doctor_json_lists_every_check_and_whether_it_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """--json gives ok, and per check its result, detail, fix and whether it counted in the status."""
     monkeypatch.setattr(doctor, "run_checks", lambda: list(CHECKS))
+    monkeypatch.setattr(doctor_addresses, "topology_checks", lambda topology: [])
     result = CliRunner().invoke(cli, ["doctor", "--json", "--lxd"])
     data = json.loads(result.stdout)
     assert data["ok"] is False

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import json
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -37,7 +39,7 @@ from relevo.providers.lxd import LXDProvider
 from relevo.topology import load_topology
 
 from .conftest import lxd_inventory
-from .test_client_real import _client_certificate
+from .test_client_real import _client_certificate, http_status
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
@@ -45,6 +47,20 @@ TAG = f"{os.getpid() % 1_000_000}"
 RATE_RPS = 200.0  # forkproxy and five containers share two cores with the client
 MAX_LOAD_S = 90.0  # a bound: every test stops its load well before
 CLIENT_TIMEOUT_S = 10.0
+STANDBY_CPU = 0.5  # web2bck's capacity.cpu: its container's CPU limit
+
+
+def lxc_listings() -> dict[str, list[str]]:
+    """What `lxc list`, `lxc network list` and `lxc profile list` print (CSV), as a person would compare;
+    of the networks only LXD's own (managed): the others are this host's interfaces, which other work
+    on a shared machine may add or remove meanwhile."""
+    listed = {}
+    for what in ("list", "network list", "profile list"):
+        rows = subprocess.run(
+            ["lxc", *what.split(), "--format", "csv"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.splitlines()
+        listed[what] = [r for r in rows if what != "network list" or r.split(",")[2] == "YES"]
+    return listed
 
 
 def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60.0, explain=None) -> None:
@@ -65,6 +81,7 @@ class LXDCluster:
     cluster: Cluster
     client: LXDClient
     before: dict[str, object]
+    listed: dict[str, list[str]]  # `lxc list`, `lxc network list`, `lxc profile list` before `up`
 
     @property
     def url(self) -> str:
@@ -112,11 +129,15 @@ def lxd_cluster(
         (workdir / "relevo.yaml").write_text(
             f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 1)}\n"
             f"providers:\n  lxd: {{image: '{alias}'}}\n"
+            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+            "  web1bck: {role: standby, standby_for: web1}\n"
+            f"  web2bck: {{role: standby, standby_for: web2, capacity: {{cpu: {STANDBY_CPU}}}}}\n"
         )
         topology = load_topology(workdir / "relevo.yaml")
+        listed = lxc_listings()
         try:
             lifecycle.up(topology)
-            yield LXDCluster(topology, Cluster(topology), lxd, before)
+            yield LXDCluster(topology, Cluster(topology), lxd, before, listed)
         finally:
             with contextlib.suppress(Exception):
                 lifecycle.destroy(topology)
@@ -245,58 +266,129 @@ def test_a_frozen_container_is_replaced(lxd_cluster: LXDCluster) -> None:
     assert failovers == ["web1bck", "web2bck"]
 
 
-def test_a_node_on_an_https_remote_is_reached_through_it(
-    lxd_cluster: LXDCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A node whose `options.remote` names an HTTPS remote (lxc's config: address, client certificate,
-    pinned server certificate) is looked up, run in and frozen through that remote: the multi-host
-    path, against this same daemon listening on loopback."""
+def test_a_node_s_cpu_capacity_is_its_container_s_cpu_limit(lxd_cluster: LXDCluster) -> None:
+    """web2bck's `capacity.cpu: 0.5` is its container's limits.cpu (1) and limits.cpu.allowance
+    (50ms/100ms), which the kernel enforces on the running container as a 50 ms CFS quota per 100 ms;
+    web2, with no capacity set, has no limit."""
     running = lxd_cluster
-    local = running.client
+    instance = running.client.instance(running.container("web2bck"))
+    assert instance.status == "Running"  # web2bck serves since the hang test
+    assert (instance.config.get("limits.cpu"), instance.config.get("limits.cpu.allowance")) == (
+        "1",
+        "50ms/100ms",
+    )
+    assert "limits.cpu.allowance" not in running.client.instance(running.container("web2")).config
+    assert cfs_quota_us(instance.pid) == (50_000, 100_000)
+
+
+def cfs_quota_us(pid: int) -> tuple[int, int]:
+    """The CFS quota and period of the cgroup holding `pid` (cgroup v1's cpu controller, or v2's cpu.max)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            group = Path("/sys/fs/cgroup") / controllers.split(",")[0] / path.lstrip("/")
+            group = group if group.exists() else Path("/sys/fs/cgroup/cpu,cpuacct") / path.lstrip("/")
+            quota = int((group / "cpu.cfs_quota_us").read_text())
+            return quota, int((group / "cpu.cfs_period_us").read_text())
+        if controllers == "":
+            quota_text, period = (Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.max").read_text().split()
+            return (-1 if quota_text == "max" else int(quota_text)), int(period)
+    raise AssertionError(f"no cpu cgroup for PID {pid}")
+
+
+@pytest.fixture
+def https_remote(lxd_cluster: LXDCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The cluster's own daemon as the HTTPS remote `here`, as `lxc remote add` records one (lxc's
+    config: address, client certificate, pinned server certificate), listening on loopback only while
+    the test runs; the daemon's config and trust store are put back afterwards."""
+    local = lxd_cluster.client
     conf = tmp_path / "lxc"
     (conf / "servercerts").mkdir(parents=True)
     cert, _key = _client_certificate(conf)
     (conf / "servercerts" / "here.crt").write_text(local.server()["environment"]["certificate"])
     port = 18443 + os.getpid() % 1000
-    (conf / "config.yml").write_text(
-        f"remotes:\n  here: {{addr: 'https://127.0.0.1:{port}', protocol: lxd}}\n"
-    )
+    url = f"https://127.0.0.1:{port}"
+    (conf / "config.yml").write_text(f"remotes:\n  here: {{addr: '{url}', protocol: lxd}}\n")
     monkeypatch.setenv("LXD_CONF", str(conf))
     previous = local.server()["config"].get("core.https_address", "")
-    source = running.topology.source
-    assert source is not None
-    remote_file = source.with_name("relevo-remote.yaml")
-    remote_file.write_text(
-        source.read_text().replace(
-            "providers:",
-            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
-            "  web1bck: {role: standby, standby_for: web1}\n"
-            "  web2bck: {role: standby, standby_for: web2, options: {remote: here}}\nproviders:",
-        )
-    )
-    remote_topology = load_topology(remote_file)
-    assert remote_topology.state_dir == running.topology.state_dir  # the same cluster, seen anew
     fingerprint = None
     try:
         local.update_server_config({"core.https_address": f"127.0.0.1:{port}"})
         fingerprint = local.trust_certificate(cert.read_text(), name=f"relevo-test-{TAG}")
-        provider = LXDProvider(remote_topology)
-        client, name = provider._resolve("web2bck")
-        assert client.endpoint.url == f"https://127.0.0.1:{port}"
-        assert name == running.container("web2bck")
-        assert provider.status("web2bck") is NodeState.RUNNING
-        assert provider.host.run("web2bck", ["cat", "/etc/hostname"], what="read").strip() == name
-        assert provider.host.read_file("web2bck", PurePosixPath("/var/www/relevo/health")) == "ok\n"
+        yield url
     finally:
         if fingerprint:
             local.untrust_certificate(fingerprint)
         local.update_server_config({"core.https_address": previous})
 
 
+def test_a_node_on_an_https_remote_is_reached_through_it(lxd_cluster: LXDCluster, https_remote: str) -> None:
+    """A node whose `options.remote` names an HTTPS remote is looked up, listed, and run in through that
+    remote: the multi-host path, against this same daemon listening on loopback."""
+    running = lxd_cluster
+    source = running.topology.source
+    assert source is not None
+    network = running.cluster.provider_for("web1").network_name  # type: ignore[attr-defined]
+    remote_file = source.with_name("relevo-remote.yaml")
+    remote_file.write_text(
+        source.read_text().replace(
+            "  web2bck: {role: standby, standby_for: web2,",
+            f"  web2bck: {{role: standby, standby_for: web2, options: {{remote: here, network: {network}}},",
+        )
+    )
+    remote_topology = load_topology(remote_file)
+    assert remote_topology.state_dir == running.topology.state_dir  # the same cluster, seen anew
+    provider = LXDProvider(remote_topology)
+    client, name = provider.placement.resolve("web2bck")
+    assert client.endpoint.url == https_remote
+    assert name == running.container("web2bck")
+    assert provider.statuses(["web1", "web2bck"]) == {"web1": NodeState.RUNNING, "web2bck": NodeState.RUNNING}
+    assert provider.host.run("web2bck", ["cat", "/etc/hostname"], what="read").strip() == name
+    assert provider.host.read_file("web2bck", PurePosixPath("/var/www/relevo/health")) == "ok\n"
+
+
+def test_a_node_is_created_started_and_destroyed_on_an_https_remote(
+    lxd_cluster: LXDCluster, https_remote: str, tmp_path: Path
+) -> None:
+    """A cluster whose web node lives on the remote `here`, on the network named there, at the address
+    the topology gives it: `create` makes only the container there (recorded as here:NAME; no bridge, no
+    profile), it serves at that address once started, and `destroy` removes it through the remote,
+    leaving LXD as it was."""
+    running = lxd_cluster
+    before = lxd_inventory(running.client)
+    network = running.cluster.provider_for("web1").network_name  # type: ignore[attr-defined]
+    subnet = ipaddress.IPv4Network(running.topology.network)
+    address = str(subnet[20])
+    (tmp_path / "relevo.yaml").write_text(
+        f"name: rr{TAG}\nprovider: lxd\nnetwork: {subnet}\n"
+        f"providers:\n  lxd: {{image: '{running.topology.provider_options('lxd')['image']}'}}\n"
+        f"nodes:\n  web1: {{role: web, address: {address}, options: {{remote: here, network: {network}}}}}\n"
+    )
+    provider = LXDProvider(load_topology(tmp_path / "relevo.yaml"))
+    try:
+        provider.create("web1")
+        assert provider.created.load() == {
+            "instances": [f"here:rr{TAG}-web1"],
+            "networks": [],
+            "profiles": [],
+        }
+        instance = running.client.instance(f"rr{TAG}-web1")
+        assert instance.devices["eth0"]["parent"] == network
+        provider.start("web1")
+        assert provider.statuses(["web1"]) == {"web1": NodeState.RUNNING}
+        wait_until(lambda: http_status(address, port=8080) == 200, f"the remote node answers on {address}")
+    finally:
+        removed = provider.destroy()
+    assert removed == [f"instance here:rr{TAG}-web1"]
+    assert lxd_inventory(running.client) == before
+
+
 def test_destroy_leaves_lxd_exactly_as_before(lxd_cluster: LXDCluster) -> None:
-    """`relevo destroy` removes every container, the network and the profile relevo made, and nothing
-    else: instances, networks and profiles are what they were before `up`."""
+    """`relevo destroy` removes every container and the network relevo made, and nothing else: what
+    `lxc list`, `lxc network list` and `lxc profile list` print, and every instance, network, profile,
+    image, certificate and server setting the API shows, are what they were before `up`."""
     running = lxd_cluster
     lifecycle.destroy(running.topology)
+    assert lxc_listings() == running.listed
     assert lxd_inventory(running.client) == running.before
     assert not running.cluster.paths.runtime_socket.exists()

@@ -55,10 +55,14 @@ class Endpoint:
         project: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Endpoint:
-        """The local daemon: `socket_path`, else $LXD_DIR/unix.socket, else the first socket that exists
-        among snap's, Debian's and Incus's."""
+        """The local daemon: `socket_path`, else $LXD_DIR/unix.socket (LXD's API), else
+        $INCUS_DIR/unix.socket (Incus's), else the first socket that exists among snap's, Debian's and
+        Incus's. The API flavour follows the daemon: Incus for INCUS_DIR or a path naming incus."""
+        if socket_path is None and not os.environ.get("LXD_DIR") and os.environ.get("INCUS_DIR"):
+            path = Path(os.environ["INCUS_DIR"]) / "unix.socket"
+            return cls(socket_path=path, flavour="incus", project=project, timeout_s=timeout_s)
         path = socket_path or _find_socket()
-        flavour: Flavour = "incus" if "incus" in str(path) else "lxd"
+        flavour: Flavour = "incus" if "incus" in path.parts else "lxd"
         return cls(socket_path=path, flavour=flavour, project=project, timeout_s=timeout_s)
 
     @property

@@ -292,3 +292,15 @@ def test_lxd_dir_picks_the_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     """LXD_DIR overrides the usual socket locations, as it does for the lxc command."""
     monkeypatch.setenv("LXD_DIR", str(tmp_path))
     assert Endpoint.local().socket_path == tmp_path / "unix.socket"
+
+
+def test_incus_dir_picks_incus_s_socket_and_api_flavour(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """INCUS_DIR (Incus's own variable) picks its socket and Incus's header names; LXD_DIR wins over it."""
+    monkeypatch.delenv("LXD_DIR", raising=False)
+    monkeypatch.setenv("INCUS_DIR", str(tmp_path))
+    endpoint = Endpoint.local()
+    assert (endpoint.socket_path, endpoint.flavour) == (tmp_path / "unix.socket", "incus")
+    monkeypatch.setenv("LXD_DIR", str(tmp_path / "lxd"))
+    assert Endpoint.local().flavour == "lxd"

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from relevo.errors import TopologyError
 from relevo.lxd.client import Instance
 from relevo.lxd.errors import LXDNotFoundError
+from relevo.model import Capacity
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
+from relevo.providers.lxd_placement import split_record
+from relevo.providers.lxd_setup import cpu_limits
 from relevo.topology import parse_topology
 
 TOPOLOGY = "name: t\nprovider: lxd\nnetwork: 10.213.9.0/24\n"
@@ -46,7 +50,7 @@ class FakeClient:
 def provider_with(client: FakeClient, tmp_path: Path) -> LXDProvider:
     topology = parse_topology(TOPOLOGY, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
     provider = LXDProvider(topology)
-    provider._clients["local"] = client  # type: ignore[assignment]
+    provider.placement._clients["local"] = client  # type: ignore[assignment]
     return provider
 
 
@@ -85,3 +89,52 @@ def test_a_web_node_listens_on_nothing_of_this_host(tmp_path: Path) -> None:
     provider = provider_with(FakeClient({}), tmp_path)
     assert provider.host_listeners("web1") == []
     assert [e.address for _, e in provider.host_listeners("ha1")] == ["127.213.9.2", "127.213.9.2"]
+
+
+def test_a_node_on_another_remote_without_a_network_is_refused_at_its_line(tmp_path: Path) -> None:
+    """relevo makes its isolated bridge only on the home daemon: a node on another remote must name a
+    network there, else the topology is refused (exit 2) at that node's line, saying what to add."""
+    text = TOPOLOGY + "nodes:\n  web1: {role: web}\n  web2: {role: web, options: {remote: far}}\n"
+    with pytest.raises(TopologyError) as caught:
+        parse_topology(text, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
+    assert (caught.value.line, caught.value.exit_status) == (6, 2)
+    assert "nodes.web2.options: a node on LXD remote 'far' needs `network: NAME`" in str(caught.value)
+    named = text.replace("{remote: far}", "{remote: far, network: lxdbr0}")
+    topology = parse_topology(named, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
+    placement = LXDProvider(topology).placement
+    assert (placement.remote_of("web2"), placement.named_network("web2"), placement.record("web2")) == (
+        "far",
+        "lxdbr0",
+        "far:t-web2",
+    )
+    assert (placement.remote_of("web1"), placement.named_network("web1"), placement.record("web1")) == (
+        "local",
+        None,
+        "t-web1",
+    )
+
+
+def test_every_node_on_the_provider_s_remote_needs_no_named_network(tmp_path: Path) -> None:
+    """With the provider's `remote`, that daemon is home: relevo makes its bridge there, and records
+    what it made there with the remote's name."""
+    text = TOPOLOGY + "providers:\n  lxd: {remote: far}\n"
+    topology = parse_topology(text, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
+    placement = LXDProvider(topology).placement
+    assert placement.home == "far" and not placement.away("web1")
+    assert split_record(placement.record("web1")) == ("far", "t-web1")
+    assert split_record("t-web1") == ("local", "t-web1")
+
+
+@pytest.mark.parametrize(
+    ("cpu", "limits"),
+    [
+        (None, {}),
+        (0.08, {"limits.cpu": "1", "limits.cpu.allowance": "8ms/100ms"}),
+        (0.5, {"limits.cpu": "1", "limits.cpu.allowance": "50ms/100ms"}),
+        (1.5, {"limits.cpu": "2", "limits.cpu.allowance": "150ms/100ms"}),
+        (0.001, {"limits.cpu": "1", "limits.cpu.allowance": "1ms/100ms"}),
+    ],
+)
+def test_capacity_cpu_is_lxd_s_cpu_limits(cpu: float | None, limits: dict[str, str]) -> None:
+    """capacity.cpu in cores → limits.cpu (whole CPUs, rounded up) and a hard allowance per 100 ms."""
+    assert cpu_limits(Capacity(cpu=cpu)) == limits

@@ -1,0 +1,103 @@
+"""What a node's container is made with: its devices (root disk on the pool, NIC on the bridge or the
+user's network, the balancer's proxy devices on loopback), its CPU limits, and the isolated bridge relevo
+makes on the daemon that holds the balancer. Each object is recorded before LXD is asked for it."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+
+from relevo.errors import ProviderError
+from relevo.lxd.client import LXDClient, proxy_device
+from relevo.lxd.network import isolated_bridge
+from relevo.model import Capacity, Topology
+from relevo.paths import StatePaths
+from relevo.providers.lxd_host import Created
+from relevo.render.haproxy import HAProxyLayout
+
+MAX_SOCKET_PATH = 100  # a unix socket's path must fit sun_path (108 bytes)
+CPU_PERIOD_MS = 100  # the CFS period LXD's allowance is written against (the kernel's default)
+NIC = "eth0"
+
+
+def network_of(topology: Topology) -> ipaddress.IPv4Network:
+    """The bridge's subnet: the topology's `network:` (the seed's .2-.6 layout is handed out from it)."""
+    return ipaddress.IPv4Network(topology.network, strict=False)
+
+
+def ensure_bridge(client: LXDClient, created: Created, record: str, name: str, topology: Topology) -> None:
+    """relevo's bridge for the cluster on `client`'s daemon (NAT, routing, firewall, DHCP off; no
+    uplink), made unless it exists; recorded as `record` before it is made."""
+    if any(n["name"] == name for n in client.networks()):
+        return
+    subnet = network_of(topology)
+    gateway = next(subnet.hosts())
+    created.add("networks", record)
+    client.create_network(
+        name,
+        isolated_bridge(ipaddress.IPv4Interface(f"{gateway}/{subnet.prefixlen}")),
+        description=f"relevo cluster {topology.name} (no uplink)",
+    )
+
+
+def bridge_prefix(client: LXDClient, network: str, default: int) -> int:
+    """The prefix length of a managed network's IPv4 subnet (a user's network may differ from
+    `network:`), else `default`."""
+    for found in client.networks():
+        if found["name"] == network:
+            address = (found.get("config") or {}).get("ipv4.address", "")
+            try:
+                return ipaddress.IPv4Interface(address).network.prefixlen
+            except ValueError:
+                return default
+    raise ProviderError(
+        f"LXD network {network!r} does not exist on {client.endpoint.name}: create it there, or name "
+        "an existing one in the node's `options.network`"
+    )
+
+
+def base_devices(pool: str, network: str) -> dict[str, dict[str, str]]:
+    """The root disk and the NIC, on the instance itself (no profile to create on each daemon)."""
+    return {
+        "root": {"type": "disk", "path": "/", "pool": pool},
+        NIC: {"type": "nic", "nictype": "bridged", "parent": network, "name": NIC},
+    }
+
+
+def balancer_proxies(topology: Topology, paths: StatePaths) -> dict[str, dict[str, str]]:
+    """The balancer's frontend and stats on their loopback addresses of this host, and HAProxy's Runtime
+    API socket mapped into the state directory (0600, this user's)."""
+    balancer = topology.balancer
+    if len(str(paths.runtime_socket)) > MAX_SOCKET_PATH:
+        raise ProviderError(
+            f"the state directory's path is too long for HAProxy's Runtime API socket "
+            f"({paths.runtime_socket}); move the topology file to a shorter path"
+        )
+    devices = {
+        f"relevo-{what}": proxy_device(
+            f"tcp:{endpoint.address}:{endpoint.port}", f"tcp:{balancer.address}:{endpoint.port}"
+        )
+        for what, endpoint in (("frontend", balancer.frontend), ("stats", balancer.stats))
+    }
+    devices["relevo-runtime"] = proxy_device(
+        f"unix:{paths.runtime_socket}",
+        f"unix:{HAProxyLayout.in_guest().runtime_socket}",
+        mode="0600",
+        uid=str(os.geteuid()),
+        gid=str(os.getegid()),
+    )
+    return devices
+
+
+def cpu_limits(capacity: Capacity) -> dict[str, str]:
+    """`capacity.cpu` (cores) as LXD limits: `limits.cpu`, the CPUs the container may run on (whole,
+    rounded up), and `limits.cpu.allowance`, a hard CFS quota per 100 ms period (0.08 core: 8ms/100ms;
+    1 ms, the kernel's least, at the lowest). Nothing when the topology sets no quota."""
+    if capacity.cpu is None:
+        return {}
+    quota_ms = max(1, round(capacity.cpu * CPU_PERIOD_MS))
+    return {
+        "limits.cpu": str(max(1, math.ceil(capacity.cpu))),
+        "limits.cpu.allowance": f"{quota_ms}ms/{CPU_PERIOD_MS}ms",
+    }

@@ -203,13 +203,15 @@ def test_gets_through_the_balancer_container_are_answered_by_both_primaries(lxd_
 
 
 def test_the_stats_page_on_loopback_needs_the_credentials(lxd_cluster: LXDCluster) -> None:
-    """The stats GUI answers on its loopback address: 401 without credentials, 200 with them; and the
-    Runtime API answers through the socket mapped into the state directory."""
+    """The stats GUI answers on its loopback address with the generated credentials only: 401 without
+    them or with a wrong password, 200 with them; and the Runtime API answers through the socket mapped
+    into the state directory (0600)."""
     running = lxd_cluster
     stats = running.topology.balancer.stats
     assert stats.address.startswith("127.")
     assert get(stats.url + "/stats")[0] == 401
     secrets = json.loads(running.cluster.paths.secrets.read_text())
+    assert get(stats.url + "/stats", auth=(secrets["stats_user"], secrets["stats_password"] + "x"))[0] == 401
     assert get(stats.url + "/stats", auth=(secrets["stats_user"], secrets["stats_password"]))[0] == 200
     assert running.cluster.paths.runtime_socket.stat().st_mode & 0o777 == 0o600
     assert set(running.cluster.haproxy_servers()) == {"web1", "web2", "web1bck", "web2bck"}

@@ -64,15 +64,30 @@ def _listener_check(label: str, endpoint: Endpoint, state: NodeState | None, nod
 def lxd_checks(provider: LXDProvider, nodes: list[str], where: str) -> list[Check]:
     """The bridge's subnet, and the nodes' instance names and addresses on every daemon holding one."""
     checks = [] if "network" in provider.settings else [_subnet_check(provider, where)]
-    by_daemon: dict[int, tuple[LXDClient, list[str]]] = {}
+    by_daemon: dict[str, tuple[LXDClient, list[str]]] = {}
+    unknown: set[str] = set()
     for node in nodes:
-        client = provider.client_of(node)
-        by_daemon.setdefault(id(client), (client, []))[1].append(node)
+        remote = provider.placement.remote_of(node)
+        if remote in unknown:
+            continue
+        if remote not in by_daemon:
+            try:
+                by_daemon[remote] = (provider.placement.client(remote), [])
+            except LXDError:
+                return checks  # no local daemon: the LXD daemon check says why
+            except RelevoError as exc:  # a remote lxc's configuration does not name
+                fix = f"lxc remote add {remote} https://HOST:8443"
+                checks.append(Check(name="LXD remote", ok=False, detail=str(exc), fix=fix, group=GROUP))
+                unknown.add(remote)
+                continue
+        by_daemon[remote][1].append(node)
     for client, held in by_daemon.values():
         try:
             instances = client.instances()
-        except LXDError:
-            continue  # the LXD daemon check says why
+        except LXDError as exc:
+            if client.endpoint.url:  # a remote: the local daemon's check does not cover it
+                checks.append(Check(name="LXD remote", ok=False, detail=str(exc), group=GROUP))
+            continue
         checks += _instance_checks(provider, held, instances, client.endpoint.name, where)
     return checks
 

@@ -149,3 +149,23 @@ def test_names_and_addresses_other_instances_hold_are_named(tmp_path: Path) -> N
     assert checks["LXD addresses"].detail == "on lxd: 10.213.240.4 (web2) by instance other"
     clean = doctor_addresses._instance_checks(provider, nodes, found[2:], "lxd", "f.yaml")
     assert all(c.ok for c in clean)
+
+
+def test_a_remote_lxc_does_not_know_is_named_once_with_the_command_that_adds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes on a remote missing from lxc's configuration: one failed check, naming the remote and
+    `lxc remote add NAME https://HOST:8443`."""
+    monkeypatch.setenv("LXD_CONF", str(tmp_path / "lxc"))
+    text = (
+        "name: doc\nprovider: lxd\nnetwork: 10.213.240.0/24\nnodes:\n"
+        "  web1: {role: web, options: {remote: far, network: br0}}\n"
+        "  web2: {role: web, options: {remote: far, network: br0}}\n"
+    )
+    topology = parse_topology(text, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
+    provider = LXDProvider(topology)
+    checks = doctor_addresses.lxd_checks(provider, ["web1", "web2"], "f.yaml")
+    remotes = [c for c in checks if c.name == "LXD remote"]
+    assert len(remotes) == 1 and not remotes[0].ok
+    assert "LXD remote 'far'" in remotes[0].detail
+    assert remotes[0].fix == "lxc remote add far https://HOST:8443"

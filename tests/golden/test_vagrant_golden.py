@@ -19,12 +19,16 @@ import pytest
 from relevo.model import Topology
 from relevo.secrets import Secrets
 from relevo.topology import parse_topology
+from relevo.vagrant.controller import Credentials, load_or_create_credentials
 from relevo.vagrant.export import export_vagrant
-from relevo.vagrant.plan import VagrantProvider, VagrantSettings
+from relevo.vagrant.plan import VagrantProvider, VagrantSettings, plan_vms
 
 CASES = sorted(p for p in (Path(__file__).parent / "vagrant").iterdir() if p.is_dir())
 REGENERATE = os.environ.get("RELEVO_REGEN_GOLDEN") == "1"
 SECRETS = Secrets(stats_user="admin", stats_password="golden-password")
+# Test-only certificates and keys (made once by the export's own openssl call, never used elsewhere), so
+# that the golden files do not change with every run.
+CREDENTIALS_DIR = Path(__file__).parent / "vagrant-credentials"
 
 
 def case_topology(case: Path) -> Topology:
@@ -44,8 +48,20 @@ def case_settings(case: Path) -> VagrantSettings:
     return VagrantSettings(**options)
 
 
+def case_credentials(case: Path) -> Credentials:
+    topology, settings = case_topology(case), case_settings(case)
+    return load_or_create_credentials(CREDENTIALS_DIR, plan_vms(topology, settings))
+
+
 def exported_tree(case: Path, into: Path) -> dict[str, tuple[bytes, int]]:
-    export_vagrant(case_topology(case), case_settings(case), into, secrets=SECRETS)
+    export_vagrant(
+        case_topology(case),
+        case_settings(case),
+        into,
+        secrets=SECRETS,
+        credentials=case_credentials(case),
+        runtime=False,
+    )
     return {
         str(path.relative_to(into)): (path.read_bytes(), path.stat().st_mode & 0o777)
         for path in sorted(into.rglob("*"))
@@ -73,15 +89,18 @@ def test_export_matches_golden(case: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_export_modes(case: Path, tmp_path: Path):
-    """Scripts are executable, the file holding the stats password is 0600, the directory 0700."""
+    """Scripts are executable, files holding the stats password or a private key 0600, the directory
+    0700."""
     out = tmp_path / "out"
     files = exported_tree(case, out)
     assert out.stat().st_mode & 0o777 == 0o700
     for name, (data, mode) in files.items():
         if name.startswith("provision/"):
             assert mode == 0o755, name
-        elif b"golden-password" in data:
+        elif b"golden-password" in data or b"PRIVATE KEY" in data:
             assert mode == 0o600, name
+        elif name.startswith("vmfiles/") and name.endswith("/usr/local/bin/relevo"):
+            assert mode == 0o755, name
         else:
             assert mode == 0o644, name
     assert any(b"golden-password" in data for data, _mode in files.values())
@@ -132,6 +151,9 @@ GUEST_ROOTS = (
     "/var/www/relevo",
     "/run/relevo-apache",
     "/var/log/relevo-apache",
+    "/etc/haproxy",
+    "/run/haproxy",
+    "/var/lib/haproxy",
 )
 
 
@@ -141,7 +163,6 @@ def test_real_programs_accept_the_containers_configs(case: Path, tmp_path: Path)
     with the guest's directories moved under a temporary root and made as the provisioning makes them."""
     from relevo.providers.tools import find_apache, find_haproxy
     from relevo.vagrant.guest import guest_service
-    from relevo.vagrant.plan import plan_vms
 
     out = tmp_path / "out"
     exported_tree(case, out)
@@ -158,7 +179,7 @@ def test_real_programs_accept_the_containers_configs(case: Path, tmp_path: Path)
                 for guest in GUEST_ROOTS:
                     text = text.replace(guest, f"{root}{guest}")
                 target.write_text(text)
-        service = guest_service(vm)
+        service = guest_service(topology, vm)
         for directory in service.directories:
             (root / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
         exe = find_haproxy() if service.check[0] == "haproxy" else find_apache().binary

@@ -82,7 +82,7 @@ def test_cli_writes_and_never_prints_the_password(tmp_path: Path):
         assert result.exit_code == 0, result.output
         secrets = json.loads((tmp_path / ".relevo" / "secrets.json").read_text())
         assert secrets["stats_password"] not in result.output
-    config = out / "files/front/var/lib/relevo/haproxy/haproxy.cfg"
+    config = out / "files/front/etc/haproxy/haproxy.cfg"
     assert f"insecure-password {secrets['stats_password']}" in config.read_text()
     assert config.stat().st_mode & 0o777 == 0o600
     listed = json.loads(result.output)

@@ -74,6 +74,24 @@ def export() -> None:
     show_default=True,
     help="The image's alias in each VM's LXD.",
 )
+@click.option(
+    "--management-network",
+    default=None,
+    help="libvirt: make vagrant-libvirt's management network (ssh, DHCP) isolated at this subnet "
+    "(default: vagrant-libvirt's own, which NATs).",
+)
+@click.option(
+    "--libvirt-network-prefix",
+    default="relevo",
+    show_default=True,
+    help="libvirt, with --management-network: the networks are named PREFIX-mgmt and PREFIX-private "
+    "(defined beforehand, they are used as they are).",
+)
+@click.option(
+    "--no-runtime",
+    is_flag=True,
+    help="Do not pack relevo for the balancer's VM (its controller then needs relevo installed there).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the VMs and the files written as JSON.")
 @click.pass_context
 def vagrant(
@@ -89,6 +107,9 @@ def vagrant(
     cpu_model: str,
     image: Path | None,
     image_alias: str,
+    management_network: str | None,
+    libvirt_network_prefix: str,
+    no_runtime: bool,
     as_json: bool,
 ) -> None:
     """Write a Vagrantfile and provisioning into DIRECTORY: one VM per node, named after it.
@@ -97,7 +118,9 @@ def vagrant(
     from the image, puts HAProxy's or Apache's configuration in it (rendered here, as for every other
     provider; the stats credentials come from the state directory's secrets file and stay 0600) and
     exposes it on the VM's address through an LXD proxy device, as the seed did. Cold standbys are left
-    stopped. Then: `cd DIRECTORY && vagrant up`.
+    stopped. The balancer's VM runs the failover controller (relevo packed from this installation, a
+    systemd unit), which starts and stops the other VMs' containers through their LXD over HTTPS with
+    certificates made here (kept 0600 in the state directory). Then: `cd DIRECTORY && vagrant up`.
     """
     from relevo.vagrant.export import export_vagrant
 
@@ -111,8 +134,10 @@ def vagrant(
         libvirt_driver=libvirt_driver,
         cpu_model=cpu_model,
         image_alias=image_alias,
+        management_network=management_network,
+        libvirt_network_prefix=libvirt_network_prefix,
     )
-    exported = export_vagrant(get_topology(ctx), settings, directory, image=image)
+    exported = export_vagrant(get_topology(ctx), settings, directory, image=image, runtime=not no_runtime)
     if as_json:
         print_json(
             {

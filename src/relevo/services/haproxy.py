@@ -11,7 +11,7 @@ from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.render.haproxy import Binds, HAProxyLayout, render_503, render_haproxy
-from relevo.secrets import load_or_create_secrets
+from relevo.secrets import Secrets, load_or_create_secrets
 from relevo.services import NodeFile
 
 
@@ -24,9 +24,9 @@ class HAProxyService:
         self.exe = exe
         self.paths = StatePaths(topology.state_dir)
 
-    def files(self, binds: Binds) -> list[NodeFile]:
-        """Everything HAProxy reads, rendered anew (credentials generated on first use)."""
-        secrets = load_or_create_secrets(self.paths.secrets)
+    def files(self, binds: Binds, *, secrets: Secrets | None = None) -> list[NodeFile]:
+        """Everything HAProxy reads, rendered anew (credentials generated on first use unless given)."""
+        secrets = secrets or load_or_create_secrets(self.paths.secrets)
         found = [
             NodeFile(self.layout.error_page_503, render_503(self.topology)),
             NodeFile(self.layout.config, render_haproxy(self.topology, secrets, self.layout, binds), 0o600),

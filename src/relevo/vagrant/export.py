@@ -16,10 +16,31 @@ from relevo.errors import RelevoError
 from relevo.files import ensure_dir, write_atomic
 from relevo.model import Role, Topology
 from relevo.paths import StatePaths
-from relevo.render.haproxy import describe_source
+from relevo.render.haproxy import HAProxyLayout, describe_source
+from relevo.render.systemd import unit_name
 from relevo.secrets import Secrets, load_or_create_secrets
-from relevo.vagrant.guest import LOOPBACK, guest_files, guest_service
+from relevo.services import NodeFile
+from relevo.vagrant.bundle import write_bundle
+from relevo.vagrant.controller import (
+    EXE,
+    HOME,
+    LXD_PORT,
+    REMOTE_CERTS,
+    TOPOLOGY_FILE,
+    Credentials,
+    balancer_vm_files,
+    controller_topology,
+    load_or_create_credentials,
+    remote_vm_files,
+)
+from relevo.vagrant.guest import LOOPBACK, container_name, guest_files, guest_service
 from relevo.vagrant.plan import ExportSettingsError, VagrantSettings, VirtualMachine, plan_vms
+
+# relevo on the balancer's VM: the uploaded runtime, by the VM's own Python 3 (nothing installed by pip).
+WRAPPER = """#!/bin/sh
+# relevo from the runtime `relevo export vagrant` uploaded into /opt/relevo (no pip, no network).
+PYTHONPATH=/opt/relevo/lib exec /usr/bin/python3 -s -m relevo "$@"
+"""
 
 # What may reach the Vagrantfile's Ruby strings: no quote, no `#{`, no backslash.
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9._/:@+-]{1,200}$")
@@ -31,6 +52,8 @@ class ProxyDevice:
     what: str
     listen: str
     connect: str
+    options: tuple[tuple[str, str], ...] = ()
+    directory: str = ""  # on the VM, made before the device (a unix socket's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +70,16 @@ def export_vagrant(
     *,
     image: Path | None = None,
     secrets: Secrets | None = None,
+    credentials: Credentials | None = None,
+    runtime: bool = True,
 ) -> Exported:
     """Write everything `vagrant up` needs into `directory` (created 0700; files written anew, atomically;
-    those holding the stats credentials 0600). With `image`, the LXD image tarball is copied in and
-    uploaded to each VM; without, each VM's LXD must already have `settings.image_alias`."""
+    those holding the stats credentials or a private key 0600). With `image`, the LXD image tarball is
+    copied in and uploaded to each VM; without, each VM's LXD must already have `settings.image_alias`.
+    With `runtime`, relevo and its dependencies are packed for the balancer's VM (its controller)."""
     for option, value in (
         ("--box", settings.box),
+        ("--libvirt-network-prefix", settings.libvirt_network_prefix),
         ("--libvirt-driver", settings.libvirt_driver),
         ("--cpu-model", settings.cpu_model),
         ("--image-alias", settings.image_alias),
@@ -64,14 +91,22 @@ def export_vagrant(
             f"--image {image}: no such file (an LXD image tarball from `relevo image build`)"
         )
     vms = plan_vms(topology, settings)  # input errors before anything is written
-    secrets = secrets or load_or_create_secrets(StatePaths(topology.state_dir).secrets)
+    controller_topology(topology, vms)  # the balancer VM's topology reads back (a bug otherwise)
+    paths = StatePaths(topology.state_dir)
+    secrets = secrets or load_or_create_secrets(paths.secrets)
+    credentials = credentials or load_or_create_credentials(paths.root / "vagrant", vms)
     files: dict[Path, tuple[str, int]] = {}
-    files[Path("Vagrantfile")] = (render_vagrantfile(topology, settings, vms, image=image is not None), 0o644)
+    files[Path("Vagrantfile")] = (
+        render_vagrantfile(topology, settings, vms, image=image is not None, runtime=runtime),
+        0o644,
+    )
     for vm in vms:
         for guest in guest_files(topology, vm, vms, secrets):
             files[Path("files", vm.node, *guest.path.parts[1:])] = (guest.content, guest.mode)
+        for on_vm in vm_files(topology, vm, vms, credentials):
+            files[Path("vmfiles", vm.node, *on_vm.path.parts[1:])] = (on_vm.content, on_vm.mode)
         files[Path("provision", f"{vm.node}.sh")] = (
-            render_provision(topology, settings, vm, vms, secrets),
+            render_provision(topology, settings, vm, vms, secrets, credentials),
             0o755,
         )
     ensure_dir(directory)
@@ -83,17 +118,41 @@ def export_vagrant(
         written.append(target)
     if image is not None:
         written.append(_copy_image(image, directory / "image"))
+    if runtime:
+        written.append(write_bundle(directory / "runtime"))
     return Exported(directory=directory, vms=vms, written=tuple(written))
 
 
 def render_vagrantfile(
-    topology: Topology, settings: VagrantSettings, vms: tuple[VirtualMachine, ...], *, image: bool
+    topology: Topology,
+    settings: VagrantSettings,
+    vms: tuple[VirtualMachine, ...],
+    *,
+    image: bool,
+    runtime: bool = True,
 ) -> str:
     return (
         _environment()
         .get_template("Vagrantfile.j2")
-        .render(topology=topology, source=describe_source(topology), settings=settings, vms=vms, image=image)
+        .render(
+            topology=topology,
+            source=describe_source(topology),
+            settings=settings,
+            vms=vms,
+            image=image,
+            runtime=runtime,
+        )
     )
+
+
+def vm_files(
+    topology: Topology, vm: VirtualMachine, vms: tuple[VirtualMachine, ...], credentials: Credentials
+) -> list[NodeFile]:
+    """The files for the VM itself (not its container): the controller's on the balancer's VM, the LXD
+    server certificate and the controller's certificate on every other."""
+    if vm.role is Role.BALANCER:
+        return [*balancer_vm_files(topology, vms, credentials), NodeFile(EXE, WRAPPER, 0o755)]
+    return remote_vm_files(vm, credentials)
 
 
 def render_provision(
@@ -102,8 +161,10 @@ def render_provision(
     vm: VirtualMachine,
     vms: tuple[VirtualMachine, ...],
     secrets: Secrets,
+    credentials: Credentials,
 ) -> str:
     standby_for = topology.node(vm.node).standby_for if vm.role is Role.STANDBY else None
+    state_dir = HOME / ".relevo"
     return (
         _environment()
         .get_template("provision.sh.j2")
@@ -115,9 +176,18 @@ def render_provision(
             balancer=vms[0],
             standby_for=standby_for,
             temperature=str(topology.standby.temperature),
+            container=container_name(topology, vm.node),
             files=guest_files(topology, vm, vms, secrets),
-            service=guest_service(vm),
+            vm_files=vm_files(topology, vm, vms, credentials),
+            service=guest_service(topology, vm),
             devices=proxy_devices(topology, vm),
+            https_address=f"{vm.address}:{LXD_PORT}",
+            certs=str(REMOTE_CERTS),
+            controller_fingerprint=credentials.controller.fingerprint,
+            exe=str(EXE),
+            topology_file=str(TOPOLOGY_FILE),
+            state_dir=str(state_dir),
+            watch_unit=unit_name(controller_topology(topology, vms)),
         )
     )
 
@@ -131,10 +201,25 @@ def proxy_devices(topology: Topology, vm: VirtualMachine) -> list[ProxyDevice]:
         ]
     else:
         ports = [("http", "Apache", vm.port)]
-    return [
+    devices = [
         ProxyDevice(f"relevo-{name}", what, f"tcp:{vm.address}:{port}", f"tcp:{LOOPBACK}:{port}")
         for name, what, port in ports
     ]
+    if vm.role is Role.BALANCER:
+        # HAProxy's Runtime API socket on the VM, where its controller drives HAProxy (as the LXD
+        # provider maps it into the state directory): root's only.
+        socket = StatePaths(Path(HOME / ".relevo")).runtime_socket
+        devices.append(
+            ProxyDevice(
+                "relevo-runtime",
+                "HAProxy's Runtime API to the controller",
+                f"unix:{socket}",
+                f"unix:{HAProxyLayout.in_guest().runtime_socket}",
+                (("mode", "0600"), ("uid", "0"), ("gid", "0")),
+                str(socket.parent),
+            )
+        )
+    return devices
 
 
 def _copy_image(image: Path, into: Path) -> Path:

@@ -1,154 +1,87 @@
-"""What goes inside each VM's container, rendered on the host by the renderers every provider uses:
-HAProxy's configuration and 503 page on the balancer, Apache's configuration, page and health answer
-on a web node, the unit that runs each, and the container's static network interface."""
+"""What goes inside each VM's container: the same HAProxy and Apache services, layouts and units as the
+LXD provider's containers (Debian's haproxy.service with relevo's drop-in on the balancer, relevo's own
+Apache unit on a web node), rendered on the host; plus the container's static network interface."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from relevo.model import Endpoint, Role, Topology
-from relevo.paths import StatePaths
-from relevo.render.apache import ApacheLayout, render_apache, render_index
-from relevo.render.haproxy import render_503, render_haproxy
+from relevo.providers.lxd import APACHE_UNIT
+from relevo.providers.lxd_host import HAPROXY_DROPIN, apache_unit, interfaces_file
+from relevo.render.haproxy import Binds, HAProxyLayout
 from relevo.secrets import Secrets
+from relevo.services import NodeFile
+from relevo.services.apache import ApacheService, guest_layout
+from relevo.services.haproxy import HAProxyService
 from relevo.vagrant.plan import VirtualMachine
 
-# Inside the container (the base image is Debian): HAProxy's files under relevo's own state directory,
-# Apache's in relevo's own places, each run by relevo's own unit (the image's units read Debian's config).
-GUEST_STATE = StatePaths(Path("/var/lib/relevo"))
-APACHE_LAYOUT = ApacheLayout(
-    node_dir=Path("/etc/relevo/apache"),
-    htdocs=Path("/var/www/relevo"),
-    pid_file=Path("/run/relevo-apache/httpd.pid"),
-    run_dir=Path("/run/relevo-apache"),
-    log_dir=Path("/var/log/relevo-apache"),
-    modules_dir=Path("/usr/lib/apache2/modules"),
-)
-APACHE_WORKERS = ("www-data", "www-data")
 # Not eth0: a container NIC named like the VM's took the VM's network down when the container stopped.
 CONTAINER_NIC = "cnet0"
-# The proxy device connects here, inside the container.
+# The proxy devices connect here, inside the container.
 LOOPBACK = "127.0.0.1"
-
-
-@dataclass(frozen=True, slots=True)
-class GuestFile:
-    """One file for the container: where it goes, what it holds, who may read it."""
-
-    path: PurePosixPath
-    content: str
-    mode: int = 0o644
+APACHE_WORKERS = ("www-data", "www-data")
+HAPROXY_LAYOUT = HAProxyLayout.in_guest()
 
 
 @dataclass(frozen=True, slots=True)
 class GuestService:
-    unit: str  # relevo's unit, enabled; the image's own (`replaces`) disabled
-    replaces: str
-    check: tuple[str, ...]  # the argv that checks the configuration
-    # What the check needs before the unit has made it (Apache's -t wants its runtime directory).
+    """The node's service in its container: the unit to enable (the image's others disabled), the argv
+    that checks its configuration, and the directories that check needs."""
+
+    unit: str
+    disable: tuple[str, ...]
+    check: tuple[str, ...]
     directories: tuple[str, ...] = ()
 
 
-def guest_service(vm: VirtualMachine) -> GuestService:
-    if vm.role is Role.BALANCER:
-        config = str(GUEST_STATE.haproxy_cfg)
-        return GuestService(
-            "relevo-haproxy.service", "haproxy.service", ("haproxy", "-c", "-q", "-f", config)
-        )
-    config = str(APACHE_LAYOUT.node_dir / "httpd.conf")
+def container_name(topology: Topology, node: str) -> str:
+    """The LXD provider's name for the node's container, so its controller finds it on the VM."""
+    return f"{topology.name}-{node}"
+
+
+def guest_service(topology: Topology, vm: VirtualMachine) -> GuestService:
+    service = _service(topology, vm)
+    directories = tuple(str(d) for d in service.directories)
+    if isinstance(service, HAProxyService):
+        return GuestService("haproxy.service", ("apache2.service",), tuple(service.check_argv()), directories)
     return GuestService(
-        "relevo-apache.service",
-        "apache2.service",
-        ("apache2", "-t", "-f", config),
-        (str(APACHE_LAYOUT.run_dir), str(APACHE_LAYOUT.log_dir)),
+        APACHE_UNIT, ("apache2.service", "haproxy.service"), tuple(service.check_argv()), directories
     )
 
 
 def guest_files(
     topology: Topology, vm: VirtualMachine, vms: tuple[VirtualMachine, ...], secrets: Secrets
-) -> list[GuestFile]:
+) -> list[NodeFile]:
     """Every file the VM's container needs, in the order they are pushed."""
-    files = [GuestFile(PurePosixPath(f"/etc/network/interfaces.d/{CONTAINER_NIC}"), interfaces(vm))]
+    nic = interfaces_file(vm.container_address, vm.prefix, CONTAINER_NIC)
     if vm.role is Role.BALANCER:
-        return files + _balancer_files(topology, vms, secrets)
-    return files + _web_files(topology, vm)
-
-
-def interfaces(vm: VirtualMachine) -> str:
-    """A static ifupdown stanza: the image has no udev, so nothing else would configure the NIC."""
-    return (
-        f"auto {CONTAINER_NIC}\niface {CONTAINER_NIC} inet static\n"
-        f"    address {vm.container_address}/{vm.prefix}\n    gateway {vm.bridge_address}\n"
-    )
-
-
-def _balancer_files(topology: Topology, vms: tuple[VirtualMachine, ...], secrets: Secrets) -> list[GuestFile]:
-    # HAProxy listens on the container's loopback (the VM's proxy devices connect there) and reaches each
-    # web node at its VM's address, where that VM's proxy device exposes the node's Apache.
-    at_vm = {vm.node: vm.address for vm in vms}
-    balancer = topology.balancer
-    guest = dataclasses.replace(
-        topology,
-        balancer=dataclasses.replace(
-            balancer,
+        # HAProxy reaches the web nodes on the other VMs through the VM's end of the bridge.
+        nic += f"    gateway {vm.bridge_address}\n"
+    files = [NodeFile(PurePosixPath(f"/etc/network/interfaces.d/{CONTAINER_NIC}"), nic)]
+    service = _service(topology, vm)
+    if isinstance(service, HAProxyService):
+        at_vm = {other.node: Endpoint(address=other.address, port=other.port) for other in vms[1:]}
+        balancer = topology.balancer
+        binds = Binds(
             frontend=Endpoint(address=LOOPBACK, port=balancer.frontend.port),
             stats=Endpoint(address=LOOPBACK, port=balancer.stats.port),
-        ),
-        nodes=tuple(dataclasses.replace(node, address=at_vm[node.name]) for node in topology.nodes),
-    )
-    config = render_haproxy(guest, secrets, GUEST_STATE)
-    unit = f"""[Unit]
-Description=HAProxy of relevo balancer {balancer.name}
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=notify
-StateDirectory=relevo/haproxy
-ExecStartPre=/usr/sbin/haproxy -c -q -f {GUEST_STATE.haproxy_cfg}
-ExecStart=/usr/sbin/haproxy -Ws -f {GUEST_STATE.haproxy_cfg}
-ExecReload=/usr/sbin/haproxy -c -q -f {GUEST_STATE.haproxy_cfg}
-ExecReload=/bin/kill -USR2 $MAINPID
-KillMode=mixed
-Restart=on-failure
-
-[Install]
-WantedBy=multi-user.target
-"""
-    return [
-        GuestFile(PurePosixPath(GUEST_STATE.error_page_503), render_503(topology)),
-        GuestFile(PurePosixPath(GUEST_STATE.haproxy_cfg), config, 0o600),
-        GuestFile(PurePosixPath("/etc/systemd/system/relevo-haproxy.service"), unit),
-    ]
+            servers=at_vm,
+        )
+        rendered = service.files(binds, secrets=secrets)
+        # The server states are the controller's on the VM (read by HAProxy at start), not this host's.
+        rendered = [f for f in rendered if f.path != HAPROXY_LAYOUT.server_state]
+        dropin = PurePosixPath("/etc/systemd/system/haproxy.service.d/relevo.conf")
+        return files + rendered + [NodeFile(dropin, HAPROXY_DROPIN)]
+    unit = apache_unit(vm.node, service.foreground_argv(), service.graceful_argv())
+    return files + service.files() + [NodeFile(PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}"), unit)]
 
 
-def _web_files(topology: Topology, vm: VirtualMachine) -> list[GuestFile]:
+def _service(topology: Topology, vm: VirtualMachine) -> HAProxyService | ApacheService:
+    if vm.role is Role.BALANCER:
+        return HAProxyService(topology, HAPROXY_LAYOUT)
+    # Apache listens on the container's loopback; the VM's proxy device connects there.
     node = dataclasses.replace(topology.node(vm.node), address=LOOPBACK)
-    layout = APACHE_LAYOUT
-    config = layout.node_dir / "httpd.conf"
-    unit = f"""[Unit]
-Description=Apache of relevo node {node.name}
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-RuntimeDirectory=relevo-apache
-LogsDirectory=relevo-apache
-ExecStart=/usr/sbin/apache2 -f {config} -DFOREGROUND
-ExecReload=/usr/sbin/apache2 -f {config} -k graceful
-KillMode=mixed
-Restart=on-failure
-
-[Install]
-WantedBy=multi-user.target
-"""
-    htdocs = PurePosixPath(layout.htdocs)
-    return [
-        GuestFile(htdocs / topology.health.path.lstrip("/"), "ok\n"),
-        GuestFile(htdocs / "index.html", render_index(topology, node)),
-        GuestFile(PurePosixPath(config), render_apache(topology, node, layout, run_as=APACHE_WORKERS)),
-        GuestFile(PurePosixPath("/etc/systemd/system/relevo-apache.service"), unit),
-    ]
+    return ApacheService(topology, node, guest_layout(node), run_as=APACHE_WORKERS)

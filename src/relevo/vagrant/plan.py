@@ -42,6 +42,10 @@ class VagrantSettings:
     libvirt_driver: str = "qemu"
     cpu_model: str = "qemu64"
     image_alias: str = DEFAULT_IMAGE_ALIAS
+    # libvirt only: vagrant-libvirt's management network (ssh, DHCP) made isolated at this subnet, and its
+    # networks named `<prefix>-mgmt` and `<prefix>-private` (None: vagrant-libvirt's NAT default).
+    management_network: str | None = None
+    libvirt_network_prefix: str = "relevo"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +59,7 @@ class VirtualMachine:
     bridge_address: str  # the VM's end of its LXD bridge (the container's gateway)
     container_address: str
     prefix: int  # of the bridge's subnet
+    network: str  # the private network the VMs share
     standby: bool = False
 
     @property
@@ -68,6 +73,11 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
     containers = _ipv4_network(settings.container_network, "--container-network")
     if network.overlaps(containers):
         raise ExportSettingsError(f"--network {network} overlaps --container-network {containers}")
+    if settings.management_network is not None:
+        management = _ipv4_network(settings.management_network, "--management-network")
+        for other, option in ((network, "--network"), (containers, "--container-network")):
+            if management.overlaps(other):
+                raise ExportSettingsError(f"--management-network {management} overlaps {option} {other}")
     names = topology.node_names
     hosts = list(network.hosts())
     if len(hosts) < len(names) + 1:  # .1 is left to the host
@@ -95,6 +105,7 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
                 bridge_address=str(gateway),
                 container_address=str(container),
                 prefix=subnet.prefixlen,
+                network=str(network),
                 standby=standby,
             )
         )

@@ -5,18 +5,20 @@
 set -euo pipefail
 
 readonly FILES=/tmp/relevo-files/ha1
+readonly VMFILES=/tmp/relevo-vmfiles/ha1
 readonly IMAGE_DIR=/tmp/relevo-image
 readonly IMAGE=relevo/bookworm
-readonly CONTAINER=ha1
+readonly CONTAINER=relevo-ha1
 readonly BRIDGE=relevobr0
 readonly POOL=default
+readonly RUNTIME_DIR=/tmp/relevo-runtime
 export PATH="$PATH:/snap/bin"
 
 step="start"
 finish() {
     local status=$?
     # The uploaded files hold the stats credentials on the balancer: never left behind.
-    rm -rf "$FILES" "$IMAGE_DIR"
+    rm -rf "$FILES" "$VMFILES" "$IMAGE_DIR" "$RUNTIME_DIR"
     if [ "$status" -ne 0 ]; then
         echo "relevo: provisioning ha1 FAILED at step: $step (exit status $status)" >&2
     fi
@@ -36,6 +38,29 @@ fi
 
 begin "wait for the LXD daemon"
 lxd waitready --timeout=120
+
+begin "files of the VM"
+# install_file PATH MODE: the uploaded file to the same path on the VM, when it differs.
+vm_changed=0
+install_file() {
+    local path=$1 mode=$2
+    if cmp -s "$VMFILES$path" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
+        return 0
+    fi
+    install -D -m "$mode" "$VMFILES$path" "$path"
+    vm_changed=1
+}
+install_file /var/lib/relevo-controller/relevo.yaml 0644
+install_file /etc/systemd/system/relevo-watch-relevo.service 0644
+install_file /etc/systemd/system/relevo-watch-relevo.service.d/lxd.conf 0644
+install_file /var/lib/relevo-controller/lxc/config.yml 0644
+install_file /var/lib/relevo-controller/lxc/client.crt 0644
+install_file /var/lib/relevo-controller/lxc/client.key 0600
+install_file /var/lib/relevo-controller/lxc/servercerts/web1.crt 0644
+install_file /var/lib/relevo-controller/lxc/servercerts/web2.crt 0644
+install_file /var/lib/relevo-controller/lxc/servercerts/web1bck.crt 0644
+install_file /var/lib/relevo-controller/lxc/servercerts/web2bck.crt 0644
+install_file /usr/local/bin/relevo 0755
 
 begin "storage pool $POOL"
 if ! lxc storage show "$POOL" >/dev/null 2>&1; then
@@ -94,9 +119,9 @@ push_file() {
     changed=1
 }
 push_file /etc/network/interfaces.d/cnet0 0644
-push_file /var/lib/relevo/haproxy/503.http 0644
-push_file /var/lib/relevo/haproxy/haproxy.cfg 0600
-push_file /etc/systemd/system/relevo-haproxy.service 0644
+push_file /etc/haproxy/errors/relevo-503.http 0644
+push_file /etc/haproxy/haproxy.cfg 0600
+push_file /etc/systemd/system/haproxy.service.d/relevo.conf 0644
 
 begin "start $CONTAINER"
 if [ "$(lxc list "^$CONTAINER\$" --format csv -c s)" != RUNNING ]; then
@@ -110,21 +135,22 @@ begin "wait for systemd in $CONTAINER"
 # "degraded" is fine here; a container whose systemd never comes up fails the next step loudly.
 timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
 
-begin "relevo-haproxy.service replaces haproxy.service in $CONTAINER"
-lxc exec "$CONTAINER" -- haproxy -c -q -f /var/lib/relevo/haproxy/haproxy.cfg
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled haproxy.service 2>/dev/null || true)" = enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl disable --now haproxy.service
+begin "haproxy.service in $CONTAINER"
+lxc exec "$CONTAINER" -- mkdir -p /etc/haproxy /etc/haproxy/errors /var/lib/haproxy
+lxc exec "$CONTAINER" -- haproxy -c -q -f /etc/haproxy/haproxy.cfg
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl disable --now apache2.service
 fi
 if [ "$changed" = 1 ]; then
     lxc exec "$CONTAINER" -- systemctl daemon-reload
 fi
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled relevo-haproxy.service 2>/dev/null || true)" != enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl enable relevo-haproxy.service
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled haproxy.service 2>/dev/null || true)" != enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl enable haproxy.service
 fi
-if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet relevo-haproxy.service; then
-    lxc exec "$CONTAINER" -- systemctl start relevo-haproxy.service
+if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet haproxy.service; then
+    lxc exec "$CONTAINER" -- systemctl restart haproxy.service
 elif [ "$changed" = 1 ] && [ "$started" = 0 ]; then
-    lxc exec "$CONTAINER" -- systemctl reload-or-restart relevo-haproxy.service
+    lxc exec "$CONTAINER" -- systemctl reload-or-restart haproxy.service
 fi
 
 begin "expose the frontend on tcp:192.168.100.2:8080"
@@ -141,6 +167,56 @@ if [ "$(lxc config device get "$CONTAINER" relevo-stats listen 2>/dev/null || tr
     || [ "$(lxc config device get "$CONTAINER" relevo-stats connect 2>/dev/null || true)" != tcp:127.0.0.1:8404 ]; then
     lxc config device remove "$CONTAINER" relevo-stats >/dev/null 2>&1 || true
     lxc config device add "$CONTAINER" relevo-stats proxy listen=tcp:192.168.100.2:8404 connect=tcp:127.0.0.1:8404
+fi
+
+begin "expose HAProxy's Runtime API to the controller on unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock"
+# An LXD proxy device, replaced when it differs.
+install -d -m 0700 /var/lib/relevo-controller/.relevo/haproxy
+if [ "$(lxc config device get "$CONTAINER" relevo-runtime listen 2>/dev/null || true)" != unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock ] \
+    || [ "$(lxc config device get "$CONTAINER" relevo-runtime connect 2>/dev/null || true)" != unix:/run/haproxy/admin.sock ]; then
+    lxc config device remove "$CONTAINER" relevo-runtime >/dev/null 2>&1 || true
+    lxc config device add "$CONTAINER" relevo-runtime proxy listen=unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock connect=unix:/run/haproxy/admin.sock mode=0600 uid=0 gid=0
+fi
+
+begin "relevo's runtime in /opt/relevo (uploaded: no pip, no network)"
+bundle="$RUNTIME_DIR/relevo-runtime.tar.gz"
+if [ -f "$bundle" ]; then
+    digest=$(sha256sum "$bundle" | cut -d " " -f 1)
+    if [ "$(cat /opt/relevo/bundle.sha256 2>/dev/null || true)" != "$digest" ]; then
+        rm -rf /opt/relevo.new /opt/relevo.old
+        mkdir -p /opt/relevo.new
+        tar -xzf "$bundle" -C /opt/relevo.new --no-same-owner
+        python3 -m compileall -q /opt/relevo.new/lib >/dev/null
+        echo "$digest" >/opt/relevo.new/bundle.sha256
+        if [ -d /opt/relevo ]; then
+            mv /opt/relevo /opt/relevo.old
+        fi
+        mv /opt/relevo.new /opt/relevo
+        rm -rf /opt/relevo.old
+        vm_changed=1
+    fi
+fi
+if [ ! -f /opt/relevo/bundle.sha256 ]; then
+    echo "relevo: relevo's runtime was not uploaded (export without --no-runtime)" >&2
+    exit 1
+fi
+if [ "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(cat /opt/relevo/python-version)" ]; then
+    echo "relevo: warning: the runtime was packed for Python $(cat /opt/relevo/python-version)" >&2
+fi
+/usr/local/bin/relevo -f /var/lib/relevo-controller/relevo.yaml render systemd >/dev/null
+
+begin "the failover controller relevo-watch-relevo.service"
+install -d -m 0700 /var/lib/relevo-controller/.relevo
+if [ "$vm_changed" = 1 ]; then
+    systemctl daemon-reload
+fi
+if [ "$(systemctl is-enabled relevo-watch-relevo.service 2>/dev/null || true)" != enabled ]; then
+    systemctl enable relevo-watch-relevo.service
+fi
+if ! systemctl is-active --quiet relevo-watch-relevo.service; then
+    systemctl start relevo-watch-relevo.service
+elif [ "$vm_changed" = 1 ]; then
+    systemctl restart relevo-watch-relevo.service
 fi
 
 step="done"

@@ -5,9 +5,10 @@
 set -euo pipefail
 
 readonly FILES=/tmp/relevo-files/web2bck
+readonly VMFILES=/tmp/relevo-vmfiles/web2bck
 readonly IMAGE_DIR=/tmp/relevo-image
 readonly IMAGE=relevo/bookworm
-readonly CONTAINER=web2bck
+readonly CONTAINER=relevo-web2bck
 readonly BRIDGE=relevobr0
 readonly POOL=default
 export PATH="$PATH:/snap/bin"
@@ -16,7 +17,7 @@ step="start"
 finish() {
     local status=$?
     # The uploaded files hold the stats credentials on the balancer: never left behind.
-    rm -rf "$FILES" "$IMAGE_DIR"
+    rm -rf "$FILES" "$VMFILES" "$IMAGE_DIR"
     if [ "$status" -ne 0 ]; then
         echo "relevo: provisioning web2bck FAILED at step: $step (exit status $status)" >&2
     fi
@@ -36,6 +37,54 @@ fi
 
 begin "wait for the LXD daemon"
 lxd waitready --timeout=120
+
+begin "files of the VM"
+# install_file PATH MODE: the uploaded file to the same path on the VM, when it differs.
+vm_changed=0
+install_file() {
+    local path=$1 mode=$2
+    if cmp -s "$VMFILES$path" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
+        return 0
+    fi
+    install -D -m "$mode" "$VMFILES$path" "$path"
+    vm_changed=1
+}
+install_file /etc/relevo/lxd/server.crt 0644
+install_file /etc/relevo/lxd/server.key 0600
+install_file /etc/relevo/lxd/controller.crt 0644
+if [ "$vm_changed" = 1 ]; then
+    echo "relevo: web2bck: the LXD certificates were updated"
+fi
+
+begin "LXD over HTTPS on 192.168.100.6:8443 with its own certificate, trusting the controller's"
+lxd_dir=""
+for dir in /var/lib/lxd /var/snap/lxd/common/lxd; do
+    if [ -d "$dir" ]; then
+        lxd_dir=$dir
+        break
+    fi
+done
+if [ -z "$lxd_dir" ]; then
+    echo "relevo: no LXD directory (/var/lib/lxd or /var/snap/lxd/common/lxd)" >&2
+    exit 1
+fi
+if ! cmp -s /etc/relevo/lxd/server.crt "$lxd_dir/server.crt" || ! cmp -s /etc/relevo/lxd/server.key "$lxd_dir/server.key"; then
+    install -m 0644 /etc/relevo/lxd/server.crt "$lxd_dir/server.crt"
+    install -m 0600 /etc/relevo/lxd/server.key "$lxd_dir/server.key"
+    # LXD reads its server certificate when it starts (nothing runs in it yet on a first provisioning).
+    if systemctl cat snap.lxd.daemon.service >/dev/null 2>&1; then
+        systemctl restart snap.lxd.daemon.service
+    else
+        systemctl restart lxd.service
+    fi
+    lxd waitready --timeout=120
+fi
+if [ "$(lxc config get core.https_address)" != 192.168.100.6:8443 ]; then
+    lxc config set core.https_address 192.168.100.6:8443
+fi
+if ! lxc config trust list --format csv | grep -q a29d3f170a86; then
+    lxc config trust add /etc/relevo/lxd/controller.crt </dev/null
+fi
 
 begin "storage pool $POOL"
 if ! lxc storage show "$POOL" >/dev/null 2>&1; then
@@ -125,11 +174,14 @@ begin "wait for systemd in $CONTAINER"
 # "degraded" is fine here; a container whose systemd never comes up fails the next step loudly.
 timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
 
-begin "relevo-apache.service replaces apache2.service in $CONTAINER"
-lxc exec "$CONTAINER" -- mkdir -p /run/relevo-apache /var/log/relevo-apache
+begin "relevo-apache.service in $CONTAINER"
+lxc exec "$CONTAINER" -- mkdir -p /etc/relevo/apache /var/www/relevo /run/relevo-apache /var/log/relevo-apache
 lxc exec "$CONTAINER" -- apache2 -t -f /etc/relevo/apache/httpd.conf
 if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
     lxc exec "$CONTAINER" -- systemctl disable --now apache2.service
+fi
+if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled haproxy.service 2>/dev/null || true)" = enabled ]; then
+    lxc exec "$CONTAINER" -- systemctl disable --now haproxy.service
 fi
 if [ "$changed" = 1 ]; then
     lxc exec "$CONTAINER" -- systemctl daemon-reload
@@ -138,7 +190,7 @@ if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled relevo-apache.service 2>/d
     lxc exec "$CONTAINER" -- systemctl enable relevo-apache.service
 fi
 if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet relevo-apache.service; then
-    lxc exec "$CONTAINER" -- systemctl start relevo-apache.service
+    lxc exec "$CONTAINER" -- systemctl restart relevo-apache.service
 elif [ "$changed" = 1 ] && [ "$started" = 0 ]; then
     lxc exec "$CONTAINER" -- systemctl reload-or-restart relevo-apache.service
 fi
@@ -152,7 +204,8 @@ if [ "$(lxc config device get "$CONTAINER" relevo-http listen 2>/dev/null || tru
 fi
 
 begin "stop $CONTAINER (a cold standby waits stopped until its primary fails)"
-if [ "$(lxc list "^$CONTAINER\$" --format csv -c s)" = RUNNING ]; then
+# Only when this run started it: a standby the controller started in its primary's place keeps serving.
+if [ "$started" = 1 ]; then
     lxc stop "$CONTAINER"
 fi
 

@@ -1,0 +1,256 @@
+"""The seed's five VMs for real: `relevo export vagrant` → `vagrant up` (vagrant-libvirt, QEMU emulation)
+→ the balancer VM's address alternates web1/web2, its stats GUI needs the credentials, web1's container
+stopped → the controller on the balancer's VM starts web1bck's container on its own VM with no failed
+request, web1 back → web1bck drained and stopped; `vagrant destroy -f` leaves no VM, network or volume.
+
+The tests run in file order on one cluster (a module fixture); the last one destroys it."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from relevo.paths import StatePaths
+from relevo.secrets import load_or_create_secrets
+from relevo.topology import default_text
+from tests.vagrant.conftest import POOL, Box, Networks, virsh
+
+pytestmark = [pytest.mark.vagrant, pytest.mark.timeout(40 * 60)]
+
+UP_TIMEOUT_S = 30 * 60.0
+SERVE_WAIT_S = 300.0  # after `vagrant up`: the controller and the containers settle
+FAILOVER_WAIT_S = 180.0
+FAILBACK_WAIT_S = 240.0
+REQUEST_TIMEOUT_S = 10.0
+LOAD_MAX_REQUESTS = 20_000
+LOAD_MAX_S = 600.0
+
+
+@dataclass
+class Cluster:
+    directory: Path
+    state: StatePaths
+    address: str
+    frontend_port: int
+    stats_port: int
+    env: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def vagrant(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["vagrant", *args],
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def on_vm(self, vm: str, command: str, *, check: bool = True) -> str:
+        result = self.vagrant("ssh", vm, "-c", command, timeout=180)
+        if check:
+            assert result.returncode == 0, f"{vm}: {command}: {result.stdout}{result.stderr}"
+        return result.stdout.strip()
+
+    def container_state(self, node: str) -> str:
+        return self.on_vm(node, f"sudo lxc list '^relevo-{node}$' --format csv -c s")
+
+    def diagnose(self) -> str:
+        out = [
+            self.on_vm("ha1", "sudo journalctl -u relevo-watch-relevo.service -n 60 --no-pager", check=False),
+            self.on_vm(
+                "ha1", "sudo relevo -f /var/lib/relevo-controller/relevo.yaml events | tail -30", check=False
+            ),
+        ]
+        return "\n".join(out)
+
+
+def get(address: str, port: int, path: str = "/", auth: tuple[str, str] | None = None) -> tuple[int, str]:
+    """One GET; (status, the X-Served-By header)."""
+    connection = http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT_S)
+    try:
+        headers = {"Connection": "close"}
+        if auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Served-By") or ""
+    finally:
+        connection.close()
+
+
+def wait_for(what: str, test: Callable[[], bool], timeout_s: float, cluster: Cluster) -> float:
+    """Seconds until `test()` held; fails with the controller's journal when it never did."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        try:
+            if test():
+                return time.monotonic() - began
+        except OSError:
+            pass
+        time.sleep(1.0)
+    pytest.fail(f"{what}: not within {timeout_s:.0f} s\n{cluster.diagnose()}")
+
+
+class Load:
+    """Sequential GETs to the balancer, bounded in count and time, until stopped."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.results: list[tuple[float, int, str]] = []  # (time, status or -1, served by or the error)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        while not self.stopped.is_set() and len(self.results) < LOAD_MAX_REQUESTS:
+            if time.monotonic() - began > LOAD_MAX_S:
+                break
+            try:
+                status, served = get(self.cluster.address, self.cluster.frontend_port)
+            except OSError as exc:
+                status, served = -1, f"{type(exc).__name__}: {exc}"
+            self.results.append((time.monotonic(), status, served))
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=REQUEST_TIMEOUT_S + 5)
+
+    def served_since(self, since: float) -> set[str]:
+        return {served for at, status, served in list(self.results) if at >= since and status == 200}
+
+    def failures(self) -> list[tuple[float, int, str]]:
+        return [r for r in list(self.results) if r[1] != 200]
+
+
+@pytest.fixture(scope="module")
+def cluster(box: Box, networks: Networks) -> Iterator[Cluster]:
+    """The seed's topology exported for libvirt on the test's networks, brought up with `vagrant up`;
+    destroyed afterwards whatever happened (the last test checks that destroy leaves nothing)."""
+    work = Path(tempfile.mkdtemp(prefix="relevo-vagrant-"))
+    topology_file = work / "relevo.yaml"
+    topology_file.write_text(default_text())
+    directory = work / networks.prefix  # vagrant-libvirt names the VMs <directory name>_<vm>
+    export = subprocess.run(
+        [
+            sys.executable, "-m", "relevo", "-f", str(topology_file), "export", "vagrant", str(directory),
+            "--provider", "libvirt", "--box", box.name, "--memory", "768",
+            "--network", str(networks.private), "--container-network", str(networks.containers),
+            "--management-network", str(networks.management), "--libvirt-network-prefix", networks.prefix,
+            "--image", str(box.image),
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    env = {
+        **os.environ,
+        "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "LIBVIRT_DEFAULT_URI": "qemu:///system",
+    }
+    balancer = str(list(networks.private.hosts())[1])
+    made = Cluster(
+        directory=directory,
+        state=StatePaths(work / ".relevo"),
+        address=balancer,
+        frontend_port=8080,
+        stats_port=8404,
+        env=env,
+    )
+    try:
+        began = time.monotonic()
+        up = made.vagrant("up", "--provider=libvirt", timeout=UP_TIMEOUT_S)
+        made.timings["vagrant up"] = time.monotonic() - began
+        assert up.returncode == 0, f"vagrant up failed:\n{up.stdout[-8000:]}\n{up.stderr[-4000:]}"
+        yield made
+    finally:
+        made.vagrant("destroy", "-f", timeout=600)
+        print(f"\nvagrant tier timings: {made.timings}")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_balancer_vm_alternates_web1_and_web2(cluster: Cluster):
+    """Through the balancer VM's address, two consecutive GETs are answered by web1 and by web2."""
+
+    def alternates() -> bool:
+        answers = [get(cluster.address, cluster.frontend_port) for _ in range(2)]
+        return all(status == 200 for status, _ in answers) and {s for _, s in answers} == {"web1", "web2"}
+
+    cluster.timings["serving after up"] = wait_for(
+        "web1 and web2 alternating", alternates, SERVE_WAIT_S, cluster
+    )
+
+
+def test_stats_gui_needs_the_credentials(cluster: Cluster):
+    """The stats GUI answers from the host with the generated credentials, and refuses without them."""
+    secrets = load_or_create_secrets(cluster.state.secrets)
+    status, _ = get(
+        cluster.address, cluster.stats_port, "/stats", (secrets.stats_user, secrets.stats_password)
+    )
+    assert status == 200
+    status, _ = get(cluster.address, cluster.stats_port, "/stats")
+    assert status == 401
+    status, _ = get(cluster.address, cluster.stats_port, "/stats", (secrets.stats_user, "wrong"))
+    assert status == 401
+
+
+def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster):
+    """web1's container stopped → the controller on the balancer's VM starts web1bck's container on its
+    own VM through LXD's HTTPS remote and it serves; web1 started again → web1bck drained and stopped;
+    a bounded load loop sees no failed request throughout."""
+    assert cluster.container_state("web1bck") == "STOPPED"
+    with Load(cluster) as load:
+        time.sleep(2.0)
+        began = time.monotonic()
+        cluster.on_vm("web1", "sudo lxc stop --force relevo-web1")
+        cluster.timings["failover"] = wait_for(
+            "web1bck serving in web1's place",
+            lambda: "web1bck" in load.served_since(began),
+            FAILOVER_WAIT_S,
+            cluster,
+        )
+        assert cluster.container_state("web1bck") == "RUNNING"
+        assert load.failures() == []
+        began = time.monotonic()
+        cluster.on_vm("web1", "sudo lxc start relevo-web1")
+        cluster.timings["failback"] = wait_for(
+            "web1 serving again and web1bck stopped",
+            lambda: "web1" in load.served_since(began) and cluster.container_state("web1bck") == "STOPPED",
+            FAILBACK_WAIT_S,
+            cluster,
+        )
+        time.sleep(2.0)
+    assert load.results, "the load loop sent nothing"
+    assert load.failures() == [], f"{len(load.failures())} of {len(load.results)} requests failed"
+    assert "web1bck" not in load.served_since(time.monotonic() - 1.5)
+
+
+def test_destroy_leaves_nothing(cluster: Cluster, networks: Networks):
+    """`vagrant destroy -f` removes every VM and every volume it made (the networks go with the test's
+    fixture, the cached box stays)."""
+    began = time.monotonic()
+    result = cluster.vagrant("destroy", "-f", timeout=600)
+    cluster.timings["destroy"] = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    domains = virsh("list", "--all", "--name").split()
+    assert [d for d in domains if d.startswith(f"{networks.prefix}_")] == []
+    volumes = virsh("vol-list", POOL).split()
+    assert [v for v in volumes if v.startswith(f"{networks.prefix}_")] == []

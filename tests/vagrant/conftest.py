@@ -4,7 +4,8 @@ What it needs it makes, and what it makes it removes: libvirt's daemons (scripts
 afterwards by PID if this session started them), the box and the container image (`relevo box build`,
 cached between runs), libvirt's `default` storage pool when there is none, and two isolated libvirt
 networks (no forward, DNS off) on subnets no route of this host uses. The VMs live only there; the host
-reaches them only there. `RELEVO_VAGRANT=0` skips the tier (quick local runs; CI does not skip it).
+reaches them only there. scripts/test runs the tier on its own, last, with RELEVO_VAGRANT_TIER=1 (any other
+pytest run skips it); `RELEVO_VAGRANT=0 scripts/test` leaves it out (quick local runs; CI does not).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ POOL_DIR = Path("/var/lib/libvirt/images")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("RELEVO_VAGRANT") == "0":
-        skip = pytest.mark.skip(reason="RELEVO_VAGRANT=0: the vagrant tier is skipped")
+    if os.environ.get("RELEVO_VAGRANT_TIER") != "1":
+        skip = pytest.mark.skip(reason="runs on its own: scripts/test, RELEVO_VAGRANT_TIER=1")
         for item in items:
             if "vagrant" in item.keywords:
                 item.add_marker(skip)

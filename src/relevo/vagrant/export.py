@@ -24,6 +24,7 @@ from relevo.vagrant.bundle import write_bundle
 from relevo.vagrant.controller import (
     EXE,
     HOME,
+    LXC_CONF,
     LXD_PORT,
     REMOTE_CERTS,
     TOPOLOGY_FILE,
@@ -41,6 +42,10 @@ WRAPPER = """#!/bin/sh
 # relevo from the runtime `relevo export vagrant` uploaded into /opt/relevo (no pip, no network).
 PYTHONPATH=/opt/relevo/lib exec /usr/bin/python3 -s -m relevo "$@"
 """
+
+# How long the balancer's VM waits for the other VMs' provisioning before it starts the controller
+# (under emulation, five VMs brought up in parallel take minutes).
+WAIT_FOR_OTHERS_S = 1800
 
 # What may reach the Vagrantfile's Ruby strings: no quote, no `#{`, no backslash.
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9._/:@+-]{1,200}$")
@@ -188,6 +193,11 @@ def render_provision(
             topology_file=str(TOPOLOGY_FILE),
             state_dir=str(state_dir),
             watch_unit=unit_name(controller_topology(topology, vms)),
+            others=[
+                {"node": other.node, "container": container_name(topology, other.node)} for other in vms[1:]
+            ],
+            lxc_conf=str(LXC_CONF),
+            wait_s=WAIT_FOR_OTHERS_S,
         )
     )
 

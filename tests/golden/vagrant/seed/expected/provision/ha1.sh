@@ -205,6 +205,35 @@ if [ "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(c
 fi
 /usr/local/bin/relevo -f /var/lib/relevo-controller/relevo.yaml render systemd >/dev/null
 
+begin "wait for the other VMs' provisioning (their LXD over HTTPS, with this VM's certificates)"
+# The controller starts once every container is in place: one started too early would stop a standby
+# whose provisioning had just started it. Each VM marks its container when it is done.
+waited=0
+while :; do
+    pending=""
+    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web1:relevo-web1 user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
+        pending="$pending web1"
+    fi
+    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web2:relevo-web2 user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
+        pending="$pending web2"
+    fi
+    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web1bck:relevo-web1bck user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
+        pending="$pending web1bck"
+    fi
+    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web2bck:relevo-web2bck user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
+        pending="$pending web2bck"
+    fi
+    if [ -z "$pending" ]; then
+        break
+    fi
+    if [ "$waited" -ge 1800 ]; then
+        echo "relevo: after ${waited} s, not provisioned yet:$pending" >&2
+        exit 1
+    fi
+    sleep 5
+    waited=$((waited + 5))
+done
+
 begin "the failover controller relevo-watch-relevo.service"
 install -d -m 0700 /var/lib/relevo-controller/.relevo
 if [ "$vm_changed" = 1 ]; then

@@ -83,7 +83,7 @@ if [ "$(lxc config get core.https_address)" != 192.168.100.4:8443 ]; then
     lxc config set core.https_address 192.168.100.4:8443
 fi
 if ! lxc config trust list --format csv | grep -q a29d3f170a86; then
-    lxc config trust add /etc/relevo/lxd/controller.crt </dev/null
+    lxc config trust add local: /etc/relevo/lxd/controller.crt </dev/null
 fi
 
 begin "storage pool $POOL"
@@ -201,6 +201,11 @@ if [ "$(lxc config device get "$CONTAINER" relevo-http listen 2>/dev/null || tru
     || [ "$(lxc config device get "$CONTAINER" relevo-http connect 2>/dev/null || true)" != tcp:127.0.0.1:8080 ]; then
     lxc config device remove "$CONTAINER" relevo-http >/dev/null 2>&1 || true
     lxc config device add "$CONTAINER" relevo-http proxy listen=tcp:192.168.100.4:8080 connect=tcp:127.0.0.1:8080
+fi
+
+begin "mark $CONTAINER provisioned (the balancer's VM waits for it)"
+if [ "$(lxc config get "$CONTAINER" user.relevo.provisioned)" != 1 ]; then
+    lxc config set "$CONTAINER" user.relevo.provisioned=1
 fi
 
 step="done"

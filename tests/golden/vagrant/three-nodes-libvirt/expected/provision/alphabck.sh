@@ -83,7 +83,7 @@ if [ "$(lxc config get core.https_address)" != 10.77.0.5:8443 ]; then
     lxc config set core.https_address 10.77.0.5:8443
 fi
 if ! lxc config trust list --format csv | grep -q a29d3f170a86; then
-    lxc config trust add /etc/relevo/lxd/controller.crt </dev/null
+    lxc config trust add local: /etc/relevo/lxd/controller.crt </dev/null
 fi
 
 begin "storage pool $POOL"
@@ -207,6 +207,11 @@ begin "stop $CONTAINER (a cold standby waits stopped until its primary fails)"
 # Only when this run started it: a standby the controller started in its primary's place keeps serving.
 if [ "$started" = 1 ]; then
     lxc stop "$CONTAINER"
+fi
+
+begin "mark $CONTAINER provisioned (the balancer's VM waits for it)"
+if [ "$(lxc config get "$CONTAINER" user.relevo.provisioned)" != 1 ]; then
+    lxc config set "$CONTAINER" user.relevo.provisioned=1
 fi
 
 step="done"

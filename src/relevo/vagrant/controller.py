@@ -32,6 +32,7 @@ LXC_CONF = HOME / "lxc"
 RUNTIME_DIR = PurePosixPath("/opt/relevo")  # the runtime bundle, unpacked (bundle.py)
 EXE = PurePosixPath("/usr/local/bin/relevo")
 LXD_PORT = 8443
+BRIDGE = "relevobr0"  # each VM's LXD bridge, made by its provisioning
 # Where a remote VM's provisioning finds its LXD server certificate and the controller's to trust.
 REMOTE_CERTS = PurePosixPath("/etc/relevo/lxd")
 
@@ -117,6 +118,8 @@ def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
             for value in [getattr(topology.controller, field.name)]
         },
         "capacity": _capacity(topology.capacity),
+        # Every VM's containers are on its own bridge (the provisioning's), not on one relevo makes.
+        "providers": {"lxd": {"network": BRIDGE}},
         "nodes": {
             node.name: {
                 "role": str(node.role),

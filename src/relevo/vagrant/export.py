@@ -22,6 +22,7 @@ from relevo.secrets import Secrets, load_or_create_secrets
 from relevo.services import NodeFile
 from relevo.vagrant.bundle import write_bundle
 from relevo.vagrant.controller import (
+    BRIDGE,
     EXE,
     HOME,
     LXC_CONF,
@@ -197,6 +198,7 @@ def render_provision(
                 {"node": other.node, "container": container_name(topology, other.node)} for other in vms[1:]
             ],
             lxc_conf=str(LXC_CONF),
+            bridge=BRIDGE,
             wait_s=WAIT_FOR_OTHERS_S,
         )
     )

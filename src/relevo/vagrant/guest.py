@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from relevo.model import Endpoint, Role, Topology
-from relevo.providers.lxd import APACHE_UNIT
+from relevo.providers.lxd_guest import APACHE_UNIT
 from relevo.providers.lxd_host import HAPROXY_DROPIN, apache_unit, interfaces_file
 from relevo.render.haproxy import Binds, HAProxyLayout
 from relevo.secrets import Secrets

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import sys
 import tarfile
 from importlib import metadata
@@ -17,8 +18,8 @@ import relevo
 from relevo.errors import RelevoError
 from relevo.files import ensure_dir
 
-# What `relevo watch` with the LXD provider imports (and rich's own imports), by distribution.
-DISTRIBUTIONS = ("click", "jinja2", "markupsafe", "pyyaml", "rich", "markdown-it-py", "mdurl", "pygments")
+# What `relevo watch` with the LXD provider imports, by distribution (with what they require, as installed).
+DISTRIBUTIONS = ("click", "jinja2", "pyyaml", "rich")
 BUNDLE_NAME = "relevo-runtime.tar.gz"
 
 
@@ -33,11 +34,7 @@ def _members() -> dict[str, Path]:
     for path in sorted(package.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             found[str(Path("relevo") / path.relative_to(package))] = path
-    for name in DISTRIBUTIONS:
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise RelevoError(f"cannot bundle the controller's runtime: {name} is not installed") from None
+    for dist in _closure():
         for file in dist.files or ():
             if "__pycache__" in file.parts or file.suffix == ".pyc" or file.parts[0] == "..":
                 continue
@@ -45,6 +42,32 @@ def _members() -> dict[str, Path]:
             if located.is_file():
                 found[str(file)] = located
     return found
+
+
+def _closure() -> list[metadata.Distribution]:
+    """DISTRIBUTIONS and what they require (not extras; a requirement under a marker when installed)."""
+    found: dict[str, metadata.Distribution] = {}
+    wanted = [(name, True) for name in DISTRIBUTIONS]
+    while wanted:
+        name, needed = wanted.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in found:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            if needed:
+                raise RelevoError(f"cannot pack the controller's runtime: {name} is not installed") from None
+            continue
+        found[key] = dist
+        for requirement in dist.requires or ():
+            spec, _, marker = requirement.partition(";")
+            if "extra" in marker:
+                continue
+            match = re.match(r"[A-Za-z0-9._-]+", spec.strip())
+            if match:
+                wanted.append((match.group(0), not marker.strip()))
+    return list(found.values())
 
 
 def write_bundle(into: Path) -> Path:

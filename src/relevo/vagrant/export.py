@@ -44,6 +44,8 @@ WRAPPER = """#!/bin/sh
 PYTHONPATH=/opt/relevo/lib exec /usr/bin/python3 -s -m relevo "$@"
 """
 
+BOOT_TIMEOUT_S = 1800
+
 # How long the balancer's VM waits for the other VMs' provisioning before it starts the controller
 # (under emulation, five VMs brought up in parallel take minutes).
 WAIT_FOR_OTHERS_S = 1800
@@ -147,6 +149,7 @@ def render_vagrantfile(
             vms=vms,
             image=image,
             runtime=runtime,
+            boot_timeout_s=BOOT_TIMEOUT_S,
         )
     )
 

@@ -3,6 +3,9 @@
 # written by `relevo export vagrant` from /srv/relevo.yaml. Vagrant runs it as root.
 # Idempotent: every step checks before it acts, so `vagrant provision` may run it again at any time.
 set -euo pipefail
+# Nothing here reads stdin: `lxc init` would read its configuration from it (Vagrant's shell provisioner
+# leaves it open) and `lxc remote add` a password.
+exec </dev/null
 
 readonly FILES=/tmp/relevo-files/beta
 readonly VMFILES=/tmp/relevo-vmfiles/beta

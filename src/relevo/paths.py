@@ -36,7 +36,8 @@ class StatePaths:
         return self.root / "nodes" / node
 
     def pid_file(self, node: str) -> Path:
-        return self.root / "run" / f"{node}.json"
+        # A directory of their own: a node may be called anything a node name allows, `controller` too.
+        return self.root / "run" / "nodes" / f"{node}.json"
 
     def log_dir(self, node: str) -> Path:
         return self.root / "logs" / node

@@ -49,7 +49,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
 def named_groups(paths: StatePaths) -> set[int]:
     """Process groups the state directory's records name and prove (the controller's pid included)."""
     groups: set[int] = set()
-    for entry in (paths.root / "run").glob("*.json"):
+    for entry in (paths.root / "run").rglob("*.json"):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = json.loads(entry.read_text())
             record = ProcessRecord(

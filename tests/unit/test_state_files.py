@@ -232,3 +232,10 @@ def test_a_journal_that_is_a_symlink_is_refused_not_followed(tmp_path):
         Event(kind=EventKind.CONTROLLER, node="controller", from_="a", to="b", reason="t")
     )
     assert victim.read_text() == "precious\n"
+
+
+def test_a_node_named_controller_has_a_record_of_its_own(tmp_path):
+    """A node called `controller` (a valid node name) never shares a file with the controller's record."""
+    paths = StatePaths(tmp_path)
+    assert paths.pid_file("controller") != paths.controller_pid
+    assert paths.pid_file("controller").parent != paths.controller_pid.parent

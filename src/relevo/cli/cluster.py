@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from relevo.cli.common import console, err_console, file_option, get_topology, p
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.errors import RelevoError
+from relevo.files import write_atomic
 from relevo.lifecycle import down, up
 from relevo.model import Topology
 from relevo.topology import DEFAULT_FILE, default_text
@@ -41,9 +43,10 @@ def _node_name(topology: Topology, name: str) -> str:
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_FILE)
 def init(path: Path, force: bool) -> None:
     """Write the default topology (the seed's layout) to PATH (default: ./relevo.yaml)."""
-    if path.exists() and not force:
+    if os.path.lexists(path) and not force:
         raise RelevoError(f"{path} exists; use --force to overwrite it")
-    path.write_text(default_text())
+    # Replaced in one step, never written through a symbolic link someone left at PATH.
+    write_atomic(path, default_text())
     console.print(f"wrote {path}: ha1 balancing web1 and web2, with standbys web1bck and web2bck")
 
 

@@ -169,3 +169,16 @@ def test_every_command_that_reads_a_topology_takes_file_after_it() -> None:
     commands = _leaf_commands(cli, click.Context(cli))
     without = {name for name, command in commands.items() if not any("-f" in p.opts for p in command.params)}
     assert without == {"init", "report", "image build"}
+
+
+def test_init_replaces_a_symbolic_link_instead_of_writing_through_it(tmp_path):
+    """`relevo init --force` over a link someone planted writes a new file; the link's target is untouched."""
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    planted = tmp_path / "relevo.yaml"
+    planted.symlink_to(target)
+    code, _, err = run("init", str(planted))
+    assert code != 0 and "exists" in err
+    assert run("init", "--force", str(planted))[0] == 0
+    assert target.read_text() == "precious\n"
+    assert not planted.is_symlink() and "web1bck" in planted.read_text()

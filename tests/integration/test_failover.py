@@ -44,6 +44,7 @@ def diagnose(running: RunningCluster) -> str:
     with contextlib.suppress(Exception):
         lines += ["--- HAProxy:", repr(admin(running))]
     lines += ["--- controller status:", repr(daemon.controller_status(running.topology))]
+    lines += ["--- children:", repr({pid: child.poll() for pid, child in daemon._children.items()})]
     return "\n" + "\n".join(lines)
 
 
@@ -246,6 +247,7 @@ def test_controller_killed_mid_drain_and_restarted_converges(controlled):
         lambda: controlled.cluster.status("web1bck") is NodeState.STOPPED,
         "web1bck is stopped",
         timeout_s=topology.standby.hold_s + 20,
+        explain=lambda: diagnose(controlled),
     )
     assert in_service(controlled, "web1")
     assert admin(controlled)["web1bck"][0] is AdminState.MAINT

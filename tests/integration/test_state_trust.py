@@ -150,14 +150,14 @@ def bystander() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_a_forged_record_never_makes_down_kill_another_process(topology_file, bystander):
-    """run/web1.json rewritten to name an unrelated process (its real pid and start time, and even
+    """run/nodes/web1.json rewritten to name an unrelated process (its real pid and start time, and even
     Apache and web1's config as its claims): `relevo down` leaves that process alone."""
     cluster = Cluster(load_topology(topology_file))
     cluster.create("web1")
     real = ProcessRecord.of(bystander.pid)
     assert real is not None
     record = cluster.paths.pid_file("web1")
-    record.parent.mkdir(exist_ok=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
     forged = {
         "kind": APACHE,
         "pid": real.pid,

@@ -57,6 +57,7 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
         owned=dict(memory.owned),
         manual=set(memory.manual),
         uncertain=dict(memory.uncertain),
+        inherited=dict(memory.inherited),
     )
     if policy.mode is StandbyMode.PAIRED:
         if obs.haproxy_returned:
@@ -92,14 +93,14 @@ def note_success(memory: Memory, action: Action) -> Memory:
     return replace(memory, gates=readonly({k: v for k, v in memory.gates.items() if k != action.key}))
 
 
-def intended(memory: Memory, actions: tuple[Action, ...]) -> dict[str, AdminState]:
-    """The admin states the controller owns once `actions` are done: saved before they run, so that a
-    controller killed in between does not take its own change for a person's."""
-    owned = dict(memory.owned)
-    for action in actions:
-        if action.kind is ActionKind.SET_STATE and action.state is not None:
-            owned[action.node] = action.state
-    return owned
+def pending(actions: tuple[Action, ...]) -> dict[str, AdminState]:
+    """The admin states `actions` are about to set: saved before they run, so that a controller killed in
+    between takes neither its own change, applied or not, for a person's."""
+    return {
+        action.node: action.state
+        for action in actions
+        if action.kind is ActionKind.SET_STATE and action.state is not None
+    }
 
 
 def note_failure(
@@ -156,6 +157,7 @@ class _Tick:
     owned: dict[str, AdminState]
     manual: set[str]
     uncertain: dict[str, tuple[Action, float]]
+    inherited: dict[str, AdminState]
     actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -174,6 +176,7 @@ class _Tick:
             owned=readonly(self.owned),
             manual=frozenset(self.manual),
             uncertain=readonly(self.uncertain),
+            inherited=readonly(self.inherited),
         )
         return Plan(actions=tuple(self.actions), events=tuple(self.events), memory=memory)
 
@@ -275,6 +278,9 @@ class _Tick:
         for name in (*self.policy.primaries, *self.policy.standbys):
             server = self.view(name).server
             if server is None:
+                continue
+            if self.inherited.pop(name, None) is server.admin:
+                self.owned[name] = server.admin  # the previous controller's command did take effect
                 continue
             expected = self.owned.get(name, self.configured(name))
             late, until = self.uncertain.pop(name, (None, 0.0))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from relevo.controller.actions import ActionRunner, Done, Runner
-from relevo.controller.decide import decide, intended, note_failure, note_success
+from relevo.controller.decide import decide, note_failure, note_success, pending
 from relevo.controller.events import Event, EventKind, EventLog
 from relevo.controller.haproxy_view import Balancer
 from relevo.controller.health import NodeHealth, ProbeResult, Status, observe
@@ -104,8 +104,13 @@ class Controller:
         )
         self.web = tuple(n.name for n in topology.nodes)
         self.health = {name: NodeHealth() for name in self.web}
-        self.memory = Memory(owned=readonly(self.load_owned()), manual=self.load_manual())
-        self._saved_owned = (dict(self.memory.owned), self.memory.manual)
+        saved = self._owned_data()
+        self.memory = Memory(
+            owned=readonly(self._states(saved.get("owned"))),
+            manual=self._manual(saved.get("manual")),
+            inherited=readonly(self._states(saved.get("pending"))),
+        )
+        self._saved_owned: tuple[object, ...] = ()
         self.observation: Observation | None = None
         self.ticks = 0
         self.started_at = wall_clock()
@@ -124,7 +129,7 @@ class Controller:
         self.memory = plan.memory
         for event in plan.events:
             self.record(event)
-        self.save_owned(intended(self.memory, plan.actions))
+        self.save_owned({**self.unsettled(), **pending(plan.actions)})
         succeeded: set[str] = set()
         runtime_changed = False
         for action in plan.actions:
@@ -137,7 +142,7 @@ class Controller:
                 runtime_changed = True
         if runtime_changed or any(e.kind is EventKind.OPERATOR for e in plan.events):
             self.guard("save-state", self.balancer.save)
-        self.save_owned(dict(self.memory.owned))
+        self.save_owned(self.unsettled())
         self.ticks += 1
         self.write_state()
         return plan
@@ -402,20 +407,16 @@ class Controller:
             self.log_error(key, f"{key} failed: {exc}")
 
     # --- which admin states are the controller's (saved, so that a restart still knows) -------------
-    def load_owned(self) -> dict[str, AdminState]:
-        data = self._owned_data()
-        owned = data.get("owned", {})
-        if not isinstance(owned, dict):
+    def _states(self, saved: object) -> dict[str, AdminState]:
+        if not isinstance(saved, dict):
             return {}
+        values = {s.value for s in AdminState}
         return {
-            name: AdminState(state)
-            for name, state in owned.items()
-            if name in self.web and state in {s.value for s in AdminState}
+            name: AdminState(state) for name, state in saved.items() if name in self.web and state in values
         }
 
-    def load_manual(self) -> frozenset[str]:
-        manual = self._owned_data().get("manual", [])
-        return frozenset(n for n in manual if n in self.web) if isinstance(manual, list) else frozenset()
+    def _manual(self, saved: object) -> frozenset[str]:
+        return frozenset(n for n in saved if n in self.web) if isinstance(saved, list) else frozenset()
 
     def _owned_data(self) -> dict[str, Any]:
         if self.owned_file is None:
@@ -426,18 +427,30 @@ class Controller:
                 return data
         return {}
 
-    def save_owned(self, owned: dict[str, AdminState]) -> None:
-        if self.owned_file is None or (owned, self.memory.manual) == self._saved_owned:
+    def unsettled(self) -> dict[str, AdminState]:
+        """States that may be in HAProxy without the controller knowing yet: inherited from the previous
+        controller, or set by a command that went unanswered."""
+        late = {name: action.state for name, (action, _) in self.memory.uncertain.items() if action.state}
+        return {**self.memory.inherited, **late}
+
+    def save_owned(self, about_to_set: dict[str, AdminState]) -> None:
+        """The states the controller set (and those it is about to set), for the next controller."""
+        owned = dict(self.memory.owned)
+        if self.owned_file is None or (owned, about_to_set, self.memory.manual) == self._saved_owned:
             return
         text = json.dumps(
-            {"owned": {k: str(v) for k, v in owned.items()}, "manual": sorted(self.memory.manual)}
+            {
+                "owned": {k: str(v) for k, v in owned.items()},
+                "pending": {k: str(v) for k, v in about_to_set.items()},
+                "manual": sorted(self.memory.manual),
+            }
         )
         try:
             write_atomic(self.owned_file, text, mode=0o600)
         except OSError as exc:
             self.log_error("owned-file", f"cannot write {self.owned_file}: {exc}")
             return
-        self._saved_owned = (dict(owned), self.memory.manual)
+        self._saved_owned = (owned, about_to_set, self.memory.manual)
 
     # --- status ----------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

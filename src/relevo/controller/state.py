@@ -161,6 +161,10 @@ class Memory:
     # server -> a `set-state` that failed without an answer, and until when: HAProxy may still apply it
     # (a busy one answers late), and then it is the controller's own change (with its event).
     uncertain: Mapping[str, tuple[Action, float]] = field(default_factory=readonly)
+    # server -> a state the previous controller was setting when it stopped (saved before the command,
+    # confirmed after it). Seen in HAProxy it is the controller's own; not seen, it was never applied.
+    # Either way not a person's doing. Settled at the first sight of each server.
+    inherited: Mapping[str, AdminState] = field(default_factory=readonly)
 
 
 class ActionKind(enum.StrEnum):

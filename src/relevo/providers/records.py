@@ -41,7 +41,7 @@ class Expected:
 
 
 class NodeRecords:
-    """The records under `run/`, one per node (the controller's own record lives there too)."""
+    """The records under `run/nodes/`, one per node (the controller's own record is in `run/`)."""
 
     def __init__(self, paths: StatePaths) -> None:
         self.paths = paths

@@ -407,3 +407,36 @@ def test_a_persons_maint_lost_by_a_haproxy_restart_is_put_back(topo):
     assert world.servers["web2"].admin is AdminState.MAINT
     assert serving(world, "web2bck", "web2")
     assert [e["to"] for e in events(topo, "operator")] == ["maint"]
+
+
+class Crash(BaseException):
+    """The controller process dies here (SIGKILL): nothing after this line of its runs."""
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["before-the-command", "after-the-command"])
+@pytest.mark.parametrize("nth", [1, 2])
+def test_a_controller_killed_around_its_nth_command_is_never_taken_for_a_person(topo, nth, applied):
+    """The controller dies just before (or just after) its n-th Runtime API command of a failover: the
+    next controller completes the failover, and neither the command nor its absence is a person's."""
+    world = World.seed(topo)
+    first = controller(topo, world)
+    run(world, first, 1)
+    real_set_state, commands = world.set_state, []
+
+    def dying_set_state(server: str, state: AdminState) -> None:
+        commands.append((server, state))
+        if len(commands) == nth and not applied:
+            raise Crash
+        real_set_state(server, state)
+        if len(commands) == nth:
+            raise Crash
+
+    world.set_state = dying_set_state  # type: ignore[method-assign]
+    world.nodes["web1"].process = NodeState.STOPPED
+    with pytest.raises(Crash):
+        run(world, first, 10)
+    world.set_state = real_set_state  # type: ignore[method-assign]
+    second = controller(topo, world)
+    run(world, second, 5)
+    assert serving(world, "web1bck", "web1")
+    assert events(topo, "operator") == []

@@ -431,11 +431,11 @@ def test_a_controller_killed_around_its_nth_command_is_never_taken_for_a_person(
         if len(commands) == nth:
             raise Crash
 
-    world.set_state = dying_set_state  # type: ignore[method-assign]
+    world.set_state = dying_set_state
     world.nodes["web1"].process = NodeState.STOPPED
     with pytest.raises(Crash):
         run(world, first, 10)
-    world.set_state = real_set_state  # type: ignore[method-assign]
+    world.set_state = real_set_state
     second = controller(topo, world)
     run(world, second, 5)
     assert serving(world, "web1bck", "web1")

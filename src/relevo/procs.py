@@ -94,6 +94,21 @@ def process_state(pid: int) -> str | None:
     return fields[0] if fields else None
 
 
+def signal_pending(pid: int, sig: signal.Signals) -> bool:
+    """`sig` was sent to the process and it has not acted on it yet (a SIGKILLed process still runs, and
+    holds its locks, until it does: on a busy machine, for a while)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    bit = 1 << (sig - 1)
+    for line in status.splitlines():
+        name, _, mask = line.partition(":")
+        if name in ("SigPnd", "ShdPnd") and int(mask.strip() or "0", 16) & bit:
+            return True
+    return False
+
+
 def is_ours(record: ProcessRecord) -> bool:
     """True while the recorded process is alive (not a zombie) and provably the one we started: the same
     kernel start time, our user, the recorded executable and, on its command line, the recorded config."""

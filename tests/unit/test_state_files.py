@@ -14,7 +14,7 @@ import pytest
 from relevo.files import StateWriteError, UnsafeStateError, claim_state_dir, ensure_dir, write_atomic
 from relevo.lock import LockBusyError, LockLostError, hold, holders
 from relevo.paths import StatePaths
-from relevo.procs import ProcessRecord, is_ours, proven_members, stop_group
+from relevo.procs import ProcessRecord, is_ours, process_state, proven_members, signal_pending, stop_group
 from relevo.providers.records import APACHE, Expected, NodeRecords
 
 
@@ -239,3 +239,21 @@ def test_a_node_named_controller_has_a_record_of_its_own(tmp_path):
     paths = StatePaths(tmp_path)
     assert paths.pid_file("controller") != paths.controller_pid
     assert paths.pid_file("controller").parent != paths.controller_pid.parent
+
+
+def test_a_signal_sent_and_not_yet_acted_on_is_seen_pending():
+    """A stopped process sent SIGTERM has it pending (it acts on it only once resumed): the check a
+    controller's start makes so that one SIGKILLed a moment ago is not taken for a running one."""
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while process_state(proc.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not signal_pending(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert signal_pending(proc.pid, signal.SIGTERM)
+        assert not signal_pending(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()

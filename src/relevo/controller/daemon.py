@@ -32,7 +32,7 @@ from relevo.haproxy.runtime import RuntimeAPI
 from relevo.lock import HeldLock
 from relevo.model import Topology
 from relevo.paths import StatePaths
-from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children
+from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children, signal_pending
 
 if TYPE_CHECKING:
     from relevo.cluster import Cluster
@@ -334,8 +334,9 @@ def _controller_process(paths: StatePaths) -> ProcessRecord | None:
 
 def _dying(pid: int) -> bool:
     """A killed multi-threaded process shows its main thread as a zombie while its other threads (the
-    probes) still exit, holding the lock for a moment longer: it is going, not running."""
-    return process_state(pid) in (None, "Z", "X")
+    probes) still exit, holding the lock for a moment longer; one just sent SIGKILL may not have acted on
+    it yet: either is going, not running."""
+    return process_state(pid) in (None, "Z", "X") or signal_pending(pid, signal.SIGKILL)
 
 
 def _wait_unlocked(lock: Path, timeout_s: float) -> bool:

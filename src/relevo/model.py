@@ -26,7 +26,7 @@ class StandbyMode(enum.StrEnum):
 
 class Temperature(enum.StrEnum):
     COLD = "cold"  # stopped until needed
-    WARM = "warm"  # running, kept in maint: failover is one Runtime API call
+    WARM = "warm"  # running, kept in maint (and a `backup` line): failover is one Runtime API call
 
 
 class RestartPolicy(enum.StrEnum):

@@ -166,15 +166,9 @@ def test_a_user_scenario_file_runs_and_a_broken_one_is_refused_with_its_line(clu
     assert "Traceback" not in refused.stderr
 
 
-@pytest.mark.xfail(
-    strict=False,  # racy: it passes now and then (the loss depends on when the tick falls)
-    reason="not yet: requests arriving between the kill and the controller's swap (40-80 ms: its tick) "
-    "get HAProxy's 503 at once. On loopback a refused connect fails synchronously, so HAProxy's retry "
-    "turn-around never applies and retries + redispatch between the two dead primaries are spent in ~1 ms "
-    "(measured: 7-50 lost at 500-1000 req/s, whatever the redispatch interval, balance or timeout connect)",
-)
 def test_kill_both_with_warm_standbys_loses_nothing(cluster_dir):
-    """Both primaries killed at once with warm standbys: each is one Runtime API call away, 0 failed."""
+    """Both primaries killed at once with warm standbys: HAProxy marks each primary down on its first refused
+    connect and retries on the standbys' `backup` lines until the controller puts them in service: 0 failed."""
     running = start_cluster(
         make_topology_file(cluster_dir, "standby: {temperature: warm}\n"), controller=True
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from relevo.files import ensure_dir, write_atomic
-from relevo.model import Endpoint, StandbyMode, Topology
+from relevo.model import Endpoint, StandbyMode, Temperature, Topology
 from relevo.paths import StatePaths
 from relevo.render import render_template
 from relevo.secrets import Secrets, write_private
@@ -84,6 +84,8 @@ def render_haproxy(
         }
         for node in topology.nodes
     ]
+    pool = topology.standby.mode is StandbyMode.POOL
+    warm = topology.standby.temperature is Temperature.WARM and any(s["standby"] for s in servers)
     return render_template(
         "haproxy.cfg.j2",
         topology=topology,
@@ -92,7 +94,9 @@ def render_haproxy(
         frontend=binds.frontend,
         stats=binds.stats,
         health=topology.health,
-        pool=topology.standby.mode is StandbyMode.POOL,
+        pool=pool,
+        observe=warm,
+        bridges=warm and not pool,
         servers=servers,
         paths=paths,
         secrets=secrets,

@@ -4,8 +4,9 @@ which settings make that smallest (a benchmark, not a test).
 Both primaries are SIGKILLed together under an open-loop load. Cold standbys: until one is started and
 in service, HAProxy has nothing to send a request to, and the requests of that window fail. Warm ones are
 also HAProxy `backup` lines, which HAProxy switches to by itself once a refused connect has marked each
-primary down (`observe layer4`), before the controller acts. This sweeps what could shorten or bridge it, each on a fresh cluster (127.199.220.0/24, stopped afterwards): cold or warm standbys, the
-controller's tick (how soon it sees the deaths), HAProxy's balance algorithm and `timeout connect` (its
+primary down (`observe layer4`), before the controller acts. This sweeps what could shorten or bridge
+it, each on a fresh cluster (127.199.220.0/24, stopped afterwards): cold or warm standbys, the controller's
+tick (how soon it sees the deaths), HAProxy's balance algorithm and `timeout connect` (its
 retry turn-around is min(timeout connect, 1 s), applied only to asynchronous connect errors and, with
 roundrobin, only when retrying the same server).
 

@@ -167,8 +167,9 @@ def test_a_user_scenario_file_runs_and_a_broken_one_is_refused_with_its_line(clu
 
 
 def test_kill_both_with_warm_standbys_loses_nothing(cluster_dir):
-    """Both primaries killed at once with warm standbys: HAProxy marks each primary down on its first refused
-    connect and retries on the standbys' `backup` lines until the controller puts them in service: 0 failed."""
+    """Both primaries killed at once with warm standbys: HAProxy marks each primary down on its first
+    refused connect and retries on the standbys' `backup` lines until the controller puts them in service:
+    0 failed."""
     running = start_cluster(
         make_topology_file(cluster_dir, "standby: {temperature: warm}\n"), controller=True
     )

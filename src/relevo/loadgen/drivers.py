@@ -122,19 +122,7 @@ class ClosedUser:
             self.next()
 
     def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
-        end_ns = monotonic_ns()
-        runner = self.runner
-        runner.recorder.failure(
-            conn.sampler,
-            conn.start_ns,
-            end_ns,
-            kind,
-            received=conn.parser.received,
-            sent=conn.sampler.sent if conn.written else 0,
-        )
-        if runner.sink is not None:
-            runner.emit(conn, end_ns, kind)
-        runner.conns.discard(conn)
+        self.runner.fail(conn, kind)
         if self.conn is conn:
             self.conn = None
         self.after_sample()
@@ -298,21 +286,9 @@ class OpenGroup:
             self.next_for(conn)
 
     def on_failure(self, conn: Connection, kind: ErrorKind) -> None:
-        end_ns = monotonic_ns()
-        runner = self.runner
         self.in_flight -= 1
-        runner.recorder.failure(
-            conn.sampler,
-            conn.start_ns,
-            end_ns,
-            kind,
-            received=conn.parser.received,
-            sent=conn.sampler.sent if conn.written else 0,
-        )
-        if runner.sink is not None:
-            runner.emit(conn, end_ns, kind)
+        self.runner.fail(conn, kind)
         self.live.discard(conn)
-        runner.conns.discard(conn)
         self.next_for(None)
 
     def on_lost(self, conn: Connection) -> None:

@@ -183,6 +183,22 @@ class Runner:
     def track_start(self, user: ClosedUser, handle: asyncio.TimerHandle) -> None:
         self.unstarted[user] = handle
 
+    def fail(self, conn: Connection, kind: ErrorKind) -> None:
+        """Record a failed sample (nothing sent counts 0 bytes sent, as JMeter does) and let its
+        connection go: the one place both drivers end a failed request."""
+        end_ns = monotonic_ns()
+        self.recorder.failure(
+            conn.sampler,
+            conn.start_ns,
+            end_ns,
+            kind,
+            received=conn.parser.received,
+            sent=conn.sampler.sent if conn.written else 0,
+        )
+        if self.sink is not None:
+            self.emit(conn, end_ns, kind)
+        self.conns.discard(conn)
+
     def emit(self, conn: Connection, end_ns: int, kind: ErrorKind | None) -> None:
         """Write one sample to the JTL file (only when one was asked for)."""
         assert self.sink is not None

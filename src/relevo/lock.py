@@ -6,8 +6,9 @@ the file the path names *now*: after `flock` the path is checked to still name t
 unlinked or replaced meanwhile is not a lock), and a holder can ask again at any time whether the path
 still names its inode (`HeldLock.bound`): a lock file moved aside is detected, not trusted.
 
-The cluster lock is taken by `up`, `down`, `start`, `stop` and by the controller around each start or
-stop it does; the controller's own lock (one controller per cluster) is held for its whole life.
+The cluster lock is taken by `up`, `down`, `start`, `stop`, `scenarios` (setting nodes up, each fault)
+and by the controller around each start or stop it does; the controller's own lock (one controller per
+cluster) is held for its whole life.
 """
 
 from __future__ import annotations

@@ -8,11 +8,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from relevo import lock
+from relevo.cluster import Cluster
+from relevo.providers.base import NodeState
+from relevo.scenarios.faults import WorkerHangs, apply_fault, fault_lock
+from relevo.scenarios.model import Action, Fault, Setup
+from relevo.scenarios.prepare import prepare
 
 from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster
 
@@ -54,13 +62,21 @@ def results(running: RunningCluster, *args: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RunningCluster]:
-    """The seed's layout with the failover controller (a 1 s hold before a failback, to keep the runs
-    short), shared by this module's tests."""
+    """The seed's layout with the failover controller, shared by this module's tests. Shorter than the
+    defaults, to keep the runs short: a 1 s hold before a failback, and 0.5 s probe and check timeouts, so
+    that a hung node is declared down `fall` x 0.5 s after its hang (1 s; 2 s with the defaults, which
+    left the 5.5 s runs ~1 s between the failover of a hang at 2 s and their end: too little on a busy
+    machine, where once no failover happened before the end)."""
     import shutil
     import tempfile
 
     workdir = Path(tempfile.mkdtemp(prefix="relevo-", dir="/tmp"))
-    running = start_cluster(make_topology_file(workdir, "standby: {hold: 1s}\n"), controller=True)
+    running = start_cluster(
+        make_topology_file(
+            workdir, "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
+        ),
+        controller=True,
+    )
     try:
         yield running
     finally:
@@ -164,6 +180,53 @@ def test_a_user_scenario_file_runs_and_a_broken_one_is_refused_with_its_line(clu
     assert refused.returncode == 2
     assert f"{bad}:5:" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def in_thread(work: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    """`work` started in a thread; what it raised is collected in the list."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, raised
+
+
+def test_preparation_and_faults_wait_for_the_cluster_lock(cluster):
+    """While another writer (`relevo up`, `start`, `stop`) holds the cluster lock, a scenario's setting up
+    of the nodes and its faults wait: nothing is stopped or killed until the lock is released."""
+    nodes = Cluster(cluster.topology)
+    try:
+        with lock.cluster_lock(nodes.paths, what="the test, as another writer"):
+            thread, raised = in_thread(lambda: prepare(nodes, Setup(running=("web1",), controller=False)))
+            thread.join(1.0)
+            assert thread.is_alive(), "the preparation did not wait for the lock"
+            assert nodes.status("web2") is NodeState.RUNNING
+        thread.join(60)
+        assert not thread.is_alive() and not raised, raised
+        assert nodes.status("web2") is not NodeState.RUNNING, "the preparation stopped web2 once it could"
+
+        kill = Fault(at_s=0.0, action=Action.KILL, node="web1")
+
+        def inject() -> None:
+            with fault_lock(nodes, kill):
+                apply_fault(nodes, kill, WorkerHangs(nodes))
+
+        with lock.cluster_lock(nodes.paths, what="the test, as another writer"):
+            thread, raised = in_thread(inject)
+            thread.join(1.0)
+            assert thread.is_alive(), "the fault did not wait for the lock"
+            assert nodes.status("web1") is NodeState.RUNNING
+        thread.join(60)
+        assert not thread.is_alive() and not raised, raised
+        assert nodes.status("web1") is not NodeState.RUNNING, "the fault was done once the lock was free"
+    finally:
+        prepare(nodes, Setup())  # as the module's other tests expect it: the topology's nodes, controlled
 
 
 def test_kill_both_with_warm_standbys_loses_nothing(cluster_dir):

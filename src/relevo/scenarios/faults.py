@@ -3,20 +3,79 @@ the controller's daemon offers. Signals go only to processes relevo recorded (PI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
+import time
 
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.errors import ProviderError
 from relevo.haproxy.runtime import AdminState
+from relevo.lock import cluster_lock
 from relevo.procs import ProcessRecord, group_members, is_ours
 from relevo.scenarios.model import Action, Fault
 
 
-def apply_fault(cluster: Cluster, fault: Fault) -> None:
-    """Do `fault` now. Raises ProviderError (or RuntimeAPIError) when it could not be done."""
+def fault_lock(cluster: Cluster, fault: Fault) -> contextlib.AbstractContextManager[object]:
+    """The cluster lock for a fault done to a node or HAProxy (a concurrent `relevo up`, `start` or `stop`
+    does not interleave with it); none for the controller's own, which the controller's lock guards."""
+    if fault.action in (Action.KILL_CONTROLLER, Action.START_CONTROLLER):
+        return contextlib.nullcontext()
+    return cluster_lock(cluster.paths, what=f"relevo scenarios (fault {fault.label})")
+
+
+class WorkerHangs:
+    """Nodes whose Apache workers are held stopped. One SIGSTOP is not a lasting hang: Apache's parent
+    counts the threads that were busy at that moment as not idle and starts new workers, which answer
+    (the node heals itself, and a scenario expecting a failover saw none). A thread per node stops each
+    new worker until the node is resumed, killed, stopped or started, or the run ends (`release_all`)."""
+
+    POLL_S = 0.02
+
+    def __init__(self, cluster: Cluster, *, max_s: float = 600.0) -> None:
+        self.cluster, self.max_s = cluster, max_s
+        self.keepers: dict[str, tuple[threading.Thread, threading.Event]] = {}
+
+    def hold(self, node: str) -> None:
+        """Stop the node's workers now (ProviderError when it has none) and keep them stopped."""
+        self.release(node)
+        record = _record(self.cluster, node)
+        stopped = hang_workers(self.cluster, node)
+        done = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep, args=(record, stopped, done), name=f"hang-{node}", daemon=True
+        )
+        keeper.start()
+        self.keepers[node] = (keeper, done)
+
+    def release(self, node: str) -> None:
+        keeper, done = self.keepers.pop(node, (None, None))
+        if keeper is not None and done is not None:
+            done.set()
+            keeper.join(5)
+
+    def release_all(self) -> None:
+        for node in list(self.keepers):
+            self.release(node)
+
+    def _keep(self, record: ProcessRecord, stopped: set[int], done: threading.Event) -> None:
+        deadline = time.monotonic() + self.max_s
+        while not done.wait(self.POLL_S) and time.monotonic() < deadline:
+            for pid in group_members(record.pgid):
+                if pid != record.pid and pid not in stopped:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                    stopped.add(pid)
+
+
+def apply_fault(cluster: Cluster, fault: Fault, hangs: WorkerHangs) -> None:
+    """Do `fault` now (the caller holds `fault_lock`). Raises ProviderError (or RuntimeAPIError) when it
+    could not be done."""
     action, node = fault.action, fault.node
+    if node is not None and action in (Action.RESUME, Action.KILL, Action.STOP, Action.START, Action.HANG):
+        hangs.release(node)  # before its processes are resumed, replaced or all stopped
     if action is Action.KILL_CONTROLLER:
         kill_controller(cluster)
         return
@@ -32,7 +91,7 @@ def apply_fault(cluster: Cluster, fault: Fault) -> None:
     elif action is Action.RESUME:
         cluster.kill(node, signal.SIGCONT)
     elif action is Action.HANG_WORKERS:
-        hang_workers(cluster, node)
+        hangs.hold(node)
     elif action is Action.START:
         cluster.start(node)
     elif action is Action.STOP:
@@ -52,15 +111,17 @@ def _record(cluster: Cluster, node: str) -> ProcessRecord:
     return record
 
 
-def hang_workers(cluster: Cluster, node: str) -> None:
+def hang_workers(cluster: Cluster, node: str) -> set[int]:
     """SIGSTOP every process of the node but its leader: Apache's parent lives on (the node looks
-    running), its workers, which accept and answer the connections, do nothing."""
+    running), its workers, which accept and answer the connections, do nothing. Returns their pids."""
     record = _record(cluster, node)
-    workers = [pid for pid in group_members(record.pgid) if pid != record.pid]
+    workers = {pid for pid in group_members(record.pgid) if pid != record.pid}
     if not workers:
         raise ProviderError(f"{node} has no worker processes to stop")
     for pid in workers:
-        os.kill(pid, signal.SIGSTOP)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    return workers
 
 
 def reload_node(cluster: Cluster, node: str) -> None:

@@ -4,8 +4,8 @@ The controller is stopped first, so that nothing heals while the nodes are being
 the admin states it had set (the next one starts from the configured ones). Then every hung node is
 resumed, nodes are started or stopped to match, HAProxy is started if it died, each server's
 admin state is set (primaries in service, standbys in MAINT unless the scenario puts them in rotation),
-and the controller is started again when the scenario wants it. Returns once HAProxy sees every running
-server in rotation UP.
+all under the cluster lock, until HAProxy sees every running server in rotation UP; then the controller
+is started again when the scenario wants it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.errors import ProviderError, RelevoError
 from relevo.haproxy.runtime import AdminState
+from relevo.lock import cluster_lock
 from relevo.model import Temperature, Topology
 from relevo.providers.base import NodeState
 from relevo.scenarios.model import Setup
@@ -37,6 +38,16 @@ def desired_running(topology: Topology, setup: Setup) -> set[str]:
 def prepare(cluster: Cluster, setup: Setup) -> None:
     topology = cluster.topology
     daemon.stop_background(topology)
+    # Under the cluster lock, as `relevo up`, `start` and `stop` are: none of them interleaves with this.
+    with cluster_lock(cluster.paths, what="relevo scenarios (setting the cluster up for a scenario)"):
+        _set_nodes(cluster, setup)
+    if setup.controller:
+        daemon.start_background(topology)
+        _wait_ticking(topology)
+
+
+def _set_nodes(cluster: Cluster, setup: Setup) -> None:
+    topology = cluster.topology
     running = desired_running(topology, setup)
     balancer = topology.balancer.name
     for node in topology.nodes:
@@ -61,9 +72,6 @@ def prepare(cluster: Cluster, setup: Setup) -> None:
     # maintenance. These were set for the scenario, not by a person: its next start begins afresh.
     daemon.forget_owned_states(topology)
     _wait_up(cluster, sorted(in_rotation & running))
-    if setup.controller:
-        daemon.start_background(topology)
-        _wait_ticking(topology)
 
 
 def _admin_states(cluster: Cluster, in_rotation: set[str]) -> None:

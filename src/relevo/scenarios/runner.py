@@ -24,7 +24,7 @@ from relevo.loadgen.plan import Plan, simple_plan
 from relevo.model import Topology
 from relevo.report.summary import summarize
 from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
-from relevo.scenarios.faults import apply_fault
+from relevo.scenarios.faults import WorkerHangs, apply_fault, fault_lock
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
 from relevo.scenarios.prepare import prepare
 from relevo.scenarios.result import (
@@ -149,10 +149,14 @@ def run_one(
     with tempfile.TemporaryDirectory(prefix="relevo-scenario-") as scratch:
         jtl = Path(scratch) / "samples.jtl"
         handle = engine.start(plan, workers=workers, jtl=jtl, on_progress=on_progress)
-        with handle:
-            markers, fault_verdicts = _inject(cluster, scenario, handle)
-            limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
-            result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
+        hangs = WorkerHangs(cluster)
+        try:
+            with handle:
+                markers, fault_verdicts = _inject(cluster, scenario, handle, hangs)
+                limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
+                result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
+        finally:
+            hangs.release_all()  # the workers stay stopped until the next preparation resumes them
         latencies = per_second_latency(jtl, result.started_at)
     events = _events_during(topology, result.started_at, result.elapsed_s)
     report = summarize(result.stats, meta=_meta(scenario, result), interrupted=result.interrupted)
@@ -187,7 +191,7 @@ def run_one(
 
 
 def _inject(
-    cluster: Cluster, scenario: Scenario, handle: engine.LoadRun
+    cluster: Cluster, scenario: Scenario, handle: engine.LoadRun, hangs: WorkerHangs
 ) -> tuple[list[Marker], list[Verdict]]:
     """Each fault at its time on the load's clock; a fault the load ended before is reported, not done."""
     markers: list[Marker] = []
@@ -204,9 +208,10 @@ def _inject(
                 )
             )
             continue
-        at = handle.elapsed_s()
         try:
-            apply_fault(cluster, fault)
+            with fault_lock(cluster, fault):
+                at = handle.elapsed_s()  # when it was done: a lock held by another writer delays it
+                apply_fault(cluster, fault, hangs)
         except RelevoError as exc:
             verdicts.append(Verdict(what=f"fault {fault.label}", ok=False, detail=str(exc)))
             continue

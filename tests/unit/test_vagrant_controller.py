@@ -47,6 +47,8 @@ def test_controller_topology_keeps_settings_and_puts_each_node_on_its_vm():
     ]
     assert vm_topology.health == topology.health and vm_topology.health.rise == 3
     assert vm_topology.controller.tick_s == 0.2
+    # A VM's container answers seconds after its start: the standby's start is given a minute.
+    assert vm_topology.controller.start_timeout_s == 60.0
     assert vm_topology.node("alpha").capacity.workers == 50
     assert vm_topology.balancer.provider == "lxd"
     assert str(vm_topology.state_dir) == "/var/lib/relevo-controller/.relevo"

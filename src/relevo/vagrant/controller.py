@@ -20,7 +20,7 @@ import yaml
 from relevo.errors import RelevoError
 from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.lxd.transport import certificate_fingerprint
-from relevo.model import Capacity, Topology
+from relevo.model import Capacity, ControllerSettings, Topology
 from relevo.render.systemd import render_systemd_unit, unit_name
 from relevo.services import NodeFile
 from relevo.topology import parse_topology
@@ -33,6 +33,10 @@ RUNTIME_DIR = PurePosixPath("/opt/relevo")  # the runtime bundle, unpacked (bund
 EXE = PurePosixPath("/usr/local/bin/relevo")
 LXD_PORT = 8443
 BRIDGE = "relevobr0"  # each VM's LXD bridge, made by its provisioning
+# A standby's container on another VM answers seconds after its start: under QEMU emulation 12-13 s on
+# a quiet machine, over 20 s with five VMs busy (measured). A shorter start_timeout gives up on a standby
+# that was about to serve, stops it and starts it again, forever.
+VM_START_TIMEOUT_S = 60.0
 # Where a remote VM's provisioning finds its LXD server certificate and the controller's to trust.
 REMOTE_CERTS = PurePosixPath("/etc/relevo/lxd")
 
@@ -68,7 +72,7 @@ def controller_topology(topology: Topology, vms: tuple[VirtualMachine, ...]) -> 
         read == meant
         and parsed.health == topology.health
         and parsed.standby == topology.standby
-        and parsed.controller == topology.controller
+        and parsed.controller == vm_controller_settings(topology)
         and parsed.balancer.address == vms[0].address
     )
     if not same:
@@ -76,9 +80,16 @@ def controller_topology(topology: Topology, vms: tuple[VirtualMachine, ...]) -> 
     return parsed
 
 
+def vm_controller_settings(topology: Topology) -> ControllerSettings:
+    """The topology's controller settings, with a standby's start given the time a VM's container needs."""
+    settings = topology.controller
+    return dataclasses.replace(settings, start_timeout_s=max(settings.start_timeout_s, VM_START_TIMEOUT_S))
+
+
 def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
     """The controller's relevo.yaml: every setting of the topology, addresses and providers the VMs'."""
     balancer, at = vms[0], {vm.node: vm for vm in vms}
+    controller = vm_controller_settings(topology)
     b = topology.balancer
     doc: dict[str, object] = {
         "version": 1,
@@ -114,8 +125,8 @@ def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
         },
         "controller": {
             field.name.removesuffix("_s"): (_ms(value) if field.name.endswith("_s") else value)
-            for field in dataclasses.fields(topology.controller)
-            for value in [getattr(topology.controller, field.name)]
+            for field in dataclasses.fields(controller)
+            for value in [getattr(controller, field.name)]
         },
         "capacity": _capacity(topology.capacity),
         # Every VM's containers are on its own bridge (the provisioning's), not on one relevo makes.

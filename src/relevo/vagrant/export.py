@@ -41,7 +41,9 @@ from relevo.vagrant.plan import ExportSettingsError, VagrantSettings, VirtualMac
 # relevo on the balancer's VM: the uploaded runtime, by the VM's own Python 3 (nothing installed by pip).
 WRAPPER = """#!/bin/sh
 # relevo from the runtime `relevo export vagrant` uploaded into /opt/relevo (no pip, no network).
-PYTHONPATH=/opt/relevo/lib exec /usr/bin/python3 -s -m relevo "$@"
+# The LXD remotes of the other VMs (the controller's unit sets the same).
+LXD_CONF=${LXD_CONF:-/var/lib/relevo-controller/lxc} PYTHONPATH=/opt/relevo/lib \\
+    exec /usr/bin/python3 -s -m relevo "$@"
 """
 
 BOOT_TIMEOUT_S = 1800

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "relevo.cli.doctor:doctor",
     "scenarios": "relevo.cli.scenarios:scenarios",
     "export": "relevo.cli.export:export",
+    "box": "relevo.cli.box:box",
 }
 
 

@@ -30,11 +30,13 @@ class StepPrinter:
             return
         elapsed = time.monotonic() - self._started
         text = f"[{elapsed:5.1f}s] {line}"
+        # debootstrap's routine lines, bare or tagged by a parallel build ("box: I: ...").
+        routine = line.startswith("I: ") or ": I: " in line[:16]
         if self.live:
             self.out.write("\r\x1b[K" + text[:200])
-            if not line.startswith("I: "):
+            if not routine:
                 self.out.write("\n")
-        elif not line.startswith("I: "):
+        elif not routine:
             self.out.write(text + "\n")
         elif time.monotonic() - self._last_plain >= PLAIN_EVERY_S:
             self._last_plain = time.monotonic()

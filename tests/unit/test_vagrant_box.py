@@ -242,3 +242,24 @@ def test_cache_dir_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     path = box_module.boxes_cache_dir()
     assert path == tmp_path / "relevo/boxes" and path.stat().st_mode & 0o777 == 0o700
     assert path.stat().st_uid == os.geteuid()
+
+
+def test_image_build_runs_as_relevo_image_build() -> None:
+    """The container image is built by `relevo image build --no-import --json` in a child process, with
+    the box's mirror, and --rebuild only when asked."""
+    argv = box_module.image_build_argv("http://m.example/debian", rebuild=False)
+    assert argv[1:] == ["-m", "relevo", "image", "build", "--no-import", "--json", "--mirror",
+                        "http://m.example/debian"]  # fmt: skip
+    assert box_module.image_build_argv("http://m", rebuild=True)[-1] == "--rebuild"
+
+
+def test_backing_files_find_the_box_volume_a_vm_disk_uses(tmp_path: Path) -> None:
+    """A VM disk made as a qcow2 snapshot of a box volume names that volume: it must not be deleted."""
+    qemu_img = box_module.shutil.which("qemu-img")
+    if qemu_img is None:
+        pytest.skip("qemu-img is not installed (scripts/bootstrap --dev installs it)")
+    base, overlay, alone = tmp_path / "box.img", tmp_path / "vm.img", tmp_path / "other.img"
+    for image in (base, alone):
+        box_module.run([qemu_img, "create", "-q", "-f", "qcow2", str(image), "1M"])
+    box_module.run([qemu_img, "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)])
+    assert box_add.backing_files([overlay, alone, base]) == {base}

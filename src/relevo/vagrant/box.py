@@ -18,7 +18,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,18 +31,15 @@ from pathlib import Path
 from relevo.errors import MissingToolError, ProviderError, RelevoError
 from relevo.lxd.build import (
     SEARCH_PATH,
-    BuiltImage,
-    ImageRecipe,
     Progress,
     _mounts_below,
     _run_streaming,
-    build_image,
 )
 from relevo.vagrant import box_files as files
 
 DEFAULT_BOX_NAME = "relevo/bookworm64"
 # Bump when the steps below change in a way the recipe's fields do not show: it renames the cache key.
-BOX_RECIPE_VERSION = 2
+BOX_RECIPE_VERSION = 1
 DEBOOTSTRAP_TIMEOUT_S = 20 * 60.0
 STEP_TIMEOUT_S = 10 * 60.0
 PARTITION_OFFSET = 1 << 20  # the first partition starts at 1 MiB, as fdisk would put it
@@ -351,9 +350,22 @@ def _remove_build_dir(workdir: Path) -> None:
         shutil.rmtree(workdir)
 
 
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    path: Path
+    cached: bool
+
+
+def image_build_argv(mirror: str, rebuild: bool) -> list[str]:
+    """`relevo image build` as a child process: Ctrl-C reaches it too (same process group) and it
+    removes its own partial build, which a thread could not be told to do."""
+    argv = [sys.executable, "-m", "relevo", "image", "build", "--no-import", "--json", "--mirror", mirror]
+    return [*argv, "--rebuild"] if rebuild else argv
+
+
 def build_box_and_image(
     *, progress: Progress, rebuild: bool = False, box_recipe: BoxRecipe | None = None
-) -> tuple[BuiltBox, BuiltImage]:
+) -> tuple[BuiltBox, ImageResult]:
     """The box and the container image, the two debootstraps in parallel (each waits on the mirror and
     on dpkg in turn, so together they take little more than the longer one)."""
     recipe = box_recipe or BoxRecipe(insecure_key=find_insecure_key())
@@ -361,28 +373,45 @@ def build_box_and_image(
         required_tools()  # fail before the image build starts, not after it has run for minutes
     lock = threading.Lock()
 
-    def tagged(tag: str) -> Progress:
-        def say(line: str) -> None:
-            with lock:
-                progress(f"{tag}: {line}")
+    def say(line: str) -> None:
+        with lock:
+            progress(line)
 
-        return say
+    image = subprocess.Popen(
+        image_build_argv(recipe.mirror, rebuild),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    stdout: list[str] = []
+    stderr_tail: list[str] = []
 
-    image_result: list[BuiltImage] = []
-    image_error: list[BaseException] = []
+    def relay() -> None:
+        assert image.stdout is not None and image.stderr is not None
+        for line in image.stderr:
+            stderr_tail[:] = [*stderr_tail[-19:], line.rstrip()]
+            # The child's own progress printer stamps its lines "[  1.2s] ...": keep only the text.
+            say("image: " + line.rstrip().split("] ", 1)[-1])
+        stdout.append(image.stdout.read())
 
-    def image_job() -> None:
-        try:
-            image_result.append(build_image(ImageRecipe(), progress=tagged("image"), rebuild=rebuild))
-        except BaseException as exc:  # carried to the caller's thread below
-            image_error.append(exc)
-
-    worker = threading.Thread(target=image_job, name="relevo-image-build", daemon=True)
-    worker.start()
+    reader = threading.Thread(target=relay, name="relevo-image-progress", daemon=True)
+    reader.start()
     try:
-        box = build_box(recipe, progress=tagged("box"), rebuild=rebuild)
-    finally:
-        worker.join()
-    if image_error:
-        raise image_error[0]
-    return box, image_result[0]
+        box = build_box(recipe, progress=lambda line: say(f"box: {line}"), rebuild=rebuild)
+    except BaseException:
+        if image.poll() is None:
+            image.send_signal(signal.SIGINT)  # it removes its partial build and exits
+        image.wait(timeout=120)
+        raise
+    image.wait()
+    reader.join(timeout=30)
+    if image.returncode != 0:
+        raise ProviderError(
+            f"the container image build failed (exit {image.returncode})",
+            command=image_build_argv(recipe.mirror, rebuild),
+            output="\n".join(stderr_tail),
+        )
+    built = json.loads("".join(stdout))
+    return box, ImageResult(Path(built["tarball"]), bool(built["cached"]))

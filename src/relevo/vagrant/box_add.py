@@ -93,16 +93,44 @@ def remove_stale_volumes(name: str, progress: Progress) -> tuple[str, ...]:
             f"`virsh vol-delete --pool {LIBVIRT_POOL} NAME` before the next `vagrant up`"
         )
         return ()
+    volumes = dict(line.split(None, 1) for line in listing.stdout.splitlines()[2:] if len(line.split()) == 2)
+    backing = backing_files([Path(path.strip()) for path in volumes.values()])
     removed = []
-    for line in listing.stdout.splitlines()[2:]:
-        volume = line.split()[0] if line.split() else ""
-        if volume.startswith(box_volume_prefix(name)):
-            command = [virsh, "-c", LIBVIRT_URI, "vol-delete", "--pool", LIBVIRT_POOL, volume]
-            try:
-                run(command, timeout_s=60)
-            except ProviderError as exc:
-                progress(f"could not remove the old box volume {volume} (is a VM using it?): {exc}")
-                continue
-            progress(f"removed the old box volume {volume} from libvirt's pool {LIBVIRT_POOL}")
-            removed.append(volume)
+    for volume, path in volumes.items():
+        if not volume.startswith(box_volume_prefix(name)):
+            continue
+        if Path(path.strip()) in backing:
+            progress(
+                f"kept the old box volume {volume}: a VM's disk is built on it (remove it after `destroy`)"
+            )
+            continue
+        command = [virsh, "-c", LIBVIRT_URI, "vol-delete", "--pool", LIBVIRT_POOL, volume]
+        try:
+            run(command, timeout_s=60)
+        except ProviderError as exc:
+            progress(f"could not remove the old box volume {volume}: {exc}")
+            continue
+        progress(f"removed the old box volume {volume} from libvirt's pool {LIBVIRT_POOL}")
+        removed.append(volume)
     return tuple(removed)
+
+
+def backing_files(images: list[Path]) -> set[Path]:
+    """The files these disk images are built on (qcow2 backing files): a box volume some VM's disk
+    still uses must stay."""
+    qemu_img = shutil.which("qemu-img", path=SEARCH_PATH)
+    if qemu_img is None:
+        return set()
+    found = set()
+    for image in images:
+        # -U: read the header of an image a running VM holds locked.
+        argv = [qemu_img, "info", "-U", "--output=json", str(image)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        try:
+            info = json.loads(done.stdout) if done.returncode == 0 else {}
+        except ValueError:
+            continue
+        for key in ("full-backing-filename", "backing-filename"):
+            if isinstance(info.get(key), str):
+                found.add(Path(info[key]))
+    return found

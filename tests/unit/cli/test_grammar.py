@@ -164,11 +164,11 @@ def _leaf_commands(
 
 
 def test_every_command_that_reads_a_topology_takes_file_after_it() -> None:
-    """-f/--file is accepted after every subcommand that reads a topology; only the three that read none
-    (init writes one, report reads a JTL, image build needs none) lack it."""
+    """-f/--file is accepted after every subcommand that reads a topology; only the four that read none
+    (init writes one, report reads a JTL, image build and box build need none) lack it."""
     commands = _leaf_commands(cli, click.Context(cli))
     without = {name for name, command in commands.items() if not any("-f" in p.opts for p in command.params)}
-    assert without == {"init", "report", "image build"}
+    assert without == {"init", "report", "image build", "box build"}
 
 
 def test_init_replaces_a_symbolic_link_instead_of_writing_through_it(tmp_path):

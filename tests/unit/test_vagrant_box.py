@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from relevo.cli import cli
-from relevo.errors import MissingToolError
+from relevo.errors import MissingToolError, RelevoError
 from relevo.vagrant import box as box_module
 from relevo.vagrant import box_add, box_files
 from relevo.vagrant.box import (
@@ -91,7 +92,7 @@ def test_mbr_sector_puts_the_table_at_446() -> None:
     sector = box_module.mbr_sector(b"\xfa" * 440, 16 << 30)
     assert len(sector) == 512 and sector[:440] == b"\xfa" * 440 and sector[440:446] == bytes(6)
     assert sector[446] == 0x80 and sector[510:] == b"\x55\xaa"
-    with pytest.raises(box_module.RelevoError, match="440"):
+    with pytest.raises(RelevoError, match="440"):
         box_module.mbr_sector(bytes(446), 16 << 30)
 
 
@@ -157,7 +158,7 @@ def test_configure_guest_without_a_kernel_says_so(tmp_path: Path) -> None:
     """A tree without a kernel is a clear error naming the missing package, not a box that cannot boot."""
     root = _fake_root(tmp_path)
     (root / "boot/vmlinuz-6.1.0-9-amd64").unlink()
-    with pytest.raises(box_module.RelevoError, match="linux-image-amd64"):
+    with pytest.raises(RelevoError, match="linux-image-amd64"):
         configure_guest(root, "u", KEY, chroot="/bin/true")
 
 
@@ -171,7 +172,7 @@ def test_cached_box_is_returned_without_building(tmp_path: Path) -> None:
 
 def test_missing_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without debootstrap the build stops at once with an error naming it and its package."""
-    monkeypatch.setattr(box_module.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
     with pytest.raises(MissingToolError, match=r"debootstrap is not installed.*apt-get install debootstrap"):
         box_module.required_tools()
 
@@ -179,7 +180,7 @@ def test_missing_tool_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_missing_tool_exits_1_with_the_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`relevo box build` without qemu-img names the program and its package, exit 1, no traceback."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    real_which = box_module.shutil.which
+    real_which = shutil.which
     monkeypatch.setattr(
         box_module.shutil,
         "which",
@@ -255,7 +256,7 @@ def test_image_build_runs_as_relevo_image_build() -> None:
 
 def test_backing_files_find_the_box_volume_a_vm_disk_uses(tmp_path: Path) -> None:
     """A VM disk made as a qcow2 snapshot of a box volume names that volume: it must not be deleted."""
-    qemu_img = box_module.shutil.which("qemu-img")
+    qemu_img = shutil.which("qemu-img")
     if qemu_img is None:
         pytest.skip("qemu-img is not installed (scripts/bootstrap --dev installs it)")
     base, overlay, alone = tmp_path / "box.img", tmp_path / "vm.img", tmp_path / "other.img"

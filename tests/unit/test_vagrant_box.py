@@ -182,7 +182,7 @@ def test_cli_missing_tool_exits_1_with_the_name(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     real_which = shutil.which
     monkeypatch.setattr(
-        box_module.shutil,
+        shutil,
         "which",
         lambda name, path=None: None if name == "qemu-img" else real_which(name, path=path),
     )

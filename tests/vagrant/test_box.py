@@ -91,3 +91,26 @@ def test_box_disk_is_qcow2_of_the_recorded_size(tmp_path: Path) -> None:
     )  # fmt: skip
     sector = raw.read_bytes()[:512]
     assert sector[510:512] == b"\x55\xaa" and sector[446] == 0x80
+
+
+def test_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A build whose mirror does not answer fails with exit 1 naming debootstrap, and leaves no mount, no
+    loop device, no partial file and no build directory (the mirror is a closed port on loopback)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "relevo", "box", "build", "--no-add", "--mirror", "http://127.0.0.1:9/debian"],
+        capture_output=True,
+        text=True,
+        timeout=10 * 60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "debootstrap failed" in result.stderr and "Traceback" not in result.stderr
+    assert list((tmp_path / "relevo" / "boxes").iterdir()) == []
+    images = tmp_path / "relevo" / "images"  # the image build may have been stopped before it made it
+    assert not images.exists() or list(images.iterdir()) == []
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+    listing = ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"]
+    loops = subprocess.run(listing, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert str(tmp_path) not in loops

@@ -387,13 +387,15 @@ def build_box_and_image(
     )
     stdout: list[str] = []
     stderr_tail: list[str] = []
+    stopping = threading.Event()
 
     def relay() -> None:
         assert image.stdout is not None and image.stderr is not None
         for line in image.stderr:
             stderr_tail[:] = [*stderr_tail[-19:], line.rstrip()]
             # The child's own progress printer stamps its lines "[  1.2s] ...": keep only the text.
-            say("image: " + line.rstrip().split("] ", 1)[-1])
+            if not stopping.is_set():  # once told to stop, its last words are no news
+                say("image: " + line.rstrip().split("] ", 1)[-1])
         stdout.append(image.stdout.read())
 
     reader = threading.Thread(target=relay, name="relevo-image-progress", daemon=True)
@@ -401,6 +403,7 @@ def build_box_and_image(
     try:
         box = build_box(recipe, progress=lambda line: say(f"box: {line}"), rebuild=rebuild)
     except BaseException:
+        stopping.set()
         if image.poll() is None:
             image.send_signal(signal.SIGINT)  # it removes its partial build and exits
         image.wait(timeout=120)

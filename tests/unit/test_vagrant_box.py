@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from relevo.cli import cli
 from relevo.errors import MissingToolError, RelevoError
 from relevo.vagrant import box as box_module
-from relevo.vagrant import box_add, box_files
+from relevo.vagrant import box_add, box_and_image, box_files
 from relevo.vagrant.box import (
     PARTITION_OFFSET,
     BoxNameError,
@@ -248,10 +248,10 @@ def test_cache_dir_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_image_build_runs_as_relevo_image_build() -> None:
     """The container image is built by `relevo image build --no-import --json` in a child process, with
     the box's mirror, and --rebuild only when asked."""
-    argv = box_module.image_build_argv("http://m.example/debian", rebuild=False)
+    argv = box_and_image.image_build_argv("http://m.example/debian", rebuild=False)
     assert argv[1:] == ["-m", "relevo", "image", "build", "--no-import", "--json", "--mirror",
                         "http://m.example/debian"]  # fmt: skip
-    assert box_module.image_build_argv("http://m", rebuild=True)[-1] == "--rebuild"
+    assert box_and_image.image_build_argv("http://m", rebuild=True)[-1] == "--rebuild"
 
 
 def test_backing_files_find_the_box_volume_a_vm_disk_uses(tmp_path: Path) -> None:

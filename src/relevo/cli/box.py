@@ -32,14 +32,9 @@ def build(name: str | None, mirror: str | None, rebuild: bool, no_add: bool, as_
     (`relevo image build`) is built at the same time into ~/.cache/relevo/images. Cached, both are
     instant, and `vagrant box add` is skipped when Vagrant already has this build. Needs root.
     """
-    from relevo.vagrant.box import (
-        DEFAULT_BOX_NAME,
-        BoxRecipe,
-        build_box_and_image,
-        find_insecure_key,
-        validate_box_name,
-    )
+    from relevo.vagrant.box import DEFAULT_BOX_NAME, BoxRecipe, find_insecure_key, validate_box_name
     from relevo.vagrant.box_add import add_box
+    from relevo.vagrant.box_and_image import build_box_and_image
 
     box_name = validate_box_name(name or DEFAULT_BOX_NAME)
     recipe = BoxRecipe(insecure_key=find_insecure_key())

@@ -62,8 +62,9 @@ def local_checks() -> list[Check]:
     ]
 
 
-def lxd_checks(client: LXDClient | None = None) -> list[Check]:
-    """The daemon (reachable, trusted), a storage pool, the base image under its alias."""
+def lxd_checks(client: LXDClient | None = None, *, image: str = DEFAULT_ALIAS) -> list[Check]:
+    """The daemon (reachable, trusted), a storage pool, the base image under its alias (the topology's
+    `providers.lxd.image`, else relevo's)."""
     daemon = shutil.which("lxd", path=SEARCH_PATH) or shutil.which("incus", path=SEARCH_PATH)
     if daemon is None:
         installed = Check(
@@ -113,18 +114,19 @@ def lxd_checks(client: LXDClient | None = None) -> list[Check]:
             group="lxd",
         )
     )
-    target = client.alias_target(DEFAULT_ALIAS)
+    target = client.alias_target(image)
+    build = "relevo image build" + ("" if image == DEFAULT_ALIAS else f" --alias {image}")
     checks.append(
         Check(
             name="base image",
             ok=target is not None,
-            detail=f"{DEFAULT_ALIAS} → {target[:12]}" if target else f"no image alias {DEFAULT_ALIAS}",
-            fix=f"{SUDO}relevo image build",
+            detail=f"{image} → {target[:12]}" if target else f"no image alias {image}",
+            fix=f"{SUDO}{build}",
             group="lxd",
         )
     )
     return checks
 
 
-def run_checks(*, lxd: bool = True) -> list[Check]:
-    return local_checks() + (lxd_checks() if lxd else [])
+def run_checks(*, lxd: bool = True, image: str = DEFAULT_ALIAS) -> list[Check]:
+    return local_checks() + (lxd_checks(image=image) if lxd else [])

@@ -34,15 +34,17 @@ def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
     """
     from relevo import doctor_addresses
     from relevo.doctor import Check, run_checks
+    from relevo.lxd.build import DEFAULT_ALIAS
 
-    checks = run_checks()
     try:
         topology = get_topology(ctx)
-        providers = {topology.balancer.provider, *(n.provider for n in topology.nodes)}
     except RelevoError as exc:
+        checks = run_checks()
         checks.append(Check(name="topology", ok=False, detail=str(exc).splitlines()[0], group="local"))
         providers = set()
     else:
+        providers = {topology.balancer.provider, *(n.provider for n in topology.nodes)}
+        checks = run_checks(image=str(topology.provider_options("lxd").get("image", DEFAULT_ALIAS)))
         checks += doctor_addresses.topology_checks(topology)
     wants_lxd = lxd if lxd is not None else "lxd" in providers
     counted = {"local", "topology", "image", "lxd"} if wants_lxd else {"local", "topology"}

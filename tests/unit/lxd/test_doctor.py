@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -45,7 +46,7 @@ def test_the_exit_status_counts_lxd_only_when_needed(
     monkeypatch: pytest.MonkeyPatch, args: list[str], status: int
 ) -> None:
     """The default (local) topology does not need LXD: a missing daemon fails doctor only with --lxd."""
-    monkeypatch.setattr(doctor, "run_checks", lambda: list(CHECKS))
+    monkeypatch.setattr(doctor, "run_checks", lambda **_: list(CHECKS))
     monkeypatch.setattr(doctor_addresses, "topology_checks", lambda topology: [])
     result = CliRunner().invoke(cli, ["doctor", *args])
     assert result.exit_code == status, result.output
@@ -54,7 +55,7 @@ def test_the_exit_status_counts_lxd_only_when_needed(
 
 def test_doctor_json_lists_every_check_and_whether_it_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """--json gives ok, and per check its result, detail, fix and whether it counted in the status."""
-    monkeypatch.setattr(doctor, "run_checks", lambda: list(CHECKS))
+    monkeypatch.setattr(doctor, "run_checks", lambda **_: list(CHECKS))
     monkeypatch.setattr(doctor_addresses, "topology_checks", lambda topology: [])
     result = CliRunner().invoke(cli, ["doctor", "--json", "--lxd"])
     data = json.loads(result.stdout)
@@ -63,3 +64,30 @@ def test_doctor_json_lists_every_check_and_whether_it_counted(monkeypatch: pytes
         ("HAProxy", True, True),
         ("LXD daemon", False, True),
     ]
+
+
+class TrustedDaemon:
+    """The answers of a daemon that trusts this client and has a pool and one image alias."""
+
+    endpoint = Endpoint(socket_path=Path("/var/lib/lxd/unix.socket"))
+
+    def server(self) -> dict[str, object]:
+        return {"auth": "trusted", "environment": {"server": "lxd", "server_version": "5.0.2"}}
+
+    def storage_pools(self) -> list[str]:
+        return ["default"]
+
+    def alias_target(self, alias: str) -> str | None:
+        return "0123456789abcdef" if alias == "relevo/bookworm" else None
+
+
+def test_the_image_check_follows_the_topology_s_alias() -> None:
+    """The base image is looked up under the alias the topology names; a missing one comes with the
+    `relevo image build --alias` command that makes it."""
+    client: Any = TrustedDaemon()
+    checks = {c.name: c for c in lxd_checks(client)}
+    assert checks["base image"].ok and checks["base image"].detail == "relevo/bookworm → 0123456789ab"
+    checks = {c.name: c for c in lxd_checks(client, image="mine/web")}
+    assert not checks["base image"].ok
+    assert checks["base image"].detail == "no image alias mine/web"
+    assert checks["base image"].fix.endswith("relevo image build --alias mine/web")

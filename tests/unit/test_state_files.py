@@ -257,3 +257,19 @@ def test_a_signal_sent_and_not_yet_acted_on_is_seen_pending():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_record_an_earlier_relevo_kept_in_run_is_still_found(tmp_path):
+    """A cluster started before node records moved to run/nodes/: its records are found (and moved), so
+    `down` after an upgrade still stops its nodes; the controller's own record stays where it is."""
+    paths = StatePaths(tmp_path / ".relevo")
+    claim_state_dir(paths.root)
+    ensure_dir(paths.controller_pid.parent)
+    legacy = paths.controller_pid.parent / "web1.json"
+    legacy.write_text(json.dumps({"intent": APACHE, "since": time.time()}))
+    paths.controller_pid.write_text("{}")
+    records = NodeRecords(paths)
+    assert records.recorded() == ["web1"]
+    assert records.kind("web1") == APACHE
+    assert paths.pid_file("web1").exists() and not legacy.exists()
+    assert paths.controller_pid.exists()

@@ -13,6 +13,7 @@ must prove them (start time, executable, the config path on its command line).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -110,6 +111,10 @@ class NodeRecords:
     def recorded(self) -> list[str]:
         """Every node name with a record or an intent (whatever the topology says now)."""
         run = self.paths.pid_file("x").parent
+        with contextlib.suppress(OSError):
+            for entry in run.parent.iterdir():  # records an earlier relevo wrote in run/ itself
+                if entry.suffix == ".json" and entry != self.paths.controller_pid:
+                    self._adopt_legacy(entry.stem)
         try:
             names = sorted(entry.stem for entry in run.iterdir() if entry.suffix == ".json")
         except OSError:
@@ -130,7 +135,20 @@ class NodeRecords:
             self.clear(node)
         return None
 
+    def _adopt_legacy(self, node: str) -> None:
+        """A record an earlier relevo kept at run/NODE.json moves to run/nodes/ (once), so that a cluster
+        started before an upgrade is still stopped by its records. Read as any record: never trusted."""
+        legacy = self.paths.controller_pid.parent / f"{node}.json"
+        if legacy == self.paths.controller_pid or not legacy.is_file() or legacy.is_symlink():
+            return
+        target = self.paths.pid_file(node)
+        with contextlib.suppress(OSError):
+            ensure_dir(target.parent)
+            if not target.exists():
+                legacy.replace(target)
+
     def _data(self, node: str) -> dict[str, Any] | None:
+        self._adopt_legacy(node)
         try:
             data = json.loads(open_nofollow(self.paths.pid_file(node), limit=64 * 1024))
         except (OSError, ValueError):

@@ -116,19 +116,19 @@ class BuiltImage:
     size_bytes: int
 
 
-def cache_dir() -> Path:
-    """~/.cache/relevo/images (or under $XDG_CACHE_HOME), created private to this user."""
+def cache_dir(kind: str = "images") -> Path:
+    """~/.cache/relevo/KIND (or under $XDG_CACHE_HOME), created private to this user."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "relevo" / "images"
+    path = base / "relevo" / kind
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Trust no directory someone else owns: relevo often runs as root, and a tarball planted here
-    # would become every container's root filesystem.
+    # Trust no directory someone else owns: relevo often runs as root, and a tarball or a box planted
+    # here would become every container's root filesystem or every VM's disk.
     if path.stat().st_uid != os.geteuid():
-        raise RelevoError(f"{path} belongs to another user; refusing to use it as the image cache")
+        raise RelevoError(f"{path} belongs to another user; refusing to use it as the {kind} cache")
     return path
 
 
-def _tool(name: str, package: str) -> str:
+def tool(name: str, package: str) -> str:
     found = shutil.which(name, path=SEARCH_PATH)
     if found is None:
         raise MissingToolError(f"{name} is not installed: install it with `sudo apt-get install {package}`")
@@ -151,9 +151,9 @@ def build_image(
     if target.is_file() and not rebuild:
         progress(f"cached image {target}")
         return BuiltImage(target, True, time.monotonic() - started, target.stat().st_size)
-    debootstrap = _tool("debootstrap", "debootstrap")
-    tar = _tool("tar", "tar")
-    _tool("zstd", "zstd")
+    debootstrap = tool("debootstrap", "debootstrap")
+    tar = tool("tar", "tar")
+    tool("zstd", "zstd")
     if os.geteuid() != 0:
         raise RelevoError("building the image needs root (debootstrap makes device nodes and chroots)")
     workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))

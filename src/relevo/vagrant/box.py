@@ -27,10 +27,11 @@ from pathlib import Path
 
 from relevo.errors import MissingToolError, ProviderError, RelevoError
 from relevo.lxd.build import (
-    SEARCH_PATH,
     Progress,
     _mounts_below,
     _run_streaming,
+    cache_dir,
+    tool,
 )
 from relevo.vagrant import box_files as files
 
@@ -111,21 +112,7 @@ def find_insecure_key() -> str:
 
 
 def boxes_cache_dir() -> Path:
-    """~/.cache/relevo/boxes (or under $XDG_CACHE_HOME), created private to this user."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "relevo" / "boxes"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # A .box planted here would become every VM's disk: trust no directory someone else owns.
-    if path.stat().st_uid != os.geteuid():
-        raise RelevoError(f"{path} belongs to another user; refusing to use it as the box cache")
-    return path
-
-
-def tool(name: str, package: str) -> str:
-    found = shutil.which(name, path=SEARCH_PATH)
-    if found is None:
-        raise MissingToolError(f"{name} is not installed: install it with `sudo apt-get install {package}`")
-    return found
+    return cache_dir("boxes")
 
 
 def run(argv: list[str], *, timeout_s: float = STEP_TIMEOUT_S) -> str:

@@ -11,6 +11,7 @@ import base64
 import http.client
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,30 @@ class Cluster:
             text=True,
             timeout=timeout,
         )
+
+    def up(self, timeout: float) -> tuple[int, list[str]]:
+        """`vagrant up`, its output lines stamped with the seconds since it began (printed at the end, and
+        shown when it fails: where the minutes went); its process group killed at the timeout."""
+        began = time.monotonic()
+        lines = []
+        with subprocess.Popen(
+            ["vagrant", "up", "--provider=libvirt"],
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        ) as process:
+            killer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+            killer.start()
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    lines.append(f"{time.monotonic() - began:7.1f} {line.rstrip()}")
+                return process.wait(), lines
+            finally:
+                killer.cancel()
 
     def on_vm(self, vm: str, command: str, *, check: bool = True) -> str:
         result = self.vagrant("ssh", vm, "-c", command, timeout=180)
@@ -146,6 +171,7 @@ def cluster(box: Box, networks: Networks) -> Iterator[Cluster]:
     """The seed's topology exported for libvirt on the test's networks, brought up with `vagrant up`;
     destroyed afterwards whatever happened (the last test checks that destroy leaves nothing)."""
     work = Path(tempfile.mkdtemp(prefix="relevo-vagrant-"))
+    up_log: list[str] = []
     topology_file = work / "relevo.yaml"
     topology_file.write_text(default_text())
     directory = work / networks.prefix  # vagrant-libvirt names the VMs <directory name>_<vm>
@@ -177,12 +203,13 @@ def cluster(box: Box, networks: Networks) -> Iterator[Cluster]:
     )
     try:
         began = time.monotonic()
-        up = made.vagrant("up", "--provider=libvirt", timeout=UP_TIMEOUT_S)
+        status, up_log = made.up(UP_TIMEOUT_S)
         made.timings["vagrant up"] = time.monotonic() - began
-        assert up.returncode == 0, f"vagrant up failed:\n{up.stdout[-8000:]}\n{up.stderr[-4000:]}"
+        assert status == 0, "vagrant up failed:\n" + "\n".join(up_log[-150:])
         yield made
     finally:
         made.vagrant("destroy", "-f", timeout=600)
+        print("\n".join(["", "vagrant up, seconds since it began:", *up_log]))
         print(f"\nvagrant tier timings: {made.timings}")
         shutil.rmtree(work, ignore_errors=True)
 

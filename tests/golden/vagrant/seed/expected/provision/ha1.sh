@@ -139,22 +139,25 @@ begin "wait for systemd in $CONTAINER"
 timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
 
 begin "haproxy.service in $CONTAINER"
-lxc exec "$CONTAINER" -- mkdir -p /etc/haproxy /etc/haproxy/errors /var/lib/haproxy
-lxc exec "$CONTAINER" -- haproxy -c -q -f /etc/haproxy/haproxy.cfg
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl disable --now apache2.service
+# One `lxc exec` for the whole step (each costs seconds under emulation); the script comes on stdin.
+lxc exec "$CONTAINER" --env CHANGED="$changed" --env STARTED="$started" -- sh -eu <<'IN_CONTAINER'
+mkdir -p /etc/haproxy /etc/haproxy/errors /var/lib/haproxy
+haproxy -c -q -f /etc/haproxy/haproxy.cfg
+if [ "$(systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
+    systemctl disable --now apache2.service
 fi
-if [ "$changed" = 1 ]; then
-    lxc exec "$CONTAINER" -- systemctl daemon-reload
+if [ "$CHANGED" = 1 ]; then
+    systemctl daemon-reload
 fi
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled haproxy.service 2>/dev/null || true)" != enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl enable haproxy.service
+if [ "$(systemctl is-enabled haproxy.service 2>/dev/null || true)" != enabled ]; then
+    systemctl enable haproxy.service
 fi
-if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet haproxy.service; then
-    lxc exec "$CONTAINER" -- systemctl restart haproxy.service
-elif [ "$changed" = 1 ] && [ "$started" = 0 ]; then
-    lxc exec "$CONTAINER" -- systemctl reload-or-restart haproxy.service
+if ! systemctl is-active --quiet haproxy.service; then
+    systemctl restart haproxy.service
+elif [ "$CHANGED" = 1 ] && [ "$STARTED" = 0 ]; then
+    systemctl reload-or-restart haproxy.service
 fi
+IN_CONTAINER
 
 begin "expose the frontend on tcp:192.168.100.2:8080"
 # An LXD proxy device, replaced when it differs.

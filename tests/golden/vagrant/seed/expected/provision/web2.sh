@@ -178,25 +178,28 @@ begin "wait for systemd in $CONTAINER"
 timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
 
 begin "relevo-apache.service in $CONTAINER"
-lxc exec "$CONTAINER" -- mkdir -p /etc/relevo/apache /var/www/relevo /run/relevo-apache /var/log/relevo-apache
-lxc exec "$CONTAINER" -- apache2 -t -f /etc/relevo/apache/httpd.conf
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl disable --now apache2.service
+# One `lxc exec` for the whole step (each costs seconds under emulation); the script comes on stdin.
+lxc exec "$CONTAINER" --env CHANGED="$changed" --env STARTED="$started" -- sh -eu <<'IN_CONTAINER'
+mkdir -p /etc/relevo/apache /var/www/relevo /run/relevo-apache /var/log/relevo-apache
+apache2 -t -f /etc/relevo/apache/httpd.conf
+if [ "$(systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
+    systemctl disable --now apache2.service
 fi
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled haproxy.service 2>/dev/null || true)" = enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl disable --now haproxy.service
+if [ "$(systemctl is-enabled haproxy.service 2>/dev/null || true)" = enabled ]; then
+    systemctl disable --now haproxy.service
 fi
-if [ "$changed" = 1 ]; then
-    lxc exec "$CONTAINER" -- systemctl daemon-reload
+if [ "$CHANGED" = 1 ]; then
+    systemctl daemon-reload
 fi
-if [ "$(lxc exec "$CONTAINER" -- systemctl is-enabled relevo-apache.service 2>/dev/null || true)" != enabled ]; then
-    lxc exec "$CONTAINER" -- systemctl enable relevo-apache.service
+if [ "$(systemctl is-enabled relevo-apache.service 2>/dev/null || true)" != enabled ]; then
+    systemctl enable relevo-apache.service
 fi
-if ! lxc exec "$CONTAINER" -- systemctl is-active --quiet relevo-apache.service; then
-    lxc exec "$CONTAINER" -- systemctl restart relevo-apache.service
-elif [ "$changed" = 1 ] && [ "$started" = 0 ]; then
-    lxc exec "$CONTAINER" -- systemctl reload-or-restart relevo-apache.service
+if ! systemctl is-active --quiet relevo-apache.service; then
+    systemctl restart relevo-apache.service
+elif [ "$CHANGED" = 1 ] && [ "$STARTED" = 0 ]; then
+    systemctl reload-or-restart relevo-apache.service
 fi
+IN_CONTAINER
 
 begin "expose Apache on tcp:192.168.100.4:8080"
 # An LXD proxy device, replaced when it differs.

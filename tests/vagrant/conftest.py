@@ -5,7 +5,7 @@ afterwards by PID if this session started them), the box and the container image
 cached between runs), libvirt's `default` storage pool when there is none, and two isolated libvirt
 networks (no forward, DNS off) on subnets no route of this host uses. The VMs live only there; the host
 reaches them only there. scripts/test runs the tier on its own, last, with RELEVO_VAGRANT_TIER=1 (any other
-pytest run skips it) when RELEVO_VAGRANT=1; off by default until it has proven reliable.
+pytest run skips it), unless RELEVO_VAGRANT=0.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The seed's five VMs for real: `relevo export vagrant` → `vagrant up` (vagrant-libvirt, QEMU emulation)
 → the balancer VM's address alternates web1/web2, its stats GUI needs the credentials, web1's container
 stopped → the controller on the balancer's VM starts web1bck's container on its own VM with no failed
-request, web1 back → web1bck drained and stopped; `vagrant destroy -f` leaves no VM, network or volume.
+request, web1 back → web1bck drained and stopped; `relevo scenarios` kill-web1 and recover-web1 on the
+balancer's VM meet what they expect; `vagrant destroy -f` leaves no VM, network or volume.
 
 The tests run in file order on one cluster (a module fixture); the last one destroys it."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -37,6 +39,13 @@ FAILBACK_WAIT_S = 240.0
 REQUEST_TIMEOUT_S = 10.0
 LOAD_MAX_REQUESTS = 20_000
 LOAD_MAX_S = 600.0
+VM_TOPOLOGY = "/var/lib/relevo-controller/relevo.yaml"
+WATCH_UNIT = "relevo-watch-relevo.service"
+# `relevo scenarios` on the balancer's VM: a rate one emulated CPU carries beside HAProxy, and a run
+# long enough for a standby to serve (12-25 s under emulation) and its primary to take the traffic back.
+SCENARIO_RATE = 20
+SCENARIO_DURATION = "75s"
+SCENARIOS_TIMEOUT_S = 900.0
 
 
 @dataclass
@@ -268,6 +277,32 @@ def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster)
     assert load.results, "the load loop sent nothing"
     assert load.failures() == [], f"{len(load.failures())} of {len(load.results)} requests failed"
     assert "web1bck" not in load.served_since(time.monotonic() - 1.5)
+
+
+def test_scenarios_kill_web1_and_recover_web1_run_on_the_balancer_vm(cluster: Cluster):
+    """`relevo scenarios` on the balancer's VM (its topology: each container behind its VM's LXD remote,
+    the controller its systemd unit): kill-web1 and recover-web1 under an open-loop load meet what they
+    expect (no failed request, web1bck served, the failover and the failback journalled), and the
+    controller is its systemd unit again afterwards."""
+    command = (
+        f"sudo relevo -f {VM_TOPOLOGY} scenarios --only kill-web1,recover-web1 "
+        f"--rate {SCENARIO_RATE} --duration {SCENARIO_DURATION} --workers 1 --no-report --json"
+    )
+    began = time.monotonic()
+    result = cluster.vagrant("ssh", "ha1", "-c", command, timeout=SCENARIOS_TIMEOUT_S)
+    cluster.timings["scenarios"] = time.monotonic() - began
+    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}\n{cluster.diagnose()}"
+    data = json.loads(result.stdout[result.stdout.index("{") :])
+    for name in ("kill-web1", "recover-web1"):
+        run = data[name]
+        assert run["passed"], (name, run["verdicts"])
+        assert run["errors"] == 0, (name, run["errors_by_kind"])
+        assert run["served_by"].get("web1bck", 0) > 0, (name, run["served_by"])
+    assert data["kill-web1"]["failovers"][0]["standby"] == "web1bck"
+    recover = [m["kind"] for m in data["recover-web1"]["markers"] if m["source"] == "controller"]
+    assert "failback" in recover, data["recover-web1"]["markers"]
+    active = cluster.on_vm("ha1", f"sudo systemctl is-active {WATCH_UNIT}", check=False)
+    assert active == "active"
 
 
 def test_destroy_leaves_nothing(cluster: Cluster, networks: Networks):

@@ -146,12 +146,17 @@ def _list(chosen: list[Any], unavailable: dict[str, str]) -> None:
             f"  setup: {describe_setup(scenario)}",
         ]
         if scenario.faults:
-            lines.append("  faults: " + ", ".join(f"{f.at_s:g}s {f.label}" for f in scenario.faults))
+            lines.append("  faults: " + ", ".join(_fault_text(f) for f in scenario.faults))
         lines.append(f"  expects: {scenario.expect.describe()}")
         for text in lines:
             click.echo(_fold(text))
     for name, why in unavailable.items():
         click.echo(_fold(f"{name}: not available: {why}"))
+
+
+def _fault_text(fault: Any) -> str:
+    after = f" (once the controller's {fault.after} is journalled)" if fault.after else ""
+    return f"{fault.at_s:g}s {fault.label}{after}"
 
 
 def _fold(text: str, width: int = 80) -> str:

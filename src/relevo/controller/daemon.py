@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relevo import lock
+from relevo.controller import service
 from relevo.controller.events import EventKind, EventLog, read_events
 from relevo.controller.haproxy_view import PolledBalancer, RuntimeBalancer
 from relevo.controller.health import ProbeResult
@@ -259,6 +260,9 @@ def start_background(topology: Topology) -> int:
         return running
     if running is not None and not _wait_unlocked(paths.controller_lock, STOP_WAIT_S):
         raise RelevoError(f"the previous controller (pid {running}) is still exiting; try again")
+    unit = service.service_of(topology)
+    if unit is not None:
+        return _start_service(unit, paths)
     env = dict(os.environ)
     if topology.source is None:
         env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
@@ -290,9 +294,33 @@ def start_background(topology: Topology) -> int:
     return child.pid  # slow to start, but alive: it takes the lock when it can
 
 
+def _start_service(unit: str, paths: StatePaths) -> int:
+    service.start(unit)
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        holder = lock_holder(paths.controller_lock)
+        if holder is not None:
+            return holder
+        time.sleep(0.02)
+    pid = service.main_pid(unit)
+    if pid is not None:
+        return pid  # slow to start (an emulated VM), but alive: it takes the lock when it can
+    raise RelevoError(
+        f"systemd started {unit}, but no controller runs and holds the lock (journalctl -u {unit})"
+    )
+
+
 def stop_background(topology: Topology) -> bool:
-    """Stop the cluster's controller (SIGTERM, then SIGKILL after a bounded wait); True if one ran."""
+    """Stop the cluster's controller (SIGTERM, then SIGKILL after a bounded wait; through systemctl when
+    systemd runs it); True if one ran."""
     paths = StatePaths(topology.state_dir)
+    unit = service.service_of(topology)
+    if unit is not None:
+        ran = lock_holder(paths.controller_lock) is not None
+        service.stop(unit)
+        _wait_unlocked(paths.controller_lock, STOP_WAIT_S)
+        paths.controller_pid.unlink(missing_ok=True)
+        return ran
     record = _controller_process(paths)
     if record is None:
         stale = ProcessRecord.load(paths.controller_pid)

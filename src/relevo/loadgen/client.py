@@ -2,8 +2,11 @@
 per request, which is where asyncio's stream API and the usual client libraries spend their time.
 
 A `Connection` carries one request at a time for its owner (a closed-model user, or an open-model
-group's pool) and tells the owner how it ended: `on_response`, `on_failure(kind)`, or `on_lost` for a
-connection that closed while idle. Each connection reports its end at most once.
+group's pool) and tells the owner how it ended: `on_response`, `on_failure(kind)`, `on_lost` for a
+connection that closed while idle, or `on_stale` for a kept-alive connection the server had closed as
+the request went out (closed or reset before one byte of the answer): the owner sends that request
+again on a new connection, once, counted once, as browsers and HTTP libraries do for idempotent
+methods (RFC 9112 9.3.1). Each connection reports its end at most once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from relevo.loadgen.timeouts import TimeoutTimer
 
 monotonic_ns = time.monotonic_ns
 Address = tuple[str, int]
+# Methods a request may be sent again for when its kept-alive connection turns out closed (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 class Owner(Protocol):
@@ -29,6 +34,8 @@ class Owner(Protocol):
 
     def on_lost(self, conn: Connection) -> None: ...
 
+    def on_stale(self, conn: Connection) -> None: ...
+
 
 class Sampler:
     """An `HttpRequest` made ready for one worker: its bytes encoded, its host resolved, its stats bound."""
@@ -37,6 +44,7 @@ class Sampler:
         "addr",
         "data",
         "head",
+        "idempotent",
         "keepalive",
         "label",
         "request",
@@ -53,6 +61,7 @@ class Sampler:
         self.data = encode_request(request)
         self.sent = len(self.data)
         self.head = request.method.upper() == "HEAD"
+        self.idempotent = request.method.upper() in IDEMPOTENT
         self.keepalive = request.keepalive
         self.timeout_ns = int(request.timeout_s * 1e9)
         self.stats = stats
@@ -80,6 +89,7 @@ class Connection(asyncio.Protocol):
         "first_ns",
         "owner",
         "parser",
+        "reused",
         "sampler",
         "sent_ns",
         "start_ns",
@@ -116,6 +126,8 @@ class Connection(asyncio.Protocol):
         self.timed_out = False
         # Whether the current request reached the socket: a failed connect sent nothing (sentBytes 0).
         self.written = False
+        # Whether the current request went out on a connection an earlier request used (kept alive).
+        self.reused = False
         self.start_ns = 0
         self.sent_ns = 0
         self.first_ns = 0
@@ -130,6 +142,7 @@ class Connection(asyncio.Protocol):
         self.sent_ns = sent_ns
         self.first_ns = 0
         self.written = False
+        self.reused = False
         self.parser.reset(no_body=self.sampler.head)
         self.connect_task = asyncio.get_running_loop().create_task(self._connect())
         self.timer.add(self, self.sampler.timeout_ns)
@@ -138,6 +151,7 @@ class Connection(asyncio.Protocol):
         """Send `sampler`'s request on this open connection; latency counts from `start_ns`."""
         self.sampler = sampler
         self.busy = True
+        self.reused = True
         self.start_ns = start_ns
         self.sent_ns = sent_ns
         self.connect_ns = 0
@@ -236,6 +250,8 @@ class Connection(asyncio.Protocol):
         if exc is None and self.parser.eof():
             self.owner.on_response(self)
             self.owner.on_lost(self)
+        elif self.reused and not self.parser.received and self.sampler.idempotent:
+            self.owner.on_stale(self)
         elif isinstance(exc, OSError):
             self.owner.on_failure(self, ErrorKind.RESET)
         else:

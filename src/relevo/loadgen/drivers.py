@@ -79,11 +79,15 @@ class ClosedUser:
             return
         if conn is not None:
             conn.close()
+        self.connect(sampler, now, now)
+
+    def connect(self, sampler: Sampler, start_ns: int, now: int) -> None:
+        runner = self.runner
         conn = self.conn = Connection(
             self, sampler, runner.served_key, thread=self.thread, timing=runner.timing, timer=runner.timer
         )
         runner.conns.add(conn)
-        conn.connect(now, now)
+        conn.connect(start_ns, now)
 
     def finish(self) -> None:
         if self.conn is not None:
@@ -131,6 +135,11 @@ class ClosedUser:
         self.runner.conns.discard(conn)
         if self.conn is conn:
             self.conn = None
+
+    def on_stale(self, conn: Connection) -> None:
+        """The same request again on a new connection, its latency still counted from the first try."""
+        self.on_lost(conn)
+        self.connect(conn.sampler, conn.start_ns, monotonic_ns())
 
 
 class OpenGroup:
@@ -294,6 +303,11 @@ class OpenGroup:
     def on_lost(self, conn: Connection) -> None:
         self.live.discard(conn)
         self.runner.conns.discard(conn)
+
+    def on_stale(self, conn: Connection) -> None:
+        """The same request again on a new connection, its latency still counted from its intended time."""
+        self.on_lost(conn)
+        self.open(conn.sampler, conn.start_ns, monotonic_ns())
 
     def stop(self) -> None:
         """Send nothing more: the queue is dropped (counted); what is in flight still finishes (or times

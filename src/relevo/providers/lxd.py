@@ -60,6 +60,7 @@ class LXDProvider:
             "profile": str,
             "network": str,
             "storage_pool": str,
+            "provisioned": bool,
         },
         node={"remote": str, "target": str, "network": str},
     )
@@ -74,6 +75,9 @@ class LXDProvider:
         self.guest = GuestServices(topology, self.host)
         self._config_changed: set[str] = set()
         self.owner = cluster_tag(topology)
+        # Containers made and configured by provisioning (`relevo export vagrant`): started, stopped,
+        # frozen and watched here, never created or rewritten.
+        self.provisioned = self.settings.get("provisioned") is True
 
     # -- the topology's rules for this provider --------------------------------------------------------
     @staticmethod
@@ -89,6 +93,10 @@ class LXDProvider:
         claim_state_dir(self.paths.root)
         client, name = self.placement.resolve(node)
         instance = self._instance(client, name)
+        if instance is None and self.provisioned:
+            raise ProviderError(
+                f"{node} has no container {name!r}: provisioning makes it (providers.lxd.provisioned)"
+            )
         if instance is None:
             self._create_instance(node, client, name)
             return
@@ -96,6 +104,8 @@ class LXDProvider:
             raise ProviderError(
                 f"LXD already has an instance named {name!r} that this cluster did not create"
             )
+        if self.provisioned:
+            return  # its files are the provisioning's
         if self.guest.install(node, check=instance.status == "Running"):
             self._config_changed.add(node)
 
@@ -135,7 +145,8 @@ class LXDProvider:
 
     def fault(self, node: str, fault: Fault) -> None:
         client, name = self.placement.resolve(node)
-        if self._instance(client, name) is None:
+        instance = self._instance(client, name)
+        if instance is None:
             raise ProviderError(f"{node} has no container")
         if fault is Fault.CRASH:
             client.stop(name, force=True)
@@ -143,7 +154,9 @@ class LXDProvider:
         elif fault is Fault.HANG:
             client.freeze(name)
         elif fault is Fault.RESUME:
-            client.unfreeze(name)
+            # Like SIGCONT, nothing to a running container (LXD refuses to unfreeze one).
+            if instance.status in ("Frozen", "Freezing"):
+                client.unfreeze(name)
         else:
             self.stop(node)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from relevo.controller.daemon import watch_arguments
+from relevo.controller.service import unit_name
 from relevo.model import Topology
 from relevo.render import render_template
 from relevo.render.haproxy import describe_source
@@ -35,10 +36,6 @@ def quote_arg(arg: str) -> str:
     if _PLAIN_ARG.match(arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def unit_name(topology: Topology) -> str:
-    return f"relevo-watch-{topology.name}.service"
 
 
 def render_systemd_unit(topology: Topology, *, user: str = "relevo", exe: str | None = None) -> str:

@@ -10,8 +10,9 @@ the started standbys were in the round-robin pool beside the primaries, and so t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from relevo.controller.events import EventKind
 from relevo.model import Temperature, Topology
 from relevo.scenarios.model import Action, Expectation, Fault, LoadSettings, Scenario, Setup
 
@@ -211,12 +212,16 @@ def _flap_web1(c: Cast, t: Topology) -> Scenario:
 
 
 def _recover_web1(c: Cast, t: Topology) -> Scenario:
-    return _faulted(
+    scenario = _faulted(
         "recover-web1",
-        f"{c.web1} killed, then started again: traffic returns to it and {c.web1bck} is drained",
+        f"{c.web1} killed, then started again once {c.web1bck} serves: traffic returns to it and "
+        f"{c.web1bck} is drained",
         [(1.5, Action.KILL, c.web1), (2.5, Action.START, c.web1)],
         _zero_failed(c.web1bck, events=("failover", "failback")),
     )
+    # The start waits for the failover too: a standby on a slow provider (an emulated VM) takes seconds.
+    kill, start = scenario.faults
+    return replace(scenario, faults=(kill, replace(start, after=str(EventKind.FAILOVER))))
 
 
 def _maintenance_web1(c: Cast, t: Topology) -> Scenario:

@@ -12,6 +12,7 @@ names are checked against the topology before anything runs.
           - {at: 3s, kill: web1}
           - {at: 3.5s, hang: web2}
           - {at: 6s, resume: web2}
+          - {at: 6.5s, after: failover, start: web1}    # and not before the controller's failover
           - {at: 7s, kill-controller: true}
         expect: {max_failed: 0, served_by: [web1bck], events: [failover]}
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from relevo.controller.events import EventKind
 from relevo.errors import TopologyError
 from relevo.model import Role, Topology
 from relevo.scenarios.model import (
@@ -45,6 +47,7 @@ from relevo.topology import _Reader, compose_yaml, read_yaml_text
 
 MAX_FILE_BYTES = 1 << 20
 MAX_FAULTS = 1000
+EVENT_KINDS = tuple(str(kind) for kind in EventKind)
 # Actions that act on Apache (a web node), not on the balancer.
 WEB_ONLY = frozenset({Action.HANG_WORKERS, Action.MAINTENANCE, Action.READY})
 
@@ -203,10 +206,18 @@ class _ScenarioReader(_Reader):
         out: list[Fault] = []
         for i, item in enumerate(node.value):
             here = f"{where}[{i}]"
-            section = self.mapping(item, here, {"at", *actions})
+            section = self.mapping(item, here, {"at", "after", *actions})
             if "at" not in section:
                 raise self.fail(item, f"{here}: missing `at:` (when, after the load starts, e.g. 3s)")
-            named = [k for k in section if k != "at"]
+            after = None
+            if "after" in section:
+                after = self.string(section["after"], f"{here}.after")
+                if after not in EVENT_KINDS:
+                    raise self.fail(
+                        section["after"],
+                        f"{here}.after: expected a controller event, one of: {', '.join(EVENT_KINDS)}",
+                    )
+            named = [k for k in section if k not in ("at", "after")]
             if len(named) != 1:
                 raise self.fail(
                     item, f"{here}: expected exactly one action, one of: {', '.join(sorted(actions))}"
@@ -217,13 +228,13 @@ class _ScenarioReader(_Reader):
             if action in CONTROLLER_ACTIONS:
                 if self.scalar(value_node, f"{here}.{action}") is not True:
                     raise self.fail(value_node, f"{here}.{action}: expected `true` (it names no node)")
-                out.append(Fault(at_s=at, action=action))
+                out.append(Fault(at_s=at, action=action, after=after))
                 continue
             roles: tuple[Role, ...] = (Role.WEB, Role.STANDBY)
             if action not in WEB_ONLY:
                 roles = (*roles, Role.BALANCER)
             node_name = self.node_name(value_node, f"{here}.{action}", roles)
-            out.append(Fault(at_s=at, action=action, node=node_name))
+            out.append(Fault(at_s=at, action=action, node=node_name, after=after))
         return tuple(sorted(out, key=lambda f: f.at_s))
 
     def expect(self, node: yaml.Node, where: str) -> Expectation:

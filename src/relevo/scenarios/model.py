@@ -52,6 +52,9 @@ class Fault:
     at_s: float  # seconds after the load started
     action: Action
     node: str | None = None  # None only for the controller's actions
+    # And not before the controller has journalled this kind of event in the run (`failover`: a standby
+    # serves): a fault that follows the controller, however long the provider takes to start a standby.
+    after: str | None = None
 
     @property
     def label(self) -> str:

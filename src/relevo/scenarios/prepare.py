@@ -23,7 +23,8 @@ from relevo.model import Temperature, Topology
 from relevo.providers.base import NodeState
 from relevo.scenarios.model import Setup
 
-CONTROLLER_READY_S = 10.0
+# Its first tick after a start: well under a second here, seconds on an emulated VM.
+CONTROLLER_READY_S = 30.0
 
 
 def desired_running(topology: Topology, setup: Setup) -> set[str]:

@@ -143,7 +143,10 @@ def result_dict(result: ScenarioResult) -> dict[str, Any]:
         "description": scenario.description,
         "load": scenario.load.describe(),
         "model": str(scenario.load.model),
-        "faults": [{"at_s": f.at_s, "action": str(f.action), "node": f.node} for f in scenario.faults],
+        "faults": [
+            {"at_s": f.at_s, "action": str(f.action), "node": f.node, "after": f.after}
+            for f in scenario.faults
+        ],
         "expect": scenario.expect.describe(),
     }
     out["markers"] = [

@@ -41,6 +41,8 @@ Progress = Callable[[str], None]
 EVENTS_AFTER_S = 1.0
 # A run may not outlast its plan by more than this (a stall the engine's timeouts should have ended).
 RUN_MARGIN_S = 120.0
+# How often a fault that waits for a controller event reads the journal.
+AFTER_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,13 +198,17 @@ def _inject(
     """Each fault at its time on the load's clock; a fault the load ended before is reported, not done."""
     markers: list[Marker] = []
     verdicts: list[Verdict] = []
+    began = time.time() - handle.elapsed_s()
     for fault in scenario.faults:
         while not handle.done and handle.elapsed_s() < fault.at_s:
             time.sleep(min(0.01, max(0.0, fault.at_s - handle.elapsed_s())))
+        while not handle.done and fault.after and not _journalled(cluster.topology, fault.after, began):
+            time.sleep(AFTER_POLL_S)
         if handle.done:
+            waited = f" and the controller's {fault.after}" if fault.after else ""
             verdicts.append(
                 Verdict(
-                    what=f"fault {fault.label} at {fault.at_s:g} s",
+                    what=f"fault {fault.label} at {fault.at_s:g} s{waited}",
                     ok=False,
                     detail="the load ended before it: lengthen the load or move the fault",
                 )
@@ -217,6 +223,14 @@ def _inject(
             continue
         markers.append(Marker(t_s=at, source="fault", kind=str(fault.action), label=fault.label))
     return markers, verdicts
+
+
+def _journalled(topology: Topology, kind: str, since: float) -> bool:
+    def match(event: Mapping[str, Any]) -> bool:
+        ts = event.get("ts")
+        return event.get("kind") == kind and isinstance(ts, int | float) and ts >= since
+
+    return bool(read_events(topology.state_dir / "events.jsonl", 1, keep=match))
 
 
 def per_second_latency(jtl: Path, started_at: float) -> dict[int, tuple[float, float]]:

@@ -17,11 +17,12 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from relevo.controller.service import unit_name
 from relevo.errors import RelevoError
 from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.lxd.transport import certificate_fingerprint
 from relevo.model import Capacity, ControllerSettings, Topology
-from relevo.render.systemd import render_systemd_unit, unit_name
+from relevo.render.systemd import render_systemd_unit
 from relevo.services import NodeFile
 from relevo.topology import parse_topology
 from relevo.vagrant.plan import VirtualMachine
@@ -99,7 +100,8 @@ def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
         "balancer": {
             "name": b.name,
             "address": balancer.address,
-            # Unused by the controller; the LXD provider wants a balancer's listeners on loopback.
+            # On the VM's loopback (proxy devices; the LXD provider wants a balancer's listeners there):
+            # `relevo scenarios` and `relevo bench` run on the VM load the frontend here.
             "frontend": {"address": "127.0.0.1", "port": b.frontend.port},
             "stats": {"address": "127.0.0.1", "port": b.stats.port},
             "balance": str(b.balance),
@@ -129,8 +131,8 @@ def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
             for value in [getattr(controller, field.name)]
         },
         "capacity": _capacity(topology.capacity),
-        # Every VM's containers are on its own bridge (the provisioning's), not on one relevo makes.
-        "providers": {"lxd": {"network": BRIDGE}},
+        # Every VM's containers are on its own bridge and made by its provisioning, not by relevo.
+        "providers": {"lxd": {"network": BRIDGE, "provisioned": True}},
         "nodes": {
             node.name: {
                 "role": str(node.role),

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import jinja2
 
+from relevo.controller.service import unit_name
 from relevo.errors import RelevoError
 from relevo.files import ensure_dir, write_atomic
 from relevo.model import Role, Topology
 from relevo.paths import StatePaths
+from relevo.providers.lxd import OWNER_KEY, cluster_tag
 from relevo.render.haproxy import HAProxyLayout, describe_source
-from relevo.render.systemd import unit_name
 from relevo.secrets import Secrets, load_or_create_secrets
 from relevo.services import NodeFile
 from relevo.vagrant.bundle import write_bundle
@@ -176,6 +177,7 @@ def render_provision(
 ) -> str:
     standby_for = topology.node(vm.node).standby_for if vm.role is Role.STANDBY else None
     state_dir = HOME / ".relevo"
+    vm_topology = controller_topology(topology, vms)
     return (
         _environment()
         .get_template("provision.sh.j2")
@@ -198,11 +200,13 @@ def render_provision(
             exe=str(EXE),
             topology_file=str(TOPOLOGY_FILE),
             state_dir=str(state_dir),
-            watch_unit=unit_name(controller_topology(topology, vms)),
+            watch_unit=unit_name(vm_topology),
             others=[
                 {"node": other.node, "container": container_name(topology, other.node)} for other in vms[1:]
             ],
             lxc_conf=str(LXC_CONF),
+            owner_key=OWNER_KEY,
+            owner=cluster_tag(vm_topology),
             bridge=BRIDGE,
             wait_s=WAIT_FOR_OTHERS_S,
         )
@@ -213,14 +217,17 @@ def proxy_devices(topology: Topology, vm: VirtualMachine) -> list[ProxyDevice]:
     """The seed's way out of a container: an LXD proxy device on the VM's address for each listener."""
     if vm.role is Role.BALANCER:
         ports = [
-            ("frontend", "the frontend", vm.port),
-            ("stats", "the stats GUI", topology.balancer.stats.port),
+            ("frontend", "the frontend", vm.address, vm.port),
+            ("stats", "the stats GUI", vm.address, topology.balancer.stats.port),
+            # Where the controller's topology says they are: `relevo scenarios` and `bench` on the VM.
+            ("frontend-lo", "the frontend", LOOPBACK, vm.port),
+            ("stats-lo", "the stats GUI", LOOPBACK, topology.balancer.stats.port),
         ]
     else:
-        ports = [("http", "Apache", vm.port)]
+        ports = [("http", "Apache", vm.address, vm.port)]
     devices = [
-        ProxyDevice(f"relevo-{name}", what, f"tcp:{vm.address}:{port}", f"tcp:{LOOPBACK}:{port}")
-        for name, what, port in ports
+        ProxyDevice(f"relevo-{name}", what, f"tcp:{address}:{port}", f"tcp:{LOOPBACK}:{port}")
+        for name, what, address, port in ports
     ]
     if vm.role is Role.BALANCER:
         # HAProxy's Runtime API socket on the VM, where its controller drives HAProxy (as the LXD

@@ -79,6 +79,21 @@ def chunked(sock: socket.socket, request: bytes, number: int) -> bool:
     return True
 
 
+def keepalive_expires(*, rst: bool) -> Behaviour:
+    """Answer the first request of each connection, keeping it open; then close it (a FIN, or an RST) as
+    the next request arrives: a server whose keep-alive timeout fired just as the client reused it."""
+
+    def behave(sock: socket.socket, request: bytes, number: int) -> bool:
+        if number == 1:
+            sock.sendall(ok_response())
+            return True
+        if rst:
+            return reset(sock, request, number)
+        return False
+
+    return behave
+
+
 def close_after_each(sock: socket.socket, request: bytes, number: int) -> bool:
     """Say Connection: close and close, as Apache does at MaxKeepAliveRequests."""
     sock.sendall(ok_response(close=True))

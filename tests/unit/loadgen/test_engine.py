@@ -26,6 +26,7 @@ from .conftest import (
     chunked,
     close_after_each,
     hang,
+    keepalive_expires,
     partial,
     reset,
     round_robin,
@@ -68,6 +69,30 @@ def test_failures_are_counted_by_kind(serve: Serve, behaviour: Behaviour, kind: 
     plan = simple_plan(server.url, threads=2, loops=3, timeout_s=0.3)
     stats = total(engine.run(plan, workers=1))
     assert (stats.count, stats.errors, stats.error_kinds) == (6, 6, {kind: 6})
+
+
+@pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
+@pytest.mark.parametrize("model", ["closed", "open"])
+def test_a_request_on_a_connection_the_server_just_closed_is_sent_again(
+    serve: Serve, rst: bool, model: str
+) -> None:
+    """A kept-alive connection closed (or reset) by the server as a GET went out on it, before one byte of
+    the answer: the GET goes again on a new connection, counted once, not as a failure."""
+    server = serve(keepalive_expires(rst=rst))
+    if model == "closed":
+        plan = simple_plan(server.url, threads=2, loops=4)
+    else:
+        plan = simple_plan(server.url, threads=1, loops=None, rate_rps=40, duration_s=0.5)
+    stats = total(engine.run(plan, workers=1))
+    assert stats.errors == 0, stats.error_kinds
+    assert len(server.requests) > stats.count >= 8  # the requests the server closed on reached it too
+
+
+def test_a_post_on_a_connection_the_server_just_closed_is_a_failure(serve: Serve) -> None:
+    """Not idempotent: it is never sent twice (the server may have acted on it)."""
+    server = serve(keepalive_expires(rst=False))
+    stats = total(engine.run(simple_plan(server.url, threads=1, loops=4, method="POST"), workers=1))
+    assert (stats.count, stats.errors, stats.error_kinds) == (4, 2, {"incomplete": 2})
 
 
 def test_chunked_and_connection_close_responses(serve: Serve) -> None:

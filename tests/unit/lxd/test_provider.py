@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relevo.errors import TopologyError
+from relevo.errors import ProviderError, TopologyError
 from relevo.lxd.client import Instance
 from relevo.lxd.errors import LXDNotFoundError
 from relevo.model import Capacity
@@ -73,15 +73,24 @@ def test_every_node_s_state_comes_from_one_listing(tmp_path: Path) -> None:
     [
         (Fault.CRASH, ("stop", "t-web1", "force")),
         (Fault.HANG, ("freeze", "t-web1")),
-        (Fault.RESUME, ("unfreeze", "t-web1")),
         (Fault.STOP, ("stop", "t-web1", "clean")),
     ],
 )
 def test_each_fault_is_its_container_action(tmp_path: Path, fault: Fault, call: tuple[str, ...]) -> None:
-    """crash = forced stop, hang = freeze, resume = unfreeze, stop = clean stop."""
+    """crash = forced stop, hang = freeze, stop = clean stop."""
     client = FakeClient({"t-web1": "Running"})
     provider_with(client, tmp_path).fault("web1", fault)
     assert call in client.calls
+
+
+def test_resume_unfreezes_a_frozen_container_and_leaves_a_running_one_alone(tmp_path: Path) -> None:
+    """As SIGCONT does nothing to a running process: LXD refuses to unfreeze a running container ("The
+    container is already running"), and `relevo scenarios` resumes every running node before each run."""
+    client = FakeClient({"t-web1": "Frozen", "t-web2": "Running"})
+    provider = provider_with(client, tmp_path)
+    provider.fault("web1", Fault.RESUME)
+    provider.fault("web2", Fault.RESUME)
+    assert [c for c in client.calls if c[0] == "unfreeze"] == [("unfreeze", "t-web1")]
 
 
 def test_a_web_node_listens_on_nothing_of_this_host(tmp_path: Path) -> None:
@@ -138,3 +147,45 @@ def test_every_node_on_the_provider_s_remote_needs_no_named_network(tmp_path: Pa
 def test_capacity_cpu_is_lxd_s_cpu_limits(cpu: float | None, limits: dict[str, str]) -> None:
     """capacity.cpu in cores → limits.cpu (whole CPUs, rounded up) and a hard allowance per 100 ms."""
     assert cpu_limits(Capacity(cpu=cpu)) == limits
+
+
+class ConfiguredClient(FakeClient):
+    """A FakeClient whose instances carry configuration (the owner key), and nothing to push files with:
+    a provider that tried to rewrite a provisioned container would fail here."""
+
+    def __init__(self, statuses: dict[str, str], config: dict[str, str]) -> None:
+        super().__init__(statuses)
+        self.config = config
+
+    def instance(self, name: str) -> Instance:
+        found = super().instance(name)
+        return Instance(name=found.name, status=found.status, status_code=0, config=self.config)
+
+
+PROVISIONED = TOPOLOGY + "providers:\n  lxd:\n    provisioned: true\n"
+
+
+def provisioned_provider(client: FakeClient, tmp_path: Path) -> LXDProvider:
+    topology = parse_topology(PROVISIONED, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
+    provider = LXDProvider(topology)
+    provider.placement._clients["local"] = client  # type: ignore[assignment]
+    return provider
+
+
+def test_a_provisioned_container_is_never_created_or_rewritten(tmp_path: Path) -> None:
+    """providers.lxd.provisioned: create() accepts the cluster's own container as it is, and names the
+    provisioning when the container is missing (nothing is created)."""
+    owner = provisioned_provider(FakeClient({}), tmp_path).owner
+    client = ConfiguredClient({"t-web1": "Running"}, {"user.relevo.cluster": owner})
+    provider = provisioned_provider(client, tmp_path)
+    provider.create("web1")
+    assert client.calls == [("instance", "t-web1")]
+    with pytest.raises(ProviderError, match=r"web2 has no container 't-web2': provisioning makes it"):
+        provider.create("web2")
+    assert client.calls[-1] == ("instance", "t-web2")
+
+
+def test_a_provisioned_cluster_still_refuses_a_container_it_does_not_own(tmp_path: Path) -> None:
+    client = ConfiguredClient({"t-web1": "Running"}, {"user.relevo.cluster": "someone-else"})
+    with pytest.raises(ProviderError, match="did not create"):
+        provisioned_provider(client, tmp_path).create("web1")

@@ -22,6 +22,7 @@ scenarios:
       - {at: 3.5s, hang: web2}
       - {at: 3s, kill: web1}
       - {at: 5s, kill-controller: true}
+      - {at: 4s, after: failover, start: web1}
     expect: {max_failed: 0, served_by: [web1bck], events: [failover]}
   closed:
     load: {threads: 50, loops: 20, ramp_up: 500ms}
@@ -46,10 +47,11 @@ def test_a_good_file_gives_scenarios_in_file_order_with_faults_sorted_by_time(to
     double = scenarios["double"]
     assert double.load.model is Model.OPEN
     assert (double.load.rate_rps, double.load.duration_s, double.load.loops) == (800.0, 6.0, None)
-    assert [(f.at_s, f.action, f.node) for f in double.faults] == [
-        (3.0, Action.KILL, "web1"),
-        (3.5, Action.HANG, "web2"),
-        (5.0, Action.KILL_CONTROLLER, None),
+    assert [(f.at_s, f.action, f.node, f.after) for f in double.faults] == [
+        (3.0, Action.KILL, "web1", None),
+        (3.5, Action.HANG, "web2", None),
+        (4.0, Action.START, "web1", "failover"),
+        (5.0, Action.KILL_CONTROLLER, None, None),
     ]
     assert double.setup.running == ("web1", "web2")
     assert double.expect.max_failed == 0
@@ -74,6 +76,12 @@ def test_a_good_file_gives_scenarios_in_file_order_with_faults_sorted_by_time(to
             "ha1 is the balancer",
         ),
         ("scenarios:\n  a:\n    faults:\n      - {at: 1s, kill: web1, hang: web2}\n", 4, 9, "exactly one"),
+        (
+            "scenarios:\n  a:\n    faults:\n      - {at: 1s, after: soon, start: web1}\n",
+            4,
+            25,
+            "expected a controller event, one of: health, failover",
+        ),
         ("scenarios:\n  a:\n    load: {rate: 10, loops: 3}\n", 3, 29, "no loops"),
         ("scenarios:\n  a:\n    load: {model: closed, rate: 10}\n", 3, 33, "needs `model: open`"),
         ("scenarios:\n  a:\n    setup: {running: [web1], in_rotation: [web1bck]}\n", 3, 43, "also be in"),

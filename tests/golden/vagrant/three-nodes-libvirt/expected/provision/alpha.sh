@@ -140,6 +140,11 @@ if ! lxc info "$CONTAINER" >/dev/null 2>&1; then
     # systemd inside the container needs nesting; no profile: its root disk and NIC are added here.
     lxc init "$IMAGE" "$CONTAINER" --no-profiles --storage "$POOL" -c security.nesting=true
 fi
+# The cluster's mark, as the lxd provider sets it: the controller's relevo (scenarios, status) then knows
+# the container for its own.
+if [ "$(lxc config get "$CONTAINER" user.relevo.cluster)" != b5c5137a5d7ee8e1 ]; then
+    lxc config set "$CONTAINER" user.relevo.cluster=b5c5137a5d7ee8e1
+fi
 if ! lxc config device get "$CONTAINER" root type >/dev/null 2>&1; then
     lxc config device add "$CONTAINER" root disk path=/ pool="$POOL"
 fi

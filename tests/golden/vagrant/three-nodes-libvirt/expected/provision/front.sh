@@ -101,6 +101,11 @@ if ! lxc info "$CONTAINER" >/dev/null 2>&1; then
     # systemd inside the container needs nesting; no profile: its root disk and NIC are added here.
     lxc init "$IMAGE" "$CONTAINER" --no-profiles --storage "$POOL" -c security.nesting=true
 fi
+# The cluster's mark, as the lxd provider sets it: the controller's relevo (scenarios, status) then knows
+# the container for its own.
+if [ "$(lxc config get "$CONTAINER" user.relevo.cluster)" != b5c5137a5d7ee8e1 ]; then
+    lxc config set "$CONTAINER" user.relevo.cluster=b5c5137a5d7ee8e1
+fi
 if ! lxc config device get "$CONTAINER" root type >/dev/null 2>&1; then
     lxc config device add "$CONTAINER" root disk path=/ pool="$POOL"
 fi
@@ -172,6 +177,22 @@ if [ "$(lxc config device get "$CONTAINER" relevo-stats listen 2>/dev/null || tr
     || [ "$(lxc config device get "$CONTAINER" relevo-stats connect 2>/dev/null || true)" != tcp:127.0.0.1:9001 ]; then
     lxc config device remove "$CONTAINER" relevo-stats >/dev/null 2>&1 || true
     lxc config device add "$CONTAINER" relevo-stats proxy listen=tcp:10.77.0.2:9001 connect=tcp:127.0.0.1:9001
+fi
+
+begin "expose the frontend on tcp:127.0.0.1:9000"
+# An LXD proxy device, replaced when it differs.
+if [ "$(lxc config device get "$CONTAINER" relevo-frontend-lo listen 2>/dev/null || true)" != tcp:127.0.0.1:9000 ] \
+    || [ "$(lxc config device get "$CONTAINER" relevo-frontend-lo connect 2>/dev/null || true)" != tcp:127.0.0.1:9000 ]; then
+    lxc config device remove "$CONTAINER" relevo-frontend-lo >/dev/null 2>&1 || true
+    lxc config device add "$CONTAINER" relevo-frontend-lo proxy listen=tcp:127.0.0.1:9000 connect=tcp:127.0.0.1:9000
+fi
+
+begin "expose the stats GUI on tcp:127.0.0.1:9001"
+# An LXD proxy device, replaced when it differs.
+if [ "$(lxc config device get "$CONTAINER" relevo-stats-lo listen 2>/dev/null || true)" != tcp:127.0.0.1:9001 ] \
+    || [ "$(lxc config device get "$CONTAINER" relevo-stats-lo connect 2>/dev/null || true)" != tcp:127.0.0.1:9001 ]; then
+    lxc config device remove "$CONTAINER" relevo-stats-lo >/dev/null 2>&1 || true
+    lxc config device add "$CONTAINER" relevo-stats-lo proxy listen=tcp:127.0.0.1:9001 connect=tcp:127.0.0.1:9001
 fi
 
 begin "expose HAProxy's Runtime API to the controller on unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock"

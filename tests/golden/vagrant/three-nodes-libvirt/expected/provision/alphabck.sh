@@ -23,6 +23,8 @@ finish() {
     rm -rf "$FILES" "$VMFILES" "$IMAGE_DIR"
     if [ "$status" -ne 0 ]; then
         echo "relevo: provisioning alphabck FAILED at step: $step (exit status $status)" >&2
+        # Said on the container too: the balancer's VM, waiting for this one, stops waiting.
+        lxc config set "$CONTAINER" user.relevo.provisioned="failed at: $step" >/dev/null 2>&1 || true
     fi
 }
 trap finish EXIT
@@ -170,6 +172,23 @@ push_file /var/www/relevo/index.html 0644
 push_file /etc/relevo/apache/httpd.conf 0644
 push_file /etc/systemd/system/relevo-apache.service 0644
 
+# add_proxy NAME KEY=VALUE...: the container's proxy device NAME, made anew. LXD gives the device's
+# forkproxy a few seconds to start, which a busy emulated VM can miss ("Failed to start device", seen
+# once in CI): three tries.
+add_proxy() {
+    local name=$1 attempt
+    shift
+    for attempt in 1 2 3; do
+        lxc config device remove "$CONTAINER" "$name" >/dev/null 2>&1 || true
+        if lxc config device add "$CONTAINER" "$name" proxy "$@"; then
+            return 0
+        fi
+        echo "relevo: alphabck: the proxy device $name did not start (try $attempt of 3)" >&2
+        sleep 5
+    done
+    return 1
+}
+
 begin "start $CONTAINER"
 if [ "$(lxc list "^$CONTAINER\$" --format csv -c s)" != RUNNING ]; then
     lxc start "$CONTAINER"
@@ -210,8 +229,7 @@ begin "expose Apache on tcp:10.77.0.5:8083"
 # An LXD proxy device, replaced when it differs.
 if [ "$(lxc config device get "$CONTAINER" relevo-http listen 2>/dev/null || true)" != tcp:10.77.0.5:8083 ] \
     || [ "$(lxc config device get "$CONTAINER" relevo-http connect 2>/dev/null || true)" != tcp:127.0.0.1:8083 ]; then
-    lxc config device remove "$CONTAINER" relevo-http >/dev/null 2>&1 || true
-    lxc config device add "$CONTAINER" relevo-http proxy listen=tcp:10.77.0.5:8083 connect=tcp:127.0.0.1:8083
+    add_proxy relevo-http listen=tcp:10.77.0.5:8083 connect=tcp:127.0.0.1:8083
 fi
 
 begin "stop $CONTAINER (a cold standby waits stopped until its primary fails)"

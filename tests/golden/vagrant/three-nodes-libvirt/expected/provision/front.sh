@@ -130,6 +130,23 @@ push_file /etc/haproxy/errors/relevo-503.http 0644
 push_file /etc/haproxy/haproxy.cfg 0600
 push_file /etc/systemd/system/haproxy.service.d/relevo.conf 0644
 
+# add_proxy NAME KEY=VALUE...: the container's proxy device NAME, made anew. LXD gives the device's
+# forkproxy a few seconds to start, which a busy emulated VM can miss ("Failed to start device", seen
+# once in CI): three tries.
+add_proxy() {
+    local name=$1 attempt
+    shift
+    for attempt in 1 2 3; do
+        lxc config device remove "$CONTAINER" "$name" >/dev/null 2>&1 || true
+        if lxc config device add "$CONTAINER" "$name" proxy "$@"; then
+            return 0
+        fi
+        echo "relevo: front: the proxy device $name did not start (try $attempt of 3)" >&2
+        sleep 5
+    done
+    return 1
+}
+
 begin "start $CONTAINER"
 if [ "$(lxc list "^$CONTAINER\$" --format csv -c s)" != RUNNING ]; then
     lxc start "$CONTAINER"
@@ -167,32 +184,28 @@ begin "expose the frontend on tcp:10.77.0.2:9000"
 # An LXD proxy device, replaced when it differs.
 if [ "$(lxc config device get "$CONTAINER" relevo-frontend listen 2>/dev/null || true)" != tcp:10.77.0.2:9000 ] \
     || [ "$(lxc config device get "$CONTAINER" relevo-frontend connect 2>/dev/null || true)" != tcp:127.0.0.1:9000 ]; then
-    lxc config device remove "$CONTAINER" relevo-frontend >/dev/null 2>&1 || true
-    lxc config device add "$CONTAINER" relevo-frontend proxy listen=tcp:10.77.0.2:9000 connect=tcp:127.0.0.1:9000
+    add_proxy relevo-frontend listen=tcp:10.77.0.2:9000 connect=tcp:127.0.0.1:9000
 fi
 
 begin "expose the stats GUI on tcp:10.77.0.2:9001"
 # An LXD proxy device, replaced when it differs.
 if [ "$(lxc config device get "$CONTAINER" relevo-stats listen 2>/dev/null || true)" != tcp:10.77.0.2:9001 ] \
     || [ "$(lxc config device get "$CONTAINER" relevo-stats connect 2>/dev/null || true)" != tcp:127.0.0.1:9001 ]; then
-    lxc config device remove "$CONTAINER" relevo-stats >/dev/null 2>&1 || true
-    lxc config device add "$CONTAINER" relevo-stats proxy listen=tcp:10.77.0.2:9001 connect=tcp:127.0.0.1:9001
+    add_proxy relevo-stats listen=tcp:10.77.0.2:9001 connect=tcp:127.0.0.1:9001
 fi
 
 begin "expose the frontend on tcp:127.0.0.1:9000"
 # An LXD proxy device, replaced when it differs.
 if [ "$(lxc config device get "$CONTAINER" relevo-frontend-lo listen 2>/dev/null || true)" != tcp:127.0.0.1:9000 ] \
     || [ "$(lxc config device get "$CONTAINER" relevo-frontend-lo connect 2>/dev/null || true)" != tcp:127.0.0.1:9000 ]; then
-    lxc config device remove "$CONTAINER" relevo-frontend-lo >/dev/null 2>&1 || true
-    lxc config device add "$CONTAINER" relevo-frontend-lo proxy listen=tcp:127.0.0.1:9000 connect=tcp:127.0.0.1:9000
+    add_proxy relevo-frontend-lo listen=tcp:127.0.0.1:9000 connect=tcp:127.0.0.1:9000
 fi
 
 begin "expose the stats GUI on tcp:127.0.0.1:9001"
 # An LXD proxy device, replaced when it differs.
 if [ "$(lxc config device get "$CONTAINER" relevo-stats-lo listen 2>/dev/null || true)" != tcp:127.0.0.1:9001 ] \
     || [ "$(lxc config device get "$CONTAINER" relevo-stats-lo connect 2>/dev/null || true)" != tcp:127.0.0.1:9001 ]; then
-    lxc config device remove "$CONTAINER" relevo-stats-lo >/dev/null 2>&1 || true
-    lxc config device add "$CONTAINER" relevo-stats-lo proxy listen=tcp:127.0.0.1:9001 connect=tcp:127.0.0.1:9001
+    add_proxy relevo-stats-lo listen=tcp:127.0.0.1:9001 connect=tcp:127.0.0.1:9001
 fi
 
 begin "expose HAProxy's Runtime API to the controller on unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock"
@@ -200,8 +213,7 @@ begin "expose HAProxy's Runtime API to the controller on unix:/var/lib/relevo-co
 install -d -m 0700 /var/lib/relevo-controller/.relevo/haproxy
 if [ "$(lxc config device get "$CONTAINER" relevo-runtime listen 2>/dev/null || true)" != unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock ] \
     || [ "$(lxc config device get "$CONTAINER" relevo-runtime connect 2>/dev/null || true)" != unix:/run/haproxy/admin.sock ]; then
-    lxc config device remove "$CONTAINER" relevo-runtime >/dev/null 2>&1 || true
-    lxc config device add "$CONTAINER" relevo-runtime proxy listen=unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock connect=unix:/run/haproxy/admin.sock mode=0600 uid=0 gid=0
+    add_proxy relevo-runtime listen=unix:/var/lib/relevo-controller/.relevo/haproxy/admin.sock connect=unix:/run/haproxy/admin.sock mode=0600 uid=0 gid=0
 fi
 
 begin "relevo's runtime in /opt/relevo (uploaded: no pip, no network)"
@@ -237,15 +249,33 @@ begin "wait for the other VMs' provisioning (their LXD over HTTPS, with this VM'
 waited=0
 while :; do
     pending=""
-    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alpha:shop-alpha user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
-        pending="$pending alpha"
-    fi
-    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get beta:shop-beta user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
-        pending="$pending beta"
-    fi
-    if [ "$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alphabck:shop-alphabck user.relevo.provisioned </dev/null 2>/dev/null || true)" != 1 ]; then
-        pending="$pending alphabck"
-    fi
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alpha:shop-alpha user.relevo.provisioned </dev/null 2>/dev/null || true)
+    case "$mark" in
+    1) ;;
+    failed*)
+        echo "relevo: alpha's provisioning $mark" >&2
+        exit 1
+        ;;
+    *) pending="$pending alpha" ;;
+    esac
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get beta:shop-beta user.relevo.provisioned </dev/null 2>/dev/null || true)
+    case "$mark" in
+    1) ;;
+    failed*)
+        echo "relevo: beta's provisioning $mark" >&2
+        exit 1
+        ;;
+    *) pending="$pending beta" ;;
+    esac
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alphabck:shop-alphabck user.relevo.provisioned </dev/null 2>/dev/null || true)
+    case "$mark" in
+    1) ;;
+    failed*)
+        echo "relevo: alphabck's provisioning $mark" >&2
+        exit 1
+        ;;
+    *) pending="$pending alphabck" ;;
+    esac
     if [ -z "$pending" ]; then
         break
     fi

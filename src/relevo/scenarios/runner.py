@@ -160,7 +160,7 @@ def run_one(
         finally:
             hangs.release_all()  # the workers stay stopped until the next preparation resumes them
         latencies = per_second_latency(jtl, result.started_at)
-    events = _events_during(topology, result.started_at, result.elapsed_s)
+    events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
     report = summarize(result.stats, meta=_meta(scenario, result), interrupted=result.interrupted)
     failovers = failovers_from_events(events, result.started_at)
     verdicts = [
@@ -202,7 +202,7 @@ def _inject(
     for fault in scenario.faults:
         while not handle.done and handle.elapsed_s() < fault.at_s:
             time.sleep(min(0.01, max(0.0, fault.at_s - handle.elapsed_s())))
-        while not handle.done and fault.after and not _journalled(cluster.topology, fault.after, began):
+        while not handle.done and fault.after and not _journalled(cluster.paths.events, fault.after, began):
             time.sleep(AFTER_POLL_S)
         if handle.done:
             waited = f" and the controller's {fault.after}" if fault.after else ""
@@ -225,12 +225,12 @@ def _inject(
     return markers, verdicts
 
 
-def _journalled(topology: Topology, kind: str, since: float) -> bool:
+def _journalled(journal: Path, kind: str, since: float) -> bool:
     def match(event: Mapping[str, Any]) -> bool:
         ts = event.get("ts")
         return event.get("kind") == kind and isinstance(ts, int | float) and ts >= since
 
-    return bool(read_events(topology.state_dir / "events.jsonl", 1, keep=match))
+    return bool(read_events(journal, 1, keep=match))
 
 
 def per_second_latency(jtl: Path, started_at: float) -> dict[int, tuple[float, float]]:
@@ -249,7 +249,7 @@ def per_second_latency(jtl: Path, started_at: float) -> dict[int, tuple[float, f
     }
 
 
-def _events_during(topology: Topology, started_at: float, elapsed_s: float) -> list[dict[str, Any]]:
+def _events_during(journal: Path, started_at: float, elapsed_s: float) -> list[dict[str, Any]]:
     end = started_at + elapsed_s + EVENTS_AFTER_S
 
     def inside(event: Mapping[str, Any]) -> bool:
@@ -257,7 +257,7 @@ def _events_during(topology: Topology, started_at: float, elapsed_s: float) -> l
         return isinstance(ts, int | float) and started_at - 0.05 <= ts <= end
 
     time.sleep(min(EVENTS_AFTER_S, 0.5))  # let the controller journal what it saw last
-    return read_events(topology.state_dir / "events.jsonl", keep=inside)
+    return read_events(journal, keep=inside)
 
 
 def _meta(scenario: Scenario, result: engine.RunResult) -> dict[str, object]:

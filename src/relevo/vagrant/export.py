@@ -53,6 +53,10 @@ BOOT_TIMEOUT_S = 1800
 # (under emulation, five VMs brought up in parallel take minutes).
 WAIT_FOR_OTHERS_S = 1800
 
+# How long a container's systemd has, after its start, to answer with a settled state (under emulation a
+# container's boot takes tens of seconds beside four other busy VMs).
+SYSTEMD_WAIT_S = 300
+
 # What may reach the Vagrantfile's Ruby strings: no quote, no `#{`, no backslash.
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9._/:@+-]{1,200}$")
 
@@ -209,6 +213,7 @@ def render_provision(
             owner=cluster_tag(vm_topology),
             bridge=BRIDGE,
             wait_s=WAIT_FOR_OTHERS_S,
+            systemd_wait_s=SYSTEMD_WAIT_S,
         )
     )
 

@@ -197,31 +197,70 @@ else
     started=0
 fi
 
+# wait_for_systemd BOUND_S: until the container's systemd answers with a settled state, "running" or
+# "degraded" (a failed unit of the image is not ours), or a failure after BOUND_S naming its last answer.
+# `is-system-running --wait` waits out the boot itself, but returns at once ("Failed to connect to bus")
+# while systemd's private socket does not exist yet: the next step's systemctl needs that bus answering.
+wait_for_systemd() {
+    local bound=$1 answer="" left
+    local deadline=$((SECONDS + bound))
+    while :; do
+        left=$((deadline - SECONDS))
+        # Any failure is in the answer, which decides below.
+        answer=$(timeout "$((left > 1 ? left : 1))" lxc exec "$CONTAINER" -- \
+            systemctl is-system-running --wait 2>&1) || true
+        case "${answer##*$'\n'}" in
+        running | degraded) return 0 ;;
+        esac
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "relevo: systemd in $CONTAINER did not come up within $bound s;" \
+                "its last answer: ${answer:-nothing}" >&2
+            return 1
+        fi
+        sleep 1
+    done
+}
+
 begin "wait for systemd in $CONTAINER"
-# "degraded" is fine here; a container whose systemd never comes up fails the next step loudly.
-timeout 120 lxc exec "$CONTAINER" -- systemctl is-system-running --wait >/dev/null 2>&1 || true
+wait_for_systemd 300
 
 begin "relevo-apache.service in $CONTAINER"
 # One `lxc exec` for the whole step (each costs seconds under emulation); the script comes on stdin.
 lxc exec "$CONTAINER" --env CHANGED="$changed" --env STARTED="$started" -- sh -eu <<'IN_CONTAINER'
 mkdir -p /etc/relevo/apache /var/www/relevo /run/relevo-apache /var/log/relevo-apache
 apache2 -t -f /etc/relevo/apache/httpd.conf
-if [ "$(systemctl is-enabled apache2.service 2>/dev/null || true)" = enabled ]; then
+# enabled UNIT: whether systemctl says UNIT is enabled (is-enabled exits 1 for every other state); no
+# answer at all, its bus not answering, is a failure, not "disabled".
+enabled() {
+    state=$(systemctl is-enabled "$1" 2>/dev/null) || :
+    if [ -z "$state" ]; then
+        echo "relevo: systemctl gave no state for $1" >&2
+        exit 1
+    fi
+    [ "$state" = enabled ]
+}
+if enabled apache2.service; then
     systemctl disable --now apache2.service
 fi
-if [ "$(systemctl is-enabled haproxy.service 2>/dev/null || true)" = enabled ]; then
+if enabled haproxy.service; then
     systemctl disable --now haproxy.service
 fi
 if [ "$CHANGED" = 1 ]; then
     systemctl daemon-reload
 fi
-if [ "$(systemctl is-enabled relevo-apache.service 2>/dev/null || true)" != enabled ]; then
+if ! enabled relevo-apache.service; then
     systemctl enable relevo-apache.service
 fi
 if ! systemctl is-active --quiet relevo-apache.service; then
     systemctl restart relevo-apache.service
 elif [ "$CHANGED" = 1 ] && [ "$STARTED" = 0 ]; then
     systemctl reload-or-restart relevo-apache.service
+fi
+# The next steps expose it: active now, or a failure that shows why.
+if ! systemctl is-active --quiet relevo-apache.service; then
+    systemctl status --no-pager --lines=20 relevo-apache.service >&2 || true
+    echo "relevo: relevo-apache.service is not active after its start" >&2
+    exit 1
 fi
 IN_CONTAINER
 

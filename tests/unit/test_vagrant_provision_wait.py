@@ -1,0 +1,156 @@
+"""The generated provisioning's waits, run for real in bash against a fake `systemctl` (and an `lxc` that
+runs the command after `--` on this host): a container's systemd whose bus does not answer yet is waited
+for, one that never settles is a clear failure within the bound, and a `systemctl` that gives no answer is
+never taken for "disabled". Time is simulated: the test's `sleep` advances bash's SECONDS at once."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from relevo.cli import cli
+from relevo.topology import default_text
+from relevo.vagrant.export import SYSTEMD_WAIT_S
+
+BUS_ERROR = "Failed to connect to bus: No such file or directory"
+
+# systemctl as the container would run it: its first FAILS calls fail as systemd's missing private socket
+# makes it fail, then it answers ANSWER (exit status 1 unless "running", as systemctl's own).
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$*" >>"$CALLS"
+count=$(wc -l <"$CALLS")
+if [ "$count" -le "$FAILS" ]; then
+    echo "{bus_error}" >&2
+    exit 1
+fi
+echo "$ANSWER"
+[ "$ANSWER" = running ]
+""".replace("{bus_error}", BUS_ERROR)
+
+# lxc exec CONTAINER [--env K=V]... -- ARGV: ARGV, here.
+FAKE_LXC = """#!/bin/sh
+while [ "$1" != "--" ]; do shift; done
+shift
+exec "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The seed's provisioning scripts as `relevo export vagrant` writes them."""
+    root = tmp_path_factory.mktemp("export")
+    topology = root / "relevo.yaml"
+    topology.write_text(default_text())
+    result = CliRunner().invoke(cli, ["-f", str(topology), "export", "vagrant", str(root / "out")])
+    assert result.exit_code == 0, result.output
+    return {p.stem: p.read_text() for p in (root / "out" / "provision").glob("*.sh")}
+
+
+def function(script: str, name: str) -> str:
+    """The shell function NAME's definition, as written in the script."""
+    found = re.search(rf"^ *{name}\(\) \{{\n.*?^ *\}}\n", script, re.MULTILINE | re.DOTALL)
+    assert found, f"no function {name} in the script"
+    return found.group(0)
+
+
+def fakes(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("systemctl", FAKE_SYSTEMCTL), ("lxc", FAKE_LXC)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def run_wait(
+    tmp_path: Path, script: str, *, fails: int, answer: str, bound_s: int
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    calls = tmp_path / "calls"
+    calls.touch()
+    harness = (
+        "set -euo pipefail\n"
+        "CONTAINER=relevo-web1\n"
+        # The injected clock: a sleep takes no time, and bash's SECONDS moves on by its length.
+        "sleep() { SECONDS=$((SECONDS + $1)); }\n"
+        f"{function(script, 'wait_for_systemd')}"
+        f"wait_for_systemd {bound_s}\n"
+    )
+    env = {
+        "PATH": f"{fakes(tmp_path)}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "FAILS": str(fails),
+        "ANSWER": answer,
+    }
+    result = subprocess.run(["bash", "-c", harness], env=env, capture_output=True, text=True, timeout=120)
+    return result, calls.read_text().splitlines()
+
+
+@pytest.mark.parametrize("node", ["web1", "web1bck", "ha1"])
+def test_every_vm_waits_for_systemd_with_the_bound(scripts: dict[str, str], node: str):
+    """Each VM's script waits for its container's systemd, bounded by SYSTEMD_WAIT_S, before its
+    service's step."""
+    script = scripts[node]
+    wait = script.index(f"\nwait_for_systemd {SYSTEMD_WAIT_S}\n")
+    first_systemctl_in_container = script.index("-- sh -eu <<'IN_CONTAINER'")
+    assert script.index('begin "start $CONTAINER"') < wait < first_systemctl_in_container
+    assert script.count("systemctl is-system-running") == 1  # the wait's own, nowhere else
+
+
+@pytest.mark.parametrize("answer", ["degraded", "running"])
+def test_wait_outlasts_a_bus_not_answering_yet(scripts: dict[str, str], tmp_path: Path, answer: str):
+    """systemctl failing with "Failed to connect to bus" for its first calls is asked again until it
+    gives a settled state, and the wait then succeeds."""
+    result, calls = run_wait(tmp_path, scripts["web1"], fails=3, answer=answer, bound_s=SYSTEMD_WAIT_S)
+    assert result.returncode == 0, result.stderr
+    assert calls == ["is-system-running --wait"] * 4
+
+
+@pytest.mark.parametrize(
+    ("fails", "answer", "said"),
+    [(10**6, "running", BUS_ERROR), (0, "maintenance", "maintenance"), (0, "offline", "offline")],
+)
+def test_wait_that_never_settles_fails_clearly_within_the_bound(
+    scripts: dict[str, str], tmp_path: Path, fails: int, answer: str, said: str
+):
+    """A systemd that never answers (or stays in maintenance/offline) fails the wait once the bound
+    has passed, with a message naming the container, the bound and systemctl's last answer."""
+    bound_s = 30
+    result, calls = run_wait(tmp_path, scripts["web1"], fails=fails, answer=answer, bound_s=bound_s)
+    assert result.returncode == 1
+    assert f"systemd in relevo-web1 did not come up within {bound_s} s" in result.stderr
+    assert said in result.stderr
+    # One try per simulated second, then the failure: bounded, not forever.
+    assert bound_s <= len(calls) <= bound_s + 1
+
+
+@pytest.mark.parametrize(
+    ("fails", "answer", "status", "said"),
+    [(0, "enabled", 0, ""), (0, "disabled", 1, ""), (1, "", 1, "systemctl gave no state for apache2")],
+)
+def test_enabled_never_takes_no_answer_for_disabled(
+    scripts: dict[str, str], tmp_path: Path, fails: int, answer: str, status: int, said: str
+):
+    """The container step's `enabled` says yes for "enabled", no for another state, and stops the step
+    (exit 1, a message) when systemctl gives no state at all."""
+    calls = tmp_path / "calls"
+    calls.touch()
+    harness = (
+        f"{function(scripts['web1'], 'enabled')}if enabled apache2.service; then echo yes; else echo no; fi\n"
+    )
+    env = {
+        "PATH": f"{fakes(tmp_path)}:/usr/bin:/bin",
+        "CALLS": str(calls),
+        "FAILS": str(fails),
+        "ANSWER": answer,
+    }
+    result = subprocess.run(["sh", "-eu", "-c", harness], env=env, capture_output=True, text=True, timeout=60)
+    if said:
+        assert result.returncode == 1
+        assert said in result.stderr
+        assert result.stdout == ""
+    else:
+        assert result.stdout.strip() == ("yes" if status == 0 else "no")

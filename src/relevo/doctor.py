@@ -12,11 +12,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from relevo.commands import SEARCH_PATH
 from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import LXDClient
 from relevo.lxd.errors import LXDError, LXDUnreachableError
 
-SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 SUDO = "" if os.geteuid() == 0 else "sudo "
 
 

@@ -16,20 +16,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir
 from relevo.paths import StatePaths
 from relevo.procs import command_line
-
-if TYPE_CHECKING:
-    from relevo.providers.base import NodeState
 
 POLL_S = 0.02
 # How long `up`, `down`, `start` and `stop` wait for another writer (the controller's start of a node
@@ -135,48 +130,3 @@ def cluster_lock(
     """The cluster's writer lock (claims the state directory first: created 0700, refused if unsafe)."""
     claim_state_dir(paths.root)
     return hold(paths.cluster_lock, wait_s=wait_s, what=what, cancelled=cancelled)
-
-
-class LockedNodes:
-    """The provider verbs the controller's loop uses, with each start and stop done under the cluster
-    lock (the loop's `Nodes`): the controller never acts while `up`, `down`, `start` or `stop` does.
-    A lock not had within ACTION_WAIT_S fails the action; the loop retries it after a backoff."""
-
-    ACTION_WAIT_S = 5.0
-
-    def __init__(self, nodes: _Nodes, paths: StatePaths, *, cancelled: Callable[[], bool]) -> None:
-        self.nodes = nodes
-        self.paths = paths
-        self.cancelled = cancelled
-
-    def start(self, node: str) -> None:
-        with self._lock(f"controller: start {node}"):
-            self.nodes.start(node)
-
-    def stop(self, node: str) -> None:
-        with self._lock(f"controller: stop {node}"):
-            self.nodes.stop(node)
-
-    def kill(self, node: str, sig: signal.Signals) -> None:
-        self.nodes.kill(node, sig)  # a fault or the first half of a restart: no state to guard
-
-    def status(self, node: str) -> NodeState:
-        return self.nodes.status(node)
-
-    def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]:
-        return self.nodes.statuses(nodes)
-
-    def _lock(self, what: str) -> contextlib.AbstractContextManager[HeldLock]:
-        return cluster_lock(self.paths, what=what, wait_s=self.ACTION_WAIT_S, cancelled=self.cancelled)
-
-
-class _Nodes(Protocol):
-    def start(self, node: str) -> None: ...
-
-    def stop(self, node: str) -> None: ...
-
-    def kill(self, node: str, sig: signal.Signals) -> None: ...
-
-    def status(self, node: str) -> NodeState: ...
-
-    def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck as Health
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relevo.commands import run
 from relevo.paths import StatePaths
-from relevo.providers.tools import find_apache, find_haproxy, run
+from relevo.providers.tools import find_apache, find_haproxy
 from relevo.render.apache import layout_for, worker_account, write_apache_files
 from relevo.render.haproxy import write_haproxy_files
 from relevo.secrets import Secrets

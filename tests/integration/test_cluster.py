@@ -182,10 +182,11 @@ def test_failed_bring_up_leaves_nothing_running(cluster_dir: Path):
 
 def test_missing_tool_is_reported_with_the_install_command(cluster_dir: Path, monkeypatch):
     """Without haproxy on PATH, relevo says exactly what to install."""
+    from relevo import commands
     from relevo.errors import MissingToolError
     from relevo.providers import tools
 
-    monkeypatch.setattr(tools, "SEARCH_PATH", str(cluster_dir))
+    monkeypatch.setattr(commands, "SEARCH_PATH", str(cluster_dir))
     tools.find_haproxy.cache_clear()
     try:
         with pytest.raises(MissingToolError, match="apt-get install haproxy apache2"):

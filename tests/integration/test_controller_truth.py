@@ -28,10 +28,10 @@ from relevo.controller import daemon
 from relevo.controller.events import EventLog, read_events
 from relevo.controller.haproxy_view import Balancer
 from relevo.controller.loop import Controller
-from relevo.controller.maintenance import start_node, stop_node
 from relevo.controller.state import ServerView
 from relevo.errors import RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
+from relevo.maintenance import start_node, stop_node
 from relevo.procs import ProcessRecord, group_members, is_ours
 from relevo.providers.base import NodeState
 from relevo.topology import load_topology

@@ -23,12 +23,13 @@ import pytest
 
 from relevo import lifecycle
 from relevo.cluster import Cluster
+from relevo.commands import run
 from relevo.controller import daemon
 from relevo.errors import RelevoError
 from relevo.procs import ProcessRecord, is_ours
 from relevo.providers.base import NodeState
 from relevo.providers.records import APACHE
-from relevo.providers.tools import find_apache, run
+from relevo.providers.tools import find_apache
 from relevo.topology import load_topology
 
 from .conftest import make_topology_file, skip_without_daemons, wait_until

@@ -28,9 +28,9 @@ from relevo.loadgen.plan import (
     simple_plan,
     with_target,
 )
+from relevo.loadgen.summary import SummaryReport, summarize
 from relevo.report.as_json import to_dict
 from relevo.report.progress import ProgressLine
-from relevo.report.summary import SummaryReport, summarize
 from relevo.report.table import print_report
 
 DEFAULT_DURATION_S = 10.0

@@ -200,7 +200,7 @@ def _count(value: int | None) -> str:
 def start(ctx: click.Context, node: str) -> None:
     """Start NODE (a web node, a standby or the balancer). A primary left in drain or maint by `relevo
     stop` (or by hand) is put back in service once it answers."""
-    from relevo.controller.maintenance import start_node
+    from relevo.maintenance import start_node
 
     topology = get_topology(ctx)
     start_node(topology, _node_name(topology, node), progress=_progress)
@@ -215,7 +215,7 @@ def stop(ctx: click.Context, node: str) -> None:
     """Stop NODE gracefully (SIGTERM, then SIGKILL after a few seconds). A primary with a standby is
     drained first: set to drain, its standby put in service, its sessions left to end (at most
     `controller.drain_timeout`), then stopped; no request fails. `relevo start NODE` puts it back."""
-    from relevo.controller.maintenance import stop_node
+    from relevo.maintenance import stop_node
 
     topology = get_topology(ctx)
     stop_node(topology, _node_name(topology, node), progress=_progress)
@@ -290,6 +290,6 @@ def render_text(topology: Topology, what: str, node: str | None, *, show_secrets
         return render_apache(
             topology, web, layout_for(web, paths, find_apache().modules_dir), run_as=worker_account()
         )
-    from relevo.render.systemd import render_systemd_unit
+    from relevo.controller.systemd import render_systemd_unit
 
     return render_systemd_unit(topology)

@@ -216,9 +216,9 @@ def _run(topology: Topology, chosen: list[Any], opts: dict[str, Any]) -> list[An
 
 
 def _output(topology: Topology, results: list[Any], opts: dict[str, Any]) -> None:
+    from relevo.report.as_json import result_dict
     from relevo.report.comparison import comparison_text
     from relevo.report.html import write_report
-    from relevo.scenarios.result import result_dict
 
     data = {r.scenario.name: result_dict(r) for r in results}
     if opts["as_json"]:

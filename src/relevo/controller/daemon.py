@@ -25,6 +25,7 @@ from relevo.controller import service
 from relevo.controller.events import EventKind, EventLog, read_events
 from relevo.controller.haproxy_view import PolledBalancer, RuntimeBalancer
 from relevo.controller.health import ProbeResult
+from relevo.controller.locked_nodes import LockedNodes
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
 from relevo.errors import RelevoError
@@ -138,7 +139,7 @@ def build_controller(
     )
     controller = Controller(
         topology,
-        nodes=lock.LockedNodes(cluster, paths, cancelled=stopping),
+        nodes=LockedNodes(cluster, paths, cancelled=stopping),
         balancer=balancer,
         collect=lambda names: prober.collect(names, wait_s),
         events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),

@@ -12,19 +12,56 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import MutableSequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from relevo.loadgen.client import Connection, Sampler, monotonic_ns
+from relevo.loadgen.jtl import JtlWriter
 from relevo.loadgen.plan import ThreadGroup
+from relevo.loadgen.recorder import Recorder
 from relevo.loadgen.shares import GroupShare
 from relevo.loadgen.stats import ErrorKind
-
-if TYPE_CHECKING:
-    from relevo.loadgen.worker import Runner
+from relevo.loadgen.timeouts import TimeoutTimer
 
 NEVER_NS = 1 << 62
 # The open model's shortest sleep between two sends (see OpenGroup.tick).
 MIN_WAKE_NS = 1_000_000
+
+
+class DriverHost(Protocol):
+    """What the drivers use of the worker that runs them (`worker.Runner`; a protocol, so the drivers
+    never import the worker): its loop and clocks, where samples are recorded, the connections it owns,
+    and where users report their lives."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def timer(self) -> TimeoutTimer: ...
+    @property
+    def t0_ns(self) -> int: ...
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def recorder(self) -> Recorder: ...
+    @property
+    def sink(self) -> JtlWriter | None: ...
+    @property
+    def timing(self) -> bool: ...
+    @property
+    def served_key(self) -> bytes: ...
+    @property
+    def conns(self) -> set[Connection]: ...
+    @property
+    def unstarted(self) -> dict[ClosedUser, asyncio.TimerHandle]: ...
+
+    def user_started(self, group: int) -> None: ...
+
+    def user_finished(self, group: int) -> None: ...
+
+    def track_start(self, user: ClosedUser, handle: asyncio.TimerHandle) -> None: ...
+
+    def fail(self, conn: Connection, kind: ErrorKind) -> None: ...
+
+    def emit(self, conn: Connection, end_ns: int, kind: ErrorKind | None) -> None: ...
 
 
 class ClosedUser:
@@ -34,7 +71,7 @@ class ClosedUser:
 
     def __init__(
         self,
-        runner: Runner,
+        runner: DriverHost,
         group: int,
         samplers: tuple[Sampler, ...],
         *,
@@ -166,7 +203,12 @@ class OpenGroup:
     )
 
     def __init__(
-        self, runner: Runner, spec: ThreadGroup, share: GroupShare, samplers: tuple[Sampler, ...], t0_ns: int
+        self,
+        runner: DriverHost,
+        spec: ThreadGroup,
+        share: GroupShare,
+        samplers: tuple[Sampler, ...],
+        t0_ns: int,
     ) -> None:
         assert spec.rate_rps is not None
         self.runner = runner
@@ -334,7 +376,7 @@ class OpenGroup:
 
 
 def schedule_users(
-    runner: Runner, spec: ThreadGroup, share: GroupShare, samplers: tuple[Sampler, ...]
+    runner: DriverHost, spec: ThreadGroup, share: GroupShare, samplers: tuple[Sampler, ...]
 ) -> int:
     """Create this worker's users of a closed group, each starting at its place in the ramp-up."""
     loop: asyncio.AbstractEventLoop = runner.loop

@@ -10,23 +10,20 @@ instead (the provider pushes a static interface file before the first start). /e
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import platform
-import shutil
-import signal
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relevo.errors import MissingToolError, ProviderError, RelevoError
+from relevo.build_dirs import cache_dir, remove_tree
+from relevo.commands import run_streaming, tool
+from relevo.errors import RelevoError
 from relevo.lxd.errors import LXDNotFoundError
 
 if TYPE_CHECKING:
@@ -37,7 +34,6 @@ DEFAULT_ALIAS = "relevo/bookworm"
 RECIPE_VERSION = 1
 DEBOOTSTRAP_TIMEOUT_S = 15 * 60.0
 PACK_TIMEOUT_S = 5 * 60.0
-SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 LXD_ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -116,25 +112,6 @@ class BuiltImage:
     size_bytes: int
 
 
-def cache_dir(kind: str = "images") -> Path:
-    """~/.cache/relevo/KIND (or under $XDG_CACHE_HOME), created private to this user."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "relevo" / kind
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Trust no directory someone else owns: relevo often runs as root, and a tarball or a box planted
-    # here would become every container's root filesystem or every VM's disk.
-    if path.stat().st_uid != os.geteuid():
-        raise RelevoError(f"{path} belongs to another user; refusing to use it as the {kind} cache")
-    return path
-
-
-def tool(name: str, package: str) -> str:
-    found = shutil.which(name, path=SEARCH_PATH)
-    if found is None:
-        raise MissingToolError(f"{name} is not installed: install it with `sudo apt-get install {package}`")
-    return found
-
-
 def build_image(
     recipe: ImageRecipe | None = None,
     *,
@@ -169,7 +146,7 @@ def build_image(
             recipe.mirror,
         ]
         progress(f"debootstrap {recipe.suite} from {recipe.mirror} (a minute or two)")
-        _run_streaming(argv, progress, DEBOOTSTRAP_TIMEOUT_S)
+        run_streaming(argv, progress, DEBOOTSTRAP_TIMEOUT_S)
         progress("configuring the root filesystem")
         _customize(rootfs)
         (workdir / "metadata.yaml").write_text(recipe.metadata_yaml(int(time.time())))
@@ -180,62 +157,13 @@ def build_image(
         progress(f"packing {target.name}")
         partial = workdir / "image.tar.zst"
         pack = [tar, "--numeric-owner", "--zstd", "-C", str(workdir), "-cf", str(partial)]
-        _run_streaming([*pack, "metadata.yaml", "templates", "rootfs"], progress, PACK_TIMEOUT_S)
+        run_streaming([*pack, "metadata.yaml", "templates", "rootfs"], progress, PACK_TIMEOUT_S)
         partial.replace(target)
     finally:
-        _remove_tree(workdir)
+        remove_tree(workdir)
     size = target.stat().st_size
     progress(f"built {target} ({size / 1e6:.0f} MB)")
     return BuiltImage(target, False, time.monotonic() - started, size)
-
-
-def _run_streaming(argv: list[str], progress: Progress, timeout_s: float) -> None:
-    """Run `argv` in its own process group, passing each output line to `progress`; on timeout or
-    interrupt the whole group is stopped (debootstrap runs dpkg and chroot below it)."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    timed_out = threading.Event()
-
-    def expire() -> None:
-        timed_out.set()
-        _kill_group(proc)
-
-    timer = threading.Timer(timeout_s, expire)
-    timer.start()
-    tail: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                tail = [*tail[-19:], line]
-                progress(line)
-        proc.wait()
-    except BaseException:
-        _kill_group(proc)
-        raise
-    finally:
-        timer.cancel()
-    if timed_out.is_set():
-        raise ProviderError(f"{Path(argv[0]).name} took longer than {timeout_s:.0f} s", command=argv)
-    if proc.returncode != 0:
-        raise ProviderError(
-            f"{Path(argv[0]).name} failed (exit {proc.returncode})", command=argv, output="\n".join(tail)
-        )
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this process leads: only what we started
-        proc.wait()
 
 
 def _customize(rootfs: Path) -> None:
@@ -257,29 +185,6 @@ def _customize(rootfs: Path) -> None:
         for path in (rootfs / leftovers).glob("*"):
             if path.is_file() and path.name != "lock":
                 path.unlink()
-
-
-def _mounts_below(path: Path) -> list[Path]:
-    """Mount points under `path` (debootstrap mounts /proc and /sys in the target while it works; an
-    interrupted run can leave them), deepest first."""
-    prefix = str(path.resolve()) + "/"
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mount_point = line.split()[4].replace("\\040", " ")
-        if mount_point.startswith(prefix):
-            found.append(Path(mount_point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a build directory, never following into a file system still mounted inside it."""
-    if not path.exists():
-        return
-    for mount_point in _mounts_below(path):
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=False, timeout=30, capture_output=True)
-    if _mounts_below(path):
-        raise RelevoError(f"{path} still has file systems mounted inside; unmount them and remove it by hand")
-    shutil.rmtree(path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from relevo.commands import run
 from relevo.files import ensure_dir, read_or_empty, write_atomic
-from relevo.providers.tools import run
 from relevo.services import NodeFile
 
 

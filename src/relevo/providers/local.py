@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from relevo.commands import run
 from relevo.errors import MissingToolError, ProviderError
 from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail
 from relevo.model import Endpoint, Node, Topology
@@ -32,7 +33,7 @@ from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem
 from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.host import LocalHost, install
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
-from relevo.providers.tools import find_apache, find_haproxy, run
+from relevo.providers.tools import find_apache, find_haproxy
 from relevo.render.haproxy import Binds, HAProxyLayout
 from relevo.services.apache import ApacheService
 from relevo.services.haproxy import HAProxyService, save_server_state

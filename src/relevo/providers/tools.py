@@ -1,18 +1,14 @@
-"""Finding the programs relevo drives on this machine, and running them with a timeout."""
+"""Finding the daemons relevo runs on this machine: HAProxy, and Apache with its modules."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from relevo.errors import MissingToolError, ProviderError
+from relevo.commands import which
+from relevo.errors import MissingToolError
 
-# sbin is not on every user's PATH, but that is where distributions put both daemons.
-SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 APACHE_MODULE_DIRS = (
     "/usr/lib/apache2/modules",  # Debian, Ubuntu
     "/usr/lib64/httpd/modules",  # Fedora, RHEL
@@ -34,14 +30,6 @@ class Apache:
     modules_dir: Path
 
 
-def which(*names: str) -> Path | None:
-    for name in names:
-        found = shutil.which(name, path=SEARCH_PATH)
-        if found:
-            return Path(found)
-    return None
-
-
 @cache
 def find_haproxy() -> Path:
     found = which("haproxy")
@@ -61,21 +49,3 @@ def find_apache() -> Apache:
     raise MissingToolError(
         f"found {binary} but not its modules (mod_headers.so) in any of: {', '.join(APACHE_MODULE_DIRS)}"
     )
-
-
-def run(command: list[str], *, timeout_s: float = 30.0, what: str) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion; a non-zero exit or a timeout becomes a ProviderError."""
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        raise ProviderError(
-            f"{what}: no answer after {timeout_s:g}s", command=command, output=output
-        ) from None
-    except OSError as exc:
-        raise ProviderError(f"{what}: {exc.strerror}", command=command) from None
-    if result.returncode != 0:
-        raise ProviderError(
-            f"{what} (exit status {result.returncode})", command=command, output=result.stdout + result.stderr
-        )
-    return result

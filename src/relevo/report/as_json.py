@@ -1,11 +1,14 @@
 """The Summary Report as JSON: TOTAL's numbers at the top level (stable keys for scripts), then every
-label's row, the per-second series and where the numbers came from."""
+label's row, the per-second series and where the numbers came from; a scenario's result (`relevo scenarios
+--json`) is the same keys plus its scenario, faults, events and verdicts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from relevo.report.summary import SummaryReport, SummaryRow
+from relevo.loadgen.summary import SummaryReport, SummaryRow
+from relevo.scenarios.result import ScenarioResult
+from relevo.scenarios.seed import SEED_ROWS
 
 
 def _key(percentile: float) -> str:
@@ -54,4 +57,50 @@ def to_dict(report: SummaryReport) -> dict[str, Any]:
         for s in report.series
     ]
     out["meta"] = dict(report.meta)
+    return out
+
+
+def result_dict(result: ScenarioResult) -> dict[str, Any]:
+    """`relevo bench --json`'s keys for the scenario's run, plus its scenario, faults, controller events,
+    failover times and verdicts."""
+    out = to_dict(result.report)
+    scenario = result.scenario
+    out["scenario"] = {
+        "description": scenario.description,
+        "load": scenario.load.describe(),
+        "model": str(scenario.load.model),
+        "faults": [
+            {"at_s": f.at_s, "action": str(f.action), "node": f.node, "after": f.after}
+            for f in scenario.faults
+        ],
+        "expect": scenario.expect.describe(),
+    }
+    out["markers"] = [
+        {"t_s": round(m.t_s, 3), "source": m.source, "kind": m.kind, "label": m.label} for m in result.markers
+    ]
+    out["events"] = [dict(e) for e in result.events]
+    out["failovers"] = [
+        {
+            "standby": f.standby,
+            "at_s": round(f.at_s, 3),
+            "detection_s": f.detection_s,
+            "standby_start_s": f.standby_start_s,
+            "until_served_s": f.until_served_s,
+        }
+        for f in result.failovers
+    ]
+    out["verdicts"] = [{"what": v.what, "ok": v.ok, "detail": v.detail} for v in result.verdicts]
+    out["passed"] = result.passed
+    seed = SEED_ROWS.get(scenario.seed_row or "")
+    if seed is not None:
+        out["seed"] = {
+            "title": seed.title,
+            "samples": seed.samples,
+            "average_ms": seed.mean_ms,
+            "min_ms": seed.min_ms,
+            "max_ms": seed.max_ms,
+            "stddev_ms": seed.stddev_ms,
+            "error_pct": seed.error_pct,
+            "throughput_rps": seed.throughput_rps,
+        }
     return out

@@ -9,7 +9,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from relevo.report.summary import PERCENTILES, SummaryReport, SummaryRow
+from relevo.loadgen.summary import PERCENTILES, SummaryReport, SummaryRow
 
 JMETER_COLUMNS = (
     "Label",

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relevo.report.summary import SummaryReport
+from relevo.loadgen.summary import SummaryReport
 from relevo.scenarios.model import Expectation
 from relevo.scenarios.result import Failover, Verdict
 

@@ -1,6 +1,6 @@
-"""Reads a user's scenario file (YAML) into `Scenario`s, with the topology reader's rules: every error
-names the file, line and column and what was expected (exit status 2), unknown keys are errors, and node
-names are checked against the topology before anything runs.
+"""Reads a user's scenario file (YAML) into `Scenario`s, read as the topology is (`relevo.positioned`):
+every error names the file, line and column and what was expected (exit status 2), unknown keys are
+errors, and node names are checked against the topology before anything runs.
 
     version: 1
     scenarios:
@@ -27,6 +27,7 @@ import yaml
 from relevo.controller.events import EventKind
 from relevo.errors import TopologyError
 from relevo.model import Role, Topology
+from relevo.positioned import PositionedReader, compose_yaml, read_yaml_text
 from relevo.scenarios.model import (
     CONTROLLER_ACTIONS,
     OPEN_CONNECTIONS,
@@ -43,7 +44,6 @@ from relevo.scenarios.model import (
     Scenario,
     Setup,
 )
-from relevo.topology import _Reader, compose_yaml, read_yaml_text
 
 MAX_FILE_BYTES = 1 << 20
 MAX_FAULTS = 1000
@@ -77,40 +77,37 @@ def parse_scenarios(
     return _ScenarioReader(source, topology).file(root)
 
 
-class _ScenarioReader(_Reader):
-    """The topology reader's typed getters (positions kept), plus the scenario file's sections."""
+class _ScenarioReader:
+    """The scenario file's sections, each value read where it stands (a `PositionedReader` raising
+    `ScenarioFileError`), node names checked against the topology when one is given."""
 
     def __init__(self, source: Path | None, topology: Topology | None) -> None:
-        super().__init__(source)
+        self.read = PositionedReader(source, error=ScenarioFileError)
         self.known = topology
 
-    def fail(self, node: yaml.Node, message: str) -> TopologyError:
-        mark = node.start_mark
-        return ScenarioFileError(message, path=self.source, line=mark.line + 1, column=mark.column + 1)
-
     def file(self, root: yaml.Node) -> dict[str, Scenario]:
-        top = self.mapping(root, "top level", {"version", "scenarios"})
+        top = self.read.mapping(root, "top level", {"version", "scenarios"})
         if "version" in top:
-            self.integer(top["version"], "version", low=1, high=1)
+            self.read.integer(top["version"], "version", low=1, high=1)
         if "scenarios" not in top:
-            raise self.fail(root, "top level: missing `scenarios:` (a mapping of names to scenarios)")
+            raise self.read.fail(root, "top level: missing `scenarios:` (a mapping of names to scenarios)")
         node = top["scenarios"]
         if not isinstance(node, yaml.MappingNode) or not node.value:
-            raise self.fail(node, "scenarios: expected a mapping of scenario names to their settings")
+            raise self.read.fail(node, "scenarios: expected a mapping of scenario names to their settings")
         out: dict[str, Scenario] = {}
         for key_node, value_node in node.value:
-            name = self.name(key_node, "scenarios")
+            name = self.read.name(key_node, "scenarios")
             if name in out:
-                raise self.fail(key_node, f"scenarios: duplicate scenario name {name!r}")
+                raise self.read.fail(key_node, f"scenarios: duplicate scenario name {name!r}")
             out[name] = self.scenario(name, value_node)
         return out
 
     def scenario(self, name: str, node: yaml.Node) -> Scenario:
         where = f"scenarios.{name}"
-        section = self.mapping(node, where, {"description", "load", "setup", "faults", "expect"})
+        section = self.read.mapping(node, where, {"description", "load", "setup", "faults", "expect"})
         return Scenario(
             name=name,
-            description=self.string(section["description"], f"{where}.description")
+            description=self.read.string(section["description"], f"{where}.description")
             if "description" in section
             else name,
             load=self.load(section.get("load"), f"{where}.load"),
@@ -125,31 +122,31 @@ class _ScenarioReader(_Reader):
         if node is None:
             return LoadSettings.seed()
         keys = {"model", "threads", "loops", "ramp_up", "duration", "rate", "timeout"}
-        section = self.mapping(node, where, keys)
-        model = self.choice(section["model"], f"{where}.model", Model) if "model" in section else None
+        section = self.read.mapping(node, where, keys)
+        model = self.read.choice(section["model"], f"{where}.model", Model) if "model" in section else None
         if model is None:
             model = Model.OPEN if "rate" in section else Model.CLOSED
         values: dict[str, Any] = {"model": model}
         if "threads" in section:
-            values["threads"] = self.integer(section["threads"], f"{where}.threads", low=1, high=100_000)
+            values["threads"] = self.read.integer(section["threads"], f"{where}.threads", low=1, high=100_000)
         if "loops" in section:
-            values["loops"] = self.integer(section["loops"], f"{where}.loops", low=1, high=1_000_000)
+            values["loops"] = self.read.integer(section["loops"], f"{where}.loops", low=1, high=1_000_000)
         if "ramp_up" in section:
-            values["ramp_up_s"] = self.duration(section["ramp_up"], f"{where}.ramp_up", low_s=0.0)
+            values["ramp_up_s"] = self.read.duration(section["ramp_up"], f"{where}.ramp_up", low_s=0.0)
         if "duration" in section:
-            values["duration_s"] = self.duration(section["duration"], f"{where}.duration", low_s=0.1)
+            values["duration_s"] = self.read.duration(section["duration"], f"{where}.duration", low_s=0.1)
         if "timeout" in section:
-            values["timeout_s"] = self.duration(section["timeout"], f"{where}.timeout", high_s=600)
+            values["timeout_s"] = self.read.duration(section["timeout"], f"{where}.timeout", high_s=600)
         if "rate" in section:
-            rate = self.scalar(section["rate"], f"{where}.rate")
+            rate = self.read.scalar(section["rate"], f"{where}.rate")
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1_000_000:
-                raise self.fail(
+                raise self.read.fail(
                     section["rate"], f"{where}.rate: expected requests per second above 0, got {rate!r}"
                 )
             values["rate_rps"] = float(rate)
         if model is Model.OPEN:
             if "loops" in section:
-                raise self.fail(
+                raise self.read.fail(
                     section["loops"], f"{where}.loops: the open model sends rate x duration; no loops"
                 )
             values.setdefault("rate_rps", OPEN_RATE_RPS)
@@ -159,9 +156,9 @@ class _ScenarioReader(_Reader):
             values["loops"] = None
         else:
             if "rate" in section:
-                raise self.fail(section["rate"], f"{where}.rate: a rate needs `model: open`")
+                raise self.read.fail(section["rate"], f"{where}.rate: a rate needs `model: open`")
             if "loops" in section and "duration" in section:
-                raise self.fail(section["duration"], f"{where}: give loops or duration, not both")
+                raise self.read.fail(section["duration"], f"{where}: give loops or duration, not both")
             values.setdefault("threads", SEED_THREADS)
             values.setdefault("ramp_up_s", SEED_RAMP_UP_S)
             if "duration" in section:
@@ -171,7 +168,7 @@ class _ScenarioReader(_Reader):
         return LoadSettings(**values)
 
     def setup(self, node: yaml.Node, where: str) -> Setup:
-        section = self.mapping(node, where, {"running", "in_rotation", "controller"})
+        section = self.read.mapping(node, where, {"running", "in_rotation", "controller"})
         running = (
             self.web_names(section["running"], f"{where}.running", Role.WEB, Role.STANDBY)
             if "running" in section
@@ -185,49 +182,49 @@ class _ScenarioReader(_Reader):
         if running is not None:
             for name in rotation:
                 if name not in running:
-                    raise self.fail(
+                    raise self.read.fail(
                         section["in_rotation"],
                         f"{where}.in_rotation: {name} must also be in `running`",
                     )
         controller = True
         if "controller" in section:
-            value = self.scalar(section["controller"], f"{where}.controller")
+            value = self.read.scalar(section["controller"], f"{where}.controller")
             if not isinstance(value, bool):
-                raise self.fail(section["controller"], f"{where}.controller: expected true or false")
+                raise self.read.fail(section["controller"], f"{where}.controller: expected true or false")
             controller = value
         return Setup(running=running, in_rotation=rotation, controller=controller)
 
     def faults(self, node: yaml.Node, where: str) -> tuple[Fault, ...]:
         if not isinstance(node, yaml.SequenceNode):
-            raise self.fail(node, f"{where}: expected a list such as `- {{at: 3s, kill: web1}}`")
+            raise self.read.fail(node, f"{where}: expected a list such as `- {{at: 3s, kill: web1}}`")
         if len(node.value) > MAX_FAULTS:
-            raise self.fail(node, f"{where}: more than {MAX_FAULTS} faults")
+            raise self.read.fail(node, f"{where}: more than {MAX_FAULTS} faults")
         actions = {a.value for a in Action}
         out: list[Fault] = []
         for i, item in enumerate(node.value):
             here = f"{where}[{i}]"
-            section = self.mapping(item, here, {"at", "after", *actions})
+            section = self.read.mapping(item, here, {"at", "after", *actions})
             if "at" not in section:
-                raise self.fail(item, f"{here}: missing `at:` (when, after the load starts, e.g. 3s)")
+                raise self.read.fail(item, f"{here}: missing `at:` (when, after the load starts, e.g. 3s)")
             after = None
             if "after" in section:
-                after = self.string(section["after"], f"{here}.after")
+                after = self.read.string(section["after"], f"{here}.after")
                 if after not in EVENT_KINDS:
-                    raise self.fail(
+                    raise self.read.fail(
                         section["after"],
                         f"{here}.after: expected a controller event, one of: {', '.join(EVENT_KINDS)}",
                     )
             named = [k for k in section if k not in ("at", "after")]
             if len(named) != 1:
-                raise self.fail(
+                raise self.read.fail(
                     item, f"{here}: expected exactly one action, one of: {', '.join(sorted(actions))}"
                 )
             action = Action(named[0])
-            at = self.duration(section["at"], f"{here}.at", low_s=0.0)
+            at = self.read.duration(section["at"], f"{here}.at", low_s=0.0)
             value_node = section[named[0]]
             if action in CONTROLLER_ACTIONS:
-                if self.scalar(value_node, f"{here}.{action}") is not True:
-                    raise self.fail(value_node, f"{here}.{action}: expected `true` (it names no node)")
+                if self.read.scalar(value_node, f"{here}.{action}") is not True:
+                    raise self.read.fail(value_node, f"{here}.{action}: expected `true` (it names no node)")
                 out.append(Fault(at_s=at, action=action, after=after))
                 continue
             roles: tuple[Role, ...] = (Role.WEB, Role.STANDBY)
@@ -239,20 +236,20 @@ class _ScenarioReader(_Reader):
 
     def expect(self, node: yaml.Node, where: str) -> Expectation:
         keys = {"max_failed", "min_error_pct", "error_codes", "served_by", "events"}
-        section = self.mapping(node, where, keys)
+        section = self.read.mapping(node, where, keys)
         values: dict[str, Any] = {}
         if "max_failed" in section:
-            values["max_failed"] = self.integer(
+            values["max_failed"] = self.read.integer(
                 section["max_failed"], f"{where}.max_failed", low=0, high=1 << 40
             )
         if "min_error_pct" in section:
-            pct = self.scalar(section["min_error_pct"], f"{where}.min_error_pct")
+            pct = self.read.scalar(section["min_error_pct"], f"{where}.min_error_pct")
             if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
-                raise self.fail(section["min_error_pct"], f"{where}.min_error_pct: expected 0 to 100")
+                raise self.read.fail(section["min_error_pct"], f"{where}.min_error_pct: expected 0 to 100")
             values["min_error_pct"] = float(pct)
         if "error_codes" in section:
             values["error_codes"] = tuple(
-                str(self.scalar(item, f"{where}.error_codes"))
+                str(self.read.scalar(item, f"{where}.error_codes"))
                 for item in self.sequence(section["error_codes"], f"{where}.error_codes")
             )
         if "served_by" in section:
@@ -261,14 +258,14 @@ class _ScenarioReader(_Reader):
             )
         if "events" in section:
             values["events"] = tuple(
-                self.string(item, f"{where}.events") for item in self.sequence(section["events"], where)
+                self.read.string(item, f"{where}.events") for item in self.sequence(section["events"], where)
             )
         return Expectation(**values)
 
     # -- names, checked against the topology when there is one -------------------------------------------
     def sequence(self, node: yaml.Node, where: str) -> list[yaml.Node]:
         if not isinstance(node, yaml.SequenceNode):
-            raise self.fail(node, f"{where}: expected a list such as [web1, web2]")
+            raise self.read.fail(node, f"{where}: expected a list such as [web1, web2]")
         return list(node.value)
 
     def web_names(self, node: yaml.Node, where: str, *roles: Role) -> tuple[str, ...]:
@@ -276,7 +273,7 @@ class _ScenarioReader(_Reader):
         return tuple(dict.fromkeys(names))
 
     def node_name(self, node: yaml.Node, where: str, roles: tuple[Role, ...]) -> str:
-        name = self.name(node, where)
+        name = self.read.name(node, where)
         if self.known is None:
             return name
         if name == self.known.balancer.name:
@@ -286,10 +283,10 @@ class _ScenarioReader(_Reader):
                 role = self.known.node(name).role
             except KeyError:
                 known = ", ".join(self.known.node_names)
-                raise self.fail(
+                raise self.read.fail(
                     node, f"{where}: no node named {name!r} in the topology; nodes: {known}"
                 ) from None
         if role not in roles:
             wanted = " or ".join(str(r) for r in roles)
-            raise self.fail(node, f"{where}: {name} is the {role}; expected a {wanted} node")
+            raise self.read.fail(node, f"{where}: {name} is the {role}; expected a {wanted} node")
         return name

@@ -21,8 +21,8 @@ from relevo.loadgen import engine
 from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.jtl import read_samples
 from relevo.loadgen.plan import Plan, simple_plan
+from relevo.loadgen.summary import summarize
 from relevo.model import Topology
-from relevo.report.summary import summarize
 from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
 from relevo.scenarios.faults import WorkerHangs, apply_fault, fault_lock
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup

@@ -25,14 +25,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from relevo.build_dirs import cache_dir, mounts_below
+from relevo.commands import run_streaming, tool
 from relevo.errors import MissingToolError, ProviderError, RelevoError
-from relevo.lxd.build import (
-    Progress,
-    _mounts_below,
-    _run_streaming,
-    cache_dir,
-    tool,
-)
+from relevo.lxd.build import Progress
 from relevo.vagrant import box_files as files
 
 DEFAULT_BOX_NAME = "relevo/bookworm64"
@@ -243,7 +239,7 @@ def _fill_disk(
         run([tools["mount"], loop, str(root)])
         try:
             progress(f"debootstrap {recipe.suite} from {recipe.mirror} with a kernel and LXD (a few minutes)")
-            _run_streaming(
+            run_streaming(
                 debootstrap_argv(tools["debootstrap"], recipe, root), progress, DEBOOTSTRAP_TIMEOUT_S
             )
             progress("configuring the guest: vagrant user, sshd, network, bootloader")
@@ -320,7 +316,7 @@ def _empty_dir(path: Path) -> None:
 
 
 def _unmount_below(path: Path, umount: str) -> None:
-    for mount_point in _mounts_below(path):
+    for mount_point in mounts_below(path):
         subprocess.run([umount, "--lazy", str(mount_point)], check=False, timeout=30, capture_output=True)
 
 
@@ -329,6 +325,6 @@ def _remove_build_dir(workdir: Path) -> None:
     deleted through."""
     with contextlib.suppress(FileNotFoundError):
         _unmount_below(workdir, "umount")
-        if _mounts_below(workdir):
+        if mounts_below(workdir):
             raise RelevoError(f"{workdir} still has file systems mounted inside; unmount them and remove it")
         shutil.rmtree(workdir)

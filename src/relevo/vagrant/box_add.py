@@ -12,8 +12,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from relevo.commands import SEARCH_PATH
 from relevo.errors import MissingToolError, ProviderError
-from relevo.lxd.build import SEARCH_PATH, Progress
+from relevo.lxd.build import Progress
 from relevo.vagrant.box import run, validate_box_name
 
 VAGRANT_ADD_TIMEOUT_S = 10 * 60.0

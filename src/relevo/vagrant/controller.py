@@ -18,11 +18,11 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from relevo.controller.service import unit_name
+from relevo.controller.systemd import render_systemd_unit
 from relevo.errors import RelevoError
 from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.lxd.transport import certificate_fingerprint
 from relevo.model import Capacity, ControllerSettings, Topology
-from relevo.render.systemd import render_systemd_unit
 from relevo.services import NodeFile
 from relevo.topology import parse_topology
 from relevo.vagrant.plan import VirtualMachine

@@ -11,7 +11,7 @@ from rich.console import Console
 from relevo.cli.cluster import status_table
 from relevo.cli.controller import event_line
 from relevo.loadgen.stats import RunStats
-from relevo.report.summary import summarize
+from relevo.loadgen.summary import summarize
 from relevo.report.table import JMETER_COLUMNS, PIPE_WIDTH, jmeter_cells, print_report, render
 
 WIDTHS = [80, 120]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relevo.render.systemd import quote_arg, render_systemd_unit
+from relevo.controller.systemd import quote_arg, render_systemd_unit
 
 from .fakes import topology
 

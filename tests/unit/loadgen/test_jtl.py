@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relevo.loadgen.jtl import COLUMNS_2_13, COLUMNS_5, JtlError, JtlSample, read_samples, read_stats, to_text
-from relevo.report.summary import summarize
+from relevo.loadgen.summary import summarize
 from relevo.report.table import jmeter_cells
 
 # A copy of shared/fixtures' file: written by a real JMeter 2.13 (10 threads x 20 loops of GET /).

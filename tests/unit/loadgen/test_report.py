@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from relevo.loadgen.stats import RunStats
+from relevo.loadgen.summary import TOTAL_LABEL, row_of, summarize
 from relevo.report.as_json import to_dict
-from relevo.report.summary import TOTAL_LABEL, row_of, summarize
 from relevo.report.table import jmeter_cells, print_report, rate_text
 
 MS = 1_000_000

@@ -14,11 +14,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from relevo.build_dirs import cache_dir
 from relevo.cli import cli
 from relevo.cli.image import StepPrinter
 from relevo.errors import RelevoError
 from relevo.lxd import build
-from relevo.lxd.build import ImageRecipe, build_image, cache_dir
+from relevo.lxd.build import ImageRecipe, build_image
 from relevo.lxd.network import free_subnet, isolated_bridge
 
 

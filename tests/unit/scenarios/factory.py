@@ -4,7 +4,7 @@ renderers can be tested without a cluster."""
 from __future__ import annotations
 
 from relevo.loadgen.stats import RunStats
-from relevo.report.summary import summarize
+from relevo.loadgen.summary import summarize
 from relevo.scenarios.model import Scenario
 from relevo.scenarios.result import Failover, Marker, ScenarioResult, Second, Verdict
 

@@ -86,6 +86,8 @@ def run_streaming(argv: list[str], progress: Callable[[str], None], timeout_s: f
         raise
     finally:
         timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()  # not left to the garbage collector: its ResourceWarning fails a test
     if timed_out.is_set():
         raise ProviderError(f"{Path(argv[0]).name} took longer than {timeout_s:.0f} s", command=argv)
     if proc.returncode != 0:

@@ -22,7 +22,6 @@ from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, proven_members
-from relevo.providers.base import Fault
 from relevo.topology import load_topology
 
 from .conftest import make_topology_file, skip_without_daemons, wait_until
@@ -85,7 +84,7 @@ def run_operation(path: Path, operation: str, victim: str, delay_s: float) -> No
     cluster = Cluster(topology)
     paths = cluster.paths
     if operation == "failback":  # first a failover, finished, so that the failback is what is cut short
-        cluster.fault("web1", Fault.CRASH)
+        cluster.kill("web1", signal.SIGKILL)
         wait_until(
             lambda: (
                 cluster.haproxy_servers().get("web1bck") is not None
@@ -101,7 +100,7 @@ def run_operation(path: Path, operation: str, victim: str, delay_s: float) -> No
     }[operation]
     proc = cli(path, *command) if command else None
     if command is None:
-        cluster.fault("web1", Fault.CRASH)
+        cluster.kill("web1", signal.SIGKILL)
     target = proc.pid if (victim == "cli" and proc is not None) else controller_pid(paths)
     time.sleep(delay_s)
     with contextlib.suppress(ProcessLookupError):

@@ -231,7 +231,9 @@ class LoadRun:
             self._watcher.interrupted = True
             runner = self._runner
             if runner is not None:
-                runner.loop.call_soon_threadsafe(runner.stop)
+                # A stop that comes after the run ended finds its loop closed: nothing left to stop.
+                with contextlib.suppress(RuntimeError):
+                    runner.loop.call_soon_threadsafe(runner.stop)
             for link in self._links:
                 with contextlib.suppress(OSError):
                     link.send("stop")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ from relevo.loadgen import engine
 from relevo.loadgen.plan import simple_plan
 from relevo.model import Topology
 from relevo.procs import ProcessRecord, stop_group
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 from relevo.topology import load_topology
 
 KILL_AT_S, RESTART_AT_S, END_AT_S = 2.0, 10.0, 18.0
@@ -174,7 +173,7 @@ def one_run(
     with engine.start(plan, workers=1) as load:
         time.sleep(KILL_AT_S)
         killed_at, killed_ns = time.time(), time.monotonic_ns()
-        cluster.kill("web1", signal.SIGKILL)
+        cluster.fault("web1", Fault.CRASH)
         time.sleep(max(0.0, RESTART_AT_S - load.elapsed_s()))
         failed_kill = load.progress().failed
         cluster.start("web1")

@@ -113,7 +113,7 @@ def measure(provider: str, kills: int, rate: float, image: str | None) -> tuple[
             with engine.start(plan, workers=1) as load:
                 for run in range(kills):
                     crashed = prober.mark()
-                    cluster.kill("web1", Fault.CRASH)
+                    cluster.fault("web1", Fault.CRASH)
                     if not wait_until(lambda: prober.first_answer("web1bck") is not None):
                         raise SystemExit(f"{provider}: web1bck never answered after kill {run + 1}")
                     answered = prober.first_answer("web1bck")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,10 +14,10 @@ from relevo.providers.base import (
     BulkStatus,
     Destroyable,
     Fault,
+    HostListeners,
     NodeState,
     Provider,
     Recording,
-    as_fault,
     load_provider,
 )
 from relevo.services.haproxy import save_server_state
@@ -38,7 +37,7 @@ class NodeStatus:
 
 
 class Cluster:
-    """Implements the Provider protocol for the balancer and every web node of one topology."""
+    """The provider verbs (`Nodes`, and more) for the balancer and every web node of one topology."""
 
     name = "cluster"
 
@@ -74,10 +73,16 @@ class Cluster:
             self.save_server_state()
         self.provider_for(node).stop(node)
 
-    def kill(self, node: str, what: Fault | signal.Signals) -> None:
-        """Inflict a fault, named as one or as the signal that means it locally (KILL: crash, STOP: hang,
-        CONT: resume, TERM: stop); each provider maps it to its own means."""
-        self.provider_for(node).fault(node, as_fault(what))
+    def fault(self, node: str, fault: Fault) -> None:
+        """Inflict a fault; the node's provider maps it to its own means (ProviderError when it cannot:
+        `cannot` says why beforehand). A reloaded balancer reads the server states saved just before."""
+        if fault is Fault.RELOAD and node == self.topology.balancer.name:
+            self.save_server_state()
+        self.provider_for(node).fault(node, fault)
+
+    def cannot(self, node: str, fault: Fault) -> str | None:
+        """Why the node's provider cannot inflict `fault` on it here; None when it can."""
+        return self.provider_for(node).cannot(node, fault)
 
     def status(self, node: str) -> NodeState:
         return self.provider_for(node).status(node)
@@ -103,9 +108,8 @@ class Cluster:
         """What must be free on this host for the node to start (checked before anything starts): the
         provider says, when it can (a container listens on this host only through proxy devices)."""
         provider = self.provider_for(node)
-        ask = getattr(provider, "host_listeners", None)
-        if ask is not None:
-            return list(ask(node))
+        if isinstance(provider, HostListeners):
+            return list(provider.host_listeners(node))
         balancer = self.topology.balancer
         if node == balancer.name:
             return [(f"{node} frontend", balancer.frontend), (f"{node} stats", balancer.stats)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import stat
 import subprocess
@@ -15,7 +14,7 @@ from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.errors import RelevoError
 from relevo.procs import group_members
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 from relevo.topology import load_topology
 
 from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster, wait_until
@@ -78,7 +77,7 @@ def test_standbys_are_stopped_and_in_maint(running_cluster: RunningCluster):
 
 def test_killed_server_is_marked_down_and_requests_go_on(running_cluster: RunningCluster):
     """SIGKILL web1: HAProxy marks it DOWN, and every request is then answered by web2."""
-    running_cluster.cluster.kill("web1", signal.SIGKILL)
+    running_cluster.cluster.fault("web1", Fault.CRASH)
     assert running_cluster.cluster.status("web1") is NodeState.STOPPED
     wait_until(lambda: running_cluster.health()["web1"] == "DOWN", "web1 is DOWN", timeout_s=10)
     answers = [running_cluster.get() for _ in range(20)]
@@ -89,10 +88,10 @@ def test_killed_server_is_marked_down_and_requests_go_on(running_cluster: Runnin
 def test_hang_and_resume(running_cluster: RunningCluster):
     """SIGSTOP pauses every process of the node (a hang); SIGCONT resumes it."""
     cluster = running_cluster.cluster
-    cluster.kill("web2", signal.SIGSTOP)
+    cluster.fault("web2", Fault.HANG)
     assert cluster.status("web2") is NodeState.PAUSED
     wait_until(lambda: running_cluster.health()["web2"] == "DOWN", "hung web2 is DOWN", timeout_s=10)
-    cluster.kill("web2", signal.SIGCONT)
+    cluster.fault("web2", Fault.RESUME)
     assert cluster.status("web2") is NodeState.RUNNING
     wait_until(lambda: running_cluster.health()["web2"] == "UP", "web2 is UP again", timeout_s=10)
 
@@ -217,7 +216,7 @@ def test_no_server_left_gives_the_custom_503_page(running_cluster: RunningCluste
     import urllib.request
 
     for name in ("web1", "web2"):
-        running_cluster.cluster.kill(name, signal.SIGKILL)
+        running_cluster.cluster.fault(name, Fault.CRASH)
     wait_until(
         lambda: running_cluster.health()["web2"] == "DOWN" == running_cluster.health()["web1"],
         "both primaries are DOWN",

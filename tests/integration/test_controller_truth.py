@@ -33,7 +33,7 @@ from relevo.errors import RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
 from relevo.maintenance import start_node, stop_node
 from relevo.procs import ProcessRecord, group_members, is_ours
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 from relevo.topology import load_topology
 
 from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster, wait_until
@@ -199,8 +199,8 @@ def test_hung_balancer_is_restarted_and_a_kill_meanwhile_still_fails_over(contro
     old = ProcessRecord.load(cluster.paths.pid_file("ha1"))
     assert old is not None
     try:
-        cluster.kill("ha1", signal.SIGSTOP)
-        cluster.kill("web1", signal.SIGKILL)
+        cluster.fault("ha1", Fault.HANG)
+        cluster.fault("web1", Fault.CRASH)
         killed_at = time.time()
         wait_until(
             quietly(
@@ -271,7 +271,7 @@ def test_runtime_api_failure_during_takeover_gives_one_failover_and_one_action_f
     try:
         with controller_thread(controller), load_for(running_cluster, open_loop=True) as load:
             warm_up(load, running_cluster)
-            running_cluster.cluster.kill("web1", signal.SIGKILL)
+            running_cluster.cluster.fault("web1", Fault.CRASH)
             wait_until(
                 lambda: served(load, "web1bck") > 0,
                 "web1bck answers clients",
@@ -322,7 +322,7 @@ def test_journal_on_a_full_filesystem_does_not_stop_failover(running_cluster, fu
     try:
         with controller_thread(controller):
             wait_until(lambda: controller.ticks > 3, "the controller ticks")
-            running_cluster.cluster.kill("web1", signal.SIGKILL)
+            running_cluster.cluster.fault("web1", Fault.CRASH)
             wait_until(
                 lambda: in_service(running_cluster, "web1bck"),
                 "web1bck is in service",
@@ -408,7 +408,7 @@ def test_edited_hold_is_applied_by_relevo_up(cluster_dir):
         reloads = [e for e in read_events(running.cluster.paths.events) if e["to"] == "reloaded"]
         assert reloads and "standby.hold 3.0 -> 1.5" in str(reloads[-1]["reason"])
         # The new hold is the one in force: a failback now comes 1.5 s after web1 is healthy again.
-        running.cluster.kill("web1", signal.SIGKILL)
+        running.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: running.health().get("web1bck") == "UP", "web1bck serves")
         running.cluster.start("web1")
         wait_until(lambda: events_of(running, "failback"), "the failback", timeout_s=20)

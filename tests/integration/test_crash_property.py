@@ -22,6 +22,7 @@ from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, proven_members
+from relevo.providers.base import Fault
 from relevo.topology import load_topology
 
 from .conftest import make_topology_file, skip_without_daemons, wait_until
@@ -84,7 +85,7 @@ def run_operation(path: Path, operation: str, victim: str, delay_s: float) -> No
     cluster = Cluster(topology)
     paths = cluster.paths
     if operation == "failback":  # first a failover, finished, so that the failback is what is cut short
-        cluster.kill("web1", signal.SIGKILL)
+        cluster.fault("web1", Fault.CRASH)
         wait_until(
             lambda: (
                 cluster.haproxy_servers().get("web1bck") is not None
@@ -100,7 +101,7 @@ def run_operation(path: Path, operation: str, victim: str, delay_s: float) -> No
     }[operation]
     proc = cli(path, *command) if command else None
     if command is None:
-        cluster.kill("web1", signal.SIGKILL)
+        cluster.fault("web1", Fault.CRASH)
     target = proc.pid if (victim == "cli" and proc is not None) else controller_pid(paths)
     time.sleep(delay_s)
     with contextlib.suppress(ProcessLookupError):

@@ -27,7 +27,7 @@ from relevo.loadgen import engine
 from relevo.loadgen.engine import LoadRun, RunResult
 from relevo.loadgen.plan import simple_plan
 from relevo.procs import ProcessRecord, is_ours
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 
 from .conftest import RunningCluster, wait_until
 
@@ -112,7 +112,7 @@ def test_killed_primary_is_replaced_without_a_failed_request(controlled, open_lo
     """SIGKILL web1 under load: web1bck is started and serves, and no client request fails."""
     with load_for(controlled, open_loop=open_loop) as load:
         warm_up(load, controlled)
-        controlled.cluster.kill("web1", signal.SIGKILL)
+        controlled.cluster.fault("web1", Fault.CRASH)
         killed_second = int(load.elapsed_s())
         wait_until(
             lambda: served(load, "web1bck") > 0,
@@ -136,7 +136,7 @@ def test_restarted_primary_gets_its_traffic_back_without_a_failed_request(contro
     """`start web1` after a failover: traffic returns to web1, web1bck is drained and stopped, and no
     client request fails."""
     topology = controlled.topology
-    controlled.cluster.kill("web1", signal.SIGKILL)
+    controlled.cluster.fault("web1", Fault.CRASH)
     wait_until(lambda: in_service(controlled, "web1bck"), "web1bck is in service")
     with load_for(controlled, open_loop=open_loop) as load:
         wait_until(lambda: served(load, "web1bck") > 50, "web1bck serves the load")
@@ -173,7 +173,7 @@ def test_hung_primary_is_replaced_without_a_failed_request(controlled):
     try:
         with load_for(controlled, open_loop=True) as load:
             warm_up(load, controlled)
-            controlled.cluster.kill("web2", signal.SIGSTOP)
+            controlled.cluster.fault("web2", Fault.HANG)
             wait_until(
                 lambda: served(load, "web2bck") > 0,
                 "web2bck answers clients",
@@ -183,7 +183,7 @@ def test_hung_primary_is_replaced_without_a_failed_request(controlled):
             time.sleep(1.5)
             result = finish(load)
     finally:
-        controlled.cluster.kill("web2", signal.SIGCONT)
+        controlled.cluster.fault("web2", Fault.RESUME)
     assert_no_failures(result)
     downs = [
         e
@@ -200,7 +200,7 @@ def test_controller_killed_mid_failover_and_restarted_converges(controlled):
     paths = controlled.cluster.paths
     with load_for(controlled, open_loop=True) as load:
         warm_up(load, controlled)
-        controlled.cluster.kill("web1", signal.SIGKILL)
+        controlled.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: controlled.cluster.status("web1bck") is NodeState.RUNNING, "web1bck is started")
         record = ProcessRecord.load(paths.controller_pid)
         assert record is not None
@@ -230,7 +230,7 @@ def test_controller_killed_mid_drain_and_restarted_converges(controlled):
     maint, web1 in service."""
     topology = controlled.topology
     paths = controlled.cluster.paths
-    controlled.cluster.kill("web1", signal.SIGKILL)
+    controlled.cluster.fault("web1", Fault.CRASH)
     wait_until(lambda: in_service(controlled, "web1bck"), "web1bck is in service")
     controlled.cluster.start("web1")
     wait_until(
@@ -275,7 +275,7 @@ def test_dead_haproxy_is_restarted_with_its_server_states(controlled):
     place of the dead primary."""
     balancer = controlled.topology.balancer.name
     pid_file = controlled.cluster.paths.pid_file(balancer)
-    controlled.cluster.kill("web1", signal.SIGKILL)
+    controlled.cluster.fault("web1", Fault.CRASH)
 
     def saved() -> bool:
         # The failover done and saved: a kill between its commands and the save is another case (the
@@ -291,7 +291,7 @@ def test_dead_haproxy_is_restarted_with_its_server_states(controlled):
         explain=lambda: diagnose(controlled),
     )
     before = ProcessRecord.load(pid_file)
-    controlled.cluster.kill(balancer, signal.SIGKILL)
+    controlled.cluster.fault(balancer, Fault.CRASH)
 
     def serving_again() -> bool:
         record = ProcessRecord.load(pid_file)

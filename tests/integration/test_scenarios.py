@@ -18,7 +18,7 @@ import pytest
 from relevo import lock
 from relevo.cluster import Cluster
 from relevo.providers.base import NodeState
-from relevo.scenarios.faults import WorkerHangs, apply_fault, fault_lock
+from relevo.scenarios.faults import apply_fault, fault_lock
 from relevo.scenarios.model import Action, Fault, Setup
 from relevo.scenarios.prepare import prepare
 
@@ -215,7 +215,7 @@ def test_preparation_and_faults_wait_for_the_cluster_lock(cluster):
 
         def inject() -> None:
             with fault_lock(nodes, kill):
-                apply_fault(nodes, kill, WorkerHangs(nodes))
+                apply_fault(nodes, kill)
 
         with lock.cluster_lock(nodes.paths, what="the test, as another writer"):
             thread, raised = in_thread(inject)

@@ -27,7 +27,7 @@ from relevo.commands import run
 from relevo.controller import daemon
 from relevo.errors import RelevoError
 from relevo.procs import ProcessRecord, is_ours
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 from relevo.providers.records import APACHE
 from relevo.providers.tools import find_apache
 from relevo.topology import load_topology
@@ -298,7 +298,7 @@ def test_up_after_a_controller_crash_mid_failover_converges(topology_file):
     topology = load_topology(topology_file)
     lifecycle.up(topology)
     cluster = Cluster(topology)
-    cluster.kill("web1", signal.SIGKILL)
+    cluster.fault("web1", Fault.CRASH)
     wait_until(
         lambda: (
             cluster.haproxy_servers().get("web1bck") is not None

@@ -237,7 +237,7 @@ def test_a_forced_stop_fails_over_and_a_restart_fails_back_with_no_failed_reques
     running = lxd_cluster
     with open_load(running) as load:
         wait_until(lambda: served(load, "web1") > 20 and served(load, "web2") > 20, "both primaries serve")
-        running.cluster.kill("web1", Fault.CRASH)
+        running.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves clients", explain=running.explain)
         assert running.statuses()["web1bck"] == "Running"
         result = finish(load)
@@ -259,7 +259,7 @@ def test_a_forced_stop_fails_over_and_a_restart_fails_back_with_no_failed_reques
 def test_a_frozen_container_is_replaced(lxd_cluster: LXDCluster) -> None:
     """web2's container frozen (the hang fault: connects, never answers) → web2bck started and serving."""
     running = lxd_cluster
-    running.cluster.kill("web2", Fault.HANG)
+    running.cluster.fault("web2", Fault.HANG)
     assert running.statuses()["web2"] == "Frozen"
     wait_until(lambda: in_service(running, "web2bck"), "web2bck is in service", explain=running.explain)
     answers = {get(running.url)[1] for _ in range(20)}

@@ -19,6 +19,7 @@ from relevo.errors import RelevoError
 from relevo.files import write_atomic
 from relevo.lifecycle import down, up
 from relevo.model import Topology
+from relevo.providers.base import as_fault
 from relevo.topology import DEFAULT_FILE, default_text
 
 SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "TERM": signal.SIGTERM}
@@ -238,7 +239,7 @@ def stop(ctx: click.Context, node: str) -> None:
 def kill(ctx: click.Context, node: str, signal_name: str) -> None:
     """Send a signal to every process of NODE: the failures the controller must handle."""
     topology = get_topology(ctx)
-    Cluster(topology).kill(_node_name(topology, node), SIGNALS[signal_name.upper()])
+    Cluster(topology).fault(_node_name(topology, node), as_fault(SIGNALS[signal_name.upper()]))
     console.print(f"sent SIG{signal_name.upper()} to {node}")
 
 

@@ -115,7 +115,7 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
     _check_up(topology)
     results = _run(topology, chosen, opts)
     _output(topology, results, opts)
-    broken = [r.scenario.name for r in results if not r.passed]
+    broken = [r.scenario.name for r in results if r.status == "failed"]
     if broken:
         raise ScenariosFailed(
             f"{len(broken)} scenario(s) broke an expectation or threshold: {', '.join(broken)}"

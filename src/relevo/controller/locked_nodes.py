@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 
 from relevo.lock import HeldLock, cluster_lock
 from relevo.paths import StatePaths
-from relevo.providers.base import NodeState
+from relevo.providers.base import BulkNodes, Fault, NodeState
 
 
 class LockedNodes:
@@ -19,7 +17,7 @@ class LockedNodes:
 
     ACTION_WAIT_S = 5.0
 
-    def __init__(self, nodes: _Nodes, paths: StatePaths, *, cancelled: Callable[[], bool]) -> None:
+    def __init__(self, nodes: BulkNodes, paths: StatePaths, *, cancelled: Callable[[], bool]) -> None:
         self.nodes = nodes
         self.paths = paths
         self.cancelled = cancelled
@@ -32,8 +30,8 @@ class LockedNodes:
         with self._lock(f"controller: stop {node}"):
             self.nodes.stop(node)
 
-    def kill(self, node: str, sig: signal.Signals) -> None:
-        self.nodes.kill(node, sig)  # a fault or the first half of a restart: no state to guard
+    def fault(self, node: str, fault: Fault) -> None:
+        self.nodes.fault(node, fault)  # a fault or the first half of a restart: no state to guard
 
     def status(self, node: str) -> NodeState:
         return self.nodes.status(node)
@@ -43,15 +41,3 @@ class LockedNodes:
 
     def _lock(self, what: str) -> contextlib.AbstractContextManager[HeldLock]:
         return cluster_lock(self.paths, what=what, wait_s=self.ACTION_WAIT_S, cancelled=self.cancelled)
-
-
-class _Nodes(Protocol):
-    def start(self, node: str) -> None: ...
-
-    def stop(self, node: str) -> None: ...
-
-    def kill(self, node: str, sig: signal.Signals) -> None: ...
-
-    def status(self, node: str) -> NodeState: ...
-
-    def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...

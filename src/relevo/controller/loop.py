@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -39,7 +38,7 @@ from relevo.controller.state import (
 from relevo.files import open_nofollow, write_atomic
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Topology
-from relevo.providers.base import BulkStatus, NodeState
+from relevo.providers.base import BulkStatus, Fault, Nodes, NodeState
 
 LOG = logging.getLogger("relevo.controller")
 # The same error is logged again at most this often, so a long outage does not flood the log.
@@ -50,18 +49,6 @@ SLOW_SHARE = 0.5
 SLEEP_SLICE_S = 0.05
 
 CollectFn = Callable[[Sequence[str]], Mapping[str, ProbeResult]]
-
-
-class Nodes(Protocol):
-    """The provider verbs the loop uses (a `Cluster`, or a fake in unit tests)."""
-
-    def start(self, node: str) -> None: ...
-
-    def stop(self, node: str) -> None: ...
-
-    def kill(self, node: str, sig: signal.Signals) -> None: ...
-
-    def status(self, node: str) -> NodeState: ...
 
 
 class StopFlag(Protocol):
@@ -321,7 +308,7 @@ class Controller:
                 # Hung (paused) or dead: SIGKILL whatever is left (a stopped process takes it too),
                 # then start; the new HAProxy reads the server states the controller last saved.
                 with contextlib.suppress(Exception):
-                    self.nodes.kill(action.node, signal.SIGKILL)
+                    self.nodes.fault(action.node, Fault.CRASH)
                 self.nodes.start(action.node)
                 state = self.nodes.status(action.node)
                 if state is not NodeState.RUNNING:

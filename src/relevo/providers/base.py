@@ -24,15 +24,66 @@ class NodeState(enum.StrEnum):
 
 
 class Fault(enum.StrEnum):
-    """What can be done to a node, in words every provider maps to its own means."""
+    """Everything relevo can do to a node, in words every provider maps to its own means (the local
+    provider: signals, iptables rules and a delaying proxy; LXD: force-stop, freeze, `exec` in the
+    container, rules in the container's own network namespace). A provider says which it cannot do here
+    (`Provider.cannot`) and why; a scenario needing one is skipped with that reason."""
 
     CRASH = "crash"  # gone at once, no cleanup (SIGKILL; a forced container stop)
     HANG = "hang"  # alive but never answering (SIGSTOP; a frozen container)
-    RESUME = "resume"  # undo a hang (SIGCONT; unfreeze)
+    RESUME = "resume"  # undo a hang or a workers' hang (SIGCONT; unfreeze)
     STOP = "stop"  # asked to end (SIGTERM; a clean container stop)
+    HANG_WORKERS = "hang-workers"  # the daemon's parent lives, its workers answer nothing
+    RELOAD = "reload"  # the daemon's graceful reload: new workers, no connection dropped
+    # Lasting faults: applied with their `Impairment`, undone by `Impairing.heal`.
+    DELAY = "delay"  # every round trip to the node takes `ms` (+- `jitter_ms`) longer
+    LOSS = "loss"  # `pct` % of the packets to and from the node are dropped
+    BANDWIDTH = "bandwidth"  # the node's answers flow at `kbit` kbit/s at most
+    PARTITION = "partition"  # the balancer and the controller cannot reach the node; it keeps running
+    SLOW = "slow"  # every answer of the node starts `ms` later (a slow server, not a slow network)
+    CPU_STARVE = "cpu-starve"  # the node's CPU quota cut to `pct` % of one core
+    DISK_FULL = "disk-full"  # the node's log and state paths have no space left
 
 
-# `relevo kill --signal` and callers that speak in signals: the fault each signal means.
+# Faults that last until healed, each taking the parameters its `Impairment` carries.
+LASTING = frozenset(
+    {
+        Fault.DELAY,
+        Fault.LOSS,
+        Fault.BANDWIDTH,
+        Fault.PARTITION,
+        Fault.SLOW,
+        Fault.CPU_STARVE,
+        Fault.DISK_FULL,
+    }
+)
+NETWORK = frozenset({Fault.DELAY, Fault.LOSS, Fault.BANDWIDTH, Fault.PARTITION, Fault.SLOW})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Impairment:
+    """A lasting fault and its amount. Which fields a kind reads: delay `ms` and `jitter_ms`; loss `pct`;
+    bandwidth `kbit`; slow `ms`; cpu-starve `pct`; partition and disk-full none."""
+
+    fault: Fault
+    ms: float = 0.0
+    jitter_ms: float = 0.0
+    pct: float = 0.0
+    kbit: int = 0
+
+    def describe(self) -> str:
+        amounts = {
+            Fault.DELAY: f"{self.ms:g} ms" + (f" +- {self.jitter_ms:g} ms" if self.jitter_ms else ""),
+            Fault.LOSS: f"{self.pct:g} %",
+            Fault.BANDWIDTH: f"{self.kbit} kbit/s",
+            Fault.SLOW: f"{self.ms:g} ms",
+            Fault.CPU_STARVE: f"{self.pct:g} % of a core",
+        }
+        amount = amounts.get(self.fault)
+        return f"{self.fault} {amount}" if amount else str(self.fault)
+
+
+# `relevo kill --signal` speaks in signals: the fault each one means.
 SIGNAL_FAULTS: dict[signal.Signals, Fault] = {
     signal.SIGKILL: Fault.CRASH,
     signal.SIGSTOP: Fault.HANG,
@@ -41,14 +92,12 @@ SIGNAL_FAULTS: dict[signal.Signals, Fault] = {
 }
 
 
-def as_fault(what: Fault | signal.Signals) -> Fault:
-    if isinstance(what, Fault):
-        return what
+def as_fault(sig: signal.Signals) -> Fault:
     try:
-        return SIGNAL_FAULTS[what]
+        return SIGNAL_FAULTS[sig]
     except KeyError:
         known = ", ".join(s.name for s in SIGNAL_FAULTS)
-        raise ValueError(f"no fault for {what.name}; expected one of {known}") from None
+        raise ValueError(f"no fault for {sig.name}; expected one of {known}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,29 +119,58 @@ class OptionsSpec:
 
 
 @runtime_checkable
-class Provider(Protocol):
-    """Makes the nodes of one topology real. Every verb takes a node name (balancer included) and is
-    idempotent where that makes sense: starting a running node or stopping a stopped one does nothing."""
+class Nodes(Protocol):
+    """The verbs that act on a node by name: what the controller's loop and its `LockedNodes`
+    need, and what a `Cluster` and every provider offer. Idempotent where that makes sense: starting a
+    running node or stopping a stopped one does nothing."""
+
+    def start(self, node: str) -> None:
+        """Start the node's processes; returns once they exist (not necessarily serving)."""
+
+    def stop(self, node: str) -> None:
+        """Stop the node gracefully, bounded in time; falls back to a forced stop."""
+
+    def fault(self, node: str, fault: Fault) -> None:
+        """Inflict `fault` (not a lasting one) on the node; returns once it has taken effect (status then
+        tells it). ProviderError when the node cannot take it now (not running)."""
+
+    def status(self, node: str) -> NodeState:
+        """What the node's processes are doing now, as the provider sees them."""
+
+
+@runtime_checkable
+class Provider(Nodes, Protocol):
+    """Makes the nodes of one topology real: the `Nodes` verbs, plus create, address, and which faults it
+    cannot inflict here."""
 
     name: str
 
     def create(self, node: str) -> None:
         """Prepare the node so that `start` is quick (configs, pages, a container)."""
 
-    def start(self, node: str) -> None:
-        """Start the node's processes; returns once they exist (not necessarily serving)."""
-
-    def stop(self, node: str) -> None:
-        """Stop the node gracefully, bounded in time; falls back to SIGKILL."""
-
-    def fault(self, node: str, fault: Fault) -> None:
-        """Inflict `fault` on the node; returns once it has taken effect (status then tells it)."""
-
-    def status(self, node: str) -> NodeState:
-        """What the node's processes are doing now, as the provider sees them."""
-
     def address(self, node: str) -> Endpoint:
         """Where the node serves HTTP."""
+
+    def cannot(self, node: str, fault: Fault) -> str | None:
+        """Why this provider cannot inflict `fault` on `node` here (not root, a tool or kernel feature
+        missing, no such means): a sentence a person can act on. None when it can."""
+
+
+# -- optional abilities: each a Protocol checked with isinstance ---------------------------------------
+@runtime_checkable
+class Impairing(Protocol):
+    """Lasting faults (`LASTING`): each recorded in the state directory before it is applied, so that a
+    relevo that dies mid-span leaves a record the next `scenarios`, `up` or `down` heals (`heal_all`).
+    Only what the record names is ever removed: rules, chains and processes relevo made for this cluster."""
+
+    def impair(self, node: str, impairment: Impairment) -> str:
+        """Apply it; returns the means used (`iptables statistic`, `delaying proxy`, `netem`, ...)."""
+
+    def heal(self, node: str) -> None:
+        """Undo every lasting fault on `node` (nothing to undo: nothing done)."""
+
+    def heal_all(self) -> list[str]:
+        """Undo every lasting fault recorded for this cluster, whoever applied it; what was undone."""
 
 
 @runtime_checkable
@@ -110,6 +188,10 @@ class BulkStatus(Protocol):
     def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...
 
 
+class BulkNodes(Nodes, BulkStatus, Protocol):
+    """The verbs and every node's state in one call: what a `Cluster` offers the controller's lock."""
+
+
 @runtime_checkable
 class Recording(Protocol):
     """An optional ability: the provider keeps records of what it started in the state directory, and
@@ -120,6 +202,38 @@ class Recording(Protocol):
     def running_recorded(self, node: str) -> bool: ...
 
     def stop(self, node: str) -> None: ...
+
+
+@runtime_checkable
+class HostListeners(Protocol):
+    """An optional ability: what listens on this host for a node, when that is not simply the node's own
+    address (a container is reached through proxy devices: its balancer's, none for a web node)."""
+
+    def host_listeners(self, node: str) -> list[tuple[str, Endpoint]]: ...
+
+
+# Abilities of the provider's class, asked before any provider exists (while the topology is read).
+@runtime_checkable
+class DeclaresOptions(Protocol):
+    """The class declares the options it reads (its `providers.<name>:` section, each node's `options:`)."""
+
+    options: OptionsSpec
+
+
+@runtime_checkable
+class ChecksTopology(Protocol):
+    """The class has rules of its own for a topology (loopback only, a subnet, ...)."""
+
+    @staticmethod
+    def check_topology(topology: Topology) -> Sequence[Problem]: ...
+
+
+@runtime_checkable
+class MapsHostAddress(Protocol):
+    """The class maps a node's listener address to where this host reaches it (a proxy device)."""
+
+    @staticmethod
+    def host_address(address: str) -> str: ...
 
 
 # Lazy "module:Class" strings: `import relevo` imports no provider's dependencies.
@@ -154,21 +268,21 @@ def provider_class(name: str) -> Any:
 
 def options_spec(name: str) -> OptionsSpec | None:
     """The options provider `name` declares (None: a provider that declares none, checked by itself)."""
-    spec = getattr(provider_class(name), "options", None)
-    return spec if isinstance(spec, OptionsSpec) else None
+    cls = provider_class(name)
+    return cls.options if isinstance(cls, DeclaresOptions) else None
 
 
 def topology_problems(name: str, topology: Topology) -> list[Problem]:
     """What provider `name` finds wrong with a topology (its own rules: loopback only, a subnet...)."""
-    check = getattr(provider_class(name), "check_topology", None)
-    return list(check(topology)) if check is not None else []
+    cls = provider_class(name)
+    return list(cls.check_topology(topology)) if isinstance(cls, ChecksTopology) else []
 
 
 def host_address(name: str, address: str) -> str:
     """Where this host reaches a listener at `address` on a node of provider `name` (the same address,
     unless the provider maps it: a container's proxy device on loopback)."""
-    mapping = getattr(provider_class(name), "host_address", None)
-    return str(mapping(address)) if mapping is not None else address
+    cls = provider_class(name)
+    return cls.host_address(address) if isinstance(cls, MapsHostAddress) else address
 
 
 def load_provider(name: str, topology: Topology) -> Provider:

@@ -29,11 +29,12 @@ from relevo.procs import (
     stop_group,
     wait_gone,
 )
-from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem
+from relevo.providers.base import LASTING, Fault, NodeState, OptionsSpec, Problem
 from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.host import LocalHost, install
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
 from relevo.providers.tools import find_apache, find_haproxy
+from relevo.providers.worker_hang import WorkerHangs
 from relevo.render.haproxy import Binds, HAProxyLayout
 from relevo.services.apache import ApacheService
 from relevo.services.haproxy import HAProxyService, save_server_state
@@ -45,7 +46,7 @@ SIGNAL_EFFECT_S = 2.0
 MAX_SOCKET_PATH = 100
 
 
-# Each fault, as this provider inflicts it: a signal to every process of the node's group.
+# The faults that are a signal to every process of the node's group.
 FAULT_SIGNALS = {
     Fault.CRASH: signal.SIGKILL,
     Fault.HANG: signal.SIGSTOP,
@@ -89,6 +90,7 @@ class LocalProvider:
         self.paths = StatePaths(topology.state_dir)
         self.records = NodeRecords(self.paths)
         self._config_changed: set[str] = set()
+        self.worker_hangs = WorkerHangs()
 
     # -- the Provider verbs --------------------------------------------------------------------------
     def create(self, node: str) -> None:
@@ -98,6 +100,7 @@ class LocalProvider:
 
     def start(self, node: str) -> None:
         claim_state_dir(self.paths.root)
+        self.worker_hangs.release(node)
         record = self._record(node)
         if record is not None and is_ours(record):
             if node in self._config_changed:
@@ -124,6 +127,7 @@ class LocalProvider:
                 self._limit_cpu(web, cgroups)
 
     def stop(self, node: str) -> None:
+        self.worker_hangs.release(node)
         expected = self._expected(node)
         record = self.records.load(node, expected)
         if record is not None:
@@ -135,7 +139,34 @@ class LocalProvider:
             self._unlimit_cpu(self._web_node(node))
 
     def fault(self, node: str, fault: Fault) -> None:
-        self._signal(node, FAULT_SIGNALS[fault])
+        """Signals to the node's process group; hang-workers stops all but the leader and keeps new
+        workers stopped; reload is the daemon's own graceful reload (SIGUSR2 HAProxy, SIGUSR1 Apache)."""
+        reason = self.cannot(node, fault)
+        if reason is not None or fault in LASTING:
+            raise ProviderError(reason or f"{fault} lasts: apply it with impair")
+        if fault is not Fault.RELOAD:
+            self.worker_hangs.release(node)  # before the group is resumed, replaced or stopped
+        if fault is Fault.HANG_WORKERS:
+            record = self._record(node)
+            if record is None or not is_ours(record):
+                raise ProviderError(f"{node} is not running")
+            self.worker_hangs.hold(node, record)
+        elif fault is Fault.RELOAD:
+            record = self._record(node)
+            if record is None or not is_ours(record):
+                raise ProviderError(f"{node} is not running")
+            self._reload(node, record)
+        elif fault is Fault.STOP:
+            self.stop(node)  # SIGTERM, waited for (bounded), then SIGKILL: as `relevo stop`
+        else:
+            self._signal(node, FAULT_SIGNALS[fault])
+
+    def cannot(self, node: str, fault: Fault) -> str | None:
+        if fault in FAULT_SIGNALS or fault in (Fault.HANG_WORKERS, Fault.RELOAD):
+            if fault is Fault.HANG_WORKERS and node == self.topology.balancer.name:
+                return "hang-workers stops Apache's workers: a web node's fault, not the balancer's"
+            return None
+        return f"the local provider has no means for {fault}"
 
     def _signal(self, node: str, sig: signal.Signals) -> None:
         record = self._record(node)

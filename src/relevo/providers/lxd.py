@@ -144,6 +144,9 @@ class LXDProvider:
         self._after_stop(node)
 
     def fault(self, node: str, fault: Fault) -> None:
+        reason = self.cannot(node, fault)
+        if reason is not None:
+            raise ProviderError(reason)
         client, name = self.placement.resolve(node)
         instance = self._instance(client, name)
         if instance is None:
@@ -157,8 +160,32 @@ class LXDProvider:
             # Like SIGCONT, nothing to a running container (LXD refuses to unfreeze one).
             if instance.status in ("Frozen", "Freezing"):
                 client.unfreeze(name)
+            if not self.guest.is_balancer(node) and instance.status != "Stopped":
+                self.guest.resume_workers(node)
+        elif fault is Fault.HANG_WORKERS:
+            if instance.status != "Running":
+                raise ProviderError(f"{node} is not running")
+            self.guest.hang_workers(node)
+        elif fault is Fault.RELOAD:
+            if instance.status != "Running":
+                raise ProviderError(f"{node} is not running")
+            if self.guest.is_balancer(node):
+                # The new workers read the server states the cluster saved just before (on the host).
+                saved = read_or_empty(self.paths.server_state)
+                path = str(HAProxyLayout.in_guest().server_state)
+                client.push_file(name, path, saved.encode(), mode=0o600)
+            self.guest.reload(node)
         else:
             self.stop(node)
+
+    def cannot(self, node: str, fault: Fault) -> str | None:
+        if fault in (Fault.CRASH, Fault.HANG, Fault.RESUME, Fault.STOP, Fault.RELOAD):
+            return None
+        if fault is Fault.HANG_WORKERS:
+            if self.guest.is_balancer(node):
+                return "hang-workers stops Apache's workers: a web node's fault, not the balancer's"
+            return None
+        return f"the lxd provider has no means for {fault}"
 
     def status(self, node: str) -> NodeState:
         client, name = self.placement.resolve(node)

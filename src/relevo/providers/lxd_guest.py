@@ -15,7 +15,33 @@ from relevo.services.apache import ApacheService, guest_layout
 from relevo.services.haproxy import HAProxyService
 
 APACHE_UNIT = "relevo-apache.service"
+# hang-workers in a container: a keeper in the guest stops every child of Apache's parent (new ones too:
+# Apache replaces workers it counts as busy) until resumed or this many seconds have passed.
 WANTS = PurePosixPath("/etc/systemd/system/multi-user.target.wants")
+HANG_KEEPER_PID = "/run/relevo-hang-workers.pid"
+HANG_MAX_S = 600
+_MAIN_PID = f"$(systemctl show --property=MainPID --value {APACHE_UNIT})"
+_HANG = "\n".join(
+    [
+        f"parent={_MAIN_PID}",
+        '[ "$parent" -gt 0 ] && [ -n "$(pgrep -P "$parent")" ] || exit 3',
+        f"rm -f {HANG_KEEPER_PID}",
+        f"setsid sh -c 'echo $$ > {HANG_KEEPER_PID}; end=$(($(date +%s) + {HANG_MAX_S})); "
+        'while [ "$(date +%s)" -lt "$end" ]; do pkill -STOP -P "$0"; sleep 0.02; done\' "$parent" '
+        "</dev/null >/dev/null 2>&1 &",
+        'pkill -STOP -P "$parent"',  # the fault has taken effect when this returns
+    ]
+)
+_RESUME = "\n".join(
+    [
+        f"[ -s {HANG_KEEPER_PID} ] && kill $(cat {HANG_KEEPER_PID}) 2>/dev/null",
+        f"rm -f {HANG_KEEPER_PID}",
+        "sleep 0.05",  # a round of the keeper's under way when it was stopped ends first
+        f"parent={_MAIN_PID}",
+        '[ "$parent" -gt 0 ] && pkill -CONT -P "$parent"',
+        "exit 0",
+    ]
+)
 
 
 class GuestServices:
@@ -79,6 +105,13 @@ class GuestServices:
         what = f"set {node}'s services"
         self.host.run(node, ["rm", "-f", *(str(WANTS / unit) for unit in off)], what=what)
         self.host.run(node, ["ln", "-sf", str(on), str(WANTS / on.name)], what=what)
+
+    def hang_workers(self, node: str) -> None:
+        """Apache's parent lives, its workers (and any it starts meanwhile) are stopped."""
+        self.host.run(node, ["sh", "-c", _HANG], what=f"stop {node}'s Apache workers")
+
+    def resume_workers(self, node: str) -> None:
+        self.host.run(node, ["sh", "-c", _RESUME], what=f"resume {node}'s Apache workers")
 
     def reload(self, node: str) -> None:
         unit = "haproxy.service" if self.is_balancer(node) else APACHE_UNIT

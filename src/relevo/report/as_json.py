@@ -90,7 +90,10 @@ def result_dict(result: ScenarioResult) -> dict[str, Any]:
         for f in result.failovers
     ]
     out["verdicts"] = [{"what": v.what, "ok": v.ok, "detail": v.detail} for v in result.verdicts]
-    out["passed"] = result.passed
+    out["passed"] = None if result.skipped is not None else result.passed
+    out["status"] = result.status
+    if result.skipped is not None:
+        out["skipped"] = result.skipped
     seed = SEED_ROWS.get(scenario.seed_row or "")
     if seed is not None:
         out["seed"] = {

@@ -90,6 +90,8 @@ def theirs(row: SeedRow) -> str:
 
 def details(result: ScenarioResult) -> list[str]:
     """The second line of a scenario: failures, failover times, shares; wrapped to WIDTH."""
+    if result.skipped is not None:
+        return _wrap([f"skipped: {result.skipped}"], indent="  ")
     failed = result.failed
     words = [f"failed {failed}"]
     kinds = result.report.total.errors_by_kind

@@ -95,7 +95,11 @@ def _view(result: ScenarioResult, svg: str) -> dict[str, Any]:
         "failover": ", ".join(serving) or "–",
         "shares": " ".join(f"{name} {p:.0f}%" for name, p in shares(result).items()) or "–",
         "passed": result.passed,
-        "verdict": ("ok" if result.passed else "FAILED: " + "; ".join(broken)) if result.verdicts else "–",
+        "verdict": ("skipped: " + result.skipped)
+        if result.skipped is not None
+        else ("ok" if result.passed else "FAILED: " + "; ".join(broken))
+        if result.verdicts
+        else "–",
         "verdicts": result.verdicts,
         "markers": result.markers,
         "seed": SEED_ROWS.get(result.scenario.seed_row or ""),

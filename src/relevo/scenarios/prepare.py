@@ -10,7 +10,6 @@ is started again when the scenario wants it.
 
 from __future__ import annotations
 
-import signal
 import time
 
 from relevo import lifecycle
@@ -20,7 +19,7 @@ from relevo.errors import ProviderError, RelevoError
 from relevo.haproxy.runtime import AdminState
 from relevo.lock import cluster_lock
 from relevo.model import Temperature, Topology
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 from relevo.scenarios.model import Setup
 
 # Its first tick after a start: well under a second here, seconds on an emulated VM.
@@ -55,13 +54,13 @@ def _set_nodes(cluster: Cluster, setup: Setup) -> None:
         state = cluster.status(node.name)
         if state in (NodeState.RUNNING, NodeState.PAUSED):
             # A hang may have stopped only some processes (Apache's workers): resume the whole group.
-            cluster.kill(node.name, signal.SIGCONT)
+            cluster.fault(node.name, Fault.RESUME)
         if node.name not in running and state in (NodeState.RUNNING, NodeState.PAUSED):
             cluster.stop(node.name)
     for name in topology.node_names:
         cluster.create(name)  # idempotent: configs rendered and checked once more
     if cluster.status(balancer) is NodeState.PAUSED:
-        cluster.kill(balancer, signal.SIGCONT)
+        cluster.fault(balancer, Fault.RESUME)
     cluster.start(balancer)
     for node in topology.nodes:
         if node.name in running:

@@ -66,6 +66,8 @@ class ScenarioResult:
     events: tuple[Mapping[str, Any], ...] = ()
     failovers: tuple[Failover, ...] = ()
     verdicts: tuple[Verdict, ...] = ()
+    # Why the scenario did not run (a fault its provider cannot do here): neither passed nor failed.
+    skipped: str | None = None
 
     @property
     def failed(self) -> int:
@@ -73,7 +75,14 @@ class ScenarioResult:
 
     @property
     def passed(self) -> bool:
-        return all(v.ok for v in self.verdicts)
+        return self.skipped is None and all(v.ok for v in self.verdicts)
+
+    @property
+    def status(self) -> str:
+        """passed, failed or skipped."""
+        if self.skipped is not None:
+            return "skipped"
+        return "passed" if self.passed else "failed"
 
     @property
     def servers(self) -> tuple[str, ...]:

@@ -21,10 +21,11 @@ from relevo.loadgen import engine
 from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.jtl import read_samples
 from relevo.loadgen.plan import Plan, simple_plan
+from relevo.loadgen.stats import RunStats
 from relevo.loadgen.summary import summarize
 from relevo.model import Topology
 from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
-from relevo.scenarios.faults import WorkerHangs, apply_fault, fault_lock
+from relevo.scenarios.faults import apply_fault, fault_lock, unsupported
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
 from relevo.scenarios.prepare import prepare
 from relevo.scenarios.result import (
@@ -118,6 +119,11 @@ def run_scenarios(
             if override is not None:
                 scenario = replace(scenario, load=override.apply(scenario.load))
             progress(f"[{n}/{len(scenarios)}] {scenario.name}: {scenario.description}")
+            reasons = [r for r in (unsupported(cluster, f) for f in scenario.faults) if r]
+            if reasons:
+                progress("  skipped: " + "; ".join(reasons))
+                results.append(skipped_result(scenario, "; ".join(reasons)))
+                continue
             result = run_one(
                 cluster,
                 scenario,
@@ -151,14 +157,11 @@ def run_one(
     with tempfile.TemporaryDirectory(prefix="relevo-scenario-") as scratch:
         jtl = Path(scratch) / "samples.jtl"
         handle = engine.start(plan, workers=workers, jtl=jtl, on_progress=on_progress)
-        hangs = WorkerHangs(cluster)
-        try:
-            with handle:
-                markers, fault_verdicts = _inject(cluster, scenario, handle, hangs)
-                limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
-                result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
-        finally:
-            hangs.release_all()  # the workers stay stopped until the next preparation resumes them
+        # A hang's workers stay stopped until the next preparation resumes every node.
+        with handle:
+            markers, fault_verdicts = _inject(cluster, scenario, handle)
+            limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
+            result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
         latencies = per_second_latency(jtl, result.started_at)
     events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
     report = summarize(result.stats, meta=_meta(scenario, result), interrupted=result.interrupted)
@@ -192,8 +195,14 @@ def run_one(
     )
 
 
+def skipped_result(scenario: Scenario, reason: str) -> ScenarioResult:
+    """A scenario not run, with why: no samples, no verdicts, neither passed nor failed."""
+    report = summarize(RunStats(), meta={"scenario": scenario.name, "skipped": reason})
+    return ScenarioResult(scenario=scenario, report=report, seconds=(), skipped=reason)
+
+
 def _inject(
-    cluster: Cluster, scenario: Scenario, handle: engine.LoadRun, hangs: WorkerHangs
+    cluster: Cluster, scenario: Scenario, handle: engine.LoadRun
 ) -> tuple[list[Marker], list[Verdict]]:
     """Each fault at its time on the load's clock; a fault the load ended before is reported, not done."""
     markers: list[Marker] = []
@@ -217,7 +226,7 @@ def _inject(
         try:
             with fault_lock(cluster, fault):
                 at = handle.elapsed_s()  # when it was done: a lock held by another writer delays it
-                apply_fault(cluster, fault, hangs)
+                apply_fault(cluster, fault)
         except RelevoError as exc:
             verdicts.append(Verdict(what=f"fault {fault.label}", ok=False, detail=str(exc)))
             continue

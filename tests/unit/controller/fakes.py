@@ -120,8 +120,8 @@ class World:
         self.stops[node] += 1
         self.nodes[node].process = NodeState.STOPPED
 
-    def kill(self, node: str, sig: object) -> None:
-        self.calls.append(("kill", node, str(sig)))
+    def fault(self, node: str, fault: object) -> None:
+        self.calls.append(("fault", node, str(fault)))
         if node == "ha1":
             self.balancer_process, self.haproxy_alive = NodeState.STOPPED, False
         else:

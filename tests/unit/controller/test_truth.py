@@ -140,7 +140,7 @@ def test_hung_balancer_is_restarted_and_a_primary_failing_meanwhile_still_fails_
     assert world.starts["web1bck"] == 1, "web1bck's start waited for HAProxy"
     assert [(v, n) for v, n, _ in world.calls if n == "ha1"] == [], "the restart is still running"
     run(world, ctl, 1)
-    assert [(v, n) for v, n, _ in world.calls if n == "ha1"] == [("kill", "ha1"), ("start", "ha1")]
+    assert [(v, n) for v, n, _ in world.calls if n == "ha1"] == [("fault", "ha1"), ("start", "ha1")]
     assert serving(world, "web1bck", "web1")
     steps = [(e["from"], e["to"]) for e in events(topo, "health") if e["node"] == "ha1"]
     assert steps == [("answering", "hung"), ("hung", "answering")]

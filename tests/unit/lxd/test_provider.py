@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from relevo.errors import ProviderError, TopologyError
-from relevo.lxd.client import Instance
+from relevo.lxd.client import ExecResult, Instance
 from relevo.lxd.errors import LXDNotFoundError
 from relevo.model import Capacity
 from relevo.providers.base import Fault, NodeState
@@ -45,6 +45,10 @@ class FakeClient:
 
     def unfreeze(self, name: str) -> None:
         self.calls.append(("unfreeze", name))
+
+    def exec(self, name: str, argv: list[str], *, timeout_s: float = 0) -> ExecResult:
+        self.calls.append(("exec", name, argv[-1]))
+        return ExecResult(0, "", "")
 
 
 def provider_with(client: FakeClient, tmp_path: Path) -> LXDProvider:
@@ -91,6 +95,27 @@ def test_resume_unfreezes_a_frozen_container_and_leaves_a_running_one_alone(tmp_
     provider.fault("web1", Fault.RESUME)
     provider.fault("web2", Fault.RESUME)
     assert [c for c in client.calls if c[0] == "unfreeze"] == [("unfreeze", "t-web1")]
+    # A running web node may have its workers held stopped (hang-workers): those are resumed in the guest.
+    resumed = [c[1] for c in client.calls if c[0] == "exec" and "pkill -CONT" in c[2]]
+    assert resumed == ["t-web1", "t-web2"]
+
+
+def test_hang_workers_and_reload_run_in_the_guest_and_the_balancer_has_no_workers_to_hang(
+    tmp_path: Path,
+) -> None:
+    """hang-workers and reload are commands in the node's container (no pid file of the host read);
+    hang-workers on the balancer is refused beforehand, with why."""
+    client = FakeClient({"t-web1": "Running", "t-ha1": "Running"})
+    provider = provider_with(client, tmp_path)
+    provider.fault("web1", Fault.HANG_WORKERS)
+    provider.fault("web1", Fault.RELOAD)
+    scripts = [c[2] for c in client.calls if c[0] == "exec"]
+    assert "pkill -STOP" in scripts[0] and scripts[1] == "relevo-apache.service"
+    reason = provider.cannot("ha1", Fault.HANG_WORKERS)
+    assert reason is not None and "web node" in reason
+    with pytest.raises(ProviderError, match="web node"):
+        provider.fault("ha1", Fault.HANG_WORKERS)
+    assert provider.cannot("web1", Fault.DELAY) == "the lxd provider has no means for delay"
 
 
 def test_a_web_node_listens_on_nothing_of_this_host(tmp_path: Path) -> None:

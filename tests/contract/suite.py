@@ -1,0 +1,173 @@
+"""The provider contract as one suite: every provider (the fake, local, lxd) runs these same tests
+through a `Subject`, the tier's way of looking at its nodes from outside (an HTTP GET, a TCP connect,
+the node's worker processes). Each fault must do what `providers.base.Fault` says it does."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+import pytest
+
+from relevo.errors import ProviderError
+from relevo.model import Endpoint
+from relevo.providers.base import LASTING, Fault, NodeState
+
+# An answer slower than this is no answer (a hung node never answers; a healthy one in milliseconds).
+ANSWER_S = 1.5
+# Waits are bounds on a condition, never speed assertions.
+WAIT_S = 20.0
+
+
+@dataclass
+class Subject:
+    """A provider's nodes as the suite sees them. `nodes` has the provider verbs (a provider, or a
+    Cluster dispatching to one); `workers` names the node's worker processes (or threads) now."""
+
+    nodes: object
+    web: str
+    balancer: str
+    endpoint: Callable[[str], Endpoint]
+    workers: Callable[[str], frozenset[Hashable]]
+    heal: Callable[[], None] = field(default=lambda: None)
+
+    def fault(self, node: str, fault: Fault) -> None:
+        self.nodes.fault(node, fault)  # type: ignore[attr-defined]
+
+    def status(self, node: str) -> NodeState:
+        state: NodeState = self.nodes.status(node)  # type: ignore[attr-defined]
+        return state
+
+    def cannot(self, node: str, fault: Fault) -> str | None:
+        reason: str | None = self.nodes.cannot(node, fault)  # type: ignore[attr-defined]
+        return reason
+
+    def start(self, node: str) -> None:
+        self.nodes.start(node)  # type: ignore[attr-defined]
+
+    def answers(self, node: str) -> bool:
+        """A GET to the node itself gets a 200 within ANSWER_S."""
+        endpoint = self.endpoint(node)
+        connection = http.client.HTTPConnection(endpoint.address, endpoint.port, timeout=ANSWER_S)
+        try:
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            response.read()
+            return response.status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def accepts(self, node: str) -> bool:
+        """The node's port completes a TCP handshake (the kernel does, for a hung process too)."""
+        endpoint = self.endpoint(node)
+        try:
+            with socket.create_connection((endpoint.address, endpoint.port), timeout=ANSWER_S):
+                return True
+        except OSError:
+            return False
+
+
+def until(predicate: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+class ProviderContract:
+    """Subclassed once per tier with a `subject` fixture; the tests are the same for every provider."""
+
+    def test_crash_leaves_nothing_answering_and_start_brings_it_back(self, subject: Subject) -> None:
+        """crash: the node's processes are gone at once (not running, its port takes no connection); a
+        start makes it answer again."""
+        assert subject.answers(subject.web)
+        subject.fault(subject.web, Fault.CRASH)
+        assert subject.status(subject.web) in (NodeState.STOPPED, NodeState.MISSING)
+        assert not subject.accepts(subject.web)
+        subject.start(subject.web)
+        until(lambda: subject.answers(subject.web), f"{subject.web} answers after its start")
+
+    def test_hang_accepts_but_never_answers_until_resumed(self, subject: Subject) -> None:
+        """hang: the node is paused, still takes connections, answers nothing; resume: it answers."""
+        subject.fault(subject.web, Fault.HANG)
+        assert subject.status(subject.web) is NodeState.PAUSED
+        assert subject.accepts(subject.web)
+        assert not subject.answers(subject.web)
+        subject.fault(subject.web, Fault.RESUME)
+        assert subject.status(subject.web) is NodeState.RUNNING
+        until(lambda: subject.answers(subject.web), f"{subject.web} answers after its resume")
+
+    def test_hang_workers_keeps_the_node_running_but_answering_nothing(self, subject: Subject) -> None:
+        """hang-workers: the daemon's parent lives (running), its service accepts but does not answer
+        (new workers included, however long it lasts); resume: it answers again."""
+        subject.fault(subject.web, Fault.HANG_WORKERS)
+        try:
+            assert subject.status(subject.web) is NodeState.RUNNING
+            assert subject.accepts(subject.web)
+            assert not subject.answers(subject.web)
+            assert not subject.answers(subject.web), "a second try was answered: the hang did not last"
+        finally:
+            subject.fault(subject.web, Fault.RESUME)
+        until(lambda: subject.answers(subject.web), f"{subject.web} answers after its resume")
+
+    def test_reload_gives_new_workers_and_loses_no_request(self, subject: Subject) -> None:
+        """reload: the daemon's graceful reload; the node has new workers afterwards and every request
+        sent to it meanwhile is answered."""
+        before = subject.workers(subject.web)
+        assert before, f"{subject.web} shows no workers"
+        failures: list[str] = []
+        done = threading.Event()
+
+        def load() -> None:
+            for _ in range(2000):  # bounded in count, and ended by `done`
+                if done.is_set():
+                    return
+                if not subject.answers(subject.web):
+                    failures.append("no answer")
+
+        sender = threading.Thread(target=load, daemon=True)
+        sender.start()
+        try:
+            time.sleep(0.2)  # requests in flight when the reload comes
+            subject.fault(subject.web, Fault.RELOAD)
+            until(lambda: subject.workers(subject.web) - before, f"{subject.web} has new workers")
+            time.sleep(0.2)
+        finally:
+            done.set()
+            sender.join(30)
+        assert subject.status(subject.web) is NodeState.RUNNING
+        assert not failures, f"{len(failures)} requests failed during the reload"
+
+    def test_the_balancer_reloads_without_losing_its_frontend(self, subject: Subject) -> None:
+        """reload of the balancer: still running, its frontend answers afterwards."""
+        subject.fault(subject.balancer, Fault.RELOAD)
+        assert subject.status(subject.balancer) is NodeState.RUNNING
+        until(lambda: subject.answers(subject.balancer), "the balancer's frontend answers")
+
+    def test_stop_ends_the_node_cleanly(self, subject: Subject) -> None:
+        """stop: the node ends (asked, not killed) and takes no more connections."""
+        subject.fault(subject.web, Fault.STOP)
+        assert subject.status(subject.web) in (NodeState.STOPPED, NodeState.MISSING)
+        assert not subject.accepts(subject.web)
+
+    def test_every_fault_is_either_done_or_refused_with_a_reason(self, subject: Subject) -> None:
+        """Each fault of the vocabulary is supported, or `cannot` gives a sentence and `fault` refuses it
+        with a ProviderError (never silently nothing); hang-workers on the balancer is refused."""
+        assert subject.cannot(subject.balancer, Fault.HANG_WORKERS)
+        for fault in Fault:
+            reason = subject.cannot(subject.web, fault)
+            if reason is None:
+                continue
+            assert len(reason) > 10, f"{fault}: {reason!r} says too little"
+            if fault not in LASTING:
+                with pytest.raises(ProviderError):
+                    subject.fault(subject.web, fault)
+        with pytest.raises(ProviderError):
+            subject.fault(subject.balancer, Fault.HANG_WORKERS)

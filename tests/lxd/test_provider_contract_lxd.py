@@ -1,0 +1,83 @@
+"""The provider contract (tests/contract/suite.py) against the real LXD daemon: the same suite the fake
+and the local provider pass, on a cluster of three containers (a balancer, web1, web2)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Hashable, Iterator
+
+import pytest
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.client import LXDClient
+from relevo.lxd.errors import LXDError
+from relevo.lxd.network import free_subnet
+from relevo.providers.base import Fault, NodeState
+from relevo.providers.lxd_guest import APACHE_UNIT
+from relevo.topology import load_topology
+from tests.contract.suite import ProviderContract, Subject
+
+pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
+
+TAG = f"c{os.getpid() % 1_000_000}"
+
+
+@pytest.fixture(scope="module")
+def contract_cluster(
+    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    alias = f"relevo-test/{TAG}"
+    imported = import_image(lxd, base_image.path, alias)
+    try:
+        workdir = tmp_path_factory.mktemp("lxd-contract")
+        (workdir / "relevo.yaml").write_text(
+            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
+            f"providers:\n  lxd: {{image: '{alias}'}}\n"
+            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+        )
+        topology = load_topology(workdir / "relevo.yaml")
+        try:
+            lifecycle.up(topology, controller=False)
+            yield Cluster(topology)
+        finally:
+            with contextlib.suppress(Exception):
+                lifecycle.destroy(topology)
+    finally:
+        with contextlib.suppress(LXDError):
+            lxd.delete_alias(alias)
+        if imported.uploaded:
+            with contextlib.suppress(LXDError):
+                lxd.delete_image(imported.fingerprint)
+
+
+def guest_workers(cluster: Cluster, node: str) -> frozenset[Hashable]:
+    """Apache's workers in the node's container: the children of its unit's main process."""
+    provider = cluster.provider_for(node)
+    client, name = provider.placement.resolve(node)  # type: ignore[attr-defined]
+    script = f"pgrep -P $(systemctl show --property=MainPID --value {APACHE_UNIT})"
+    result = client.exec(name, ["sh", "-c", script], timeout_s=30)
+    return frozenset(int(pid) for pid in result.stdout.split())
+
+
+class TestLXDProvider(ProviderContract):
+    @pytest.fixture
+    def subject(self, contract_cluster: Cluster) -> Iterator[Subject]:
+        cluster = contract_cluster
+        names = cluster.topology.node_names
+        for node in names:
+            if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
+                cluster.fault(node, Fault.RESUME)
+            cluster.start(node)
+        yield Subject(
+            nodes=cluster,
+            web="web1",
+            balancer=cluster.topology.balancer.name,
+            endpoint=cluster.address,
+            workers=lambda node: guest_workers(cluster, node),
+        )
+        for node in names:
+            if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
+                cluster.fault(node, Fault.RESUME)

@@ -110,11 +110,14 @@ def test_the_seeds_five_give_the_expected_errors_and_servers(cluster):
 
 def test_each_single_fault_loses_no_request_and_shows_its_events(cluster):
     """Kill, hang (whole node or only Apache's workers), flap, recover, maintenance and reload under an
-    open-loop load: 0 failed requests each, the fault and the controller's answer on the timeline."""
+    open-loop load: 0 failed requests each, every planned request accounted for (samples + dropped +
+    unfinished = 2,750), the fault and the controller's answer on the timeline."""
     data = results(cluster, "--only", ",".join(SINGLE_FAULTS), *SHORT_OPEN)
     for name in SINGLE_FAULTS:
         run = data[name]
         assert run["samples"] >= 2000, name
+        accounted = run["samples"] + run["dropped"] + run["unfinished"]
+        assert accounted == run["planned"] == 2750, (name, run["samples"], run["dropped"], run["unfinished"])
         assert run["errors"] == 0, (name, run["errors_by_kind"], run["markers"])
         faults = [m for m in run["markers"] if m["source"] == "fault"]
         assert len(faults) == len(run["scenario"]["faults"]), (name, run["markers"])

@@ -369,7 +369,9 @@ def bench(ctx: click.Context, /, url: str | None, **opts: Any) -> None:
     meta = _meta(plan, result, opts["jtl"])
     events = _events_during(ctx, plan, result)
     meta["events"] = events
-    report = summarize(result.stats, meta=meta, interrupted=result.interrupted)
+    report = summarize(
+        result.stats, meta=meta, interrupted=result.interrupted, planned=result.plan.total_samples
+    )
     _emit(report, as_json=opts["as_json"], out=opts["out"], quiet=quiet, series=opts["series"])
     if events and not (opts["as_json"] or quiet):
         from relevo.cli.controller import event_line

@@ -189,6 +189,10 @@ class Recorder:
             series.grow(second + 1)
         series.dropped[second] += n
 
+    def unfinished(self, sampler: Sampler, n: int = 1) -> None:
+        """`n` requests of the plan that a stop left without a sample (never sent, or cut off)."""
+        sampler.stats.unfinished += n
+
     def _second(self, end_ns: int, us: int, error: bool, received: int) -> None:
         series = self.series
         second = (end_ns - self.t0_ns) // NS_PER_S

@@ -62,6 +62,7 @@ class LabelStats:
         "sent_bytes",
         "served_by",
         "total_us",
+        "unfinished",
     )
 
     def __init__(self, label: str) -> None:
@@ -86,6 +87,9 @@ class LabelStats:
         # Open model: requests due while every connection was busy and still unsent when the run ended
         # (k6's dropped_iterations). Not samples: nothing was sent, so they are in no other number.
         self.dropped = 0
+        # Requests of the plan that a stop (Ctrl-C, `stop()`, nothing listening) left without a sample:
+        # never sent, or cut off in flight. samples + dropped + unfinished = the plan's count, always.
+        self.unfinished = 0
 
     def add(
         self,
@@ -125,6 +129,7 @@ class LabelStats:
     def merge(self, other: LabelStats) -> None:
         """Fold `other` into this one, exactly as if one accumulator had seen both streams."""
         self.dropped += other.dropped
+        self.unfinished += other.unfinished
         if other.count == 0:
             return
         if self.count == 0:

@@ -41,6 +41,8 @@ class SummaryRow:
     avg_bytes: float
     # Open model: requests due while every connection was busy, never sent (not samples).
     dropped: int = 0
+    # Requests of the plan a stop left without a sample (never sent, or cut off in flight).
+    unfinished: int = 0
     percentiles_ms: Mapping[float, float] = field(default_factory=lambda: MappingProxyType({}))
     errors_by_kind: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     codes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -71,6 +73,15 @@ class SummaryReport:
     # Where the numbers come from and how they were made (target, workers, file, ...), for the reader.
     meta: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     interrupted: bool = False
+    # The plan's count of requests when fixed in advance (None when time decides): every one of them is
+    # a sample, dropped or unfinished (`accounted`).
+    planned: int | None = None
+
+    @property
+    def accounted(self) -> int:
+        """Samples + dropped + unfinished: equals `planned` whenever the plan fixes a count."""
+        total = self.total
+        return total.samples + total.dropped + total.unfinished
 
 
 def row_of(stats: LabelStats) -> SummaryRow:
@@ -93,6 +104,7 @@ def row_of(stats: LabelStats) -> SummaryRow:
         sent_kb_s=stats.sent_bytes * per_s / 1024,
         avg_bytes=stats.bytes / n if n else 0.0,
         dropped=stats.dropped,
+        unfinished=stats.unfinished,
         percentiles_ms=MappingProxyType({p: hist.value_at_percentile(p) / 1000 for p in PERCENTILES}),
         errors_by_kind=_frozen(stats.error_kinds),
         codes=_frozen(stats.codes),
@@ -101,10 +113,14 @@ def row_of(stats: LabelStats) -> SummaryRow:
 
 
 def summarize(
-    stats: RunStats, *, meta: Mapping[str, object] | None = None, interrupted: bool = False
+    stats: RunStats,
+    *,
+    meta: Mapping[str, object] | None = None,
+    interrupted: bool = False,
+    planned: int | None = None,
 ) -> SummaryReport:
     """The report of a run or a JTL file: rows in first-seen label order, then TOTAL."""
-    rows = tuple(row_of(s) for s in stats.labels.values() if s.count or s.dropped)
+    rows = tuple(row_of(s) for s in stats.labels.values() if s.count or s.dropped or s.unfinished)
     series = stats.series
     seconds = tuple(
         SecondRow(
@@ -124,4 +140,5 @@ def summarize(
         series=seconds,
         meta=MappingProxyType(dict(meta or {})),
         interrupted=interrupted,
+        planned=planned,
     )

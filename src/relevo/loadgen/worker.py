@@ -115,6 +115,7 @@ class Runner:
         self.interrupted = False
         self.pending = 0
         self.unstarted: dict[ClosedUser, asyncio.TimerHandle] = {}
+        self.users: list[ClosedUser] = []
         self.open_groups: list[OpenGroup] = []
         self.finished = asyncio.Event()
         self._addresses: dict[tuple[str, int], Address] = {}
@@ -289,12 +290,24 @@ class Runner:
         self.loop.call_later(STOP_GRACE_S, self.abort)
 
     def abort(self) -> None:
+        """Cut off every request in flight and end the run: what the plan had left is counted as
+        unfinished (cut off in flight, or never sent), so every planned request is still accounted for."""
+        if self.finished.is_set():
+            return
         for conn in tuple(self.conns):
+            if conn.busy:
+                self.recorder.unfinished(conn.sampler)
             conn.busy = False
             if conn.connect_task is not None:
                 conn.connect_task.cancel()
             if conn.transport is not None:
                 conn.transport.abort()
+        self.stopping = True
+        for group in self.open_groups:
+            group.backlog_dropped()
+            group.abandon()
+        for user in self.users:
+            user.abandon()
         self.finished.set()
 
 

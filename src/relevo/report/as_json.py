@@ -31,6 +31,7 @@ def row_dict(row: SummaryRow) -> dict[str, Any]:
         "sent_kb_s": round(row.sent_kb_s, 3),
         "avg_bytes": round(row.avg_bytes, 3),
         "dropped": row.dropped,
+        "unfinished": row.unfinished,
     }
     out.update({_key(p): round(v, 3) for p, v in row.percentiles_ms.items()})
     out["errors_by_kind"] = dict(row.errors_by_kind)
@@ -43,6 +44,7 @@ def to_dict(report: SummaryReport) -> dict[str, Any]:
     out = row_dict(report.total)
     out.pop("label")
     out["interrupted"] = report.interrupted
+    out["planned"] = report.planned
     out["labels"] = [row_dict(row) for row in report.rows]
     out["timeseries"] = [
         {

@@ -153,7 +153,10 @@ def render(report: SummaryReport, *, series: bool = False, width: int | None = N
     if series and report.series:
         parts.append(series_table(report))
     if report.interrupted:
-        parts.append(Text("interrupted: these are the samples finished before the stop", style="yellow"))
+        cut = f" ({total.unfinished:,} requests of the plan not sent or cut off)" if total.unfinished else ""
+        parts.append(
+            Text(f"interrupted: these are the samples finished before the stop{cut}", style="yellow")
+        )
     return Group(*parts)
 
 

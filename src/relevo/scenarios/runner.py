@@ -164,7 +164,12 @@ def run_one(
             result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
         latencies = per_second_latency(jtl, result.started_at)
     events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
-    report = summarize(result.stats, meta=_meta(scenario, result), interrupted=result.interrupted)
+    report = summarize(
+        result.stats,
+        meta=_meta(scenario, result),
+        interrupted=result.interrupted,
+        planned=plan.total_samples,
+    )
     failovers = failovers_from_events(events, result.started_at)
     verdicts = [
         *fault_verdicts,

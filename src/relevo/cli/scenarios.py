@@ -17,6 +17,7 @@ from relevo.model import Topology
 from relevo.providers.base import NodeState
 
 REPORT_DIR = "relevo-report"
+RESULTS_NAME = "results.json"
 
 
 class ScenariosFailed(RelevoError):
@@ -228,10 +229,23 @@ def _output(topology: Topology, results: list[Any], opts: dict[str, Any]) -> Non
     if opts["no_report"]:
         return
     directory = opts["report_dir"] or default_report_dir(topology)
+    # results.json first: whatever happens while the charts are drawn, the numbers are on disk.
     try:
-        written = write_report(results, directory, title=f"cluster {topology.name}")
-        (directory / "results.json").write_text(json.dumps(data, indent=2, default=str) + "\n", "utf-8")
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / RESULTS_NAME).write_text(json.dumps(data, indent=2, default=str) + "\n", "utf-8")
     except OSError as exc:
         # The results are already on stdout: say which path failed, lose nothing.
         raise RelevoError(f"could not write the report in {directory}: {exc.strerror or exc}") from None
+    try:
+        written = write_report(results, directory, title=f"cluster {topology.name}")
+    except OSError as exc:
+        raise RelevoError(
+            f"could not write the report in {directory}: {exc.strerror or exc} "
+            f"(the results are in {directory / RESULTS_NAME})"
+        ) from None
+    except Exception as exc:  # the charting library's own failure: the results are safe, say so
+        raise RelevoError(
+            f"could not draw the report ({type(exc).__name__}: {exc}); "
+            f"the results are in {directory / RESULTS_NAME}"
+        ) from None
     err_console.print(f"report: {written.html}  (PNG charts in {written.html.parent / 'png'})")

@@ -69,8 +69,16 @@ def draw(result: ScenarioResult, *, png: Path | None = None) -> Chart:
     name = slug(result.scenario.name)
     # Ids inside each SVG (clip paths) are hashed with this salt: unique per scenario, so several
     # figures can share one HTML page without their ids colliding, and stable from run to run.
+    # text.parse_math off: a description is text, never mathtext ("costs $x^$" made matplotlib raise
+    # after every scenario had run, and the run's report was lost).
     with matplotlib.rc_context(
-        {"svg.fonttype": "none", "svg.hashsalt": name, "font.size": 8, "axes.titlesize": 9}
+        {
+            "svg.fonttype": "none",
+            "svg.hashsalt": name,
+            "font.size": 8,
+            "axes.titlesize": 9,
+            "text.parse_math": False,
+        }
     ):
         figure, axes = plt.subplots(len(METRICS), 1, sharex=True, figsize=(8.0, 7.5), layout="constrained")
         try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
+
+import pytest
 
 from relevo.report.charts import METRICS
 from relevo.report.comparison import WIDTH, comparison_lines
@@ -70,3 +73,33 @@ def test_the_html_report_is_one_file_with_a_chart_per_metric_and_event_markers(t
     assert [p.name for p in written.pngs] == ["two-plus-two-standbys.png", "kill-web1.png"]
     for png in written.pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_description_with_dollars_is_drawn_as_text(tmp_path):
+    """`costs $x^$` reaches the charts as text (no mathtext parsing, which raised) and the page shows it."""
+    available, _ = catalogue(parse_topology("", source=None, state_dir=tmp_path / ".relevo"))
+    scenario = replace(available["kill-web1"], description="costs $x^$ and $\\frac{1}{0}$")
+    written = write_report([make_result(scenario)], tmp_path / "out", title="dollars")
+    html = written.html.read_text(encoding="utf-8")
+    assert "costs $x^$ and $\\frac{1}{0}$" in html
+
+
+def test_results_json_is_written_before_the_report_is_drawn(tmp_path, monkeypatch):
+    """A charting failure loses no data: results.json is on disk and the error says where it is."""
+    import json
+
+    from relevo.cli import scenarios as cli_scenarios
+    from relevo.errors import RelevoError
+    from relevo.report import html as report_html
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("the charting library fell over")
+
+    monkeypatch.setattr(report_html, "write_report", broken)
+    topology = parse_topology("", source=None, state_dir=tmp_path / ".relevo")
+    out = tmp_path / "report"
+    opts = {"as_json": True, "no_report": False, "report_dir": out}
+    with pytest.raises(RelevoError, match=r"could not draw the report .*results\.json"):
+        cli_scenarios._output(topology, results(tmp_path), opts)
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(data) == {"two-plus-two-standbys", "kill-web1"}

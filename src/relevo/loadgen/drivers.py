@@ -52,6 +52,8 @@ class DriverHost(Protocol):
     def conns(self) -> set[Connection]: ...
     @property
     def unstarted(self) -> dict[ClosedUser, asyncio.TimerHandle]: ...
+    @property
+    def users(self) -> list[ClosedUser]: ...
 
     def user_started(self, group: int) -> None: ...
 
@@ -410,7 +412,7 @@ class OpenGroup:
 
 
 def record_unfinished(
-    runner: Runner, samplers: tuple[Sampler, ...], *, first: int, stride: int, count: int
+    runner: DriverHost, samplers: tuple[Sampler, ...], *, first: int, stride: int, count: int
 ) -> None:
     """`count` requests that would have gone to samplers[(first + k * stride) % n], k = 0..count-1, counted
     as unfinished per sampler (the pattern repeats every n requests, so this costs n steps, not count)."""

@@ -82,9 +82,13 @@ def events(ctx: click.Context, as_json: bool, follow: bool, lines: int, kinds: t
     """Show the failover controller's journal (STATE_DIR/events.jsonl).
 
     Each event has a time, a node, a transition (from -> to), a reason and, for a failover, how long
-    each part took: `detected` (last passing probe of the primary to its DOWN verdict), `standby up`
-    (start of the standby to its first passing probe) and `serving` (last passing probe of the primary
-    to the standby being in service).
+    each part took: `detected` (the first evidence of the fault to the primary's DOWN verdict; the
+    evidence is a failed probe, or the provider seeing the process gone or paused, and the reason names
+    it: certain evidence such as a killed process or a refused connection is DOWN at once, so a kill
+    shows 0), `standby up` (the standby's start to its first passing probe) and `serving` (the first
+    evidence of the fault to the standby being in service). A failover is journalled in the order it
+    happened: `failover-started` as the standby's start is decided, the start as `stopped -> starting`
+    then `starting -> running`, then `failover` once HAProxy has the standby in service.
     """
     from relevo.controller.events import follow_events, read_events
     from relevo.paths import StatePaths

@@ -265,10 +265,14 @@ class _Tick:
         if view.alive:
             self.act(stop(standby, "the standby failed: stopped before a retry"))
 
-    def start_standby(self, standby: str, view: NodeView, reason: str, *, then: Event | None = None) -> None:
+    def start_standby(self, standby: str, view: NodeView, reason: str, *, began: Event | None = None) -> None:
+        """Start the standby (unless it is starting or backing off); `began` is journalled as the start is
+        decided, before the start itself and so before any failover it leads to."""
         startable = view.absent and standby not in self.starting and not self.blocked(standby)
-        if startable and self.act(start(standby, reason, then=then)):
+        if startable and self.act(start(standby, reason)):
             self.starting[standby] = self.now
+            if began is not None:
+                self.events.append(began)
 
     # --- what people do --------------------------------------------------------------------------
     def operators(self) -> None:
@@ -426,7 +430,7 @@ class _Tick:
                 to="failing-over",
                 reason=f"{why}; starting {standby}",
             )
-            self.start_standby(standby, sv, why, then=began)
+            self.start_standby(standby, sv, why, began=began)
         elif sv.process is not None and self.failing(standby, sv):
             self.fail(standby, sv, primary, f"it is {sv.process} and not answering")
 

@@ -123,7 +123,8 @@ class Controller:
             if action.needs and action.needs not in succeeded:
                 continue  # what it depends on failed this tick: the next tick decides again
             if not action.runtime:
-                self.runner.submit(action)
+                if self.runner.submit(action):
+                    self.submitted(action, obs)
             elif self.execute(action, obs):
                 succeeded.add(action.key)
                 runtime_changed = True
@@ -315,6 +316,22 @@ class Controller:
                     raise RuntimeError(f"{action.node} is {state} after its restart")
             case _:
                 raise ValueError(f"not a provider action: {action}")
+
+    def submitted(self, action: Action, obs: Observation) -> None:
+        """A provider action began (off the tick): journalled now, from what is true now, so the journal
+        reads stopped -> starting, then starting -> running once it returned (not `running -> running`
+        when the node was seen up before the start's own return was)."""
+        view = obs.nodes.get(action.node)
+        process = view.process if view else obs.balancer
+        self.record(
+            Event(
+                kind=EventKind.ACTION,
+                node=action.node,
+                from_=str(process or "unknown"),
+                to=_UNDER_WAY[action.kind],
+                reason=f"{action.kind}: {action.reason}" if action.reason else str(action.kind),
+            )
+        )
 
     def finished(self, done: Done) -> None:
         """A provider action ended: journal it, or its failure (retried after a backoff)."""
@@ -582,15 +599,21 @@ def diff_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[s
     ]
 
 
+# What a provider action's node is while the action runs (the `to` of its first journal line).
+_UNDER_WAY = {
+    ActionKind.START: "starting",
+    ActionKind.RESTART: "restarting",
+    ActionKind.STOP: "stopping",
+}
+
+
 def _transition(action: Action, view: NodeView | None, balancer: NodeState | None) -> tuple[str, str]:
     """What an action changed, in the words `relevo events` shows: from -> to."""
     server = view.server if view else None
-    process = view.process if view else balancer
     match action.kind:
-        case ActionKind.START | ActionKind.RESTART:
-            return str(process or "unknown"), "running"
-        case ActionKind.STOP:
-            return str(process or "unknown"), "stopped"
+        case ActionKind.START | ActionKind.RESTART | ActionKind.STOP:
+            # Provider actions: journalled as under way when submitted (see Controller.submitted).
+            return _UNDER_WAY[action.kind], "stopped" if action.kind is ActionKind.STOP else "running"
         case ActionKind.SET_STATE:
             return str(server.admin) if server else "unknown", str(action.state)
         case _:

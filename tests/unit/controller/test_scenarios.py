@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from relevo.controller.actions import Done
+from relevo.controller.state import Action
 from relevo.haproxy.runtime import AdminState
 from relevo.providers.base import NodeState
 
-from .fakes import World, controller, events, run, topology
+from .fakes import StepRunner, World, controller, events, run, topology
 
 
 @pytest.fixture
@@ -423,3 +425,60 @@ def test_status_file_shows_the_controller_view(topo):
     assert state["nodes"]["web1"]["health"] == "down"
     assert state["nodes"]["web1bck"]["admin"] == "ready"
     assert state["haproxy"] is True
+
+
+class ReportsLate(StepRunner):
+    """A provider start that takes effect at once but whose return the controller hears of only later
+    (the real runner's thread finishes between the tick's harvest and its probes): the standby is seen
+    serving before its start has been reported."""
+
+    def submit(self, action: Action) -> bool:
+        if action.node in self.running:
+            return False
+        self.run(action, self.world.clock.now)
+        self.running[action.node] = (action, self.world.clock.now, False)
+        return True
+
+    def harvest(self) -> list[Done]:
+        now = self.world.clock.now
+        done = []
+        for node, (action, began, _) in list(self.running.items()):
+            if now - began >= 0.3 - 1e-9:
+                del self.running[node]
+                done.append(Done(action=action, began=began, ended=now))
+        return done
+
+
+def test_kill_both_journals_each_failover_in_the_order_it_happened(topo):
+    """Both primaries killed, the standbys up before their starts are reported: for each, the journal
+    reads failover-started, its start stopped -> starting -> running, then failover (never failover
+    first, never `running -> running`); a kill's `detected` is 0 and its reason names the evidence."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    late = ReportsLate(world, ctl.perform)
+    ctl.runner = late
+    run(world, ctl, 1)
+    world.nodes["web1"].process = NodeState.STOPPED
+    world.nodes["web2"].process = NodeState.STOPPED
+    run(world, ctl, 1.0)
+    assert failed_over(world, "web1", "web1bck") and failed_over(world, "web2", "web2bck")
+    journal = events(topo)
+    for primary, standby in (("web1", "web1bck"), ("web2", "web2bck")):
+        kinds = [
+            (e["kind"], e["from"], e["to"])
+            for e in journal
+            if (e["node"] == primary and e["kind"] == "failover-started")
+            or (e["node"] == standby and e["kind"] == "failover")
+            or (e["node"] == standby and e["kind"] == "action" and e["reason"].startswith("start:"))
+        ]
+        started = kinds.index(("failover-started", "down", "failing-over"))
+        starting = kinds.index(("action", "stopped", "starting"))
+        running = kinds.index(("action", "starting", "running"))
+        failover = next(i for i, k in enumerate(kinds) if k[0] == "failover")
+        assert started < starting < running and started < failover, kinds
+        assert not any(k[1:] == ("running", "running") for k in kinds), kinds
+        (event,) = [e for e in journal if e["kind"] == "failover" and e["node"] == standby]
+        assert event["durations"]["detection_s"] == 0
+        assert "process stopped" in event["reason"]
+    stamps = [e["ts"] for e in journal]
+    assert stamps == sorted(stamps), "the journal is in the order things happened"

@@ -55,6 +55,11 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
     started: list[str] = []
     controller_started = False
     controller_pid: int | None = None
+    if not topology.state_dir.exists():
+        # A first `up`: nothing of ours can be listening yet, so whoever holds our addresses is someone
+        # else. Refused here, before the lock or any record creates the state directory, a refusal
+        # leaves nothing behind.
+        check_listeners(_listeners(cluster, to_run))
     try:
         with cluster_lock(cluster.paths, what="relevo up") as held:
             cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now

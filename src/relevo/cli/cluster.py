@@ -119,6 +119,7 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
     """Each node's state (running/stopped/paused), its health as HAProxy sees it (UP, DOWN, MAINT, DRAIN),
     its address, current sessions and total requests; the URLs; the controller and its last events."""
     topology = get_topology(ctx)
+    _refuse_no_cluster_here(topology)
     report = status_report(topology, event_count)
     if as_json:
         print_json(report)
@@ -140,6 +141,21 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
             f"  [dim]{event.get('time', '')}[/] {event.get('node', '')}: "
             f"{event.get('from', '')} → {event.get('to', '')} ({event.get('reason', '')})"
         )
+
+
+def _refuse_no_cluster_here(topology: Topology) -> None:
+    """No topology file found and no state directory here: there is nothing to show, and a table of the
+    default layout with every node `missing` would only mislead (the state `./scripts/up` leaves when
+    relevo is run from a subdirectory of the one it was started in)."""
+    if topology.source is not None or topology.state_dir.exists():
+        return
+    here = topology.state_dir.parent
+    raise RelevoError(
+        f"no cluster here: no relevo.yaml in {here} or any parent directory, and no state directory "
+        f"{topology.state_dir}. Run relevo from the directory of the cluster's relevo.yaml (or the one "
+        "`relevo up` ran in), pass its topology with `relevo -f PATH/relevo.yaml status`, or write one "
+        "here with `relevo init` (then `relevo up`)"
+    )
 
 
 def status_table(report: dict[str, Any], title: str) -> Table:

@@ -164,6 +164,11 @@ class Runner:
                 self.sink.close()
         # One more turn of the loop so that the closes reach the sockets before the loop ends.
         await asyncio.sleep(0)
+        recorder = self.recorder
+        if recorder.refused and recorder.refused == recorder.done:
+            # A run over before the first second's check (a closed run of a few requests): every sample
+            # refused means nothing listens, the same verdict as the check's, in both load models.
+            self.nothing_listening = True
         return WorkerResult(
             worker=self.job.share.worker,
             stats=self.recorder.stats,

@@ -116,3 +116,55 @@ def test_progress_without_a_terminal_is_a_line_every_interval(monkeypatch: pytes
     assert lines[0].startswith("5,000 samples") and "1,000/s" in lines[0]
     assert "5 errors (0.10%)" in lines[0] and "p99 2.5 ms" in lines[0]
     assert lines[1].startswith("10,000 samples")
+
+
+@pytest.mark.parametrize(
+    "load",
+    [("--threads", "10", "--loops", "5"), ("--rate", "50", "--duration", "3s")],
+    ids=["closed", "open"],
+)
+def test_nothing_listening_exits_1_with_one_message_in_both_models(
+    free_port: int, load: tuple[str, ...]
+) -> None:
+    """Every request refused: exit 1 with the same hint in the closed model (a run over within the first
+    second, which printed a full report of 100 % errors and exited 0) and the open one; no report."""
+    url = f"http://127.0.0.1:{free_port}/"
+    status, out, err = run("bench", url, *load, "-w", "1", "-q")
+    assert status == 1, (out, err)
+    assert f"nothing is listening at {url} — is the cluster up? (`relevo up`)" in err
+    assert "Summary" not in out and "/sec" not in out
+
+
+def test_status_where_there_is_no_cluster_says_where_it_looked_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No relevo.yaml here or above, no state directory: exit 1, naming the directory and the ways out
+    (`relevo init`, -f), instead of a table of `missing` nodes and exit 0; nothing is created."""
+    empty = tmp_path / "sub"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    status, out, err = run("status")
+    assert status == 1, (out, err)
+    assert "no cluster here" in err and str(empty) in err.replace("\n", "")
+    assert "relevo init" in err and "-f PATH/relevo.yaml" in err.replace("\n", "")
+    assert "missing" not in out
+    assert list(empty.iterdir()) == []
+
+
+def test_up_refuses_a_taken_address_before_creating_anything(tmp_path: Path) -> None:
+    """A first `up` whose frontend address is held by someone else: exit 2 naming it, and no `.relevo`
+    left behind (the refusal came after the state directory had been made)."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.199.77.2", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        topology = tmp_path / "relevo.yaml"
+        topology.write_text(
+            f"name: t\nnetwork: 127.199.77.0/24\nbalancer: {{frontend: {{port: {port}}}}}\n", "utf-8"
+        )
+        status, out, err = run("-f", str(topology), "up")
+    assert status == 2, (out, err)
+    assert f"127.199.77.2:{port} is already in use" in err
+    assert not (tmp_path / ".relevo").exists()

@@ -20,7 +20,7 @@ from relevo.providers.base import (
     Recording,
     load_provider,
 )
-from relevo.services.haproxy import save_server_state
+from relevo.services.haproxy import runtime_sockets, save_server_state
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,11 +46,13 @@ class Cluster:
         self.paths = StatePaths(topology.state_dir)
         claim_state_dir(self.paths.root, create=False)  # an unsafe one is refused by every command
         self.runtime = RuntimeAPI(self.paths.runtime_socket)
+        # Every balancer's Runtime API (a pair has two), the first balancer's first.
+        self.runtimes = {name: RuntimeAPI(path) for name, path in runtime_sockets(topology).items()}
         self._providers: dict[str, Provider] = {}
 
     def provider_for(self, node: str) -> Provider:
-        if node == self.topology.balancer.name:
-            kind = self.topology.balancer.provider
+        if self.topology.is_balancer(node):
+            kind = self.topology.balancer_named(node).provider
         else:
             try:
                 kind = self.topology.node(node).provider
@@ -69,14 +71,15 @@ class Cluster:
         self.provider_for(node).start(node)
 
     def stop(self, node: str) -> None:
-        if node == self.topology.balancer.name and self.status(node) is NodeState.RUNNING:
-            self.save_server_state()
+        if self.topology.is_balancer(node) and self.status(node) is NodeState.RUNNING:
+            # Its own states first: a balancer stopped on purpose saves what it served with.
+            save_server_state(self.paths, [runtime_sockets(self.topology)[node]])
         self.provider_for(node).stop(node)
 
     def fault(self, node: str, fault: Fault) -> None:
         """Inflict a fault; the node's provider maps it to its own means (ProviderError when it cannot:
         `cannot` says why beforehand). A reloaded balancer reads the server states saved just before."""
-        if fault is Fault.RELOAD and node == self.topology.balancer.name:
+        if fault is Fault.RELOAD and self.topology.is_balancer(node):
             self.save_server_state()
         self.provider_for(node).fault(node, fault)
 
@@ -110,8 +113,10 @@ class Cluster:
         provider = self.provider_for(node)
         if isinstance(provider, HostListeners):
             return list(provider.host_listeners(node))
-        balancer = self.topology.balancer
-        if node == balancer.name:
+        if self.topology.is_balancer(node):
+            balancer = self.topology.balancer_named(node)
+            if node != self.topology.balancer.name:
+                return [(f"{node} stats", balancer.stats)]  # the frontend is shared (SO_REUSEPORT)
             return [(f"{node} frontend", balancer.frontend), (f"{node} stats", balancer.stats)]
         return [(node, self.topology.node(node).endpoint)]
 
@@ -170,29 +175,34 @@ class Cluster:
 
     # -- HAProxy's view --------------------------------------------------------------------------------------
     def save_server_state(self) -> None:
-        save_server_state(self.paths)
+        save_server_state(self.paths, runtime_sockets(self.topology).values())
 
-    def haproxy_servers(self) -> dict[str, ServerStat]:
-        """HAProxy's view of the backend's servers; empty when HAProxy does not answer."""
-        try:
-            return self.runtime.servers(self.topology.balancer.BACKEND)
-        except RuntimeAPIError:
-            return {}
+    def haproxy_servers(self, balancer: str | None = None) -> dict[str, ServerStat]:
+        """HAProxy's view of the backend's servers (the first balancer of a pair that answers, or the
+        one named); empty when none answers."""
+        names = [balancer] if balancer else list(self.runtimes)
+        for name in names:
+            try:
+                return self.runtimes[name].servers(self.topology.balancer.BACKEND)
+            except RuntimeAPIError:
+                continue
+        return {}
 
     def node_statuses(self) -> list[NodeStatus]:
-        seen = self.haproxy_servers()
-        balancer = self.topology.balancer
+        answers = {b.name: self.haproxy_servers(b.name) for b in self.topology.balancers}
+        seen = next((found for found in answers.values() if found), {})
         statuses = [
             NodeStatus(
                 name=balancer.name,
                 role=Role.BALANCER,
                 provider=balancer.provider,
                 state=self.status(balancer.name),
-                health="UP" if seen else "-",
+                health="UP" if answers[balancer.name] else "-",
                 address=f"{balancer.frontend.address}:{balancer.frontend.port}",
                 current_sessions=None,
                 total_requests=None,
             )
+            for balancer in self.topology.balancers
         ]
         for node in self.topology.nodes:
             stat = seen.get(node.name)

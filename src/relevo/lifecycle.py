@@ -51,7 +51,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
     to_run = [n.name for n in topology.primaries]
     if topology.standby.temperature is Temperature.WARM:
         to_run += [n.name for n in topology.standbys]
-    to_run.append(topology.balancer.name)
+    to_run += [b.name for b in topology.balancers]
     started: list[str] = []
     controller_started = False
     controller_pid: int | None = None
@@ -73,11 +73,13 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
             check_listeners(_listeners(cluster, pending))
             for name in to_run:
                 if name in pending:
-                    if name == topology.balancer.name:
+                    balancers = [b.name for b in topology.balancers]
+                    if name == balancers[0] and all(b in pending for b in balancers):
                         # A fresh start: last run's server states (a primary in maint) must not come back.
+                        # (With a balancer of a pair still running, its states are the current ones.)
                         cluster.paths.server_state.unlink(missing_ok=True)
                         daemon.forget_owned_states(topology)
-                    progress(f"starting {name}" + (" (HAProxy)" if name == topology.balancer.name else ""))
+                    progress(f"starting {name}" + (" (HAProxy)" if topology.is_balancer(name) else ""))
                     started.append(name)
                 held.check()  # the lock file replaced meanwhile: another writer may be acting
                 cluster.start(name)

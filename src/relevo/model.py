@@ -153,6 +153,25 @@ class Balancer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BalancerPair:
+    """A second balancer beside the first (`balancer: {peer: ha2}`): same configuration, same frontend.
+
+    On a provider with a network of its own (LXD, the VMs) the two share a virtual address, `vip`, that
+    keepalived (VRRP) gives to one of them; on the local provider both HAProxy processes bind the same
+    loopback address and port (SO_REUSEPORT), and the kernel spreads new connections over the living.
+    """
+
+    peer: Balancer  # the second balancer: the first one's settings, its own name, address and stats
+    vip: str | None = None
+    # After a takeover the address stays where it is (keepalived's `nopreempt`) unless this is true: a
+    # balancer that comes back then takes it back (a planned, announced move).
+    failback: bool = False
+    # VRRP: the virtual router id on the bridge (1-255) and the advert interval (v3: centiseconds).
+    router_id: int = 51
+    advert_s: float = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Topology:
     name: str
     balancer: Balancer
@@ -168,6 +187,8 @@ class Topology:
     # Where the topology came from (None: the built-in default) and where its state lives.
     source: Path | None = None
     state_dir: Path = Path(".relevo")
+    # A second balancer (None: one balancer, the seed's layout).
+    pair: BalancerPair | None = None
 
     @property
     def primaries(self) -> tuple[Node, ...]:
@@ -195,5 +216,19 @@ class Topology:
         return self.providers.get(provider, MappingProxyType({}))
 
     @property
+    def balancers(self) -> tuple[Balancer, ...]:
+        """The balancer, and its peer when the topology has a pair."""
+        return (self.balancer,) if self.pair is None else (self.balancer, self.pair.peer)
+
+    def is_balancer(self, name: str) -> bool:
+        return any(b.name == name for b in self.balancers)
+
+    def balancer_named(self, name: str) -> Balancer:
+        for candidate in self.balancers:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    @property
     def node_names(self) -> tuple[str, ...]:
-        return (self.balancer.name, *(n.name for n in self.nodes))
+        return (*(b.name for b in self.balancers), *(n.name for n in self.nodes))

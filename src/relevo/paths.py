@@ -31,6 +31,14 @@ class StatePaths:
     def error_page_503(self) -> Path:
         return self.haproxy_dir / "503.http"
 
+    # The peer of a balancer pair (local provider): its own config, socket and pid file. The server
+    # states and the 503 page are the first balancer's: both HAProxy processes read the same ones.
+    def peer_dir(self, name: str) -> Path:
+        return self.root / "balancers" / name
+
+    def peer_runtime_socket(self, name: str) -> Path:
+        return self.peer_dir(name) / "admin.sock"
+
     # Web nodes
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node

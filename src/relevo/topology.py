@@ -22,6 +22,7 @@ from relevo.errors import TopologyError
 from relevo.model import (
     Balance,
     Balancer,
+    BalancerPair,
     Capacity,
     ControllerSettings,
     Endpoint,
@@ -41,6 +42,8 @@ from relevo.providers.base import host_address, known_providers, options_spec, t
 DEFAULT_FILE = "relevo.yaml"
 STATE_DIR = ".relevo"
 DEFAULT_WEB_PORT = 8080
+# `balancer:` keys that make and tune a pair of balancers.
+PAIR_KEYS = frozenset({"peer", "peer_address", "vip", "failback", "router_id", "advert"})
 
 
 def default_text() -> str:
@@ -152,6 +155,7 @@ class _Reader:
             else self.default_nodes(provider, capacity)
         )
         balancer = self.balancer(balancer_node, provider, self.next_address(addresses, "the balancer"))
+        pair = self.pair(balancer_node, balancer, addresses)
         nodes = tuple([self.place(node, addresses) for node in pending])
 
         topology = Topology(
@@ -166,7 +170,9 @@ class _Reader:
             network=str(self.network),
             source=self.source,
             state_dir=state_dir,
+            pair=pair,
         )
+        self.check_pair(topology, top)
         self.check_cluster(topology, root, top)
         return topology
 
@@ -207,6 +213,7 @@ class _Reader:
             "timeout_queue",
             "retries",
             "options",
+            *PAIR_KEYS,
         }
         section = self.read.mapping(node, "balancer", keys)
         address = (
@@ -247,6 +254,60 @@ class _Reader:
             else 3,
             options=self.options(section.get("options"), "balancer.options", provider),
         )
+
+    def pair(self, node: yaml.Node, balancer: Balancer, addresses: Iterator[str]) -> BalancerPair | None:
+        """`balancer.peer`: a second balancer with the first one's settings, its own name and address
+        (the next free one unless `peer_address` names it); None without a peer."""
+        section = _values(node)
+        if "peer" not in section:
+            for key in sorted(PAIR_KEYS - {"peer"}):
+                if key in section:
+                    raise self.fail(section[key], f"balancer.{key}: only a pair has it; add `peer: NAME`")
+            return None
+        name = self.name(section["peer"], "balancer.peer")
+        if name == balancer.name:
+            raise self.fail(
+                section["peer"],
+                f"balancer.peer: {name!r} is the balancer's own name: two balancers cannot share one "
+                "node (one LXD container, one VM); give the peer a name of its own, such as ha2",
+            )
+        address = (
+            self.address(section["peer_address"], "balancer.peer_address")
+            if "peer_address" in section
+            else self.next_address(addresses, "the balancer's peer")
+        )
+        listen = host_address(balancer.provider, address)
+        peer = replace(
+            balancer,
+            name=name,
+            address=address,
+            # Both serve one frontend: the same address and port (SO_REUSEPORT locally, the VIP with
+            # keepalived); each has its own stats page, on its own address.
+            stats=Endpoint(address=listen, port=balancer.stats.port),
+        )
+        values: dict[str, Any] = {}
+        if "vip" in section:
+            values["vip"] = self.address(section["vip"], "balancer.vip")
+        if "failback" in section:
+            failback = self.scalar(section["failback"], "balancer.failback")
+            if not isinstance(failback, bool):
+                raise self.fail(
+                    section["failback"], f"balancer.failback: expected true or false, got {shown(failback)}"
+                )
+            values["failback"] = failback
+        if "router_id" in section:
+            values["router_id"] = self.integer(section["router_id"], "balancer.router_id", low=1, high=255)
+        if "advert" in section:
+            # VRRP v3 counts the advert interval in centiseconds: 10 ms to 40.95 s.
+            advert = self.duration(section["advert"], "balancer.advert", low_s=0.01, high_s=40.95)
+            if abs(advert * 100 - round(advert * 100)) > 1e-9:
+                raise self.fail(
+                    section["advert"],
+                    "balancer.advert: VRRP v3 counts it in hundredths of a second, got "
+                    f"{section['advert'].value!r}",
+                )
+            values["advert_s"] = advert
+        return BalancerPair(peer=peer, **values)
 
     def endpoint(self, node: yaml.Node | None, where: str, address: str, port: int) -> Endpoint:
         if node is None:
@@ -501,6 +562,60 @@ class _Reader:
                 raise self.read.fail(at, problem.message)
         self.check_ports(topology, anchor, top.get("balancer", root))
 
+    def check_pair(self, topology: Topology, top: dict[str, yaml.Node]) -> None:
+        """A peer is no web node; a VIP is a free address of the cluster's network, and only where a
+        network of the cluster's own carries it (not the local provider: loopback has no VRRP)."""
+        pair = topology.pair
+        if pair is None:
+            return
+        section = _values(top["balancer"])
+        peer_at = section["peer"]
+        if pair.peer.name in {n.name for n in topology.nodes}:
+            raise self.fail(
+                peer_at,
+                f"balancer.peer: {pair.peer.name!r} is also a web node's name (under nodes:); a balancer "
+                "serves no pages: give the peer a name of its own, such as ha2",
+            )
+        taken = {n.address: f"nodes.{n.name}" for n in topology.nodes}
+        taken[topology.balancer.address] = f"the balancer {topology.balancer.name}"
+        if pair.peer.address in taken:
+            raise self.fail(
+                section.get("peer_address", peer_at),
+                f"balancer.peer_address: {pair.peer.address} is already {taken[pair.peer.address]}'s "
+                "address; the peer needs one of its own",
+            )
+        taken[pair.peer.address] = f"the peer {pair.peer.name}"
+        network = ipaddress.ip_network(topology.network)
+        local = topology.balancer.provider == "local"
+        if pair.vip is None:
+            if not local:
+                raise self.fail(
+                    peer_at,
+                    f"balancer.vip: a pair on the {topology.balancer.provider} provider needs the address "
+                    f"the two share: a free address of {network}, such as {network[10]}",
+                )
+            return
+        vip_at = section["vip"]
+        if local:
+            raise self.fail(
+                vip_at,
+                "balancer.vip: the local provider has no virtual address (no VRRP on loopback): both "
+                "HAProxy processes serve the frontend's own address and port; remove `vip:`",
+            )
+        vip = ipaddress.ip_address(pair.vip)
+        if vip not in network or vip in (network.network_address, network.broadcast_address):
+            raise self.fail(
+                vip_at,
+                f"balancer.vip: {pair.vip} is outside the cluster's network {network}; expected "
+                f"a free host address of it, such as {network[10]}",
+            )
+        if pair.vip in taken:
+            raise self.fail(
+                vip_at,
+                f"balancer.vip: {pair.vip} is already {taken[pair.vip]}'s address; the shared address "
+                "must be one no node has",
+            )
+
     def check_ports(
         self, topology: Topology, anchor: Callable[[str], yaml.Node], balancer_at: yaml.Node
     ) -> None:
@@ -508,6 +623,8 @@ class _Reader:
             ("balancer.frontend", topology.balancer.frontend, balancer_at),
             ("balancer.stats", topology.balancer.stats, balancer_at),
         ]
+        if topology.pair is not None:
+            listeners.append(("balancer.peer's stats", topology.pair.peer.stats, balancer_at))
         listeners += [(f"nodes.{n.name}", n.endpoint, anchor(n.name)) for n in topology.nodes]
         for i, (name_a, a, _) in enumerate(listeners):
             for name_b, b, at in listeners[i + 1 :]:
@@ -535,6 +652,13 @@ def _positions(nodes: yaml.Node | None) -> dict[str, yaml.Node]:
     if not isinstance(nodes, yaml.MappingNode):
         return {}
     return {k.value: k for k, _ in nodes.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _values(node: yaml.Node | None) -> dict[str, yaml.Node]:
+    """A mapping's values by key (the mapping already checked by `_Reader.mapping`)."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
 
 
 def _overlap(a: str, b: str) -> bool:

@@ -201,6 +201,17 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
         "metrics_url": stats + "/metrics",
         "secrets_file": str(cluster.paths.secrets),
         "nodes": [asdict(node) for node in cluster.node_statuses()],
+        # Each HAProxy of the cluster (a pair has two): where it runs and its own stats page.
+        "balancers": [
+            {
+                "name": b.name,
+                "address": b.address,
+                "frontend_url": b.frontend.url + "/",
+                "stats_url": b.stats.url + "/stats",
+                "vip": topology.pair.vip if topology.pair else None,
+            }
+            for b in topology.balancers
+        ],
         "controller": daemon.controller_status(topology),
         "events": daemon.recent_events(topology, event_count),
     }

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from relevo import lock
 from relevo.controller import service
+from relevo.controller.balancers import BalancerSet
 from relevo.controller.events import EventKind, EventLog, read_events
-from relevo.controller.haproxy_view import PolledBalancer, RuntimeBalancer
+from relevo.controller.haproxy_view import Balancer, PolledBalancer, RuntimeBalancer
 from relevo.controller.health import ProbeResult
 from relevo.controller.locked_nodes import LockedNodes
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
@@ -35,6 +36,7 @@ from relevo.lock import HeldLock
 from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children, signal_pending
+from relevo.services.haproxy import runtime_sockets
 
 if TYPE_CHECKING:
     from relevo.cluster import Cluster
@@ -131,12 +133,20 @@ def build_controller(
 
     prober = Prober(probe, timeout_s=timeout_s)
     wait_s = min(timeout_s, topology.controller.tick_s)
-    runtime = RuntimeAPI(paths.runtime_socket, timeout_s=RUNTIME_TIMEOUT_S)
-    balancer = PolledBalancer(
-        RuntimeBalancer(runtime, topology.balancer.BACKEND, state_file=paths.server_state),
-        wait_s=VIEW_WAIT_SHARE_OF_TICK * topology.controller.tick_s,
-        stale_s=STALE_VIEW_S,
-    )
+    polled = {
+        name: PolledBalancer(
+            RuntimeBalancer(
+                RuntimeAPI(socket, timeout_s=RUNTIME_TIMEOUT_S),
+                topology.balancer.BACKEND,
+                state_file=paths.server_state,
+            ),
+            wait_s=VIEW_WAIT_SHARE_OF_TICK * topology.controller.tick_s,
+            stale_s=STALE_VIEW_S,
+        )
+        for name, socket in runtime_sockets(topology).items()
+    }
+    # One balancer: as it always was. A pair: every command to both (controller/balancers.py).
+    balancer: Balancer = polled[topology.balancer.name] if len(polled) == 1 else BalancerSet(polled)
     controller = Controller(
         topology,
         nodes=LockedNodes(cluster, paths, cancelled=stopping),
@@ -183,7 +193,7 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
             controller.run(_Flag(stopping), reload)
         finally:
             prober.close()
-            if isinstance(controller.balancer, PolledBalancer):
+            if isinstance(controller.balancer, PolledBalancer | BalancerSet):
                 controller.balancer.close()
             mine = ProcessRecord.load(paths.controller_pid)
             if mine is not None and mine.pid == os.getpid():

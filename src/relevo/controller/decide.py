@@ -64,7 +64,9 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
             tick.reassert()
         else:
             tick.operators()
-    tick.balancer()
+    tick.balancer(policy.balancer, obs.balancer)
+    for peer in policy.peers:
+        tick.balancer(peer, obs.peers.get(peer))
     for primary in policy.primaries:
         tick.restart_policy(primary)
     if policy.mode is StandbyMode.PAIRED:
@@ -200,6 +202,8 @@ class _Tick:
     def busy(self, name: str) -> Busy | None:
         if name == self.policy.balancer:
             return self.obs.balancer_busy
+        if name in self.policy.peers:
+            return self.obs.peers_busy.get(name)
         return self.view(name).busy
 
     def emit(self, kind: EventKind, node: str, from_: str, to: str, reason: str, **durations: float) -> None:
@@ -327,16 +331,14 @@ class _Tick:
         return AdminState.READY if name in self.policy.primaries else AdminState.MAINT
 
     # --- HAProxy and the restart policy ----------------------------------------------------------
-    def balancer(self) -> None:
-        name = self.policy.balancer
+    def balancer(self, name: str, state: NodeState | None) -> None:
+        """A dead or hung balancer (either of a pair) is restarted with the saved server states."""
         backoff = self.restarts.get(name, Backoff())
-        broken = self.obs.balancer in (NodeState.STOPPED, NodeState.PAUSED)
+        broken = state in (NodeState.STOPPED, NodeState.PAUSED)
         if self.obs.haproxy and not broken and backoff.ready(self.now):
             self.restarts.pop(name, None)  # answering past its backoff window: not crash-looping
         elif broken and backoff.ready(self.now):
-            what = (
-                "hung (its processes are paused)" if self.obs.balancer is NodeState.PAUSED else "not running"
-            )
+            what = "hung (its processes are paused)" if state is NodeState.PAUSED else "not running"
             attempt = backoff.attempts + 1
             reason = f"HAProxy is {what}: restart it with the saved server states (attempt {attempt})"
             if self.act(restart(name, reason)):

@@ -40,6 +40,8 @@ class EventKind(enum.StrEnum):
     ACTION = "action"  # something the controller did, written once it succeeded
     ACTION_FAILED = "action-failed"  # an action failed (with the error); retried after a backoff
     CONTROLLER = "controller"  # the controller itself started, stopped or reloaded
+    BALANCER = "balancer"  # a balancer of a pair was given the other's server states on its return
+    VIP_MOVED = "vip-moved"  # a pair's shared address moved to the other balancer (keepalived)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

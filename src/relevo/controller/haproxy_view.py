@@ -132,6 +132,7 @@ class PolledBalancer:
         self._cond = threading.Condition()
         self._wanted = threading.Event()
         self._latest: _Read | None = None
+        self._asked: float | None = None
         self._fresh_after = clock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="relevo-haproxy-view", daemon=True)
@@ -152,9 +153,16 @@ class PolledBalancer:
                 self._latest = read
                 self._cond.notify_all()
 
+    def ask(self) -> None:
+        """Start a fresh read now (`view` then waits for it): several balancers read side by side."""
+        if self._asked is None:
+            self._asked = self.clock()
+            self._wanted.set()
+
     def view(self) -> Mapping[str, ServerView]:
-        asked = self.clock()
-        self._wanted.set()
+        self.ask()
+        assert self._asked is not None
+        asked, self._asked = self._asked, None
         with self._cond:
             self._cond.wait_for(
                 lambda: self._latest is not None and self._latest.began >= asked, timeout=self.wait_s

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from relevo.controller import balancers
 from relevo.controller.actions import ActionRunner, Done, Runner
 from relevo.controller.decide import decide, note_failure, note_success, pending
 from relevo.controller.events import Event, EventKind, EventLog
@@ -102,6 +103,7 @@ class Controller:
         self.ticks = 0
         self.started_at = wall_clock()
         self.balancer_seen = "answering"
+        self.peer_seen: dict[str, str] = {}
         self._overloaded: set[str] = set()
         self._logged: dict[str, tuple[str, float]] = {}
 
@@ -165,9 +167,17 @@ class Controller:
             self.log_error("haproxy", f"HAProxy's Runtime API does not answer: {exc}")
         # HAProxy answering is proof enough that it runs; only a silent one is worth asking about.
         name = self.policy.balancer
-        balancer_state = NodeState.RUNNING if haproxy else self.processes([name]).get(name)
+        answering = balancers.answering(self.balancer, name, haproxy)
+        silent = [n for n in (name, *self.policy.peers) if not answering[n]]
+        known = self.processes(silent)
+        states = {n: NodeState.RUNNING if answering[n] else known.get(n) for n in answering}
+        balancer_state = states[name]
         returned = haproxy and self.balancer_seen != "answering"
-        self.note_balancer(haproxy, balancer_state)
+        self.note_balancer(answering[name], balancer_state)
+        for peer in self.policy.peers:
+            self.note_peer(peer, answering[peer], states[peer])
+        for event in balancers.synced_events(self.balancer):
+            self.record(event)
         nodes = {
             name: NodeView(
                 process=processes[name],
@@ -184,6 +194,8 @@ class Controller:
             haproxy=haproxy,
             haproxy_returned=returned,
             balancer_busy=busy.get(self.policy.balancer),
+            peers=readonly({p: states[p] for p in self.policy.peers}),
+            peers_busy=readonly({p: busy[p] for p in self.policy.peers if p in busy}),
         )
         return self.observation
 
@@ -209,6 +221,18 @@ class Controller:
             return None
         self._logged.pop(f"status:{name}", None)
         return state
+
+    def note_peer(self, name: str, haproxy: bool, state: NodeState | None) -> None:
+        """`note_balancer` for a pair's other balancer."""
+        first, before = self.policy.balancer, self.balancer_seen
+        self.policy = replace(self.policy, balancer=name)
+        self.balancer_seen = self.peer_seen.get(name, "answering")
+        try:
+            self.note_balancer(haproxy, state)
+            self.peer_seen[name] = self.balancer_seen
+        finally:
+            self.policy = replace(self.policy, balancer=first)
+            self.balancer_seen = before
 
     def note_balancer(self, haproxy: bool, state: NodeState | None) -> None:
         """Journal each change of HAProxy's condition: answering, not answering, hung, stopped."""
@@ -310,6 +334,9 @@ class Controller:
                 # then start; the new HAProxy reads the server states the controller last saved.
                 with contextlib.suppress(Exception):
                     self.nodes.fault(action.node, Fault.CRASH)
+                with contextlib.suppress(Exception):
+                    # A pair: the other balancer's current states, for this one to start from.
+                    balancers.save_for_restart(self.balancer, action.node)
                 self.nodes.start(action.node)
                 state = self.nodes.status(action.node)
                 if state is not NodeState.RUNNING:

@@ -39,6 +39,7 @@ class Policy:
     standby_of: Mapping[str, str]  # primary -> its standby
     unpaired: tuple[str, ...] = ()  # standbys without a primary (pool mode only)
     balancer: str = "ha1"
+    peers: tuple[str, ...] = ()  # the other balancer of a pair: restarted as the first one is
     mode: StandbyMode = StandbyMode.PAIRED
     temperature: Temperature = Temperature.COLD
     restart: RestartPolicy = RestartPolicy.NEVER
@@ -58,6 +59,7 @@ class Policy:
             standby_of=readonly(standby_of),
             unpaired=tuple(n.name for n in topology.standbys if n.standby_for is None),
             balancer=topology.balancer.name,
+            peers=tuple(b.name for b in topology.balancers[1:]),
             mode=topology.standby.mode,
             temperature=topology.standby.temperature,
             restart=topology.standby.restart,
@@ -123,6 +125,9 @@ class Observation:
     # set (a lost server-state file), and those differences are nobody's decision.
     haproxy_returned: bool = False
     balancer_busy: Busy | None = None
+    # A pair's other balancer: its provider state and its provider action in progress.
+    peers: Mapping[str, NodeState | None] = field(default_factory=readonly)
+    peers_busy: Mapping[str, Busy] = field(default_factory=readonly)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

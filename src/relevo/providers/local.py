@@ -37,7 +37,7 @@ from relevo.providers.tools import find_apache, find_haproxy
 from relevo.providers.worker_hang import WorkerHangs
 from relevo.render.haproxy import Binds, HAProxyLayout
 from relevo.services.apache import ApacheService
-from relevo.services.haproxy import HAProxyService, save_server_state
+from relevo.services.haproxy import HAProxyService, runtime_sockets, save_server_state
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -135,7 +135,7 @@ class LocalProvider:
             if lingering(record):
                 raise ProviderError(f"{node} (pid {record.pid}) did not stop")
         self.records.clear(node)
-        if node in self.topology.node_names and node != self.topology.balancer.name:
+        if node in self.topology.node_names and not self.topology.is_balancer(node):
             self._unlimit_cpu(self._web_node(node))
 
     def fault(self, node: str, fault: Fault) -> None:
@@ -186,8 +186,8 @@ class LocalProvider:
         return NodeState.PAUSED if group_paused(record) else NodeState.RUNNING
 
     def address(self, node: str) -> Endpoint:
-        if node == self.topology.balancer.name:
-            return self.topology.balancer.frontend
+        if self.topology.is_balancer(node):
+            return self.topology.balancer_named(node).frontend
         return self._web_node(node).endpoint
 
     # -- what the state directory records, whatever the topology says now ------------------------------
@@ -207,16 +207,15 @@ class LocalProvider:
         """Render and write the node's files anew; check the config when it differs from what was on
         disk. True when it changed."""
         host = LocalHost()
-        if node == self.topology.balancer.name:
-            if len(str(self.paths.runtime_socket)) > MAX_SOCKET_PATH:
+        if self.topology.is_balancer(node):
+            layout = HAProxyLayout.of_balancer(self.paths, self.topology, node)
+            if len(str(layout.runtime_socket)) > MAX_SOCKET_PATH:
                 raise ProviderError(
                     f"the state directory's path is too long for HAProxy's Runtime API socket "
-                    f"({self.paths.runtime_socket}); move the topology file to a shorter path"
+                    f"({layout.runtime_socket}); move the topology file to a shorter path"
                 )
-            haproxy = HAProxyService(
-                self.topology, HAProxyLayout.in_state_dir(self.paths), exe=str(find_haproxy())
-            )
-            files = haproxy.files(Binds.planned(self.topology))
+            haproxy = HAProxyService(self.topology, layout, exe=str(find_haproxy()))
+            files = haproxy.files(Binds.planned(self.topology, node))
             return install(host, node, haproxy, files, what="HAProxy rejected its configuration")
         apache_tool = find_apache()
         apache = ApacheService.local(
@@ -269,18 +268,19 @@ class LocalProvider:
     def _expected(self, node: str) -> Expected:
         """What the node's process must be, from its name and kind (a node no longer in the topology:
         the kind its record names)."""
-        if node == self.topology.balancer.name:
+        if self.topology.is_balancer(node):
             kind = HAPROXY
         elif node in self.topology.node_names:
             kind = APACHE
         else:
             kind = self.records.kind(node) or APACHE
         if kind == HAPROXY:
+            config = Path(HAProxyLayout.of_balancer(self.paths, self.topology, node).config)
             return Expected(
                 kind=HAPROXY,
                 exe=os.path.realpath(find_haproxy()),
-                config=self.paths.haproxy_cfg,
-                pid_file=self.paths.haproxy_dir / "haproxy.pid",
+                config=config,
+                pid_file=config.parent / "haproxy.pid",
             )
         node_dir = self.paths.node_dir(node)
         return Expected(
@@ -316,9 +316,10 @@ class LocalProvider:
     def _reload(self, node: str, record: ProcessRecord) -> None:
         """Apply a changed configuration without dropping connections."""
         # HAProxy's master reloads its workers on SIGUSR2; Apache restarts gracefully on SIGUSR1.
-        if node == self.topology.balancer.name:
-            save_server_state(self.paths)
-        sig = signal.SIGUSR2 if node == self.topology.balancer.name else signal.SIGUSR1
+        balancer = self.topology.is_balancer(node)
+        if balancer:
+            save_server_state(self.paths, runtime_sockets(self.topology).values())
+        sig = signal.SIGUSR2 if balancer else signal.SIGUSR1
         os.kill(record.pid, sig)
         self._config_changed.discard(node)
 
@@ -330,8 +331,8 @@ class LocalProvider:
         return self.records.load(node, expected)
 
     def _config_path(self, node: str) -> Path:
-        if node == self.topology.balancer.name:
-            return self.paths.haproxy_cfg
+        if self.topology.is_balancer(node):
+            return Path(HAProxyLayout.of_balancer(self.paths, self.topology, node).config)
         return self.paths.node_dir(self._web_node(node).name) / "httpd.conf"
 
 

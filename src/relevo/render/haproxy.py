@@ -34,6 +34,21 @@ class HAProxyLayout:
         )
 
     @classmethod
+    def of_balancer(cls, paths: StatePaths, topology: Topology, name: str) -> HAProxyLayout:
+        """The local provider's, for either balancer of a pair: the peer's config and Runtime API socket
+        in a directory of its own; the server states (what a returning balancer starts from) and the
+        503 page shared."""
+        first = cls.in_state_dir(paths)
+        if name == topology.balancer.name:
+            return first
+        return cls(
+            config=PurePosixPath(paths.peer_dir(name) / "haproxy.cfg"),
+            runtime_socket=PurePosixPath(paths.peer_runtime_socket(name)),
+            server_state=first.server_state,
+            error_page_503=first.error_page_503,
+        )
+
+    @classmethod
     def in_guest(cls) -> HAProxyLayout:
         """Inside a container or VM: Debian's places, so the image's own haproxy.service runs it."""
         return cls(
@@ -53,11 +68,13 @@ class Binds:
     servers: Mapping[str, Endpoint]
 
     @classmethod
-    def planned(cls, topology: Topology) -> Binds:
-        """The topology's own addresses: right where the node is this machine."""
+    def planned(cls, topology: Topology, balancer: str | None = None) -> Binds:
+        """The topology's own addresses: right where the node is this machine. Both balancers of a pair
+        bind the one frontend; each its own stats."""
+        chosen = topology.balancer_named(balancer) if balancer else topology.balancer
         return cls(
             frontend=topology.balancer.frontend,
-            stats=topology.balancer.stats,
+            stats=chosen.stats,
             servers={node.name: node.endpoint for node in topology.nodes},
         )
 

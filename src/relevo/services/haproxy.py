@@ -3,7 +3,8 @@ controller saved), the argv that checks them, and saving server states before a 
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 
 from relevo.errors import RuntimeAPIError
 from relevo.files import read_or_empty, write_atomic
@@ -50,11 +51,25 @@ class HAProxyService:
         return sorted({p.parent for p in (layout.config, layout.error_page_503, layout.server_state)})
 
 
-def save_server_state(paths: StatePaths) -> None:
-    """Dump HAProxy's server states (through the Runtime API socket in the state directory, whatever
-    hosts HAProxy) where the next start reads them back."""
-    try:
-        state = RuntimeAPI(paths.runtime_socket).show_servers_state()
-    except RuntimeAPIError:
-        return  # HAProxy is gone: the last dump is the best there is
-    write_atomic(paths.server_state, state, mode=0o600)
+def runtime_sockets(topology: Topology) -> dict[str, Path]:
+    """Each balancer's Runtime API socket in the state directory (wherever its HAProxy runs), the
+    first balancer's first."""
+    paths = StatePaths(topology.state_dir)
+    sockets = {topology.balancer.name: paths.runtime_socket}
+    if topology.pair is not None:
+        sockets[topology.pair.peer.name] = paths.peer_runtime_socket(topology.pair.peer.name)
+    return sockets
+
+
+def save_server_state(paths: StatePaths, sockets: Iterable[Path] = ()) -> None:
+    """Dump HAProxy's server states (through a Runtime API socket in the state directory, whatever
+    hosts HAProxy: the first of `sockets` that answers, else the first balancer's) where the next start
+    of either balancer reads them back."""
+    for socket in [*sockets, paths.runtime_socket]:
+        try:
+            state = RuntimeAPI(socket).show_servers_state()
+        except RuntimeAPIError:
+            continue
+        write_atomic(paths.server_state, state, mode=0o600)
+        return
+    # Every HAProxy is gone: the last dump is the best there is.

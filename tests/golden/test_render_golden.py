@@ -12,7 +12,8 @@ import pytest
 
 from relevo.paths import StatePaths
 from relevo.render.apache import layout_for, render_apache
-from relevo.render.haproxy import render_503, render_haproxy
+from relevo.render.haproxy import Binds, HAProxyLayout, render_503, render_haproxy
+from relevo.render.keepalived import render_checker, render_keepalived
 from relevo.secrets import Secrets
 from relevo.topology import parse_topology
 
@@ -34,6 +35,16 @@ def rendered(case: Path) -> dict[str, str]:
         files[f"{node.name}.httpd.conf"] = render_apache(
             topology, node, layout, run_as=("www-data", "www-data")
         )
+    pair = topology.pair
+    if pair is not None and pair.vip is None:  # local: the peer's own socket and stats, the one frontend
+        peer_layout = HAProxyLayout.of_balancer(paths, topology, pair.peer.name)
+        binds = Binds.planned(topology, pair.peer.name)
+        files[f"{pair.peer.name}.haproxy.cfg"] = render_haproxy(topology, SECRETS, peer_layout, binds)
+    elif pair is not None:
+        for balancer in topology.balancers:
+            conf = render_keepalived(topology, balancer.name, interface="eth0")
+            files[f"{balancer.name}.keepalived.conf"] = conf
+        files["relevo-haproxy-check"] = render_checker(topology)
     return files
 
 

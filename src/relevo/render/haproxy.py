@@ -13,6 +13,10 @@ from relevo.paths import StatePaths
 from relevo.render import render_template
 from relevo.secrets import Secrets, write_private
 
+# A pair with keepalived: HAProxy's stats frontend answers this path without credentials, for the checker
+# that tells keepalived whether HAProxy is alive (render/keepalived.py).
+ALIVE_PATH = "/relevo-alive"
+
 
 @dataclass(frozen=True, slots=True)
 class HAProxyLayout:
@@ -122,6 +126,7 @@ def render_haproxy(
         servers=servers,
         paths=paths,
         secrets=secrets,
+        alive=ALIVE_PATH if topology.pair is not None and topology.pair.vip is not None else None,
     )
 
 

@@ -131,7 +131,11 @@ class LocalProvider:
         expected = self._expected(node)
         record = self.records.load(node, expected)
         if record is not None:
-            stop_group(record, term=signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
+            # A balancer of a pair stops softly (HAProxy's SIGUSR1: it stops listening, so new
+            # connections go to its peer, and finishes what it serves, closing keep-alive connections
+            # after their current answer): a planned stop loses nothing. Alone, it stops at once.
+            soft = self.topology.pair is not None and self.topology.is_balancer(node)
+            stop_group(record, term=signal.SIGUSR1 if soft else signal.SIGTERM, timeout_s=STOP_TIMEOUT_S)
             if lingering(record):
                 raise ProviderError(f"{node} (pid {record.pid}) did not stop")
         self.records.clear(node)

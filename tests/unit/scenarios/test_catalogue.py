@@ -61,3 +61,35 @@ def test_scenarios_use_the_topologys_own_names_and_skip_what_it_cannot_play(tmp_
     assert available["kill-web1"].faults[0].node == "alpha"
     assert available["kill-web1"].expect.served_by == ("alpha2",)
     assert set(available) | set(unavailable) == set(names())
+
+
+def test_a_pair_adds_its_balancer_faults_and_keeps_the_other_rows(tmp_path):
+    """On a pair: the single's rows (kill-balancer with the pair's expectation), then hang-balancer,
+    lose-balancer-host and failback-balancer, each on the first balancer; the single keeps its rows."""
+    single, _ = catalogue(topology_of("", tmp_path))
+    pair, unavailable = catalogue(topology_of("balancer: {peer: ha2}\n", tmp_path))
+    assert not unavailable
+    assert list(pair) == list(names(pair=True))
+    assert set(single) < set(pair)
+    assert [n for n in pair if n not in single] == [
+        "hang-balancer",
+        "lose-balancer-host",
+        "failback-balancer",
+    ]
+    for name in ("kill-balancer", "hang-balancer", "lose-balancer-host"):
+        assert [f.node for f in pair[name].faults] == ["ha1"]
+    # Locally the survivor serves new connections at once: at most one in-flight request per connection.
+    assert pair["kill-balancer"].expect.max_failed == 500
+    assert single["kill-balancer"].expect.max_failed is None
+    assert pair["failback-balancer"].expect.max_failed == 0
+    assert [f.action for f in pair["failback-balancer"].faults] == [Action.STOP, Action.START]
+    for name in set(single) - {"kill-balancer"}:
+        assert pair[name].expect == single[name].expect
+
+
+def test_a_pair_with_a_vip_expects_the_address_to_move(tmp_path):
+    """On LXD the balancer faults expect the controller to journal `vip-moved`."""
+    text = "provider: lxd\nnetwork: 10.205.0.0/24\nbalancer: {peer: ha2, vip: 10.205.0.10}\n"
+    pair, _ = catalogue(topology_of(text, tmp_path))
+    for name in ("kill-balancer", "hang-balancer", "lose-balancer-host"):
+        assert pair[name].expect.events == ("vip-moved",)

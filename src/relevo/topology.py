@@ -262,17 +262,19 @@ class _Reader:
         if "peer" not in section:
             for key in sorted(PAIR_KEYS - {"peer"}):
                 if key in section:
-                    raise self.fail(section[key], f"balancer.{key}: only a pair has it; add `peer: NAME`")
+                    raise self.read.fail(
+                        section[key], f"balancer.{key}: only a pair has it; add `peer: NAME`"
+                    )
             return None
-        name = self.name(section["peer"], "balancer.peer")
+        name = self.read.name(section["peer"], "balancer.peer")
         if name == balancer.name:
-            raise self.fail(
+            raise self.read.fail(
                 section["peer"],
                 f"balancer.peer: {name!r} is the balancer's own name: two balancers cannot share one "
                 "node (one LXD container, one VM); give the peer a name of its own, such as ha2",
             )
         address = (
-            self.address(section["peer_address"], "balancer.peer_address")
+            self.read.address(section["peer_address"], "balancer.peer_address")
             if "peer_address" in section
             else self.next_address(addresses, "the balancer's peer")
         )
@@ -287,21 +289,23 @@ class _Reader:
         )
         values: dict[str, Any] = {}
         if "vip" in section:
-            values["vip"] = self.address(section["vip"], "balancer.vip")
+            values["vip"] = self.read.address(section["vip"], "balancer.vip")
         if "failback" in section:
-            failback = self.scalar(section["failback"], "balancer.failback")
+            failback = self.read.scalar(section["failback"], "balancer.failback")
             if not isinstance(failback, bool):
-                raise self.fail(
+                raise self.read.fail(
                     section["failback"], f"balancer.failback: expected true or false, got {shown(failback)}"
                 )
             values["failback"] = failback
         if "router_id" in section:
-            values["router_id"] = self.integer(section["router_id"], "balancer.router_id", low=1, high=255)
+            values["router_id"] = self.read.integer(
+                section["router_id"], "balancer.router_id", low=1, high=255
+            )
         if "advert" in section:
             # VRRP v3 counts the advert interval in centiseconds: 10 ms to 40.95 s.
-            advert = self.duration(section["advert"], "balancer.advert", low_s=0.01, high_s=40.95)
+            advert = self.read.duration(section["advert"], "balancer.advert", low_s=0.01, high_s=40.95)
             if abs(advert * 100 - round(advert * 100)) > 1e-9:
-                raise self.fail(
+                raise self.read.fail(
                     section["advert"],
                     "balancer.advert: VRRP v3 counts it in hundredths of a second, got "
                     f"{section['advert'].value!r}",
@@ -571,7 +575,7 @@ class _Reader:
         section = _values(top["balancer"])
         peer_at = section["peer"]
         if pair.peer.name in {n.name for n in topology.nodes}:
-            raise self.fail(
+            raise self.read.fail(
                 peer_at,
                 f"balancer.peer: {pair.peer.name!r} is also a web node's name (under nodes:); a balancer "
                 "serves no pages: give the peer a name of its own, such as ha2",
@@ -579,7 +583,7 @@ class _Reader:
         taken = {n.address: f"nodes.{n.name}" for n in topology.nodes}
         taken[topology.balancer.address] = f"the balancer {topology.balancer.name}"
         if pair.peer.address in taken:
-            raise self.fail(
+            raise self.read.fail(
                 section.get("peer_address", peer_at),
                 f"balancer.peer_address: {pair.peer.address} is already {taken[pair.peer.address]}'s "
                 "address; the peer needs one of its own",
@@ -589,7 +593,7 @@ class _Reader:
         local = topology.balancer.provider == "local"
         if pair.vip is None:
             if not local:
-                raise self.fail(
+                raise self.read.fail(
                     peer_at,
                     f"balancer.vip: a pair on the {topology.balancer.provider} provider needs the address "
                     f"the two share: a free address of {network}, such as {network[10]}",
@@ -597,20 +601,20 @@ class _Reader:
             return
         vip_at = section["vip"]
         if local:
-            raise self.fail(
+            raise self.read.fail(
                 vip_at,
                 "balancer.vip: the local provider has no virtual address (no VRRP on loopback): both "
                 "HAProxy processes serve the frontend's own address and port; remove `vip:`",
             )
         vip = ipaddress.ip_address(pair.vip)
         if vip not in network or vip in (network.network_address, network.broadcast_address):
-            raise self.fail(
+            raise self.read.fail(
                 vip_at,
                 f"balancer.vip: {pair.vip} is outside the cluster's network {network}; expected "
                 f"a free host address of it, such as {network[10]}",
             )
         if pair.vip in taken:
-            raise self.fail(
+            raise self.read.fail(
                 vip_at,
                 f"balancer.vip: {pair.vip} is already {taken[pair.vip]}'s address; the shared address "
                 "must be one no node has",

@@ -4,7 +4,6 @@ load costs no request on a new connection, and the controller restarts it with t
 from __future__ import annotations
 
 import http.client
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from relevo.controller.events import read_events
 from relevo.controller.haproxy_view import parse_servers_state
 from relevo.errors import RuntimeAPIError
 from relevo.haproxy.runtime import AdminState, RuntimeAPI
+from relevo.providers.base import Fault
 from relevo.services.haproxy import runtime_sockets
 
 from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster, wait_until
@@ -106,7 +106,7 @@ def test_a_killed_balancer_costs_no_new_connection_and_returns_with_the_states(p
     controller restarts it, answering from its first read with the survivor's admin states."""
     topology = pair.topology
     apis = runtimes(pair)
-    pair.cluster.kill("web1", signal.SIGKILL)
+    pair.cluster.fault("web1", Fault.CRASH)
     failed_over = {"web1": AdminState.MAINT, "web1bck": AdminState.READY}
     wait_until(
         lambda: all(failed_over.items() <= admin_states(api).items() for api in apis.values()),
@@ -122,7 +122,7 @@ def test_a_killed_balancer_costs_no_new_connection_and_returns_with_the_states(p
         thread.start()
     try:
         time.sleep(0.5)
-        pair.cluster.kill(victim, signal.SIGKILL)  # returns once its processes are gone
+        pair.cluster.fault(victim, Fault.CRASH)  # returns once its processes are gone
         killed_at = time.monotonic()
         first: dict[str, AdminState] = {}
 

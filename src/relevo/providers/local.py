@@ -167,7 +167,7 @@ class LocalProvider:
 
     def cannot(self, node: str, fault: Fault) -> str | None:
         if fault in FAULT_SIGNALS or fault in (Fault.HANG_WORKERS, Fault.RELOAD):
-            if fault is Fault.HANG_WORKERS and node == self.topology.balancer.name:
+            if fault is Fault.HANG_WORKERS and self.topology.is_balancer(node):
                 return "hang-workers stops Apache's workers: a web node's fault, not the balancer's"
             return None
         return f"the local provider has no means for {fault}"

@@ -276,7 +276,7 @@ class _ScenarioReader:
         name = self.read.name(node, where)
         if self.known is None:
             return name
-        if name == self.known.balancer.name:
+        if self.known.is_balancer(name):
             role = Role.BALANCER
         else:
             try:

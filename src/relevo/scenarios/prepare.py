@@ -49,7 +49,6 @@ def prepare(cluster: Cluster, setup: Setup) -> None:
 def _set_nodes(cluster: Cluster, setup: Setup) -> None:
     topology = cluster.topology
     running = desired_running(topology, setup)
-    balancer = topology.balancer.name
     for node in topology.nodes:
         state = cluster.status(node.name)
         if state in (NodeState.RUNNING, NodeState.PAUSED):
@@ -59,9 +58,10 @@ def _set_nodes(cluster: Cluster, setup: Setup) -> None:
             cluster.stop(node.name)
     for name in topology.node_names:
         cluster.create(name)  # idempotent: configs rendered and checked once more
-    if cluster.status(balancer) is NodeState.PAUSED:
-        cluster.fault(balancer, Fault.RESUME)
-    cluster.start(balancer)
+    for balancer in (b.name for b in topology.balancers):  # a pair's two
+        if cluster.status(balancer) is NodeState.PAUSED:
+            cluster.fault(balancer, Fault.RESUME)
+        cluster.start(balancer)
     for node in topology.nodes:
         if node.name in running:
             cluster.start(node.name)

@@ -90,6 +90,15 @@ class LXDProvider:
 
     # -- the Provider verbs --------------------------------------------------------------------------
     def create(self, node: str) -> None:
+        if self.topology.pair is not None:
+            # Rendered and checked (keepalived.conf, its checker: render/keepalived.py), not yet run: the
+            # containers' keepalived, the VIP's path from the host and a controller beside each balancer
+            # are still to come. Refused before the first container is made.
+            raise ProviderError(
+                "the lxd provider does not run a balancer pair yet (balancer.peer): its keepalived "
+                "configuration is rendered and checked, the containers are not; use one balancer on "
+                "LXD, or the pair on the local provider (examples/pair.yaml)"
+            )
         claim_state_dir(self.paths.root)
         client, name = self.placement.resolve(node)
         instance = self._instance(client, name)

@@ -66,6 +66,7 @@ class ActionRunner:
     perform: Callable[[Action], None]
     timeout_s: float
     clock: Callable[[], float] = time.monotonic
+    done: Callable[[], None] = lambda: None  # called (in the worker) when an action ends: wakes the loop
     _executors: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
     _running: dict[str, _Running] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +80,7 @@ class ActionRunner:
                 executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"relevo-{action.node}")
                 self._executors[action.node] = executor
             future = executor.submit(self.perform, action)
+            future.add_done_callback(lambda _: self.done())
             self._running[action.node] = _Running(action=action, future=future, began=self.clock())
             return True
 

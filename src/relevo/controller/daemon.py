@@ -29,6 +29,7 @@ from relevo.controller.health import ProbeResult
 from relevo.controller.locked_nodes import LockedNodes
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
+from relevo.controller.sources import cluster_sources
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir, ensure_dir, open_nofollow, tail
 from relevo.haproxy.runtime import RuntimeAPI
@@ -147,15 +148,18 @@ def build_controller(
     }
     # One balancer: as it always was. A pair: every command to both (controller/balancers.py).
     balancer: Balancer = polled[topology.balancer.name] if len(polled) == 1 else BalancerSet(polled)
+    wake = threading.Event()  # a death heard (or an action done): the tick stops waiting and acts
     controller = Controller(
         topology,
         nodes=LockedNodes(cluster, paths, cancelled=stopping),
         balancer=balancer,
-        collect=lambda names: prober.collect(names, wait_s),
+        collect=lambda names: prober.collect(names, wait_s, interrupt=wake),
+        wake=wake,
         events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),
         state_file=paths.controller_state,
         owned_file=owned_file(paths),
         housekeeping=(lambda: _housekeeping(cluster, held, lost)) if held else reap_children,
+        sources=cluster_sources(cluster, [*(n.name for n in topology.nodes), topology.balancer.name]),
     )
     return controller, prober
 

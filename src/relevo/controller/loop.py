@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -25,6 +26,7 @@ from relevo.controller.decide import decide, note_failure, note_success, pending
 from relevo.controller.events import Event, EventKind, EventLog
 from relevo.controller.haproxy_view import Balancer
 from relevo.controller.health import NodeHealth, ProbeResult, Status, observe
+from relevo.controller.sources import Heard
 from relevo.controller.state import (
     Action,
     ActionKind,
@@ -48,12 +50,27 @@ REPEAT_LOG_S = 30.0
 SLOW_SHARE = 0.5
 # The loop sleeps in slices this long, so a stop request is noticed quickly whatever the tick.
 SLEEP_SLICE_S = 0.05
+# While a failover is under way (a standby starting or thawing, a pair without service), the next tick
+# comes this soon: the standby's first passing probe is what puts it in service.
+FAST_TICK_S = 0.02
 
 CollectFn = Callable[[Sequence[str]], Mapping[str, ProbeResult]]
 
 
 class StopFlag(Protocol):
     def is_set(self) -> bool: ...
+
+
+class EventSources(Protocol):
+    """Deaths heard beside the tick (`sources.Sources`, or a fake in unit tests)."""
+
+    def start(self, wake: Callable[[], None]) -> None: ...
+
+    def heard(self) -> list[Heard]: ...
+
+    def refresh(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _nothing() -> None:
@@ -75,6 +92,8 @@ class Controller:
         owned_file: Path | None = None,
         housekeeping: Callable[[], None] = _nothing,
         runner: Runner | None = None,
+        sources: EventSources | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
         self.topology = topology
         self.policy = Policy.from_topology(topology)
@@ -87,8 +106,11 @@ class Controller:
         self.state_file = state_file
         self.owned_file = owned_file
         self.housekeeping = housekeeping
+        self.sources = sources
+        # Set by an event source or a finished provider action: the loop ticks at once.
+        self.wake = wake or threading.Event()
         self.runner: Runner = runner or ActionRunner(
-            self.perform, timeout_s=topology.controller.action_timeout_s, clock=clock
+            self.perform, timeout_s=topology.controller.action_timeout_s, clock=clock, done=self.wake.set
         )
         self.web = tuple(n.name for n in topology.nodes)
         self.health = {name: NodeHealth() for name in self.web}
@@ -135,11 +157,19 @@ class Controller:
         self.save_owned(self.unsettled())
         self.ticks += 1
         self.write_state()
+        if self.sources is not None:
+            self.sources.refresh()  # a node started or stopped this tick: watch its new process
         return plan
 
     def observe(self) -> Observation:
-        now = self.clock()
+        self.wake.clear()
+        heard = self.sources.heard() if self.sources is not None else []
+        if heard:
+            self.wake.set()  # a death to act on: the probes' answers are not waited for
         probed = self.collect(self.web)
+        # A death heard while the probes were out cuts their wait short, and counts in this tick.
+        deaths = self.heard_deaths(heard + (self.sources.heard() if self.sources is not None else []))
+        now = self.clock()
         # A node that just answered its probe is running: asking the provider too would cost a /proc
         # scan (local) or an API call (LXD) per node per tick for nothing.
         unsure = [name for name in self.web if not ((r := probed.get(name)) and r.ok)]
@@ -149,8 +179,16 @@ class Controller:
         for name in self.web:
             result = probed.get(name)
             state = NodeState.RUNNING if result and result.ok else known.get(name)
+            if (death := deaths.get(name)) is not None and not _answered_since(result, death.at):
+                state = death.event.state  # heard from the substrate: certain, whatever the provider said
+                result = ProbeResult(
+                    ok=False,
+                    detail=f"{death.event.detail} (first heard by {death.event.source})",
+                    certain=True,
+                    sent_at=death.at,
+                )
             processes[name] = state
-            if state in (NodeState.STOPPED, NodeState.MISSING, NodeState.PAUSED):
+            if state in (NodeState.STOPPED, NodeState.MISSING, NodeState.PAUSED) and name not in deaths:
                 # The provider knows: no probe can pass, and waiting for `fall` would only cost time.
                 what = "hung (processes paused)" if state is NodeState.PAUSED else f"process {state}"
                 sent = result.sent_at if result else None
@@ -168,9 +206,16 @@ class Controller:
         # HAProxy answering is proof enough that it runs; only a silent one is worth asking about.
         name = self.policy.balancer
         answering = balancers.answering(self.balancer, name, haproxy)
+        if (death := deaths.get(name)) is not None:
+            # Its view may be a moment old: the process it came from is gone.
+            answering = {**answering, name: False}
+            haproxy = haproxy and bool(self.policy.peers)  # alone, no HAProxy answers now
+            self.log_error("haproxy", f"HAProxy {death.event.detail} (heard by {death.event.source})")
         silent = [n for n in (name, *self.policy.peers) if not answering[n]]
         known = self.processes(silent)
         states = {n: NodeState.RUNNING if answering[n] else known.get(n) for n in answering}
+        if death is not None:
+            states[name] = death.event.state
         balancer_state = states[name]
         returned = haproxy and self.balancer_seen != "answering"
         self.note_balancer(answering[name], balancer_state)
@@ -198,6 +243,17 @@ class Controller:
             peers_busy=readonly({p: busy[p] for p in self.policy.peers if p in busy}),
         )
         return self.observation
+
+    @staticmethod
+    def heard_deaths(heard: list[Heard]) -> dict[str, Heard]:
+        """The latest death heard per node since the last tick (a start heard after it cancels it)."""
+        deaths: dict[str, Heard] = {}
+        for heard_one in heard:
+            if heard_one.death:
+                deaths[heard_one.event.node] = heard_one
+            else:
+                deaths.pop(heard_one.event.node, None)
+        return deaths
 
     def processes(self, names: Sequence[str]) -> dict[str, NodeState | None]:
         """The provider's view of `names`: in one call where the provider can, else one by one."""
@@ -572,6 +628,8 @@ class Controller:
                 reason=f"pid {os.getpid()}, tick {tick_s:g} s",
             )
         )
+        if self.sources is not None:
+            self.sources.start(self.wake.set)
         while not stop.is_set():
             began = self.clock()
             try:
@@ -583,10 +641,13 @@ class Controller:
                 self.log_error("tick", "ticks keep failing (see the first traceback above)")
             if reload is not None and (edited := reload()) is not None:
                 self.reload(edited)
-            deadline = began + self.topology.controller.tick_s
+            deadline = began + self.next_tick_s()
             while not stop.is_set() and (left := deadline - self.clock()) > 0:
-                time.sleep(min(SLEEP_SLICE_S, left))
+                if self.wake.wait(min(SLEEP_SLICE_S, left)):
+                    break  # a death heard, or a provider action done: tick now
         self.runner.close()
+        if self.sources is not None:
+            self.sources.close()
         self.record(
             Event(
                 kind=EventKind.CONTROLLER,
@@ -597,6 +658,19 @@ class Controller:
             )
         )
         self.events.flush()
+
+    def next_tick_s(self) -> float:
+        """The tick, or FAST_TICK_S while a failover is under way (until the standby's first pass)."""
+        now = self.clock()
+        recent = any(now - since < self.policy.start_timeout_s for since in self.memory.outage.values())
+        hurried = bool(self.memory.starting) or recent
+        tick_s = self.topology.controller.tick_s
+        return min(tick_s, FAST_TICK_S) if hurried else tick_s
+
+
+def _answered_since(result: ProbeResult | None, at: float) -> bool:
+    """A probe sent after the death was heard passed: the node was started again meanwhile."""
+    return result is not None and result.ok and result.sent_at is not None and result.sent_at > at
 
 
 def settings(topology: Topology) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import http.client
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,8 @@ from relevo.model import Endpoint
 ProbeFn = Callable[[str], ProbeResult]
 # Sent as the Host header: the same one HAProxy's own check sends (see the haproxy.cfg template).
 CHECK_HOST = "relevo-check"
+# While probes are out, how often `collect` looks whether it was interrupted (a death was heard).
+INTERRUPT_SLICE_S = 0.005
 
 
 def http_probe(endpoint: Endpoint, *, path: str, expect_status: int, timeout_s: float) -> ProbeResult:
@@ -67,8 +70,11 @@ class Prober:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relevo-probe")
         self._inflight: dict[str, tuple[Future[ProbeResult], float]] = {}
 
-    def collect(self, names: Iterable[str], wait_s: float) -> Mapping[str, ProbeResult]:
-        """Probe `names` (unless a probe of one is still in flight) and wait up to `wait_s` for them.
+    def collect(
+        self, names: Iterable[str], wait_s: float, *, interrupt: threading.Event | None = None
+    ) -> Mapping[str, ProbeResult]:
+        """Probe `names` (unless a probe of one is still in flight) and wait up to `wait_s` for them,
+        or until `interrupt` is set (a death heard: the tick must not wait on slow probes to act on it).
         Nodes whose probe is neither done nor overdue are left out: no verdict yet."""
         wanted = list(names)
         results: dict[str, ProbeResult] = {}
@@ -76,7 +82,13 @@ class Prober:
             if name not in self._inflight:
                 self._inflight[name] = (self._pool.submit(self._probe, name), self._clock())
         futures = [self._inflight[name][0] for name in wanted]
-        concurrent.futures.wait(futures, timeout=wait_s)
+        if interrupt is None:
+            concurrent.futures.wait(futures, timeout=wait_s)
+        else:
+            deadline = time.monotonic() + wait_s
+            pending = set(futures)
+            while pending and not interrupt.is_set() and (left := deadline - time.monotonic()) > 0:
+                pending = concurrent.futures.wait(pending, timeout=min(INTERRUPT_SLICE_S, left)).not_done
         now = self._clock()
         for name in wanted:
             future, began = self._inflight[name]

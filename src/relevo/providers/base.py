@@ -236,6 +236,40 @@ class MapsHostAddress(Protocol):
     def host_address(address: str) -> str: ...
 
 
+# --- event streams: hearing a node's state change as it happens (beside the controller's tick) ---------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeEvent:
+    """A change of a node's processes, heard from the substrate itself (a pidfd, LXD's lifecycle events):
+    certain evidence, as the provider's own `status` is."""
+
+    node: str
+    state: NodeState  # STOPPED: its processes ended; PAUSED: frozen; RUNNING: started or thawed
+    source: str  # what heard it: "pidfd", "lxd-events"
+    detail: str = ""
+
+
+class Watch(Protocol):
+    """One stream of node events, read by a thread the controller owns."""
+
+    def wait(self, timeout_s: float) -> list[NodeEvent]:
+        """Block up to `timeout_s`; the events heard meanwhile ([] on a timeout). A lost connection is not
+        an error: the watch reconnects on a later call, and the tick covers the gap meanwhile."""
+        ...
+
+    def refresh(self) -> None:
+        """Follow nodes started or stopped since the last call (thread-safe; called after each tick)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventStream(Protocol):
+    """An optional ability: watches that report `nodes`' deaths (and freezes, starts) as they happen."""
+
+    def watches(self, nodes: Sequence[str]) -> list[Watch]: ...
+
+
 # Lazy "module:Class" strings: `import relevo` imports no provider's dependencies.
 PROVIDERS: dict[str, str] = {
     "local": "relevo.providers.local:LocalProvider",

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from relevo.commands import run
@@ -20,6 +20,7 @@ from relevo.errors import MissingToolError, ProviderError
 from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
+from relevo.pidwatch import PidWatch, pidfd_supported
 from relevo.procs import (
     ProcessRecord,
     group_members,
@@ -29,7 +30,7 @@ from relevo.procs import (
     stop_group,
     wait_gone,
 )
-from relevo.providers.base import LASTING, Fault, NodeState, OptionsSpec, Problem
+from relevo.providers.base import LASTING, Fault, NodeEvent, NodeState, OptionsSpec, Problem, Watch
 from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.host import LocalHost, install
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
@@ -194,6 +195,14 @@ class LocalProvider:
             return self.topology.balancer_named(node).frontend
         return self._web_node(node).endpoint
 
+    # -- hearing a death at once (EventStream) ---------------------------------------------------------
+    def watches(self, nodes: Sequence[str]) -> list[Watch]:
+        """A pidfd on each node's leading process (Apache's parent, HAProxy's master); none on a kernel
+        without pidfds (the tick still sees every death)."""
+        if not pidfd_supported():
+            return []
+        return [PidfdWatch(tuple(nodes), self._record)]
+
     # -- what the state directory records, whatever the topology says now ------------------------------
     def recorded(self) -> list[str]:
         """Every node this provider's records name (a node renamed or removed from the topology too)."""
@@ -344,3 +353,25 @@ def _wait(condition: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+class PidfdWatch:
+    """The local nodes' deaths, heard through pidfds: `refresh` re-reads the records (a node started or
+    stopped since), `wait` reports a leading process that exited as the node STOPPED."""
+
+    def __init__(self, nodes: tuple[str, ...], record: Callable[[str], ProcessRecord | None]) -> None:
+        self.nodes = nodes
+        self._record = record
+        self._pids = PidWatch()
+
+    def refresh(self) -> None:
+        self._pids.follow({node: self._record(node) for node in self.nodes})
+
+    def wait(self, timeout_s: float) -> list[NodeEvent]:
+        return [
+            NodeEvent(node=node, state=NodeState.STOPPED, source="pidfd", detail="its process exited")
+            for node in self._pids.wait(timeout_s)
+        ]
+
+    def close(self) -> None:
+        self._pids.close()

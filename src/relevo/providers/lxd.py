@@ -23,7 +23,8 @@ from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
 from relevo.providers import lxd_rules
-from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem
+from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem, Watch
+from relevo.providers.lxd_events import LifecycleWatch
 from relevo.providers.lxd_guest import GuestServices
 from relevo.providers.lxd_host import Created, LXDHost, interfaces_file
 from relevo.providers.lxd_placement import Placement, qualified, split_record
@@ -214,6 +215,14 @@ class LXDProvider:
                 status = seen.get(name)
                 found[node] = NodeState.MISSING if status is None else STATES.get(status, NodeState.STOPPED)
         return found
+
+    def watches(self, nodes: Sequence[str]) -> list[Watch]:
+        """One lifecycle event stream per daemon holding some of `nodes` (EventStream)."""
+        by_daemon: dict[int, tuple[LXDClient, dict[str, str]]] = {}
+        for node in nodes:
+            client, name = self.placement.resolve(node)
+            by_daemon.setdefault(id(client), (client, {}))[1][name] = node
+        return [LifecycleWatch(client.endpoint, names) for client, names in by_daemon.values()]
 
     def address(self, node: str) -> Endpoint:
         """Where HAProxy and the probes reach the node: the address the topology gives it."""

@@ -10,18 +10,23 @@ measures at the client and around it:
 - failed requests: no answer, a broken connection or a status other than 200, counted at the client,
   in the kill phase and in the failback phase (after web1 is started again)
 
+relevo runs once per standby temperature (`--temperatures cold,frozen,warm`), each on its own cluster,
+kills interleaved so that every row sees the same machine; the detection source is what heard the death
+first (pidfd, LXD events, or the tick's probe), from the journal.
+
 The seed's approach: HAProxy with plain TCP `check` (inter 2 s, fall 3, rise 2), timeouts 5 s/50 s/50 s,
 no redispatch, the standbys as ordinary round-robin servers (as in the seed's "backup running" runs;
 as `backup` they would never serve while web2 is up), and a watchdog that only sees whether the host
 answers (on loopback: a TCP connect, every 10 ms where the seed had no sleep at all) and starts or stops
 the standby abruptly.
 
-    .venv/bin/python benchmarks/failover.py [--kills 5] [--rate 1000]
+    .venv/bin/python benchmarks/failover.py [--kills 5] [--rate 1000] [--temperatures cold,frozen,warm]
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import socket
@@ -69,6 +74,7 @@ backend web
 @dataclass
 class Run:
     approach: str
+    source: str  # what heard the death first
     detection_s: float | None
     haproxy_off_s: float | None
     serving_s: float | None
@@ -152,7 +158,7 @@ def one_run(
     address: str,
     port: int,
     rate: float,
-    detected: Callable[[float], float | None],
+    detected: Callable[[float], tuple[float | None, str]],
 ) -> Run:
     off_at: list[float] = []
 
@@ -182,9 +188,11 @@ def one_run(
     watcher.join()
     total = result.stats.total()
     seen = total.first_served_ns.get("web1bck")
+    detection_s, source = detected(killed_at)
     return Run(
         approach=approach,
-        detection_s=detected(killed_at),
+        source=source,
+        detection_s=detection_s,
         haproxy_off_s=off_at[0] - killed_at if off_at else None,
         serving_s=(seen - killed_ns) / 1e9 if seen and seen > killed_ns else None,
         failed_kill=failed_kill,
@@ -193,23 +201,31 @@ def one_run(
     )
 
 
-def relevo_detection(topology: Topology) -> Callable[[float], float | None]:
-    def detected(killed_at: float) -> float | None:
+def relevo_detection(topology: Topology) -> Callable[[float], tuple[float | None, str]]:
+    def detected(killed_at: float) -> tuple[float | None, str]:
         for event in read_events(topology.state_dir / "events.jsonl", 200):
             if (event["kind"], event["node"], event["to"]) == ("health", "web1", "down") and event[
                 "ts"
             ] >= killed_at:
-                return float(event["ts"]) - killed_at
-        return None
+                reason = str(event["reason"])
+                source = reason.split("first heard by ")[1].rstrip(")") if "heard by" in reason else "tick"
+                return float(event["ts"]) - killed_at, source
+        return None, "-"
 
     return detected
 
 
+# How each temperature's standby rests once the failback is over.
+RESTING = {"cold": NodeState.STOPPED, "frozen": NodeState.PAUSED, "warm": NodeState.RUNNING}
+
+
 def settle_relevo(cluster: Cluster) -> bool:
+    resting = RESTING[str(cluster.topology.standby.temperature)]
+
     def normal() -> bool:
         states = parse_servers_state(cluster.runtime.show_servers_state(), "web")
         return (
-            cluster.status("web1bck") is NodeState.STOPPED
+            cluster.status("web1bck") is resting
             and states["web1"] == (AdminState.READY, True)
             and states["web1bck"][0] is AdminState.MAINT
         )
@@ -241,16 +257,17 @@ def summary(runs: list[Run]) -> None:
         return text + (f" ({missing} never)" if missing else "")
 
     print(
-        f"\n{'':8} {'detection s':>17} {'HAProxy off web1 s':>19} {'standby serving s':>19} "
-        f"{'failed: kill phase':>19} {'failback phase':>17}   requests/run"
+        f"\n{'':14} {'heard by':>9} {'detection s':>17} {'HAProxy off web1 s':>19} "
+        f"{'standby serving s':>19} {'failed: kill phase':>19} {'failback phase':>17}   requests/run"
     )
     print(
-        f"{'':8} {'median / worst':>17} {'median / worst':>19} {'median / worst':>19} "
+        f"{'':14} {'':>9} {'median / worst':>17} {'median / worst':>19} {'median / worst':>19} "
         f"{'median / worst':>19} {'median / worst':>17}"
     )
     medians: dict[str, dict[str, float]] = {}
-    for approach in ("relevo", "seed"):
+    for approach in dict.fromkeys(r.approach for r in runs):
         mine = [r for r in runs if r.approach == approach]
+        sources = "/".join(sorted({r.source for r in mine}))
         cells = [
             stats([r.detection_s for r in mine]).rjust(17),
             stats([r.haproxy_off_s for r in mine]).rjust(19),
@@ -258,80 +275,106 @@ def summary(runs: list[Run]) -> None:
             stats([r.failed_kill for r in mine], "n").rjust(19),
             stats([r.failed_failback for r in mine], "n").rjust(17),
         ]
-        print(f"{approach:8} {' '.join(cells)}   {statistics.median(r.requests for r in mine):.0f}")
+        requests = statistics.median(r.requests for r in mine)
+        print(f"{approach:14} {sources:>9} {' '.join(cells)}   {requests:.0f}")
         medians[approach] = {
             "off": statistics.median([r.haproxy_off_s or 0.0 for r in mine]),
             "serving": statistics.median([r.serving_s for r in mine if r.serving_s] or [float("nan")]),
             "failed": statistics.median([r.failed_kill + r.failed_failback for r in mine]),
         }
-    r, s = medians["relevo"], medians["seed"]
-    print(
-        f"\nseed / relevo (medians): HAProxy off web1 {s['off'] / r['off']:.1f}x slower, standby serving "
-        f"{s['serving'] / r['serving']:.1f}x slower, failed requests {s['failed']:.0f} vs {r['failed']:.0f}"
-    )
+    s = medians["seed"]
+    for approach, r in medians.items():
+        if approach == "seed":
+            continue
+        print(
+            f"seed / {approach} (medians): HAProxy off web1 {s['off'] / r['off']:.1f}x slower, standby "
+            f"serving {s['serving'] / r['serving']:.1f}x slower, failed requests {s['failed']:.0f} vs "
+            f"{r['failed']:.0f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=5, help="kills per approach (default 5)")
     parser.add_argument("--rate", type=float, default=1000.0, help="requests per second (default 1000)")
-    parser.add_argument("--network", default="127.250.7.0/24", help="loopback network for the cluster")
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="relevo-bench-", dir="/tmp"))
-    path = workdir / "relevo.yaml"
-    path.write_text(
-        f"name: bench\nnetwork: {args.network}\nnodes:\n  web1: {{role: web}}\n  web2: {{role: web}}\n"
-        "  web1bck: {role: standby, standby_for: web1}\n  web2bck: {role: standby, standby_for: web2}\n"
+    parser.add_argument(
+        "--network", default="127.250.7.0/24", help="loopback network of the first cluster (the next ones +1)"
     )
-    topology = load_topology(path)
-    cluster = Cluster(topology)
+    parser.add_argument("--temperatures", default="cold,frozen,warm", help="relevo's standby temperatures")
+    args = parser.parse_args()
+    temperatures = args.temperatures.split(",")
+    if "cold" not in temperatures:
+        temperatures.insert(0, "cold")  # the seed's watchdog shares the cold cluster's nodes
+    workdir = Path(tempfile.mkdtemp(prefix="relevo-bench-", dir="/tmp"))
+    first = ipaddress.ip_network(args.network)
+    clusters: dict[str, Cluster] = {}
     seed: SeedHAProxy | None = None
     runs: list[Run] = []
     try:
-        lifecycle.up(topology, controller=False)
-        seed = SeedHAProxy(topology, workdir)
-        frontend = topology.balancer.frontend
-        for i in range(args.kills):
-            daemon.start_background(topology)
-            if not settle_relevo(cluster):
-                raise SystemExit("relevo's cluster did not settle")
-            run = one_run(
-                "relevo",
-                cluster,
-                cluster.runtime,
-                frontend.address,
-                frontend.port,
-                args.rate,
-                relevo_detection(topology),
+        for i, temperature in enumerate(temperatures):
+            network = ipaddress.ip_network((int(first.network_address) + 256 * i, first.prefixlen))
+            path = workdir / temperature / "relevo.yaml"
+            path.parent.mkdir()
+            path.write_text(
+                f"name: bench-{temperature}\nnetwork: {network}\nstandby: {{temperature: {temperature}}}\n"
+                "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+                "  web1bck: {role: standby, standby_for: web1}\n"
+                "  web2bck: {role: standby, standby_for: web2}\n"
             )
-            settle_relevo(cluster)
-            daemon.stop_background(topology)
-            print(f"kill {i + 1} relevo: {run}", flush=True)
-            runs.append(run)
-            watchdog = Watchdog(cluster, topology)
+            topology = load_topology(path)
+            clusters[temperature] = Cluster(topology)
+            lifecycle.up(topology, controller=False)
+        cold = clusters["cold"]
+        seed = SeedHAProxy(cold.topology, workdir)
+        for i in range(args.kills):
+            for temperature, cluster in clusters.items():
+                topology = cluster.topology
+                frontend = topology.balancer.frontend
+                daemon.start_background(topology)
+                if not settle_relevo(cluster):
+                    raise SystemExit(f"relevo's {temperature} cluster did not settle")
+                run = one_run(
+                    f"relevo {temperature}",
+                    cluster,
+                    cluster.runtime,
+                    frontend.address,
+                    frontend.port,
+                    args.rate,
+                    relevo_detection(topology),
+                )
+                settle_relevo(cluster)
+                daemon.stop_background(topology)
+                print(f"kill {i + 1} relevo {temperature}: {run}", flush=True)
+                runs.append(run)
+            watchdog = Watchdog(cold, cold.topology)
             watchdog.start()
-            if not settle_seed(cluster, seed):
+            if not settle_seed(cold, seed):
                 raise SystemExit("the seed's cluster did not settle")
             run = one_run(
                 "seed",
-                cluster,
+                cold,
                 seed.runtime,
                 seed.address,
                 seed.port,
                 args.rate,
-                lambda killed_at, w=watchdog: (w.noticed_at - killed_at) if w.noticed_at else None,
+                lambda killed_at, w=watchdog: (
+                    (w.noticed_at - killed_at) if w.noticed_at else None,
+                    "watchdog",
+                ),
             )
-            settle_seed(cluster, seed)
+            settle_seed(cold, seed)
             watchdog.stop_event.set()
             watchdog.join()
             print(f"kill {i + 1} seed:   {run}", flush=True)
             runs.append(run)
         summary(runs)
     finally:
-        daemon.stop_background(topology)
+        for cluster in clusters.values():
+            daemon.stop_background(cluster.topology)
         if seed is not None:
             seed.stop()
-        lifecycle.down(topology)
+        for cluster in clusters.values():
+            lifecycle.down(cluster.topology)
         if os.environ.get("RELEVO_KEEP") is None:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -13,6 +13,10 @@ containers on the bridge relevo created (NAT, routing and firewall off). The con
 containers on that bridge directly. Nothing leaves the host.
 
     sudo .venv/bin/python benchmarks/lxd_failover.py [--kills 5] [--rate 200] [--providers local,lxd]
+        [--temperatures cold,frozen] [--lxd-subnet 10.213.250.0/24] [--network 127.219.250.0/24]
+
+Each (provider, temperature) gets its own cluster, one after the other; the table gives, per row, the
+median and worst of the kills and what heard each death first (pidfd, LXD events, or the tick).
 
 LXD must be running (`sudo scripts/lxd-daemon start`) and the base image built (`relevo image build`).
 """
@@ -31,6 +35,9 @@ from pathlib import Path
 
 from relevo import lifecycle
 from relevo.cluster import Cluster
+from relevo.controller.events import read_events
+from relevo.controller.haproxy_view import parse_servers_state
+from relevo.haproxy.runtime import AdminState
 from relevo.loadgen import engine
 from relevo.loadgen.plan import simple_plan
 from relevo.model import Topology
@@ -87,22 +94,54 @@ def wait_until(predicate, timeout_s: float = 60.0) -> bool:  # type: ignore[no-u
     return False
 
 
-def topology_for(provider: str, workdir: Path, image: str | None) -> Topology:
-    text = f"name: bench-{provider}\nprovider: {provider}\n"
+# How each temperature's standby rests once the failback is over.
+RESTING = {"cold": NodeState.STOPPED, "frozen": NodeState.PAUSED, "warm": NodeState.RUNNING}
+
+
+def topology_for(
+    provider: str, temperature: str, workdir: Path, image: str | None, lxd_subnet: str, network: str
+) -> Topology:
+    text = f"name: bench-{provider}\nprovider: {provider}\nstandby: {{temperature: {temperature}}}\n"
     if provider == "lxd":
-        text += f"network: {LXD_SUBNET}\n" + (f"providers:\n  lxd: {{image: '{image}'}}\n" if image else "")
+        text += f"network: {lxd_subnet}\n" + (f"providers:\n  lxd: {{image: '{image}'}}\n" if image else "")
     else:
-        text += f"network: {LOCAL_NETWORK}\n"
+        text += f"network: {network}\n"
     (workdir / "relevo.yaml").write_text(text)
     return load_topology(workdir / "relevo.yaml")
 
 
-def measure(provider: str, kills: int, rate: float, image: str | None) -> tuple[list[float], int]:
-    """Seconds from each crash of web1 to web1bck's first answer, and the failed requests meanwhile."""
+def rested(cluster: Cluster, resting: NodeState) -> bool:
+    """The pair is back to normal: web1 in service, web1bck in maint and resting (stopped, frozen...)."""
+    try:
+        states = parse_servers_state(cluster.runtime.show_servers_state(), "web")
+    except Exception:  # a busy socket for one poll is no answer
+        return False
+    return (
+        states.get("web1") == (AdminState.READY, True)
+        and states.get("web1bck", (None, False))[0] is AdminState.MAINT
+        and cluster.status("web1bck") is resting
+    )
+
+
+def heard_by(topology: Topology, since: float) -> str:
+    """What heard web1's death first, from the journal: pidfd, lxd-events, or the tick's own probes."""
+    for event in read_events(topology.state_dir / "events.jsonl", 300):
+        if (event["kind"], event["node"], event["to"]) == ("health", "web1", "down") and event["ts"] >= since:
+            reason = str(event["reason"])
+            return reason.split("first heard by ")[1].rstrip(")") if "heard by" in reason else "tick"
+    return "-"
+
+
+def measure(provider: str, temperature: str, args: argparse.Namespace) -> tuple[list[float], int, set[str]]:
+    """Seconds from each crash of web1 to web1bck's first answer, the failed requests meanwhile, and
+    what heard the deaths."""
     times: list[float] = []
+    sources: set[str] = set()
     failed = 0
+    rate, kills = args.rate, args.kills
     with tempfile.TemporaryDirectory(prefix=f"relevo-bench-{provider}-") as tmp:
-        topology = topology_for(provider, Path(tmp), image)
+        topology = topology_for(provider, temperature, Path(tmp), args.image, args.lxd_subnet, args.network)
+        resting = RESTING[temperature]
         cluster = Cluster(topology)
         frontend = topology.balancer.frontend
         try:
@@ -112,6 +151,9 @@ def measure(provider: str, kills: int, rate: float, image: str | None) -> tuple[
             plan = simple_plan(frontend.url + "/", threads=200, rate_rps=rate, duration_s=600, timeout_s=10)
             with engine.start(plan, workers=1) as load:
                 for run in range(kills):
+                    if not wait_until(lambda: rested(cluster, resting), 120):
+                        raise SystemExit(f"{provider}: web1bck is not {resting} before kill {run + 1}")
+                    crashed_wall = time.time()
                     crashed = prober.mark()
                     cluster.fault("web1", Fault.CRASH)
                     if not wait_until(lambda: prober.first_answer("web1bck") is not None):
@@ -119,10 +161,16 @@ def measure(provider: str, kills: int, rate: float, image: str | None) -> tuple[
                     answered = prober.first_answer("web1bck")
                     assert answered is not None
                     times.append(answered - crashed)
-                    print(f"  {provider} kill {run + 1}: web1bck serving after {times[-1]:.3f} s", flush=True)
+                    source = heard_by(topology, crashed_wall)
+                    sources.add(source)
+                    print(
+                        f"  {provider} {temperature} kill {run + 1}: web1bck serving after "
+                        f"{times[-1]:.3f} s (heard by {source})",
+                        flush=True,
+                    )
                     lifecycle.locked_start(cluster, "web1")
-                    if not wait_until(lambda: cluster.status("web1bck") is NodeState.STOPPED, 120):
-                        raise SystemExit(f"{provider}: web1bck was not stopped after failback {run + 1}")
+                    if not wait_until(lambda: rested(cluster, resting), 120):
+                        raise SystemExit(f"{provider}: no failback after kill {run + 1}")
                 load.stop()
                 result = load.wait(timeout_s=20)
             failed = result.stats.total().errors
@@ -133,7 +181,7 @@ def measure(provider: str, kills: int, rate: float, image: str | None) -> tuple[
                 lifecycle.destroy(topology)
             else:
                 lifecycle.down(topology)
-    return times, failed
+    return times, failed, sources
 
 
 def main() -> None:
@@ -144,17 +192,25 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--providers", default="local,lxd")
     parser.add_argument("--image", default=None, help="LXD image alias (default: relevo/bookworm)")
+    parser.add_argument("--temperatures", default="cold,frozen")
+    parser.add_argument("--lxd-subnet", default=LXD_SUBNET)
+    parser.add_argument("--network", default=LOCAL_NETWORK, help="the local provider's loopback network")
     args = parser.parse_args()
     if os.geteuid() != 0 and "lxd" in args.providers:
         raise SystemExit("the LXD provider needs root (or the lxd group) to reach the daemon")
     rows = []
     for provider in args.providers.split(","):
-        times, failed = measure(provider, args.kills, args.rate, args.image)
-        rows.append((provider, statistics.median(times), max(times), len(times), failed))
+        for temperature in args.temperatures.split(","):
+            times, failed, sources = measure(provider, temperature, args)
+            heard = "/".join(sorted(sources))
+            rows.append(
+                (provider, temperature, heard, statistics.median(times), max(times), len(times), failed)
+            )
     print(f"\nkill web1 -> web1bck serving ({args.kills} runs, open loop {args.rate:g} req/s meanwhile)")
-    print(f"{'provider':<10}{'median s':>10}{'worst s':>10}{'runs':>6}{'failed':>8}")
-    for provider, median, worst, runs, failed in rows:
-        print(f"{provider:<10}{median:>10.3f}{worst:>10.3f}{runs:>6}{failed:>8}")
+    header = f"{'provider':<9}{'standby':<8}{'heard by':>12}{'median s':>10}{'worst s':>10}"
+    print(f"{header}{'runs':>6}{'failed':>8}")
+    for provider, temperature, heard, median, worst, runs, failed in rows:
+        print(f"{provider:<9}{temperature:<8}{heard:>12}{median:>10.3f}{worst:>10.3f}{runs:>6}{failed:>8}")
 
 
 if __name__ == "__main__":

@@ -43,14 +43,14 @@ def _quiet(_: str) -> None:
 
 
 def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = True) -> UpResult:
-    """Render and check every config, start the balancer and the primaries (standbys too when warm),
+    """Render and check every config, start the balancer and the primaries (standbys too when warm or frozen),
     start the failover controller, wait until every primary's place is served (by the primary, or by
     its standby after a failover). Idempotent, and it converges from whatever a crash left. On failure,
     stop what this call started and raise with the reason."""
     cluster = Cluster(topology)
     to_run = [n.name for n in topology.primaries]
-    if topology.standby.temperature is Temperature.WARM:
-        to_run += [n.name for n in topology.standbys]
+    if topology.standby.temperature in (Temperature.WARM, Temperature.FROZEN):
+        to_run += [n.name for n in topology.standbys]  # frozen ones: the controller freezes them once ready
     to_run += [b.name for b in topology.balancers]
     started: list[str] = []
     controller_started = False

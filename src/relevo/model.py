@@ -26,7 +26,17 @@ class StandbyMode(enum.StrEnum):
 
 class Temperature(enum.StrEnum):
     COLD = "cold"  # stopped until needed
+    # Started and ready ahead of time, then frozen (SIGSTOP of its group; LXD freeze), in maint: memory,
+    # no CPU; failover thaws it (microseconds locally, ~10 ms for a container) and puts it in service.
+    FROZEN = "frozen"
     WARM = "warm"  # running, kept in maint (and a `backup` line): failover is one Runtime API call
+
+
+class Failback(enum.StrEnum):
+    """What a frozen standby becomes once its primary serves again and it is drained."""
+
+    FREEZE = "freeze"  # frozen again, ready for the next failover
+    STOP = "stop"  # stopped, then started afresh and frozen (a clean process for the next failover)
 
 
 class RestartPolicy(enum.StrEnum):
@@ -92,6 +102,7 @@ class Capacity:
 class StandbyPolicy:
     mode: StandbyMode = StandbyMode.PAIRED
     temperature: Temperature = Temperature.COLD
+    failback: Failback = Failback.FREEZE  # frozen standbys only
     restart: RestartPolicy = RestartPolicy.NEVER
     # A primary must stay healthy this long before traffic goes back to it (no start/stop loops on a flap).
     hold_s: float = 3.0

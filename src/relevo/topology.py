@@ -26,6 +26,7 @@ from relevo.model import (
     Capacity,
     ControllerSettings,
     Endpoint,
+    Failback,
     HealthCheck,
     Node,
     OptionValue,
@@ -346,7 +347,7 @@ class _Reader:
         return HealthCheck(**values)
 
     def standby(self, node: yaml.Node) -> StandbyPolicy:
-        section = self.read.mapping(node, "standby", {"mode", "temperature", "restart", "hold"})
+        section = self.read.mapping(node, "standby", {"mode", "temperature", "failback", "restart", "hold"})
         values: dict[str, Any] = {}
         if "mode" in section:
             values["mode"] = self.read.choice(section["mode"], "standby.mode", StandbyMode)
@@ -354,6 +355,23 @@ class _Reader:
             values["temperature"] = self.read.choice(
                 section["temperature"], "standby.temperature", Temperature
             )
+        frozen = values.get("temperature") is Temperature.FROZEN
+        if frozen and values.get("mode") is StandbyMode.POOL:
+            # HAProxy sends a `backup` traffic on its own: a frozen one would take requests and never
+            # answer them. Thawing before traffic needs the controller's pairing.
+            raise self.read.fail(
+                section["temperature"],
+                "standby.temperature: frozen standbys need mode: paired (a frozen pool backup would "
+                "take requests from HAProxy and never answer them)",
+            )
+        if "failback" in section:
+            if not frozen:
+                raise self.read.fail(
+                    section["failback"],
+                    "standby.failback: only frozen standbys have a choice (freeze or stop); "
+                    "cold ones are stopped and warm ones kept running",
+                )
+            values["failback"] = self.read.choice(section["failback"], "standby.failback", Failback)
         if "restart" in section:
             values["restart"] = self.read.choice(section["restart"], "standby.restart", RestartPolicy)
         if "hold" in section:

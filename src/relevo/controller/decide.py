@@ -23,15 +23,17 @@ from relevo.controller.state import (
     Observation,
     Plan,
     Policy,
+    freeze,
     health_up,
     readonly,
     restart,
     set_state,
     start,
     stop,
+    thaw,
 )
 from relevo.haproxy.runtime import AdminState
-from relevo.model import RestartPolicy, StandbyMode, Temperature
+from relevo.model import Failback, RestartPolicy, StandbyMode, Temperature
 from relevo.providers.base import NodeState
 
 # A failed Runtime API command or provider call is retried after this, doubling up to the policy's max:
@@ -259,7 +261,7 @@ class _Tick:
             standby,
             str(view.process or "unknown"),
             "failed",
-            f"{reason}; attempt {backoff.attempts}",
+            f"{reason}{_evidence(view)}; attempt {backoff.attempts}",
             retry_in_s=backoff.next_at - self.now,
         )
         if self.policy.mode is StandbyMode.PAIRED:
@@ -383,6 +385,8 @@ class _Tick:
             self.starting.pop(standby)  # came up after its primary recovered: stays in maint
         if self.policy.temperature is Temperature.WARM:
             self.keep_warm(standby, sv, primary)
+        elif self.policy.temperature is Temperature.FROZEN:
+            self.keep_frozen(standby, sv, primary)
 
     def draining_behind(self, pv: NodeView, sv: NodeView) -> bool:
         """The standby drains while HAProxy has the primary up: finish the drain, leave the stop for
@@ -423,6 +427,17 @@ class _Tick:
             return
         if self.ok(sv):
             self.take_over(primary, pv, standby, sv, planned=planned)
+        elif self.thawable(sv):
+            why = f"planned maintenance of {primary}" if planned else f"{primary} is down: {pv.health.detail}"
+            began = Event(
+                kind=EventKind.FAILOVER_STARTED,
+                node=primary,
+                from_="maintenance" if planned else "down",
+                to="failing-over",
+                reason=f"{why}; thawing {standby}",
+            )
+            if self.act(thaw(standby, why, then=began)):
+                self.starting.setdefault(standby, self.now)
         elif sv.absent:
             why = f"planned maintenance of {primary}" if planned else f"{primary} is down: {pv.health.detail}"
             began = Event(
@@ -499,7 +514,14 @@ class _Tick:
             return  # the standby is drained once HAProxy has the primary up (next tick)
         if not hp.up:
             return  # HAProxy's checks disagree with ours: keep the standby until they agree
-        self.drain(primary, standby, sv, stop_after=self.policy.temperature is Temperature.COLD)
+        # A frozen standby with `failback: stop` is stopped once, right after its drain; started again
+        # and frozen by `keep_frozen`, it is not stopped again at the next tick.
+        stop_after = self.policy.temperature is Temperature.COLD or (
+            self.policy.temperature is Temperature.FROZEN
+            and self.policy.failback is Failback.STOP
+            and standby in self.draining
+        )
+        self.drain(primary, standby, sv, stop_after=stop_after)
 
     def drain(self, primary: str, standby: str, sv: NodeView, *, stop_after: bool) -> None:
         """ready -> drain -> (sessions at 0, or the bounded wait ran out) -> maint -> stopped."""
@@ -538,6 +560,26 @@ class _Tick:
         elif sv.process is not None and not self.blocked(standby) and self.failing(standby, sv):
             self.fail(standby, sv, primary, f"warm standby is {sv.process} and not answering")
 
+    def thawable(self, sv: NodeView) -> bool:
+        """A frozen standby (on purpose, or a hang: either way resuming it is the quickest service)."""
+        return self.policy.temperature is Temperature.FROZEN and sv.process is NodeState.PAUSED
+
+    def keep_frozen(self, standby: str, sv: NodeView, primary: str | None) -> None:
+        """A frozen standby is started ahead of time and frozen once it answers and idles in maint: it
+        then costs memory and no CPU, and a failover only thaws it."""
+        if sv.absent:
+            self.start_standby(standby, sv, "frozen standby: started ahead of time, frozen once ready")
+            return
+        server = sv.server
+        idle = server is not None and server.admin is AdminState.MAINT and standby not in self.draining
+        if sv.process is not NodeState.RUNNING or not idle or sv.busy is not None:
+            return
+        if self.ok(sv):
+            self.starting.pop(standby, None)
+            self.act(freeze(standby, "ready and idle in maint: frozen until its primary fails"))
+        elif not self.blocked(standby) and self.failing(standby, sv):
+            self.fail(standby, sv, primary, "frozen standby is running and not answering")
+
     # --- pool mode: HAProxy's `backup` routes; the controller only runs the processes ---------------
     def pool(self, standby: str, *, needed: bool, surplus: bool) -> None:
         sv = self.view(standby)
@@ -561,3 +603,10 @@ class _Tick:
             if idle and self.act(stop(standby, "a primary serves again and the backup is idle")):
                 self.draining.pop(standby)
                 self.failed.pop(standby, None)
+
+
+def _evidence(view: NodeView) -> str:
+    """What was last seen of a failed standby, when it names a source that heard it (pidfd, LXD's
+    events): the journal says which source saw it first."""
+    detail = view.health.detail
+    return f" ({detail})" if "heard by" in detail else ""

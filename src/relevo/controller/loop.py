@@ -30,6 +30,7 @@ from relevo.controller.sources import Heard
 from relevo.controller.state import (
     Action,
     ActionKind,
+    Busy,
     Memory,
     NodeView,
     Observation,
@@ -40,7 +41,7 @@ from relevo.controller.state import (
 )
 from relevo.files import open_nofollow, write_atomic
 from relevo.haproxy.runtime import AdminState
-from relevo.model import Topology
+from relevo.model import Temperature, Topology
 from relevo.providers.base import BulkStatus, Fault, Nodes, NodeState
 
 LOG = logging.getLogger("relevo.controller")
@@ -128,14 +129,20 @@ class Controller:
         self.peer_seen: dict[str, str] = {}
         self._overloaded: set[str] = set()
         self._logged: dict[str, tuple[str, float]] = {}
+        # Standbys frozen on purpose: not probed (a frozen process never answers) and their health kept
+        # from before the freeze, so that a thaw puts them in service without waiting for a probe.
+        self.frozen: dict[str, float] = {}  # standby -> when it was frozen (monotonic)
 
     # --- one tick ------------------------------------------------------------------------------------
     def tick(self) -> Plan:
         self.housekeeping()
         self.events.flush()  # a journal that could not be written gets another try every tick
+        thawed = False
         for done in self.runner.harvest():
             self.finished(done)
-        obs = self.observe()
+            thawed |= done.action.kind is ActionKind.THAW and done.error is None
+        # A standby just thawed serves with the health it was frozen with: act now, not after probes.
+        obs = self.observe(urgent=thawed)
         plan = decide(self.policy, obs, self.memory)
         self.memory = plan.memory
         for event in plan.events:
@@ -161,12 +168,17 @@ class Controller:
             self.sources.refresh()  # a node started or stopped this tick: watch its new process
         return plan
 
-    def observe(self) -> Observation:
+    def observe(self, *, urgent: bool = False) -> Observation:
         self.wake.clear()
         heard = self.sources.heard() if self.sources is not None else []
-        if heard:
-            self.wake.set()  # a death to act on: the probes' answers are not waited for
-        probed = self.collect(self.web)
+        if heard or urgent:
+            self.wake.set()  # something to act on at once: the probes' answers are not waited for
+        self.frozen = self.frozen_idle()
+        busy = self.runner.busy()
+        # Not probed, health kept: frozen on purpose, or being frozen or thawed (a probe caught by the
+        # freeze would only time out, and count against a standby that is fine).
+        resting = set(self.frozen) | {n for n, b in busy.items() if b in (Busy.FREEZING, Busy.THAWING)}
+        probed = self.collect([name for name in self.web if name not in resting])
         # A death heard while the probes were out cuts their wait short, and counts in this tick.
         deaths = self.heard_deaths(heard + (self.sources.heard() if self.sources is not None else []))
         now = self.clock()
@@ -174,7 +186,6 @@ class Controller:
         # scan (local) or an API call (LXD) per node per tick for nothing.
         unsure = [name for name in self.web if not ((r := probed.get(name)) and r.ok)]
         known = self.processes(unsure)
-        busy = self.runner.busy()
         processes: dict[str, NodeState | None] = {}
         for name in self.web:
             result = probed.get(name)
@@ -188,6 +199,8 @@ class Controller:
                     sent_at=death.at,
                 )
             processes[name] = state
+            if name in resting and name not in deaths and state not in (NodeState.STOPPED, NodeState.MISSING):
+                continue  # frozen on purpose (or on its way to or from it): nothing to judge yet
             if state in (NodeState.STOPPED, NodeState.MISSING, NodeState.PAUSED) and name not in deaths:
                 # The provider knows: no probe can pass, and waiting for `fall` would only cost time.
                 what = "hung (processes paused)" if state is NodeState.PAUSED else f"process {state}"
@@ -243,6 +256,26 @@ class Controller:
             peers_busy=readonly({p: busy[p] for p in self.policy.peers if p in busy}),
         )
         return self.observation
+
+    def frozen_idle(self) -> dict[str, float]:
+        """Standbys the controller froze (or, restarted, found frozen in maint), with when: kept until an
+        observation made after the freeze shows them running or gone."""
+        if self.policy.temperature is not Temperature.FROZEN:
+            return {}
+        obs = self.observation
+        found: dict[str, float] = {}
+        for name in self.policy.standbys:
+            view = obs.nodes.get(name) if obs else None
+            process = view.process if view else None
+            since = self.frozen.get(name)
+            if since is not None:
+                if obs is None or obs.now <= since or process in (None, NodeState.PAUSED):
+                    found[name] = since
+            elif view is not None and process is NodeState.PAUSED and obs is not None:
+                server = view.server
+                if server is not None and server.admin is AdminState.MAINT:
+                    found[name] = obs.now  # a frozen standby at rest, found by a restarted controller
+        return found
 
     @staticmethod
     def heard_deaths(heard: list[Heard]) -> dict[str, Heard]:
@@ -385,6 +418,10 @@ class Controller:
                 self.nodes.start(action.node)
             case ActionKind.STOP:
                 self.nodes.stop(action.node)
+            case ActionKind.FREEZE:
+                self.nodes.fault(action.node, Fault.HANG)  # SIGSTOP of the group; LXD freezes
+            case ActionKind.THAW:
+                self.nodes.fault(action.node, Fault.RESUME)  # SIGCONT; LXD unfreezes
             case ActionKind.RESTART:
                 # Hung (paused) or dead: SIGKILL whatever is left (a stopped process takes it too),
                 # then start; the new HAProxy reads the server states the controller last saved.
@@ -450,6 +487,10 @@ class Controller:
 
     def succeeded(self, action: Action, *, took_s: float, at: float, view: NodeView | None = None) -> None:
         self.memory = note_success(self.memory, action)
+        if action.kind is ActionKind.FREEZE:
+            self.frozen[action.node] = at
+        elif action.kind is ActionKind.THAW:
+            self.frozen.pop(action.node, None)
         obs = self.observation
         if view is None and obs is not None:
             view = obs.nodes.get(action.node)
@@ -705,16 +746,19 @@ _UNDER_WAY = {
     ActionKind.START: "starting",
     ActionKind.RESTART: "restarting",
     ActionKind.STOP: "stopping",
+    ActionKind.FREEZE: "freezing",
+    ActionKind.THAW: "thawing",
 }
+_DONE = {ActionKind.STOP: "stopped", ActionKind.FREEZE: "frozen"}
 
 
 def _transition(action: Action, view: NodeView | None, balancer: NodeState | None) -> tuple[str, str]:
     """What an action changed, in the words `relevo events` shows: from -> to."""
     server = view.server if view else None
     match action.kind:
-        case ActionKind.START | ActionKind.RESTART | ActionKind.STOP:
+        case ActionKind.START | ActionKind.RESTART | ActionKind.STOP | ActionKind.FREEZE | ActionKind.THAW:
             # Provider actions: journalled as under way when submitted (see Controller.submitted).
-            return _UNDER_WAY[action.kind], "stopped" if action.kind is ActionKind.STOP else "running"
+            return _UNDER_WAY[action.kind], _DONE.get(action.kind, "running")
         case ActionKind.SET_STATE:
             return str(server.admin) if server else "unknown", str(action.state)
         case _:

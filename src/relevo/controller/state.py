@@ -14,7 +14,7 @@ from typing import TypeVar
 from relevo.controller.events import Event
 from relevo.controller.health import NodeHealth
 from relevo.haproxy.runtime import AdminState
-from relevo.model import RestartPolicy, StandbyMode, Temperature, Topology
+from relevo.model import Failback, RestartPolicy, StandbyMode, Temperature, Topology
 from relevo.providers.base import NodeState
 
 # A standby that was started but never answered is given up on after this long (Apache answers in
@@ -42,6 +42,7 @@ class Policy:
     peers: tuple[str, ...] = ()  # the other balancer of a pair: restarted as the first one is
     mode: StandbyMode = StandbyMode.PAIRED
     temperature: Temperature = Temperature.COLD
+    failback: Failback = Failback.FREEZE
     restart: RestartPolicy = RestartPolicy.NEVER
     rise: int = 2
     fall: int = 2
@@ -62,6 +63,7 @@ class Policy:
             peers=tuple(b.name for b in topology.balancers[1:]),
             mode=topology.standby.mode,
             temperature=topology.standby.temperature,
+            failback=topology.standby.failback,
             restart=topology.standby.restart,
             rise=topology.health.rise,
             fall=topology.health.fall,
@@ -95,6 +97,8 @@ class Busy(enum.StrEnum):
     STARTING = "starting"
     STOPPING = "stopping"
     RESTARTING = "restarting"
+    FREEZING = "freezing"
+    THAWING = "thawing"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,6 +182,8 @@ class ActionKind(enum.StrEnum):
     RESTART = "restart"  # the balancer: hung or dead, killed and started again (saved server states)
     SET_STATE = "set-state"  # `set server BE/SRV state ready|drain|maint`
     HEALTH_UP = "health-up"  # `set server BE/SRV health up`: skip HAProxy's `rise` wait
+    FREEZE = "freeze"  # a frozen standby, ready and idle: its processes stopped (SIGSTOP; LXD freeze)
+    THAW = "thaw"  # the frozen standby is needed: its processes resumed (SIGCONT; LXD unfreeze)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,9 +211,12 @@ class Action:
     @property
     def busy(self) -> Busy:
         """What a provider action makes its node while it runs."""
-        return {ActionKind.START: Busy.STARTING, ActionKind.STOP: Busy.STOPPING}.get(
-            self.kind, Busy.RESTARTING
-        )
+        return {
+            ActionKind.START: Busy.STARTING,
+            ActionKind.STOP: Busy.STOPPING,
+            ActionKind.FREEZE: Busy.FREEZING,
+            ActionKind.THAW: Busy.THAWING,
+        }.get(self.kind, Busy.RESTARTING)
 
     def __str__(self) -> str:
         what = f"{self.kind} {self.node}" + (f" {self.state}" if self.state else "")
@@ -220,6 +229,14 @@ def start(node: str, reason: str, *, then: Event | None = None) -> Action:
 
 def stop(node: str, reason: str) -> Action:
     return Action(kind=ActionKind.STOP, node=node, reason=reason)
+
+
+def freeze(node: str, reason: str) -> Action:
+    return Action(kind=ActionKind.FREEZE, node=node, reason=reason)
+
+
+def thaw(node: str, reason: str, *, then: Event | None = None) -> Action:
+    return Action(kind=ActionKind.THAW, node=node, reason=reason, then=then)
 
 
 def restart(node: str, reason: str) -> Action:

@@ -30,7 +30,7 @@ def desired_running(topology: Topology, setup: Setup) -> set[str]:
     if setup.running is not None:
         return set(setup.running)
     running = {n.name for n in topology.primaries}
-    if topology.standby.temperature is Temperature.WARM:
+    if topology.standby.temperature in (Temperature.WARM, Temperature.FROZEN):
         running |= {n.name for n in topology.standbys}
     return running
 

@@ -6,6 +6,7 @@ maint starts from its last check result (as HAProxy 2.6 does), so tests see why 
 
 from __future__ import annotations
 
+import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class World:
 
     @classmethod
     def seed(cls, topo: Topology, *, warm: bool = False, pool: bool = False) -> World:
+        """`warm`: the standbys run (warm ones, or frozen ones just started by `relevo up`)."""
         nodes, servers = {}, {}
         for node in topo.nodes:
             running = node.standby_for is None or warm
@@ -124,6 +126,12 @@ class World:
         self.calls.append(("fault", node, str(fault)))
         if node == "ha1":
             self.balancer_process, self.haproxy_alive = NodeState.STOPPED, False
+        elif sig == signal.SIGSTOP:  # a hang, or a frozen standby
+            if self.nodes[node].process is NodeState.RUNNING:
+                self.nodes[node].process = NodeState.PAUSED
+        elif sig == signal.SIGCONT:
+            if self.nodes[node].process is NodeState.PAUSED:
+                self.nodes[node].process = NodeState.RUNNING
         else:
             self.nodes[node].process = NodeState.STOPPED
 
@@ -175,7 +183,7 @@ class World:
         results = {}
         for name in names:
             fake = self.nodes[name]
-            if fake.hung and fake.process is NodeState.RUNNING:
+            if (fake.hung and fake.process is NodeState.RUNNING) or fake.process is NodeState.PAUSED:
                 results[name] = ProbeResult(ok=False, detail="no answer within 1 s", ambiguous=True)
             elif fake.process is not NodeState.RUNNING:
                 results[name] = ProbeResult(ok=False, detail="connection refused", certain=True)

@@ -1,0 +1,108 @@
+"""Frozen standbys on LXD: the standbys' containers started ahead of time and frozen (`freeze`); a
+forced stop of web1 under open-loop load, heard through LXD's lifecycle events, is served by the thawed
+web1bck with no failed request; web1 started again: web1bck drained and frozen again. Everything this
+module creates is destroyed at its end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.controller import daemon
+from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.client import LXDClient
+from relevo.lxd.errors import LXDError
+from relevo.lxd.network import free_subnet
+from relevo.providers.base import Fault
+from relevo.topology import load_topology
+
+from .conftest import lxd_inventory
+from .test_provider_lxd import (
+    LXDCluster,
+    assert_no_failures,
+    finish,
+    lxc_listings,
+    open_load,
+    served,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
+TAG = f"f{os.getpid() % 1_000_000}"
+
+
+@pytest.fixture(scope="module")
+def frozen_cluster(
+    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LXDCluster]:
+    """The seed's five nodes as containers with frozen standbys, up, both standbys frozen; destroyed at
+    the end whatever happened."""
+    alias = f"relevo-test/{TAG}"
+    imported = import_image(lxd, base_image.path, alias)
+    try:
+        workdir = tmp_path_factory.mktemp("lxd-frozen")
+        (workdir / "relevo.yaml").write_text(
+            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
+            f"providers:\n  lxd: {{image: '{alias}'}}\nstandby: {{temperature: frozen, hold: 1s}}\n"
+            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+            "  web1bck: {role: standby, standby_for: web1}\n  web2bck: {role: standby, standby_for: web2}\n"
+        )
+        topology = load_topology(workdir / "relevo.yaml")
+        try:
+            lifecycle.up(topology)
+            running = LXDCluster(topology, Cluster(topology), lxd, lxd_inventory(lxd), lxc_listings())
+            wait_until(
+                lambda: (
+                    running.statuses()["web1bck"] == "Frozen" and running.statuses()["web2bck"] == "Frozen"
+                ),
+                "both standbys are frozen",
+                timeout_s=120,
+                explain=running.explain,
+            )
+            yield running
+        finally:
+            with contextlib.suppress(Exception):
+                lifecycle.destroy(topology)
+    finally:
+        with contextlib.suppress(LXDError):
+            lxd.delete_alias(alias)
+        if imported.uploaded:
+            with contextlib.suppress(LXDError):
+                lxd.delete_image(imported.fingerprint)
+
+
+def test_a_forced_stop_is_heard_and_served_by_the_thawed_standby_which_is_frozen_again(
+    frozen_cluster: LXDCluster,
+) -> None:
+    """Under open-loop load: web1 force-stopped → heard through LXD's events, web1bck thawed (never
+    started) and serving, 0 failed; web1 started again → web1bck drained and frozen again, 0 failed."""
+    running = frozen_cluster
+    with open_load(running) as load:
+        wait_until(lambda: served(load, "web1") > 20 and served(load, "web2") > 20, "both primaries serve")
+        running.cluster.kill("web1", Fault.CRASH)
+        wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves clients", explain=running.explain)
+        assert running.statuses()["web1bck"] == "Running"
+        result = finish(load)
+    assert_no_failures(result)
+    events = daemon.recent_events(running.topology, 100, include_actions=True)
+    down = [e for e in events if (e["kind"], e["node"], e["to"]) == ("health", "web1", "down")]
+    assert down and "first heard by lxd-events" in down[-1]["reason"], down
+    steps = [(e["from"], e["to"]) for e in events if e["kind"] == "action" and e["node"] == "web1bck"]
+    assert ("thawing", "running") in steps and ("starting", "running") not in steps, steps
+    with open_load(running) as load:
+        wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves the load")
+        lifecycle.locked_start(running.cluster, "web1")
+        wait_until(
+            lambda: running.statuses()["web1bck"] == "Frozen",
+            "web1bck is drained and frozen again",
+            explain=running.explain,
+        )
+        before = served(load, "web1")
+        wait_until(lambda: served(load, "web1") > before + 20, "web1 serves again")
+        result = finish(load)
+    assert_no_failures(result)

@@ -15,7 +15,7 @@ import pytest
 from relevo.controller import daemon
 from relevo.haproxy.runtime import AdminState
 from relevo.procs import ProcessRecord, is_ours
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 
 from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster, wait_until
 from .test_failover import admin, assert_no_failures, diagnose, finish, in_service, load_for, served, warm_up
@@ -56,7 +56,7 @@ def test_kill_under_load_is_served_by_the_thawed_standby_and_failback_freezes_it
     standby = ProcessRecord.load(paths.pid_file("web1bck"))
     with load_for(frozen, open_loop=True) as load:
         warm_up(load, frozen)
-        frozen.cluster.kill("web1", signal.SIGKILL)
+        frozen.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: served(load, "web1bck") > 0, "web1bck answers", explain=lambda: diagnose(frozen))
         assert admin(frozen)["web1"][0] is AdminState.MAINT
         frozen.cluster.start("web1")
@@ -82,10 +82,10 @@ def test_kill_under_load_is_served_by_the_thawed_standby_and_failback_freezes_it
 def test_standby_killed_mid_failover_is_heard_and_replaced(frozen):
     """web1 killed, then the standby as soon as it is thawed: its death is heard (pidfd), it is reported
     as failed and started afresh, and ends serving."""
-    frozen.cluster.kill("web1", signal.SIGKILL)
+    frozen.cluster.fault("web1", Fault.CRASH)
     wait_until(lambda: frozen.cluster.status("web1bck") is NodeState.RUNNING, "web1bck thawed", timeout_s=10)
     first = ProcessRecord.load(frozen.cluster.paths.pid_file("web1bck"))
-    frozen.cluster.kill("web1bck", signal.SIGKILL)
+    frozen.cluster.fault("web1bck", Fault.CRASH)
     wait_until(
         lambda: (
             in_service(frozen, "web1bck")
@@ -111,8 +111,8 @@ def test_controller_restarted_mid_thaw_converges(frozen):
     wait_until(lambda: not is_ours(record), "the controller is dead")
     daemon.stop_background(topology)
     standby = ProcessRecord.load(paths.pid_file("web1bck"))
-    frozen.cluster.kill("web1", signal.SIGKILL)
-    frozen.cluster.kill("web1bck", signal.SIGCONT)  # thawed; then its controller died
+    frozen.cluster.fault("web1", Fault.CRASH)
+    frozen.cluster.fault("web1bck", Fault.RESUME)  # thawed; then its controller died
     daemon.start_background(topology)
     wait_until(
         lambda: in_service(frozen, "web1bck") and admin(frozen)["web1"][0] is AdminState.MAINT,

@@ -84,7 +84,7 @@ def test_a_forced_stop_is_heard_and_served_by_the_thawed_standby_which_is_frozen
     running = frozen_cluster
     with open_load(running) as load:
         wait_until(lambda: served(load, "web1") > 20 and served(load, "web2") > 20, "both primaries serve")
-        running.cluster.kill("web1", Fault.CRASH)
+        running.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves clients", explain=running.explain)
         assert running.statuses()["web1bck"] == "Running"
         result = finish(load)

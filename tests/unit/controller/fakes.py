@@ -6,7 +6,6 @@ maint starts from its last check result (as HAProxy 2.6 does), so tests see why 
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from relevo.controller.state import Action, Busy, ServerView
 from relevo.errors import ProviderError, RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Topology
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 from relevo.topology import parse_topology
 
 TICK_S = 0.1
@@ -126,10 +125,10 @@ class World:
         self.calls.append(("fault", node, str(fault)))
         if node == "ha1":
             self.balancer_process, self.haproxy_alive = NodeState.STOPPED, False
-        elif sig == signal.SIGSTOP:  # a hang, or a frozen standby
+        elif fault == Fault.HANG:  # a hang, or a frozen standby
             if self.nodes[node].process is NodeState.RUNNING:
                 self.nodes[node].process = NodeState.PAUSED
-        elif sig == signal.SIGCONT:
+        elif fault == Fault.RESUME:
             if self.nodes[node].process is NodeState.PAUSED:
                 self.nodes[node].process = NodeState.RUNNING
         else:

@@ -3,13 +3,12 @@ failover, frozen again after failback, a standby dying mid-thaw, and a controlle
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 
 from relevo.haproxy.runtime import AdminState
-from relevo.providers.base import NodeState
+from relevo.providers.base import Fault, NodeState
 
 from .fakes import World, controller, events, run, topology
 
@@ -49,7 +48,7 @@ def test_kill_thaws_the_standby_into_service_and_failback_freezes_it_again(topo)
     assert world.nodes["web1bck"].process is NodeState.RUNNING
     assert "web1bck" in world.serving() and world.servers["web1"].admin is AdminState.MAINT
     assert world.starts["web1bck"] == 0, "thawed, never started"
-    assert ("kill", "web1bck", str(signal.SIGCONT)) in world.calls
+    assert ("fault", "web1bck", str(Fault.RESUME)) in world.calls
     failover = [e for e in events(topo, "failover") if e["node"] == "web1bck"]
     assert len(failover) == 1
     world.nodes["web1"].process = NodeState.RUNNING

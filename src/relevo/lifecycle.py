@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from relevo.cluster import Cluster
@@ -65,13 +66,19 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
             cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now
             _refuse_strays(cluster)
             progress("rendering and checking configurations")
+            # The first balancer first (on LXD its creation makes the bridge the others join), then the
+            # other nodes side by side: a container's creation is seconds of waiting on LXD, not of CPU.
+            balancer = topology.balancer.name
             for name in topology.node_names:
-                cluster.create(name)
+                cluster.provider_for(name)  # each provider made once, here, not by racing threads
+            cluster.create(balancer)
+            _each(cluster.create, [n for n in topology.node_names if n != balancer])
             pending = [
                 name for name in to_run if cluster.status(name) in (NodeState.STOPPED, NodeState.MISSING)
             ]
             check_listeners(_listeners(cluster, pending))
-            for name in to_run:
+
+            def start(name: str) -> None:
                 if name in pending:
                     balancers = [b.name for b in topology.balancers]
                     if name == balancers[0] and all(b in pending for b in balancers):
@@ -83,6 +90,12 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
                     started.append(name)
                 held.check()  # the lock file replaced meanwhile: another writer may be acting
                 cluster.start(name)
+
+            # The web nodes side by side, then the balancers in order (HAProxy finds the web nodes up).
+            _each(start, [name for name in to_run if not topology.is_balancer(name)])
+            for name in to_run:
+                if topology.is_balancer(name):
+                    start(name)
             changes: list[str] = []
             if controller:
                 changes = daemon.apply_edits(topology)
@@ -108,6 +121,25 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
         controller_pid=controller_pid,
         controller_changes=tuple(changes),
     )
+
+
+# How many nodes are created or started at once.
+PARALLEL_NODES = 8
+
+
+def _each(call: Callable[[str], None], names: list[str]) -> None:
+    """`call` for each name, side by side; every call ends before this returns, and the first error (in
+    the names' order) is raised."""
+    if len(names) <= 1:
+        for name in names:
+            call(name)
+        return
+    with ThreadPoolExecutor(
+        max_workers=min(PARALLEL_NODES, len(names)), thread_name_prefix="relevo-up"
+    ) as pool:
+        futures = [pool.submit(call, name) for name in names]
+    for future in futures:
+        future.result()
 
 
 def _stop_started(cluster: Cluster, started: list[str], progress: Progress) -> None:

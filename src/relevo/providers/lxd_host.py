@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 
@@ -67,6 +68,9 @@ class Created:
     """`lxd/created.json` in the state directory: every instance, network and profile relevo made for
     this cluster, each written here before LXD is asked to make it and removed once LXD removed it."""
 
+    # Containers are created side by side (`relevo up`): each read-modify-write of the file is one step.
+    _lock = threading.Lock()
+
     def __init__(self, paths: StatePaths) -> None:
         self.path = paths.root / "lxd" / "created.json"
 
@@ -80,16 +84,18 @@ class Created:
         return {kind: [str(x) for x in data.get(kind, []) if isinstance(x, str)] for kind in KINDS}
 
     def add(self, kind: str, name: str) -> None:
-        data = self.load()
-        if name not in data[kind]:
-            data[kind].append(name)
-            self._save(data)
+        with self._lock:
+            data = self.load()
+            if name not in data[kind]:
+                data[kind].append(name)
+                self._save(data)
 
     def remove(self, kind: str, name: str) -> None:
-        data = self.load()
-        if name in data[kind]:
-            data[kind].remove(name)
-            self._save(data)
+        with self._lock:
+            data = self.load()
+            if name in data[kind]:
+                data[kind].remove(name)
+                self._save(data)
 
     def _save(self, data: dict[str, list[str]]) -> None:
         ensure_dir(self.path.parent)

@@ -5,12 +5,12 @@ Both primaries are SIGKILLed together under an open-loop load. Cold standbys: un
 in service, HAProxy has nothing to send a request to, and the requests of that window fail. Warm ones are
 also HAProxy `backup` lines, which HAProxy switches to by itself once a refused connect has marked each
 primary down (`observe layer4`), before the controller acts. This sweeps what could shorten or bridge
-it, each on a fresh cluster (127.199.220.0/24, stopped afterwards): cold or warm standbys, the controller's
+it, each on a fresh cluster (`--network`, stopped afterwards): cold, frozen or warm standbys, the controller's
 tick (how soon it sees the deaths), HAProxy's balance algorithm and `timeout connect` (its
 retry turn-around is min(timeout connect, 1 s), applied only to asynchronous connect errors and, with
 roundrobin, only when retrying the same server).
 
-    .venv/bin/python benchmarks/kill_both.py [--rate 1000] [--quick]
+    .venv/bin/python benchmarks/kill_both.py [--rate 1000] [--quick] [--repeat 3] [--network CIDR]
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from relevo.topology import load_topology
 NETWORK = "127.199.220.0/24"
 
 
-def one(temperature: str, tick: str, balance: str, connect: str, rate: float) -> tuple[int, float, str]:
+def one(
+    temperature: str, tick: str, balance: str, connect: str, rate: float, network: str = NETWORK
+) -> tuple[int, float, str]:
     workdir = Path(tempfile.mkdtemp(prefix="relevo-killboth-", dir="/tmp"))
     path = workdir / "relevo.yaml"
     path.write_text(
-        f"name: killboth\nnetwork: {NETWORK}\n"
+        f"name: killboth\nnetwork: {network}\n"
         f"balancer: {{balance: {balance}, timeout_connect: {connect}}}\n"
         f"standby: {{temperature: {temperature}}}\ncontroller: {{tick: {tick}}}\n"
     )
@@ -57,17 +59,20 @@ def main() -> int:
     )
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--quick", action="store_true", help="temperature x tick only")
+    parser.add_argument("--repeat", type=int, default=1, help="kill-both runs per configuration")
+    parser.add_argument("--network", default=NETWORK, help="loopback network of the clusters")
     args = parser.parse_args()
     balances = ("roundrobin",) if args.quick else ("roundrobin", "leastconn")
     connects = ("500ms",) if args.quick else ("500ms", "100ms")
     print(f"kill-both at {args.rate:g} req/s (open loop): failed requests, slowest standby serving")
     print(f"{'standbys':9}{'tick':>7}{'balance':>12}{'connect':>9}{'failed':>8}{'serving':>9}  errors")
     for temperature, tick, balance, connect in itertools.product(
-        ("cold", "warm"), ("100ms", "25ms"), balances, connects
+        ("cold", "frozen", "warm"), ("100ms", "25ms"), balances, connects
     ):
-        failed, serving, kinds = one(temperature, tick, balance, connect, args.rate)
-        print(f"{temperature:9}{tick:>7}{balance:>12}{connect:>9}{failed:>8}{serving:>8.3f}s  {kinds}")
-        sys.stdout.flush()
+        for _ in range(args.repeat):
+            failed, serving, kinds = one(temperature, tick, balance, connect, args.rate, args.network)
+            print(f"{temperature:9}{tick:>7}{balance:>12}{connect:>9}{failed:>8}{serving:>8.3f}s  {kinds}")
+            sys.stdout.flush()
     return 0
 
 

@@ -12,11 +12,16 @@ Then an open-loop run (`--rate`, wrk2's model) at the throughput the closed runs
 capacity, for `--open-s` seconds: the same counts.
 
     .venv/bin/python benchmarks/seed_load.py [--runs 3] [--baseline REF] [--only current|baseline]
+    .venv/bin/python benchmarks/seed_load.py --temperatures cold,frozen,warm [--network CIDR]
+
+With `--temperatures`, this checkout's code runs once per standby temperature instead (each cluster on
+its own network, the next ones +1): a healthy cluster makes no failover whatever its standbys.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
@@ -31,6 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 # main just before the controller work of issue 7 (per-server maxconn, probe timeouts, overloaded...).
 BASELINE_REF = "e121181"
 NETWORKS = {"baseline": "127.199.71.0/24", "current": "127.199.72.0/24"}
+# With --temperatures, one side per standby temperature (this checkout's code), each on its own network.
+TEMPERATURES = ("cold", "frozen", "warm")
 BENCH = ["--threads", "1000", "--loops", "50", "--ramp-up", "1s"]
 
 
@@ -102,7 +109,9 @@ def bench(side: str, src: Path, workdir: Path, args: list[str]) -> Run:
     )
 
 
-def measure(sides: dict[str, Path], runs: int, open_s: int) -> dict[str, list[Run]]:
+def measure(
+    sides: dict[str, Path], runs: int, open_s: int, networks: dict[str, str] | None = None
+) -> dict[str, list[Run]]:
     """Both sides' clusters up at once, their runs alternating, so that the machine's other work (it is
     shared) weighs on both alike."""
     workdirs: dict[str, Path] = {}
@@ -111,7 +120,9 @@ def measure(sides: dict[str, Path], runs: int, open_s: int) -> dict[str, list[Ru
         for side, src in sides.items():
             workdir = Path(tempfile.mkdtemp(prefix=f"relevo-seed-{side}-", dir="/tmp"))
             workdirs[side] = workdir
-            (workdir / "relevo.yaml").write_text(f"name: seed{side[:4]}\nnetwork: {NETWORKS[side]}\n")
+            network = (networks or NETWORKS)[side]
+            standby = f"standby: {{temperature: {side}}}\n" if side in TEMPERATURES else ""
+            (workdir / "relevo.yaml").write_text(f"name: seed{side[:4]}\nnetwork: {network}\n{standby}")
             relevo(src, workdir, "up")
         for _ in range(runs):
             for side, src in sides.items():
@@ -148,7 +159,25 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE_REF, help="git ref whose code is 'before'")
     parser.add_argument("--only", choices=("baseline", "current"))
     parser.add_argument("--open-s", type=int, default=10, help="open-loop run at capacity (0: none)")
+    parser.add_argument(
+        "--temperatures",
+        default="",
+        help="instead of baseline vs current: this checkout once per standby temperature (cold,frozen,warm)",
+    )
+    parser.add_argument("--network", default="127.199.73.0/24", help="with --temperatures: the first network")
     args = parser.parse_args()
+    if args.temperatures:
+        temperatures = [t for t in args.temperatures.split(",") if t in TEMPERATURES]
+        first = ipaddress.ip_network(args.network)
+        networks = {
+            t: str(ipaddress.ip_network((int(first.network_address) + 256 * i, first.prefixlen)))
+            for i, t in enumerate(temperatures)
+        }
+        print(f"relevo bench {' '.join(BENCH)}, {args.runs} runs per standby temperature")
+        print(HEADER)
+        results = measure(dict.fromkeys(temperatures, REPO / "src"), args.runs, args.open_s, networks)
+        summarize(results)
+        return
     with tempfile.TemporaryDirectory(prefix="relevo-baseline-") as tmp:
         sides = {"baseline": export_source(args.baseline, Path(tmp)), "current": REPO / "src"}
         if args.only:
@@ -156,6 +185,10 @@ def main() -> None:
         print(f"relevo bench {' '.join(BENCH)}, {args.runs} runs per side (baseline: {args.baseline})")
         print(HEADER)
         results = measure(sides, args.runs, args.open_s)
+    summarize(results)
+
+
+def summarize(results: dict[str, list[Run]]) -> None:
     print("\nall runs: samples, errors, downs, failovers, overloaded summed; req/s and p99 the median")
     print(HEADER)
     for side, runs in results.items():

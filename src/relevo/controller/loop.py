@@ -54,6 +54,8 @@ SLEEP_SLICE_S = 0.05
 # While a failover is under way (a standby starting or thawing, a pair without service), the next tick
 # comes this soon: the standby's first passing probe is what puts it in service.
 FAST_TICK_S = 0.02
+# A standby frozen on purpose: how often the provider is asked whether it still is (see `observe`).
+FROZEN_RECHECK_S = 1.0
 
 CollectFn = Callable[[Sequence[str]], Mapping[str, ProbeResult]]
 
@@ -132,6 +134,7 @@ class Controller:
         # Standbys frozen on purpose: not probed (a frozen process never answers) and their health kept
         # from before the freeze, so that a thaw puts them in service without waiting for a probe.
         self.frozen: dict[str, float] = {}  # standby -> when it was frozen (monotonic)
+        self._frozen_checked: dict[str, float] = {}  # standby -> when the provider was last asked
 
     # --- one tick ------------------------------------------------------------------------------------
     def tick(self) -> Plan:
@@ -185,7 +188,15 @@ class Controller:
         # A node that just answered its probe is running: asking the provider too would cost a /proc
         # scan (local) or an API call (LXD) per node per tick for nothing.
         unsure = [name for name in self.web if not ((r := probed.get(name)) and r.ok)]
-        known = self.processes(unsure)
+        # A standby frozen on purpose is asked about at most every FROZEN_RECHECK_S (a local status is a
+        # /proc scan of its group): its death is heard at once anyway, where a source watches it.
+        recheck = [n for n in unsure if n not in self.frozen or _recheck_due(self._frozen_checked, n, now)]
+        known = self.processes(recheck)
+        for name in unsure:
+            if name not in recheck:
+                known[name] = NodeState.PAUSED
+            elif name in self.frozen:
+                self._frozen_checked[name] = now
         processes: dict[str, NodeState | None] = {}
         for name in self.web:
             result = probed.get(name)
@@ -707,6 +718,11 @@ class Controller:
         hurried = bool(self.memory.starting) or recent
         tick_s = self.topology.controller.tick_s
         return min(tick_s, FAST_TICK_S) if hurried else tick_s
+
+
+def _recheck_due(checked: Mapping[str, float], name: str, now: float) -> bool:
+    """Time to ask the provider again about a standby frozen on purpose."""
+    return now - checked.get(name, float("-inf")) >= FROZEN_RECHECK_S
 
 
 def _answered_since(result: ProbeResult | None, at: float) -> bool:

@@ -159,14 +159,17 @@ class PolledBalancer:
             self._asked = self.clock()
             self._wanted.set()
 
-    def view(self) -> Mapping[str, ServerView]:
+    def view(self, *, wait: bool = True) -> Mapping[str, ServerView]:
+        """The latest read, waiting up to `wait_s` for one begun now (`wait=False`: the latest there is,
+        for a tick that must act at once, a death heard or a standby thawed)."""
         self.ask()
         assert self._asked is not None
         asked, self._asked = self._asked, None
         with self._cond:
-            self._cond.wait_for(
-                lambda: self._latest is not None and self._latest.began >= asked, timeout=self.wait_s
-            )
+            if wait:
+                self._cond.wait_for(
+                    lambda: self._latest is not None and self._latest.began >= asked, timeout=self.wait_s
+                )
             read = self._latest
         now = self.clock()
         if read is None or read.began < self._fresh_after or now - read.ended > self.stale_s:

@@ -24,7 +24,7 @@ from relevo.controller import balancers
 from relevo.controller.actions import ActionRunner, Done, Runner
 from relevo.controller.decide import decide, note_failure, note_success, pending
 from relevo.controller.events import Event, EventKind, EventLog
-from relevo.controller.haproxy_view import Balancer
+from relevo.controller.haproxy_view import Balancer, PolledBalancer
 from relevo.controller.health import NodeHealth, ProbeResult, Status, observe
 from relevo.controller.sources import Heard
 from relevo.controller.state import (
@@ -222,7 +222,10 @@ class Controller:
         servers: Mapping[str, ServerView] = {}
         haproxy = True
         try:
-            servers = self.balancer.view()
+            if isinstance(self.balancer, PolledBalancer) and (heard or urgent):
+                servers = self.balancer.view(wait=False)  # act now on what was read a moment ago
+            else:
+                servers = self.balancer.view()
             self._logged.pop("haproxy", None)
         except Exception as exc:  # any failure to read HAProxy is "not answering"
             haproxy = False

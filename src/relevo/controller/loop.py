@@ -135,6 +135,7 @@ class Controller:
         # from before the freeze, so that a thaw puts them in service without waiting for a probe.
         self.frozen: dict[str, float] = {}  # standby -> when it was frozen (monotonic)
         self._frozen_checked: dict[str, float] = {}  # standby -> when the provider was last asked
+        self._thawed: dict[str, float] = {}  # standby -> when the controller last thawed it
 
     # --- one tick ------------------------------------------------------------------------------------
     def tick(self) -> Plan:
@@ -278,6 +279,13 @@ class Controller:
             return {}
         obs = self.observation
         found: dict[str, float] = {}
+        if obs is None:
+            # A controller just started: a standby already frozen is one at rest (a frozen standby that
+            # serves is not one the controller freezes). Probed now, its probe would hang until its
+            # timeout and count against it, and delay its first probe after a thaw.
+            states = self.processes(self.policy.standbys)
+            now = self.clock()
+            return {name: now for name, state in states.items() if state is NodeState.PAUSED}
         for name in self.policy.standbys:
             view = obs.nodes.get(name) if obs else None
             process = view.process if view else None
@@ -285,7 +293,9 @@ class Controller:
             if since is not None:
                 if obs is None or obs.now <= since or process in (None, NodeState.PAUSED):
                     found[name] = since
-            elif view is not None and process is NodeState.PAUSED and obs is not None:
+            elif self._thawed.get(name, float("-inf")) >= obs.now:
+                continue  # thawed since that observation was made: it is not at rest any more
+            elif view is not None and process is NodeState.PAUSED:
                 server = view.server
                 if server is not None and server.admin is AdminState.MAINT:
                     found[name] = obs.now  # a frozen standby at rest, found by a restarted controller
@@ -505,6 +515,8 @@ class Controller:
             self.frozen[action.node] = at
         elif action.kind is ActionKind.THAW:
             self.frozen.pop(action.node, None)
+            self._frozen_checked.pop(action.node, None)  # asked again at once: it runs now
+            self._thawed[action.node] = at
         obs = self.observation
         if view is None and obs is not None:
             view = obs.nodes.get(action.node)

@@ -112,3 +112,23 @@ def test_controller_restarted_before_the_thaw_thaws_it(topo):
     run(world2, fresh2, 0.6)
     assert "web2bck" in world2.serving()
     assert world2.starts["web2bck"] == 0, "thawed, not started"
+
+
+def test_a_controller_started_with_frozen_standbys_does_not_probe_them(topo):
+    """A new controller's first tick finds the standbys frozen: they are not probed (a probe would hang
+    and count as a failure), so their health is not made DOWN before their thaw."""
+    world = World.seed(topo, warm=True)
+    ctl = controller(topo, world)
+    rested(world, ctl)
+    probed: list[str] = []
+    fresh = controller(topo, world)
+    collect = fresh.collect
+
+    def spy(names):
+        probed.extend(names)
+        return collect(names)
+
+    fresh.collect = spy
+    run(world, fresh, 0.3)
+    assert "web1bck" not in probed and "web2bck" not in probed
+    assert not [e for e in events(topo, "health") if e["node"].endswith("bck")]

@@ -108,6 +108,11 @@ class StandbyPolicy:
     hold_s: float = 3.0
 
 
+# The journal's rotation size, bounded: readers never have to read more than this of one file.
+JOURNAL_MAX_BYTES_LOW = 10_000
+JOURNAL_MAX_BYTES_HIGH = 100_000_000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControllerSettings:
     tick_s: float = 0.1

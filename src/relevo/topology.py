@@ -20,6 +20,8 @@ import yaml
 
 from relevo.errors import TopologyError
 from relevo.model import (
+    JOURNAL_MAX_BYTES_HIGH,
+    JOURNAL_MAX_BYTES_LOW,
     Balance,
     Balancer,
     BalancerPair,
@@ -387,6 +389,10 @@ class _Reader:
             attr = known[key]
             if attr.endswith("_s"):
                 values[attr] = self.read.duration(value_node, f"controller.{key}")
+            elif attr == "journal_max_bytes":
+                values[attr] = self.read.integer(
+                    value_node, f"controller.{key}", low=JOURNAL_MAX_BYTES_LOW, high=JOURNAL_MAX_BYTES_HIGH
+                )
             else:
                 values[attr] = self.read.integer(value_node, f"controller.{key}", low=0, high=10**12)
         return ControllerSettings(**values)

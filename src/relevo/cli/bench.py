@@ -189,7 +189,7 @@ def _check_writable(path: Path | None, option: str) -> None:
 
 def _events_during(ctx: click.Context, plan: Plan, result: engine.RunResult) -> list[dict[str, Any]]:
     """The controller's events that fell inside the run, when the run went to the topology's cluster."""
-    from relevo.controller.events import read_events
+    from relevo.controller.journal import read_events
     from relevo.paths import StatePaths
 
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from relevo.cli.common import console, err_console, file_option, get_topology, print_json
@@ -138,9 +139,11 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
         console.print(f"  [yellow]{line}[/]")
     for event in report["events"]:
         console.print(
-            f"  [dim]{event.get('time', '')}[/] {event.get('node', '')}: "
-            f"{event.get('from', '')} → {event.get('to', '')} ({event.get('reason', '')})"
+            f"  [dim]{escape(event['time'])}[/] {escape(event['node'])}: "
+            f"{escape(event['from'])} → {escape(event['to'])} ({escape(event['reason'])})"
         )
+    for problem in report["journal_problems"]:
+        console.print(f"  [yellow]{escape(problem)}[/]", soft_wrap=True)
 
 
 def _refuse_no_cluster_here(topology: Topology) -> None:
@@ -191,7 +194,10 @@ def status_table(report: dict[str, Any], title: str) -> Table:
 
 
 def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
+    from relevo.controller.journal import describe
+
     cluster = Cluster(topology)
+    journal = daemon.recent_journal(topology, event_count)
     stats = topology.balancer.stats.url
     return {
         "cluster": topology.name,
@@ -213,7 +219,9 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
             for b in topology.balancers
         ],
         "controller": daemon.controller_status(topology),
-        "events": daemon.recent_events(topology, event_count),
+        "events": journal.events,
+        # What the journal held that is not an event (skipped), in words: status shows the nodes anyway.
+        "journal_problems": describe(journal),
     }
 
 

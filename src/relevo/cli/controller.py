@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from relevo.cli.common import console, file_option, get_topology, print_json
+from relevo.cli.common import console, err_console, file_option, get_topology, print_json
 
 KIND_STYLE = {
     "failover": "bold yellow",
@@ -90,7 +90,7 @@ def events(ctx: click.Context, as_json: bool, follow: bool, lines: int, kinds: t
     happened: `failover-started` as the standby's start is decided, the start as `stopped -> starting`
     then `starting -> running`, then `failover` once HAProxy has the standby in service.
     """
-    from relevo.controller.events import follow_events, read_events
+    from relevo.controller.journal import describe, follow_events, read_journal
     from relevo.paths import StatePaths
 
     path = StatePaths(get_topology(ctx).state_dir).events
@@ -98,7 +98,13 @@ def events(ctx: click.Context, as_json: bool, follow: bool, lines: int, kinds: t
     def wanted(event: dict[str, Any]) -> bool:
         return not kinds or event.get("kind") in kinds
 
-    recent = read_events(path, lines, keep=wanted)
+    def warn(problem: str) -> None:
+        err_console.print(f"relevo: {problem}", style="yellow", markup=False, soft_wrap=True)
+
+    journal = read_journal(path, lines, keep=wanted)
+    for problem in describe(journal):
+        warn(problem)
+    recent = journal.events
     if as_json and not follow:
         print_json(recent)
         return
@@ -110,7 +116,7 @@ def events(ctx: click.Context, as_json: bool, follow: bool, lines: int, kinds: t
         return
     stop = threading.Event()
     try:
-        for event in follow_events(path, stop=stop):
+        for event in follow_events(path, stop=stop, warn=warn):
             if wanted(event):
                 _show(event, as_json)
     except KeyboardInterrupt:

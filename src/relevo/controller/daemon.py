@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 from relevo import lock
 from relevo.controller import service
 from relevo.controller.balancers import BalancerSet
-from relevo.controller.events import EventKind, EventLog, read_events
+from relevo.controller.events import EventKind, EventLog
 from relevo.controller.haproxy_view import Balancer, PolledBalancer, RuntimeBalancer
 from relevo.controller.health import ProbeResult
+from relevo.controller.journal import Journal, read_journal
 from relevo.controller.locked_nodes import LockedNodes
 from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
@@ -497,9 +498,15 @@ def apply_edits(topology: Topology) -> list[str]:
 
 
 def recent_events(topology: Topology, n: int, *, include_actions: bool = False) -> list[dict[str, Any]]:
-    """The last `n` events of the cluster's journal, oldest first; without the routine `action` lines
-    (each start, stop and Runtime API command) unless asked: the transitions tell the story."""
+    """The last `n` events of the cluster's journal, oldest first (see `recent_journal`)."""
+    return recent_journal(topology, n, include_actions=include_actions).events
+
+
+def recent_journal(topology: Topology, n: int, *, include_actions: bool = False) -> Journal:
+    """The last `n` events of the cluster's journal, oldest first, and what was skipped; without the
+    routine `action` lines (each start, stop and Runtime API command) unless asked: the transitions tell
+    the story."""
     path = StatePaths(topology.state_dir).events
     if include_actions:
-        return read_events(path, n)
-    return read_events(path, n, keep=lambda event: event.get("kind") != EventKind.ACTION)
+        return read_journal(path, n)
+    return read_journal(path, n, keep=lambda event: event.get("kind") != EventKind.ACTION)

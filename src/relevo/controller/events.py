@@ -1,7 +1,8 @@
 """The controller's journal: one JSON object a line in `events.jsonl`, appended, never rewritten.
 
 Each line says when, which node, from what to what, why, and for a failover how long each part took
-(detection, standby start, until the standby served). `relevo events` and `relevo status` read it.
+(detection, standby start, until the standby served). `relevo events` and `relevo status` read it
+through journal.py.
 
 Writing it never stops the controller: a journal that cannot be written (a full disk, a removed
 directory) keeps its events in memory (bounded), says so once on stderr and in `relevo status`, and
@@ -18,14 +19,17 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from relevo.errors import RelevoError
+# Reading is journal.py's (re-exported here for the callers that import it from events).
+from relevo.controller.journal import follow_events as follow_events
+from relevo.controller.journal import read_events as read_events
+from relevo.controller.journal import rotated
 
 
 class EventKind(enum.StrEnum):
@@ -156,65 +160,3 @@ class EventLog:
             return
         if self.max_bytes > 0 and size >= self.max_bytes:
             self.path.replace(rotated(self.path))
-
-
-def rotated(path: Path) -> Path:
-    return path.with_name(path.name + ".1")
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None  # a line cut short by a crash mid-write: skip it, keep the rest
-    return record if isinstance(record, dict) else None
-
-
-def read_events(
-    path: Path, n: int | None = None, *, keep: Callable[[dict[str, Any]], bool] | None = None
-) -> list[dict[str, Any]]:
-    """The last `n` events (all when None) that `keep` accepts, oldest first; [] without a journal."""
-    if n is not None and n <= 0:
-        return []
-    found: deque[dict[str, Any]] = deque(maxlen=n)
-    for source in (rotated(path), path):  # the rotated part first: it is older
-        try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # never through a link
-            with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    record = _parse(line)
-                    if record is not None and (keep is None or keep(record)):
-                        found.append(record)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:  # a symbolic link (ELOOP) or worse: not a journal of ours
-            raise RelevoError(f"cannot read the journal {source}: {exc.strerror}") from None
-    return list(found)
-
-
-def follow_events(
-    path: Path, *, stop: threading.Event, poll_s: float = 0.2, from_start: bool = False
-) -> Iterator[dict[str, Any]]:
-    """Yield events as they are appended until `stop` is set; starts at the end unless `from_start`."""
-    offset = 0
-    if not from_start:
-        with contextlib.suppress(FileNotFoundError):
-            offset = path.stat().st_size
-    partial = b""
-    while not stop.is_set():
-        try:
-            size = path.stat().st_size
-            if size < offset:  # the journal was removed and started again
-                offset, partial = 0, b""
-            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            chunk = b""
-        offset += len(chunk)
-        *lines, partial = (partial + chunk).split(b"\n")
-        for line in lines:
-            if (record := _parse(line.decode(errors="replace"))) is not None:
-                yield record
-        if not lines:
-            stop.wait(poll_s)

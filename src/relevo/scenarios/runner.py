@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from relevo.cluster import Cluster
-from relevo.controller.events import read_events
+from relevo.controller.journal import read_events
 from relevo.errors import RelevoError
 from relevo.loadgen import engine
 from relevo.loadgen.histogram import Histogram

@@ -25,6 +25,10 @@ from relevo.loadgen.timeouts import TimeoutTimer
 NEVER_NS = 1 << 62
 # The open model's shortest sleep between two sends (see OpenGroup.tick).
 MIN_WAKE_NS = 1_000_000
+# The open model's requests waiting for a connection, at most (per worker): past it, what falls due is
+# dropped at once (counted, as k6's dropped_iterations), never queued, so memory stays bounded whatever
+# the rate and however slow the target.
+BACKLOG_MAX = 100_000
 
 
 class DriverHost(Protocol):
@@ -282,10 +286,25 @@ class OpenGroup:
                 wait_ns = intended - now if intended - now > MIN_WAKE_NS else MIN_WAKE_NS
                 runner.loop.call_later(wait_ns / 1e9, self.tick)
                 return
+            if len(self.backlog) >= BACKLOG_MAX:
+                # Every connection is busy and the queue full: all that is due now is dropped in one go.
+                due = int((now - self.base_ns) // self.period_ns) + 1 - self.sent
+                self.drop_due(min(max(1, due), self.count - self.sent), now)
+                continue
             sampler = samplers[(share.first + self.sent * share.stride) % n]
             self.sent += 1
             self.dispatch(sampler, intended, now)
         self.maybe_finish()
+
+    def drop_due(self, due: int, now: int) -> None:
+        """The next `due` requests of the schedule dropped (counted per sampler), in O(samplers)."""
+        samplers, share, recorder = self.samplers, self.share, self.runner.recorder
+        n = len(samplers)
+        end = self.sent + due
+        for j in range(self.sent, self.sent + min(due, n)):
+            # The j-th request's sampler repeats every n requests: len(range(j, end, n)) requests share it.
+            recorder.dropped(samplers[(share.first + j * share.stride) % n], now, len(range(j, end, n)))
+        self.sent = end
 
     def dispatch(self, sampler: Sampler, intended: int, now: int) -> None:
         self.in_flight += 1

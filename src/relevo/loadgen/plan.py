@@ -232,6 +232,9 @@ def simple_plan(
 BYTES_PER_USER = 64 * 1024
 # Loops beyond this never end in practice (a billion requests per user); use a duration instead.
 MAX_LOOPS = 1_000_000_000
+# The open model's rate no worker process could ever send (one measured ~13k req/s a core here): a rate
+# above cores x this is refused, not attempted (the requests it could not send would pile up).
+MAX_RATE_PER_WORKER = 1_000_000
 
 
 def max_threads() -> tuple[int, str]:
@@ -259,13 +262,21 @@ def _memory_available() -> int | None:
 
 
 def check_capacity(group: ThreadGroup, where: str) -> None:
-    """Threads and loops capped at what the machine can hold, the limit named in the error (before any
-    memory is spent on them)."""
+    """Threads, the open model's rate and loops capped at what the machine can hold, the limit named in
+    the error (before any memory is spent on them)."""
     most, why = max_threads()
     if group.threads > most:
         raise PlanError(
             f"{where}: {group.threads} threads is more than this machine can hold: at most {most} ({why})"
         )
+    if group.rate_rps is not None:
+        cores = os.cpu_count() or 1
+        if group.rate_rps > cores * MAX_RATE_PER_WORKER:
+            raise PlanError(
+                f"{where}: a rate of {group.rate_rps:g} requests per second is more than this machine can "
+                f"send: at most {cores * MAX_RATE_PER_WORKER} ({cores} worker processes x "
+                f"{MAX_RATE_PER_WORKER} each)"
+            )
     if group.loops is not None and group.loops > MAX_LOOPS:
         raise PlanError(
             f"{where}: {group.loops} loops is more than a run can hold: at most {MAX_LOOPS} per thread; "

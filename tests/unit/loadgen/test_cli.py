@@ -63,6 +63,8 @@ def test_report_reads_jmeter_files() -> None:
         (("--rate", "10"), "--rate needs --duration"),
         (("--rate", "10", "-d", "1s", "-n", "3"), "--loops"),
         (("--target", "http://127.0.0.1:1/"), "--target goes with --plan"),
+        (("--rate", "1e12", "-d", "1s"), "requests per second is more than this machine can send: at most"),
+        (("--rate", "100000000", "-d", "1s"), "worker processes x 1000000 each"),
     ],
 )
 def test_bad_options_exit_with_status_2(args: tuple[str, ...], message: str) -> None:

@@ -216,6 +216,44 @@ def test_a_stop_message_ends_the_run_early(serve: Serve) -> None:
     assert stats.count > 0 and stats.errors == 0
 
 
+def test_one_wake_ups_queue_is_bounded_and_the_run_ends_on_time(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open-model rate far above what one connection to a hung server carries: the requests waiting
+    for the connection never exceed BACKLOG_MAX (the rest due is dropped at once, counted), every
+    scheduled request is either sent or dropped, and the run ends at its duration plus one timeout."""
+    from relevo.loadgen import drivers
+
+    monkeypatch.setattr(drivers, "BACKLOG_MAX", 100)
+    peak = [0]
+    dispatch = drivers.OpenGroup.dispatch
+
+    def watched(self: drivers.OpenGroup, sampler: object, intended: int, now: int) -> None:
+        dispatch(self, sampler, intended, now)  # type: ignore[arg-type]
+        peak[0] = max(peak[0], len(self.backlog))
+
+    monkeypatch.setattr(drivers.OpenGroup, "dispatch", watched)
+    server = serve(hang)
+    plan = simple_plan(server.url, threads=1, rate_rps=50_000, duration_s=0.3, timeout_s=0.2)
+    job = WorkerJob(plan=plan, share=split(plan, 1)[0], workers=1)
+    parent, child = multiprocessing.Pipe()
+    began = time.monotonic()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(
+                run_job(job, t0_ns=time.monotonic_ns(), epoch_delta_ns=0, counters=[0, 0, 0], control=child)
+            )
+    finally:
+        parent.close()
+        child.close()
+    elapsed = time.monotonic() - began
+    stats = result.stats.total()
+    assert peak[0] <= 100
+    assert stats.count + stats.dropped == 15_000
+    assert stats.dropped >= 15_000 - 2
+    assert elapsed < 0.3 + 0.2 + 0.5, "the run outlived its duration plus one timeout"
+
+
 def test_memory_does_not_grow_with_the_number_of_samples(serve: Serve) -> None:
     """Ten times more samples leave the accumulators the same size: no per-request list anywhere."""
 

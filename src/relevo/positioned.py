@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import yaml
 
 from relevo.errors import TopologyError
 from relevo.grammar import DURATION_EXAMPLES, did_you_mean, parse_duration
+from relevo.safe_open import NotRegularFileError, open_regular
 
 # Names reach file paths, HAProxy server names and container names: keep them to a safe alphabet.
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
@@ -93,6 +93,10 @@ class PositionedReader:
         except yaml.YAMLError as exc:  # an unknown tag (`!!1s`), a malformed timestamp, ...
             problem = getattr(exc, "problem", None) or "cannot read this value"
             raise self.fail(node, f"{where}: {cut(str(problem))}") from None
+        except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits (4,300)
+            raise self.fail(
+                node, f"{where}: a number of {len(node.value)} characters is too long to be a value here"
+            ) from None
 
     def integer(self, node: yaml.Node, where: str, *, low: int, high: int) -> int:
         value = self.scalar(node, where)
@@ -165,15 +169,15 @@ def read_yaml_text(
     """The file's text: a regular file (never a device or a FIFO, which could block or never end), at
     most `max_bytes`, valid UTF-8; each refusal an `error` naming the file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(path)
     except FileNotFoundError:
         raise error(missing, path=path) from None
+    except NotRegularFileError as exc:
+        raise error(f"{exc.strerror}; expected YAML", path=path) from None
     except OSError as exc:
         raise error(f"cannot read it: {exc.strerror}", path=path) from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise error("not a regular file (a directory, device or FIFO); expected YAML", path=path)
         if info.st_size > max_bytes:
             raise error(f"{info.st_size} bytes is too large for {what} (at most {max_bytes})", path=path)
         data = os.read(fd, max_bytes + 1)

@@ -248,3 +248,36 @@ def test_the_topology_loader_never_tracebacks(tmp_path, content):
     if result.exit_code == 2:
         assert "Traceback" not in result.output
         assert len(result.output.splitlines()) < 20, result.output
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit for int()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "line", "where"),
+    [
+        (
+            f"name: t\nnetwork: 127.102.8.0/24\nnodes:\n  web1: {{role: web, port: {HUGE}}}\n",
+            4,
+            "nodes.web1.port",
+        ),
+        (f"name: t\ncontroller:\n  journal_max_bytes: {HUGE}\n", 3, "controller.journal_max_bytes"),
+        (f"name: t\nhealth: {{rise: -{HUGE}}}\n", 2, "health.rise"),
+    ],
+)
+def test_an_integer_over_4300_digits_in_the_topology_is_a_clear_error(tmp_path, yaml_text, line, where):
+    """A number too long for int() anywhere in the topology: exit 2, its file, line and key, no
+    traceback."""
+    path = tmp_path / "relevo.yaml"
+    path.write_text(yaml_text)
+    assert_clear_refusal(relevo("-f", str(path), "render", "haproxy"), f"{path}:{line}:", where, "too long")
+
+
+def test_an_integer_over_4300_digits_in_a_scenario_file_is_a_clear_error(tmp_path):
+    """The same in a scenario file: exit 2 naming the scenario file's line."""
+    topology = tmp_path / "relevo.yaml"
+    topology.write_text(VALID)
+    scenarios = tmp_path / "mine.yaml"
+    scenarios.write_text(f"scenarios:\n  big:\n    load: {{threads: {HUGE}, loops: 1}}\n")
+    result = relevo("-f", str(topology), "scenarios", "--scenario-file", str(scenarios), "--list")
+    assert_clear_refusal(result, f"{scenarios}:3:", "threads", "too long")

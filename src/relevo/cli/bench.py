@@ -32,6 +32,7 @@ from relevo.loadgen.summary import SummaryReport, summarize
 from relevo.report.as_json import to_dict
 from relevo.report.progress import ProgressLine
 from relevo.report.table import print_report
+from relevo.safe_open import read_bytes
 
 DEFAULT_DURATION_S = 10.0
 EXIT_INTERRUPTED = 130
@@ -40,6 +41,9 @@ if TYPE_CHECKING:  # click is generic in its stubs from 8.2 on, not at run time 
     _FloatParam = click.ParamType[float, Any]
 else:
     _FloatParam = click.ParamType
+
+# A request body read with --data-file, at most (it is held in memory and sent with every request).
+MAX_BODY_BYTES = 64 << 20
 
 
 class Duration(_FloatParam):
@@ -107,7 +111,10 @@ def _plan(ctx: click.Context, url: str | None, opts: dict[str, Any]) -> tuple[Pl
         raise PlanError("give the body with --data or --data-file, not both")
     body = opts["data"].encode() if opts["data"] is not None else b""
     if opts["data_file"] is not None:
-        body = opts["data_file"].read_bytes()
+        try:
+            body = read_bytes(opts["data_file"], limit=MAX_BODY_BYTES)
+        except OSError as exc:
+            raise PlanError(f"--data-file {opts['data_file']}: {exc.strerror}") from None
     plan = simple_plan(
         url or _default_url(ctx),
         threads=opts["threads"],

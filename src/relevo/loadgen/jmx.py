@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from relevo.loadgen.plan import DEFAULT_TIMEOUT_S, HttpRequest, Plan, PlanError, ThreadGroup, parse_url
+from relevo.safe_open import open_binary
 
 SAMPLERS = {"HTTPSamplerProxy", "HTTPSampler", "HTTPSampler2"}
 GROUPS = {"ThreadGroup"}
@@ -130,8 +131,11 @@ def read_jmx(path: Path) -> tuple[Plan, list[str]]:
     reader = _Reader(path)
     try:
         # libexpat >= 2.4 (bundled with CPython 3.11) bounds entity expansion; plans are the user's files.
-        root = ET.parse(path).getroot()  # noqa: S314
-    except (OSError, ET.ParseError) as exc:
+        with open_binary(path) as handle:
+            root = ET.parse(handle).getroot()  # noqa: S314
+    except OSError as exc:
+        raise PlanError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ET.ParseError as exc:
         raise PlanError(f"cannot read {path}: {exc}") from None
     if root.tag != "jmeterTestPlan" or len(root) == 0:
         raise reader.fail("not a JMeter test plan (no <jmeterTestPlan> root)")

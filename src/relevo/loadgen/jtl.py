@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from relevo.errors import RelevoError
 from relevo.loadgen.recorder import JAVA_EXCEPTION, NON_HTTP_CODE, NON_HTTP_MESSAGE, reason
 from relevo.loadgen.stats import ErrorKind, RunStats, is_success
+from relevo.safe_open import open_text
 
 if TYPE_CHECKING:
     from relevo.loadgen.client import Sampler
@@ -225,7 +226,7 @@ def read_samples(path: Path) -> Iterator[JtlSample]:
     """Each row of a JTL CSV file, streamed (the file is never held in memory, nor any one line of it
     past MAX_LINE_CHARS); a binary file or an oversized field is a JtlError naming the line."""
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = open_text(path, encoding="utf-8", newline="")
     except OSError as exc:
         raise JtlError(f"cannot read {path}: {exc.strerror}") from None
     with handle:

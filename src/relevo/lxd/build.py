@@ -25,6 +25,7 @@ from relevo.build_dirs import cache_dir, remove_tree
 from relevo.commands import run_streaming, tool
 from relevo.errors import RelevoError
 from relevo.lxd.errors import LXDNotFoundError
+from relevo.safe_open import open_binary
 
 if TYPE_CHECKING:
     from relevo.lxd.client import LXDClient
@@ -198,7 +199,7 @@ class ImportedImage:
 def file_fingerprint(path: Path) -> str:
     """LXD's fingerprint of a unified image tarball: the SHA-256 of the file."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_binary(path) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

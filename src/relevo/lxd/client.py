@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
 import urllib.parse
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from relevo.lxd.errors import (
     error_for_status,
 )
 from relevo.lxd.transport import Endpoint, certificate_fingerprint
+from relevo.safe_open import open_binary
 
 OPERATION_TIMEOUT_S = 60.0
 # The first container from an image unpacks its root file system (~400 MB): seconds, more on a busy disk.
@@ -417,10 +419,10 @@ class LXDClient:
 
     def import_image(self, tarball: Path, *, timeout_s: float = IMAGE_IMPORT_TIMEOUT_S) -> str:
         """Upload a unified image tarball (metadata.yaml, templates/, rootfs/); its fingerprint."""
-        with tarball.open("rb") as handle:
+        with open_binary(tarball) as handle:
             headers = {
                 "Content-Type": "application/octet-stream",
-                "Content-Length": str(tarball.stat().st_size),
+                "Content-Length": str(os.fstat(handle.fileno()).st_size),
             }
             result: Json = self.call(
                 "POST",

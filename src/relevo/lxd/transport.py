@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from relevo.lxd.errors import LXDUnreachableError
+from relevo.safe_open import read_bytes
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -173,5 +174,5 @@ def _pinned_https(endpoint: Endpoint, timeout_s: float) -> _PinnedHTTPSConnectio
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.load_cert_chain(endpoint.client_cert, endpoint.client_key)
-    pin = certificate_fingerprint(endpoint.server_cert.read_text())
+    pin = certificate_fingerprint(read_bytes(endpoint.server_cert, limit=1 << 20).decode(errors="replace"))
     return _PinnedHTTPSConnection(host.strip("[]"), int(port), context=context, timeout_s=timeout_s, pin=pin)

@@ -19,6 +19,7 @@ from relevo.model import Role, Topology
 from relevo.paths import StatePaths
 from relevo.providers.lxd import OWNER_KEY, cluster_tag
 from relevo.render.haproxy import HAProxyLayout, describe_source
+from relevo.safe_open import open_binary
 from relevo.secrets import Secrets, load_or_create_secrets
 from relevo.services import NodeFile
 from relevo.vagrant.bundle import write_bundle
@@ -261,7 +262,8 @@ def _copy_image(image: Path, into: Path) -> Path:
             old.unlink()  # one image per export: the VM imports the first it finds
     tmp = into / f".{image.name}.tmp"
     try:
-        shutil.copyfile(image, tmp, follow_symlinks=True)
+        with open_binary(image) as source, tmp.open("wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
         tmp.replace(target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

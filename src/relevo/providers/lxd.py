@@ -10,7 +10,6 @@ are the same as locally. Faults: crash = forced stop, hang = freeze, resume = un
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
@@ -281,9 +280,10 @@ class LXDProvider:
                 remote, name = split_record(entry)
                 client = self.placement.client(remote)
                 delete = client.delete_profile if kind == "profiles" else client.delete_network
-                _ignore_missing(functools.partial(delete, name))
+                # Recorded before it was made: LXD may have refused to make it. Only what went is said.
+                if _unless_missing(functools.partial(delete, name)):
+                    removed.append(f"{kind[:-1]} {entry}")
                 self.created.remove(kind, entry)
-                removed.append(f"{kind[:-1]} {entry}")
         self.paths.runtime_socket.unlink(missing_ok=True)
         return removed
 
@@ -357,6 +357,10 @@ def cluster_tag(topology: Topology) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _ignore_missing(action: Callable[[], None]) -> None:
-    with contextlib.suppress(LXDNotFoundError):
+def _unless_missing(action: Callable[[], None]) -> bool:
+    """Runs `action`; False when LXD says what it acts on does not exist."""
+    try:
         action()
+    except LXDNotFoundError:
+        return False
+    return True

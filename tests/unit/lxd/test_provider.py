@@ -214,3 +214,32 @@ def test_a_provisioned_cluster_still_refuses_a_container_it_does_not_own(tmp_pat
     client = ConfiguredClient({"t-web1": "Running"}, {"user.relevo.cluster": "someone-else"})
     with pytest.raises(ProviderError, match="did not create"):
         provisioned_provider(client, tmp_path).create("web1")
+
+
+class RefusingClient(FakeClient):
+    """LXD refused to create the bridge (recorded before it was made): it does not exist; deleting it is
+    LXD's 404. The profile the record names was removed by hand."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def delete_network(self, name: str) -> None:
+        self.calls.append(("delete_network", name))
+        raise LXDNotFoundError(f"delete network '{name}'", "not found")
+
+    def delete_profile(self, name: str) -> None:
+        self.calls.append(("delete_profile", name))
+        raise LXDNotFoundError(f"delete profile '{name}'", "not found")
+
+
+def test_destroy_after_a_refused_up_reports_only_what_it_removed(tmp_path: Path) -> None:
+    """A network (and profile, instance) recorded before LXD refused to make it: destroy asks LXD to remove
+    it, reports nothing removed, and forgets the record."""
+    client = RefusingClient()
+    provider = provider_with(client, tmp_path)
+    provider.created.add("networks", "local:rlvabc")
+    provider.created.add("profiles", "local:rlvprofile")
+    provider.created.add("instances", "local:t-web1")
+    assert provider.destroy() == []
+    assert ("delete_network", "rlvabc") in client.calls
+    assert provider.created.load() == {"instances": [], "profiles": [], "networks": []}

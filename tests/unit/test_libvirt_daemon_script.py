@@ -60,3 +60,17 @@ def test_unknown_action_is_a_usage_error() -> None:
     """An unknown action prints the usage and exits 2."""
     result = _run("restart")
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_stop_puts_the_vms_cpu_weight_back(tmp_path: Path) -> None:
+    """`stop` gives libvirt's `machine` CPU group back the weight `start` found (recorded in PIDDIR)."""
+    shares = tmp_path / "cpu" / "machine" / "cpu.shares"
+    shares.parent.mkdir(parents=True)
+    shares.write_text("5120\n")
+    piddir = tmp_path / "pids"
+    piddir.mkdir()
+    (piddir / "machine.weight").write_text(f"{shares} 1024\n")
+    result = _run("stop", str(piddir))
+    assert result.returncode == 0, result.stderr
+    assert shares.read_text().strip() == "1024"
+    assert not (piddir / "machine.weight").exists()

@@ -4,6 +4,9 @@ load costs no request on a new connection, and the controller restarts it with t
 from __future__ import annotations
 
 import http.client
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -146,3 +149,27 @@ def test_a_killed_balancer_costs_no_new_connection_and_returns_with_the_states(p
         e for e in read_events(pair.cluster.paths.events) if e["kind"] == "action" and e["node"] == victim
     ]
     assert restarts and "restart" in restarts[-1]["reason"]
+
+
+def test_status_json_lists_both_balancers(pair):
+    """`relevo status --json` shows ha1 and ha2 as running balancers answering, each with its stats page,
+    both on the one frontend."""
+    assert pair.topology.source is not None
+    done = subprocess.run(
+        [sys.executable, "-m", "relevo", "-f", str(pair.topology.source), "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    balancers = [n for n in report["nodes"] if n["role"] == "balancer"]
+    assert [(n["name"], n["state"], n["health"]) for n in balancers] == [
+        ("ha1", "running", "UP"),
+        ("ha2", "running", "UP"),
+    ]
+    assert len({n["address"] for n in balancers}) == 1  # one frontend
+    listed = {b["name"]: b for b in report["balancers"]}
+    assert set(listed) == {"ha1", "ha2"}
+    assert listed["ha1"]["stats_url"] != listed["ha2"]["stats_url"]
+    assert listed["ha1"]["frontend_url"] == listed["ha2"]["frontend_url"]

@@ -11,10 +11,13 @@ from relevo.haproxy.runtime import RuntimeAPI, ServerStat
 from relevo.model import Endpoint, Role, Topology
 from relevo.paths import StatePaths
 from relevo.providers.base import (
+    LASTING,
     BulkStatus,
     Destroyable,
     Fault,
     HostListeners,
+    Impairing,
+    Impairment,
     NodeState,
     Provider,
     Recording,
@@ -85,7 +88,35 @@ class Cluster:
 
     def cannot(self, node: str, fault: Fault) -> str | None:
         """Why the node's provider cannot inflict `fault` on it here; None when it can."""
-        return self.provider_for(node).cannot(node, fault)
+        provider = self.provider_for(node)
+        if fault in LASTING and not isinstance(provider, Impairing):
+            return f"the {provider.name} provider has no lasting faults"
+        return provider.cannot(node, fault)
+
+    # -- lasting faults: recorded before applied, healed at the end of their span or by the next run ------
+    def impair(self, node: str, impairment: Impairment) -> str:
+        """Apply a lasting fault; returns the means the provider used (said in the scenario's result)."""
+        provider = self.provider_for(node)
+        reason = self.cannot(node, impairment.fault)
+        if reason is not None or not isinstance(provider, Impairing):
+            raise ProviderError(reason or f"{impairment.fault}: not supported")
+        return provider.impair(node, impairment)
+
+    def heal(self, node: str) -> None:
+        provider = self.provider_for(node)
+        if isinstance(provider, Impairing):
+            provider.heal(node)
+
+    def heal_all(self) -> list[str]:
+        """Undo every lasting fault any provider of this cluster recorded (a relevo that died mid-span)."""
+        healed: list[str] = []
+        kinds = {self.topology.balancer.provider, *(n.provider for n in self.topology.nodes)}
+        for kind in sorted(kinds):
+            provider = self._providers.get(kind) or load_provider(kind, self.topology)
+            self._providers[kind] = provider
+            if isinstance(provider, Impairing):
+                healed += provider.heal_all()
+        return healed
 
     def status(self, node: str) -> NodeState:
         return self.provider_for(node).status(node)

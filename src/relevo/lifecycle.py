@@ -64,6 +64,8 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
     try:
         with cluster_lock(cluster.paths, what="relevo up") as held:
             cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now
+            for healed in cluster.heal_all():  # a fault a relevo that died mid-span left behind
+                progress(f"healed {healed}")
             _refuse_strays(cluster)
             progress("rendering and checking configurations")
             # The first balancer first (on LXD its creation makes the bridge the others join), then the
@@ -202,6 +204,10 @@ def down(topology: Topology, *, progress: Progress = _quiet) -> list[str]:
     with cluster_lock(cluster.paths, what="relevo down"):
         if daemon.stop_background(topology):
             stopped.append("controller")
+        try:
+            stopped += [f"fault {healed}" for healed in cluster.heal_all()]
+        except ProviderError as exc:
+            errors.append(f"healing the faults: {exc}")
         cluster.adopt_orphans()
         # The balancer first: clients get its 503 page, not connection errors from half a cluster.
         for name in topology.node_names:

@@ -9,13 +9,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
 from relevo.errors import ProviderError
 from relevo.model import Endpoint
-from relevo.providers.base import LASTING, Fault, NodeState
+from relevo.providers.base import LASTING, Fault, Impairment, NodeState
 
 # An answer slower than this is no answer (a hung node never answers; a healthy one in milliseconds).
 ANSWER_S = 1.5
@@ -33,7 +33,6 @@ class Subject:
     balancer: str
     endpoint: Callable[[str], Endpoint]
     workers: Callable[[str], frozenset[Hashable]]
-    heal: Callable[[], None] = field(default=lambda: None)
 
     def fault(self, node: str, fault: Fault) -> None:
         self.nodes.fault(node, fault)  # type: ignore[attr-defined]
@@ -45,6 +44,13 @@ class Subject:
     def cannot(self, node: str, fault: Fault) -> str | None:
         reason: str | None = self.nodes.cannot(node, fault)  # type: ignore[attr-defined]
         return reason
+
+    def impair(self, node: str, impairment: Impairment) -> str:
+        means: str = self.nodes.impair(node, impairment)  # type: ignore[attr-defined]
+        return means
+
+    def heal(self, node: str) -> None:
+        self.nodes.heal(node)  # type: ignore[attr-defined]
 
     def start(self, node: str) -> None:
         self.nodes.start(node)  # type: ignore[attr-defined]
@@ -171,3 +177,32 @@ class ProviderContract:
                     subject.fault(subject.web, fault)
         with pytest.raises(ProviderError):
             subject.fault(subject.balancer, Fault.HANG_WORKERS)
+
+    def test_partition_cuts_the_node_off_while_it_keeps_running_until_healed(self, subject: Subject) -> None:
+        """partition: nothing reaches the node (no answer), which still runs; healed, it answers."""
+        reason = subject.cannot(subject.web, Fault.PARTITION)
+        if reason is not None:
+            pytest.skip(reason)
+        subject.impair(subject.web, Impairment(fault=Fault.PARTITION))
+        try:
+            assert not subject.answers(subject.web)
+            assert subject.status(subject.web) is NodeState.RUNNING
+        finally:
+            subject.heal(subject.web)
+        until(lambda: subject.answers(subject.web), f"{subject.web} answers after the heal")
+
+    def test_delay_makes_every_answer_late_until_healed(self, subject: Subject) -> None:
+        """delay: an answer takes at least the delay longer; healed, it is quick again."""
+        reason = subject.cannot(subject.web, Fault.DELAY)
+        if reason is not None:
+            pytest.skip(reason)
+        subject.impair(subject.web, Impairment(fault=Fault.DELAY, ms=300))
+        try:
+            began = time.monotonic()
+            assert subject.answers(subject.web)
+            assert time.monotonic() - began >= 0.3
+        finally:
+            subject.heal(subject.web)
+        began = time.monotonic()
+        assert subject.answers(subject.web)
+        assert time.monotonic() - began < 0.3

@@ -71,6 +71,14 @@ def default_report_dir(topology: Topology) -> Path:
 @click.option("--no-report", is_flag=True, help="Write no report files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object keyed by scenario name.")
 @click.option(
+    "--repeat",
+    type=click.IntRange(min=1, max=1000),
+    default=1,
+    show_default=True,
+    help="Run each scenario N times and report the distribution (median, p95, worst) of failed "
+    "requests, detection and time until served; --json carries every run.",
+)
+@click.option(
     "--max-error-pct",
     type=click.FloatRange(min=0, max=100),
     help="Threshold: fail a scenario with more than this % of failed requests.",
@@ -96,6 +104,10 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
       kill-web1, kill-web1-no-standby, kill-both, hang-web2,
       hang-web2-workers, flap-web1, recover-web1, maintenance-web1,
       reload-balancer, kill-balancer, kill-controller
+    Network faults for a span, healed after it and on any exit (local:
+    root, iptables and a delaying proxy; skipped with the reason where
+    the provider cannot):
+      partition-web1, slow-web2, lossy-web1, flap-network-web1
 
     Every scenario states what it expects (0 failed requests for a single fault, ...); a broken
     expectation or threshold makes the exit status 1. `--list` shows them all.
@@ -105,7 +117,11 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
 
     topology = get_topology(ctx)
     if opts["scenario_file"] is not None:
+        from relevo.cluster import Cluster
+        from relevo.scenarios.faults import refuse_unsupported
+
         available = load_scenarios(opts["scenario_file"], topology)
+        refuse_unsupported(Cluster(topology), available.values(), opts["scenario_file"])
         unavailable: dict[str, str] = {}
     else:
         available, unavailable = catalogue(topology)
@@ -114,6 +130,7 @@ def scenarios(ctx: click.Context, /, **opts: Any) -> None:
         _list(chosen, unavailable)
         return
     _check_up(topology)
+    chosen = [scenario for scenario in chosen for _ in range(opts["repeat"])]
     results = _run(topology, chosen, opts)
     _output(topology, results, opts)
     broken = [r.scenario.name for r in results if r.status == "failed"]
@@ -220,12 +237,26 @@ def _output(topology: Topology, results: list[Any], opts: dict[str, Any]) -> Non
     from relevo.report.as_json import result_dict
     from relevo.report.comparison import comparison_text
     from relevo.report.html import write_report
+    from relevo.scenarios.repeat import distribution, distribution_lines
 
-    data = {r.scenario.name: result_dict(r) for r in results}
+    data: dict[str, Any] = {r.scenario.name: result_dict(r) for r in results}
+    if opts.get("repeat", 1) > 1:
+        by_name: dict[str, list[Any]] = {}
+        for r in results:
+            by_name.setdefault(r.scenario.name, []).append(r)
+        data = {
+            name: {"runs": [result_dict(r) for r in runs], "distribution": distribution(runs)}
+            for name, runs in by_name.items()
+        }
     if opts["as_json"]:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         sys.stdout.write(comparison_text(results))
+        if opts.get("repeat", 1) > 1:
+            lines = [f"over {opts['repeat']} runs each:"]
+            for name, entry in data.items():
+                lines += distribution_lines(name, entry["distribution"])
+            sys.stdout.write("\n".join(lines) + "\n")
     if opts["no_report"]:
         return
     directory = opts["report_dir"] or default_report_dir(topology)

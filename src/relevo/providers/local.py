@@ -30,9 +30,19 @@ from relevo.procs import (
     stop_group,
     wait_gone,
 )
-from relevo.providers.base import LASTING, Fault, NodeEvent, NodeState, OptionsSpec, Problem, Watch
+from relevo.providers.base import (
+    LASTING,
+    Fault,
+    Impairment,
+    NodeEvent,
+    NodeState,
+    OptionsSpec,
+    Problem,
+    Watch,
+)
 from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.host import LocalHost, install
+from relevo.providers.local_impair import LocalImpairments
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
 from relevo.providers.tools import find_apache, find_haproxy
 from relevo.providers.worker_hang import WorkerHangs
@@ -92,6 +102,7 @@ class LocalProvider:
         self.records = NodeRecords(self.paths)
         self._config_changed: set[str] = set()
         self.worker_hangs = WorkerHangs()
+        self.impairments = LocalImpairments(topology, self.paths)
 
     # -- the Provider verbs --------------------------------------------------------------------------
     def create(self, node: str) -> None:
@@ -171,7 +182,17 @@ class LocalProvider:
             if fault is Fault.HANG_WORKERS and self.topology.is_balancer(node):
                 return "hang-workers stops Apache's workers: a web node's fault, not the balancer's"
             return None
-        return f"the local provider has no means for {fault}"
+        return self.impairments.cannot(fault)
+
+    # -- lasting faults (Impairing) -------------------------------------------------------------------------
+    def impair(self, node: str, impairment: Impairment) -> str:
+        return self.impairments.impair(node, self.address(node), impairment)
+
+    def heal(self, node: str) -> None:
+        self.impairments.heal(node)
+
+    def heal_all(self) -> list[str]:
+        return self.impairments.heal_all()
 
     def _signal(self, node: str, sig: signal.Signals) -> None:
         record = self._record(node)

@@ -22,10 +22,11 @@ from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
 from relevo.providers import lxd_rules
-from relevo.providers.base import Fault, NodeState, OptionsSpec, Problem, Watch
+from relevo.providers.base import Fault, Impairment, NodeState, OptionsSpec, Problem, Watch
 from relevo.providers.lxd_events import LifecycleWatch
 from relevo.providers.lxd_guest import GuestServices
 from relevo.providers.lxd_host import Created, LXDHost, interfaces_file
+from relevo.providers.lxd_impair import ContainerImpairments
 from relevo.providers.lxd_placement import Placement, qualified, split_record
 from relevo.providers.lxd_setup import (
     NIC,
@@ -78,6 +79,7 @@ class LXDProvider:
         # Containers made and configured by provisioning (`relevo export vagrant`): started, stopped,
         # frozen and watched here, never created or rewritten.
         self.provisioned = self.settings.get("provisioned") is True
+        self.impairments = ContainerImpairments(self.paths, NIC)
 
     # -- the topology's rules for this provider --------------------------------------------------------
     @staticmethod
@@ -194,7 +196,37 @@ class LXDProvider:
             if self.guest.is_balancer(node):
                 return "hang-workers stops Apache's workers: a web node's fault, not the balancer's"
             return None
-        return f"the lxd provider has no means for {fault}"
+        client = self.placement.resolve(node)[0]
+        return self.impairments.cannot(fault, local_daemon=client.endpoint.socket_path is not None)
+
+    # -- lasting faults (Impairing), in the container's own network namespace -----------------------------
+    def impair(self, node: str, impairment: Impairment) -> str:
+        reason = self.cannot(node, impairment.fault)
+        if reason is not None:
+            raise ProviderError(reason)
+        client, name = self.placement.resolve(node)
+        instance = self._instance(client, name)
+        if instance is None or instance.status != "Running":
+            raise ProviderError(f"{node} is not running")
+        port = (
+            self.topology.balancer.frontend.port
+            if self.guest.is_balancer(node)
+            else self.topology.node(node).port
+        )
+        return self.impairments.impair(node, instance.pid, self.node_address(node), port, impairment)
+
+    def heal(self, node: str) -> None:
+        client, name = self.placement.resolve(node)
+        instance = self._instance(client, name)
+        self.impairments.heal(node, instance.pid if instance is not None else 0)
+
+    def heal_all(self) -> list[str]:
+        healed = []
+        for node in self.impairments.recorded():
+            with contextlib.suppress(ProviderError, LXDError):
+                self.heal(node)
+                healed.append(node)
+        return healed
 
     def status(self, node: str) -> NodeState:
         client, name = self.placement.resolve(node)

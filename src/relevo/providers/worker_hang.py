@@ -22,6 +22,10 @@ from relevo.procs import ProcessRecord, group_members
 # A new worker accepts the connections waiting in the backlog within milliseconds of its fork (Apache
 # starts some while it settles after a start): the keeper reads the parent's list of children this often.
 POLL_S = 0.002
+# Root, with the cgroup v1 `pids` controller: the node's processes are also put in a group that may not
+# grow (pids.max = what it has), so Apache's parent cannot fork a replacement at all while the hang lasts
+# (its fork fails and it retries later); the keeper remains for where that is not possible.
+PIDS_ROOT = Path("/sys/fs/cgroup/pids")
 # A hang nobody released (a run that ended without its resume) still ends: every loop is bounded.
 MAX_HOLD_S = 600.0
 
@@ -30,13 +34,19 @@ class WorkerHangs:
     def __init__(self, *, max_s: float = MAX_HOLD_S) -> None:
         self.max_s = max_s
         self.keepers: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self.fences: dict[str, tuple[Path, Path]] = {}  # node -> (its fence group, where its processes were)
 
     def hold(self, node: str, record: ProcessRecord) -> None:
         """SIGSTOP every process of the node's group but its leader now (ProviderError when it has no
         other), and keep every new one stopped."""
         self.release(node)
+        # The parent first, so that no worker it forks from now on escapes (its fork fails instead).
+        fence = _fence(record, [record.pid])
+        if fence is not None:
+            self.fences[node] = fence
         workers = {pid for pid in group_members(record.pgid) if pid != record.pid}
         if not workers:
+            self.release(node)
             raise ProviderError(f"{node} has no worker processes to stop")
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
@@ -57,6 +67,9 @@ class WorkerHangs:
         if keeper is not None and done is not None:
             done.set()
             keeper.join(5)
+        fence = self.fences.pop(node, None)
+        if fence is not None:
+            _unfence(*fence)
 
     def release_all(self) -> None:
         for node in list(self.keepers):
@@ -70,6 +83,42 @@ class WorkerHangs:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGSTOP)
                     stopped.add(pid)
+
+
+def _fence(record: ProcessRecord, pids: list[int]) -> tuple[Path, Path] | None:
+    """Move the node's processes into a pids group of their own that may not grow; None where that
+    cannot be done (not root, no cgroup v1 pids controller)."""
+    if os.geteuid() != 0 or not (PIDS_ROOT / "cgroup.procs").exists():
+        return None
+    home = PIDS_ROOT
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{record.pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "pids" in controllers.split(","):
+                home = PIDS_ROOT / path.lstrip("/")
+    group = PIDS_ROOT / f"relevo-hang-{record.pid}-{record.start_time}"
+    try:
+        group.mkdir(exist_ok=True)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                (group / "cgroup.procs").write_text(str(pid))
+        (group / "pids.max").write_text((group / "pids.current").read_text().strip())
+    except OSError:
+        _unfence(group, home)
+        return None
+    return group, home
+
+
+def _unfence(group: Path, home: Path) -> None:
+    """The processes back where they were, the group removed."""
+    with contextlib.suppress(OSError):
+        (group / "pids.max").write_text("max")
+    with contextlib.suppress(OSError):
+        for pid in (group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                (home / "cgroup.procs").write_text(pid)
+    with contextlib.suppress(OSError):
+        group.rmdir()
 
 
 def children(pid: int) -> set[int]:

@@ -72,13 +72,27 @@ def result_dict(result: ScenarioResult) -> dict[str, Any]:
         "load": scenario.load.describe(),
         "model": str(scenario.load.model),
         "faults": [
-            {"at_s": f.at_s, "action": str(f.action), "node": f.node, "after": f.after}
+            {
+                "at_s": f.at_s,
+                "action": str(f.action),
+                "node": f.node,
+                "after": f.after,
+                "for_s": f.for_s,
+                "label": f.label,
+            }
             for f in scenario.faults
         ],
         "expect": scenario.expect.describe(),
     }
     out["markers"] = [
-        {"t_s": round(m.t_s, 3), "source": m.source, "kind": m.kind, "label": m.label} for m in result.markers
+        {
+            "t_s": round(m.t_s, 3),
+            "source": m.source,
+            "kind": m.kind,
+            "label": m.label,
+            **({"end_t_s": round(m.end_t_s, 3), "means": m.means} if m.end_t_s is not None else {}),
+        }
+        for m in result.markers
     ]
     out["events"] = [dict(e) for e in result.events]
     out["failovers"] = [

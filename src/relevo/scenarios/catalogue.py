@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 
 from relevo.controller.events import EventKind
 from relevo.model import Temperature, Topology
+from relevo.providers.base import Impairment
 from relevo.scenarios.model import (
+    LASTING_ACTIONS,
     OPEN_CONNECTIONS,
     Action,
     Expectation,
@@ -337,6 +339,56 @@ def _kill_controller(c: Cast, t: Topology) -> Scenario:
     )
 
 
+# --- network faults, each for a span and healed after it --------------------------------------------------
+def _lasting(action: Action, node: str | None, at_s: float, for_s: float, **amount: float) -> Fault:
+    impairment = Impairment(fault=LASTING_ACTIONS[action], **amount)  # type: ignore[arg-type]
+    return Fault(at_s=at_s, action=action, node=node, for_s=for_s, amount=impairment)
+
+
+def _partition_web1(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="partition-web1",
+        description=f"the balancer and the controller cannot reach {c.web1} for 2.5 s (it keeps running): "
+        f"{c.web1bck} takes over, {c.web1} gets its traffic back after the heal",
+        load=LoadSettings.open_loop(),
+        faults=(_lasting(Action.PARTITION, c.web1, 1.5, 2.5),),
+        expect=_zero_failed(c.web1bck, events=("failover", "failback")),
+    )
+
+
+def _slow_web2(c: Cast, t: Topology) -> Scenario:
+    # Slower than the controller's "overloaded" share (half) of its probe timeout, faster than the health
+    # check's timeout, with room for the delaying proxy's own latency under load (0.3 s measured here):
+    # journalled, never a failover.
+    ms = round(0.6 * min(t.probe_timeout_s, t.health.timeout_s) * 1000)
+    return Scenario(
+        name="slow-web2",
+        description=f"every answer of {c.web2} takes {ms} ms for 4 s, within the health timeout: "
+        "no failover, `overloaded` journalled",
+        load=LoadSettings.open_loop(),
+        faults=(_lasting(Action.SLOW, c.web2, FAULT_AT_S, 4.0, ms=ms),),
+        expect=Expectation(max_failed=0, events=("overloaded",), no_events=("failover",)),
+    )
+
+
+def _lossy_web1(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="lossy-web1",
+        description=f"5 % of the packets to and from {c.web1} lost for 4 s: what it costs (measured)",
+        load=LoadSettings.open_loop(),
+        faults=(_lasting(Action.LOSS, c.web1, FAULT_AT_S, 4.0, pct=5.0),),
+    )
+
+
+def _flap_network_web1(c: Cast, t: Topology) -> Scenario:
+    return Scenario(
+        name="flap-network-web1",
+        description=f"{c.web1} cut off from the network three times for 1 s, 1 s apart (measured)",
+        load=LoadSettings.open_loop(),
+        faults=tuple(_lasting(Action.PARTITION, c.web1, 1.0 + 2.0 * i, 1.0) for i in range(3)),
+    )
+
+
 def _present(*nodes: str | None) -> tuple[str, ...]:
     return tuple(n for n in nodes if n)
 
@@ -358,6 +410,10 @@ _BUILDERS = (
     ("reload-balancer", ("web1",), _reload_balancer),
     ("kill-balancer", ("web1",), _kill_balancer),
     ("kill-controller", ("web1", "web1bck"), _kill_controller),
+    ("partition-web1", ("web1", "web1bck"), _partition_web1),
+    ("slow-web2", ("web2",), _slow_web2),
+    ("lossy-web1", ("web1",), _lossy_web1),
+    ("flap-network-web1", ("web1",), _flap_network_web1),
 )
 
 # A pair of balancers: the same rows, the balancer's faults with the pair's expectations, and the pair's own.

@@ -64,6 +64,14 @@ def check_expectation(
                 detail="journalled" if kind in kinds else "not in the journal during the run",
             )
         )
+    for kind in expect.no_events:
+        out.append(
+            Verdict(
+                what=f"expect: no {kind} event",
+                ok=kind not in kinds,
+                detail="journalled during the run" if kind in kinds else "none in the journal",
+            )
+        )
     return out
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterable
+from pathlib import Path
 
 from relevo.cluster import Cluster
 from relevo.controller import daemon
@@ -15,7 +17,7 @@ from relevo.haproxy.runtime import AdminState
 from relevo.lock import cluster_lock
 from relevo.procs import ProcessRecord, is_ours
 from relevo.providers.base import Fault as NodeFault
-from relevo.scenarios.model import Action, Fault
+from relevo.scenarios.model import LASTING_ACTIONS, Action, Fault, Scenario
 
 # The actions that are a provider's fault, and which.
 PROVIDER_FAULTS = {
@@ -37,23 +39,40 @@ def fault_lock(cluster: Cluster, fault: Fault) -> contextlib.AbstractContextMana
 
 def unsupported(cluster: Cluster, fault: Fault) -> str | None:
     """Why the node's provider cannot do `fault` here (the scenario is then skipped); None when it can."""
-    node_fault = PROVIDER_FAULTS.get(fault.action)
+    node_fault = PROVIDER_FAULTS.get(fault.action) or LASTING_ACTIONS.get(fault.action)
     if node_fault is None or fault.node is None:
         return None
     reason = cluster.cannot(fault.node, node_fault)
     return f"{fault.label}: {reason}" if reason else None
 
 
-def apply_fault(cluster: Cluster, fault: Fault) -> None:
-    """Do `fault` now (the caller holds `fault_lock`). Raises ProviderError (or RuntimeAPIError) when it
-    could not be done."""
+def refuse_unsupported(cluster: Cluster, scenarios: Iterable[Scenario], source: Path) -> None:
+    """A user's scenario file naming a fault the node's provider cannot do here is refused at that
+    fault's line (exit status 2), before anything runs."""
+    from relevo.scenarios.loader import ScenarioFileError
+
+    for scenario in scenarios:
+        for fault in scenario.faults:
+            reason = unsupported(cluster, fault)
+            if reason is not None:
+                raise ScenarioFileError(
+                    f"scenarios.{scenario.name}: {reason}", path=source, line=fault.line or 0, column=1
+                )
+
+
+def apply_fault(cluster: Cluster, fault: Fault) -> str | None:
+    """Do `fault` now (the caller holds `fault_lock`); for a lasting fault, returns the means the provider
+    used. Raises ProviderError (or RuntimeAPIError) when it could not be done."""
     action, node = fault.action, fault.node
+    if action in LASTING_ACTIONS:
+        assert node is not None and fault.amount is not None  # the loader and the catalogue give both
+        return cluster.impair(node, fault.amount)
     if action is Action.KILL_CONTROLLER:
         kill_controller(cluster)
-        return
+        return None
     if action is Action.START_CONTROLLER:
         daemon.start_background(cluster.topology)
-        return
+        return None
     assert node is not None  # the loader and the catalogue give every other action a node
     backend = cluster.topology.balancer.BACKEND
     node_fault = PROVIDER_FAULTS.get(action)
@@ -67,6 +86,16 @@ def apply_fault(cluster: Cluster, fault: Fault) -> None:
         cluster.runtime.set_state(backend, node, AdminState.MAINT)
     elif action is Action.READY:
         cluster.runtime.set_state(backend, node, AdminState.READY)
+    return None
+
+
+def heal_fault(cluster: Cluster, fault: Fault) -> None:
+    """End a spanned fault: a lasting one healed, a hang resumed (the caller holds `fault_lock`)."""
+    assert fault.node is not None
+    if fault.action in LASTING_ACTIONS:
+        cluster.heal(fault.node)
+    else:
+        cluster.fault(fault.node, NodeFault.RESUME)
 
 
 def kill_controller(cluster: Cluster) -> None:

@@ -28,14 +28,17 @@ from relevo.controller.events import EventKind
 from relevo.errors import TopologyError
 from relevo.model import Role, Topology
 from relevo.positioned import PositionedReader, compose_yaml, read_yaml_text
+from relevo.providers.base import Impairment
 from relevo.scenarios.model import (
     CONTROLLER_ACTIONS,
+    LASTING_ACTIONS,
     OPEN_CONNECTIONS,
     OPEN_DURATION_S,
     OPEN_RATE_RPS,
     SEED_LOOPS,
     SEED_RAMP_UP_S,
     SEED_THREADS,
+    SPANNED_ACTIONS,
     Action,
     Expectation,
     Fault,
@@ -48,6 +51,14 @@ from relevo.scenarios.model import (
 MAX_FILE_BYTES = 1 << 20
 MAX_FAULTS = 1000
 EVENT_KINDS = tuple(str(kind) for kind in EventKind)
+# Each lasting fault's amounts: key -> (lowest, highest, unit, required).
+AMOUNTS: dict[Action, dict[str, tuple[float, float, str, bool]]] = {
+    Action.DELAY: {"ms": (1, 60_000, "milliseconds", True), "jitter": (0, 60_000, "milliseconds", False)},
+    Action.SLOW: {"ms": (1, 60_000, "milliseconds", True)},
+    Action.LOSS: {"pct": (0.01, 100, "a percentage", True)},
+    Action.BANDWIDTH: {"kbit": (8, 10_000_000, "kbit/s", True)},
+}
+AMOUNT_KEYS = ("ms", "jitter", "pct", "kbit")
 # Actions that act on Apache (a web node), not on the balancer.
 WEB_ONLY = frozenset({Action.HANG_WORKERS, Action.MAINTENANCE, Action.READY})
 
@@ -105,14 +116,15 @@ class _ScenarioReader:
     def scenario(self, name: str, node: yaml.Node) -> Scenario:
         where = f"scenarios.{name}"
         section = self.read.mapping(node, where, {"description", "load", "setup", "faults", "expect"})
+        load = self.load(section.get("load"), f"{where}.load")
         return Scenario(
             name=name,
             description=self.read.string(section["description"], f"{where}.description")
             if "description" in section
             else name,
-            load=self.load(section.get("load"), f"{where}.load"),
+            load=load,
             setup=self.setup(section["setup"], f"{where}.setup") if "setup" in section else Setup(),
-            faults=self.faults(section["faults"], f"{where}.faults") if "faults" in section else (),
+            faults=self.faults(section["faults"], f"{where}.faults", load) if "faults" in section else (),
             expect=self.expect(section["expect"], f"{where}.expect")
             if "expect" in section
             else Expectation(),
@@ -194,7 +206,7 @@ class _ScenarioReader:
             controller = value
         return Setup(running=running, in_rotation=rotation, controller=controller)
 
-    def faults(self, node: yaml.Node, where: str) -> tuple[Fault, ...]:
+    def faults(self, node: yaml.Node, where: str, load: LoadSettings) -> tuple[Fault, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.read.fail(node, f"{where}: expected a list such as `- {{at: 3s, kill: web1}}`")
         if len(node.value) > MAX_FAULTS:
@@ -203,7 +215,7 @@ class _ScenarioReader:
         out: list[Fault] = []
         for i, item in enumerate(node.value):
             here = f"{where}[{i}]"
-            section = self.read.mapping(item, here, {"at", "after", *actions})
+            section = self.read.mapping(item, here, {"at", "after", "for", *AMOUNT_KEYS, *actions})
             if "at" not in section:
                 raise self.read.fail(item, f"{here}: missing `at:` (when, after the load starts, e.g. 3s)")
             after = None
@@ -214,7 +226,7 @@ class _ScenarioReader:
                         section["after"],
                         f"{here}.after: expected a controller event, one of: {', '.join(EVENT_KINDS)}",
                     )
-            named = [k for k in section if k not in ("at", "after")]
+            named = [k for k in section if k not in ("at", "after", "for", *AMOUNT_KEYS)]
             if len(named) != 1:
                 raise self.read.fail(
                     item, f"{here}: expected exactly one action, one of: {', '.join(sorted(actions))}"
@@ -222,6 +234,9 @@ class _ScenarioReader:
             action = Action(named[0])
             at = self.read.duration(section["at"], f"{here}.at", low_s=0.0)
             value_node = section[named[0]]
+            for_s = self.span(section, here, action, at, load)
+            amount = self.amount(section, here, action, item)
+            line = item.start_mark.line + 1
             if action in CONTROLLER_ACTIONS:
                 if self.read.scalar(value_node, f"{here}.{action}") is not True:
                     raise self.read.fail(value_node, f"{here}.{action}: expected `true` (it names no node)")
@@ -231,8 +246,74 @@ class _ScenarioReader:
             if action not in WEB_ONLY:
                 roles = (*roles, Role.BALANCER)
             node_name = self.node_name(value_node, f"{here}.{action}", roles)
-            out.append(Fault(at_s=at, action=action, node=node_name, after=after))
+            out.append(
+                Fault(
+                    at_s=at,
+                    action=action,
+                    node=node_name,
+                    after=after,
+                    for_s=for_s,
+                    amount=amount,
+                    line=line,
+                )
+            )
         return tuple(sorted(out, key=lambda f: f.at_s))
+
+    def span(
+        self, section: dict[str, yaml.Node], here: str, action: Action, at: float, load: LoadSettings
+    ) -> float | None:
+        """`for:` a lasting fault's or a hang's span, which must end inside the load (when it has a
+        known length)."""
+        if "for" not in section:
+            return None
+        if action not in SPANNED_ACTIONS:
+            spanned = ", ".join(sorted(str(a) for a in SPANNED_ACTIONS))
+            raise self.read.fail(
+                section["for"], f"{here}.for: {action} has no span; `for:` goes with {spanned}"
+            )
+        for_s = self.read.duration(section["for"], f"{here}.for", low_s=0.001, high_s=3600.0)
+        if load.duration_s is not None and at + for_s > load.duration_s:
+            raise self.read.fail(
+                section["for"],
+                f"{here}.for: the fault would end at {at + for_s:g} s, after the load's end at "
+                f"{load.duration_s:g} s (every fault is healed inside the run)",
+            )
+        return for_s
+
+    def amount(
+        self, section: dict[str, yaml.Node], here: str, action: Action, item: yaml.Node
+    ) -> Impairment | None:
+        """A lasting fault's amount: exactly the keys its kind takes, each within bounds."""
+        wanted = AMOUNTS.get(action, {})
+        for key in section:
+            if key in AMOUNT_KEYS and key not in wanted:
+                takes = ", ".join(wanted) or "no amount"
+                raise self.read.fail(section[key], f"{here}.{key}: {action} takes {takes}")
+        if action not in LASTING_ACTIONS:
+            return None
+        values: dict[str, float] = {}
+        for key, (low, high, unit, required) in wanted.items():
+            if key not in section:
+                if required:
+                    raise self.read.fail(
+                        item, f"{here}: {action} needs `{key}:` ({unit}, {low:g} to {high:g})"
+                    )
+                continue
+            value = self.read.scalar(section[key], f"{here}.{key}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise self.read.fail(
+                    section[key], f"{here}.{key}: expected {unit} from {low:g} to {high:g}, got {value!r}"
+                )
+            values[key] = float(value)
+        if "jitter" in values and values["jitter"] > values.get("ms", 0.0):
+            raise self.read.fail(section["jitter"], f"{here}.jitter: at most the delay itself (`ms`)")
+        return Impairment(
+            fault=LASTING_ACTIONS[action],
+            ms=values.get("ms", 0.0),
+            jitter_ms=values.get("jitter", 0.0),
+            pct=values.get("pct", 0.0),
+            kbit=int(values.get("kbit", 0)),
+        )
 
     def expect(self, node: yaml.Node, where: str) -> Expectation:
         keys = {"max_failed", "min_error_pct", "error_codes", "served_by", "events"}

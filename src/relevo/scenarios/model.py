@@ -12,6 +12,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from relevo.providers.base import Fault as NodeFault
+from relevo.providers.base import Impairment
+
 # The seed's JMeter plan: 1000 threads, ramp-up 1 s, 50 loops (50,000 GETs).
 SEED_THREADS = 1000
 SEED_LOOPS = 50
@@ -41,10 +44,26 @@ class Action(enum.StrEnum):
     RELOAD = "reload"  # the node re-reads its configuration without dropping connections
     KILL_CONTROLLER = "kill-controller"  # SIGKILL the failover controller
     START_CONTROLLER = "start-controller"  # start the failover controller again
+    # Lasting faults, healed at the end of their span (`for:`) or of the load, and on any exit.
+    DELAY = "delay"  # every round trip to the node `ms` longer (+- `jitter`)
+    LOSS = "loss"  # `pct` % of the node's packets dropped
+    BANDWIDTH = "bandwidth"  # the node's answers at `kbit` kbit/s at most
+    PARTITION = "partition"  # the balancer and the controller cannot reach the node; it keeps running
+    SLOW = "slow"  # every answer of the node starts `ms` later
 
 
 # Actions that name no node.
 CONTROLLER_ACTIONS = frozenset({Action.KILL_CONTROLLER, Action.START_CONTROLLER})
+# Actions that last: each is one of the provider's lasting faults.
+LASTING_ACTIONS = {
+    Action.DELAY: NodeFault.DELAY,
+    Action.LOSS: NodeFault.LOSS,
+    Action.BANDWIDTH: NodeFault.BANDWIDTH,
+    Action.PARTITION: NodeFault.PARTITION,
+    Action.SLOW: NodeFault.SLOW,
+}
+# Actions that may have a span (`for:`): the lasting ones, and the hangs (healed by a resume).
+SPANNED_ACTIONS = frozenset({*LASTING_ACTIONS, Action.HANG, Action.HANG_WORKERS})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,10 +74,24 @@ class Fault:
     # And not before the controller has journalled this kind of event in the run (`failover`: a standby
     # serves): a fault that follows the controller, however long the provider takes to start a standby.
     after: str | None = None
+    # How long it lasts (SPANNED_ACTIONS only): healed at at_s + for_s. None: a lasting fault lasts
+    # until the load ends; a hang until a `resume`.
+    for_s: float | None = None
+    # A lasting fault's amount (ms, jitter_ms, pct, kbit: see providers.base.Impairment).
+    amount: Impairment | None = None
+    line: int | None = None  # where a scenario file wrote it (errors found later point there)
 
     @property
     def label(self) -> str:
-        return f"{self.action} {self.node}" if self.node else str(self.action)
+        if self.amount is not None and self.node:
+            text = self.amount.describe().replace(str(self.amount.fault), f"{self.action} {self.node}", 1)
+        else:
+            text = f"{self.action} {self.node}" if self.node else str(self.action)
+        return text + (f" for {self.for_s:g} s" if self.for_s is not None else "")
+
+    @property
+    def heal_at_s(self) -> float | None:
+        return None if self.for_s is None else self.at_s + self.for_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +148,7 @@ class Expectation:
     error_codes: tuple[str, ...] = ()  # the only response codes failures may have (503: the custom page)
     served_by: tuple[str, ...] = ()  # each of these must answer some requests
     events: tuple[str, ...] = ()  # event kinds the controller must have journalled during the run
+    no_events: tuple[str, ...] = ()  # event kinds it must not have journalled (no failover: slow-web2)
 
     def describe(self) -> str:
         parts = []
@@ -128,6 +162,8 @@ class Expectation:
             parts.append("served by " + ", ".join(self.served_by))
         if self.events:
             parts.append("events " + ", ".join(self.events))
+        if self.no_events:
+            parts.append("no " + ", ".join(self.no_events))
         return "; ".join(parts) or "measured, nothing expected"
 
 

@@ -37,6 +37,9 @@ class Marker:
     source: str  # "fault" or "controller"
     kind: str  # the fault's action, or the event's kind (failover, health, drained, ...)
     label: str
+    # A fault that lasted (a network fault, a hang with `for:`): when it was healed; None for an instant.
+    end_t_s: float | None = None
+    means: str = ""  # how the provider did it (a lasting fault): "iptables statistic ...", "netem", ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,6 @@ from typing import Any
 
 from relevo.cluster import Cluster
 from relevo.controller.journal import read_events
-from relevo.errors import RelevoError
 from relevo.loadgen import engine
 from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.jtl import read_samples
@@ -25,25 +24,22 @@ from relevo.loadgen.stats import RunStats
 from relevo.loadgen.summary import summarize
 from relevo.model import Topology
 from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
-from relevo.scenarios.faults import apply_fault, fault_lock, unsupported
+from relevo.scenarios.faults import unsupported
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
 from relevo.scenarios.prepare import prepare
 from relevo.scenarios.result import (
-    Marker,
     ScenarioResult,
     Second,
-    Verdict,
     failovers_from_events,
     markers_from_events,
 )
+from relevo.scenarios.timeline import Timeline
 
 Progress = Callable[[str], None]
 # Events journalled this long after the load's end still belong to it (a failback's drain finishing).
 EVENTS_AFTER_S = 1.0
 # A run may not outlast its plan by more than this (a stall the engine's timeouts should have ended).
 RUN_MARGIN_S = 120.0
-# How often a fault that waits for a controller event reads the journal.
-AFTER_POLL_S = 0.05
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +110,8 @@ def run_scenarios(
 ) -> list[ScenarioResult]:
     cluster = Cluster(topology)
     results = []
+    for healed in cluster.heal_all():  # what a relevo that died mid-span left in force
+        progress(f"healed {healed} (left by an earlier run)")
     try:
         for n, scenario in enumerate(scenarios, 1):
             if override is not None:
@@ -157,11 +155,16 @@ def run_one(
     with tempfile.TemporaryDirectory(prefix="relevo-scenario-") as scratch:
         jtl = Path(scratch) / "samples.jtl"
         handle = engine.start(plan, workers=workers, jtl=jtl, on_progress=on_progress)
-        # A hang's workers stay stopped until the next preparation resumes every node.
-        with handle:
-            markers, fault_verdicts = _inject(cluster, scenario, handle)
-            limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
-            result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
+        # A hang's workers stay stopped until the next preparation resumes every node (unless spanned).
+        timeline = Timeline(cluster, scenario, handle)
+        try:
+            with handle:
+                timeline.play()
+                limit = (plan.duration_s or 0.0) + RUN_MARGIN_S
+                result = handle.wait(timeout_s=None if plan.duration_s is None else limit)
+        finally:
+            timeline.close()  # every fault still in force healed: the load's end, an error, Ctrl-C
+        markers, fault_verdicts = timeline.markers, timeline.verdicts
         latencies = per_second_latency(jtl, result.started_at)
     events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
     report = summarize(
@@ -204,47 +207,6 @@ def skipped_result(scenario: Scenario, reason: str) -> ScenarioResult:
     """A scenario not run, with why: no samples, no verdicts, neither passed nor failed."""
     report = summarize(RunStats(), meta={"scenario": scenario.name, "skipped": reason})
     return ScenarioResult(scenario=scenario, report=report, seconds=(), skipped=reason)
-
-
-def _inject(
-    cluster: Cluster, scenario: Scenario, handle: engine.LoadRun
-) -> tuple[list[Marker], list[Verdict]]:
-    """Each fault at its time on the load's clock; a fault the load ended before is reported, not done."""
-    markers: list[Marker] = []
-    verdicts: list[Verdict] = []
-    began = time.time() - handle.elapsed_s()
-    for fault in scenario.faults:
-        while not handle.done and handle.elapsed_s() < fault.at_s:
-            time.sleep(min(0.01, max(0.0, fault.at_s - handle.elapsed_s())))
-        while not handle.done and fault.after and not _journalled(cluster.paths.events, fault.after, began):
-            time.sleep(AFTER_POLL_S)
-        if handle.done:
-            waited = f" and the controller's {fault.after}" if fault.after else ""
-            verdicts.append(
-                Verdict(
-                    what=f"fault {fault.label} at {fault.at_s:g} s{waited}",
-                    ok=False,
-                    detail="the load ended before it: lengthen the load or move the fault",
-                )
-            )
-            continue
-        try:
-            with fault_lock(cluster, fault):
-                at = handle.elapsed_s()  # when it was done: a lock held by another writer delays it
-                apply_fault(cluster, fault)
-        except RelevoError as exc:
-            verdicts.append(Verdict(what=f"fault {fault.label}", ok=False, detail=str(exc)))
-            continue
-        markers.append(Marker(t_s=at, source="fault", kind=str(fault.action), label=fault.label))
-    return markers, verdicts
-
-
-def _journalled(journal: Path, kind: str, since: float) -> bool:
-    def match(event: Mapping[str, Any]) -> bool:
-        ts = event.get("ts")
-        return event.get("kind") == kind and isinstance(ts, int | float) and ts >= since
-
-    return bool(read_events(journal, 1, keep=match))
 
 
 def per_second_latency(jtl: Path, started_at: float) -> dict[int, tuple[float, float]]:

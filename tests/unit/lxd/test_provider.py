@@ -10,6 +10,7 @@ import pytest
 from relevo.errors import ProviderError, TopologyError
 from relevo.lxd.client import ExecResult, Instance
 from relevo.lxd.errors import LXDNotFoundError
+from relevo.lxd.transport import Endpoint
 from relevo.model import Capacity
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
@@ -25,6 +26,7 @@ class FakeClient:
 
     def __init__(self, statuses: dict[str, str]) -> None:
         self.statuses = statuses
+        self.endpoint = Endpoint(url="https://far.example:8443")  # not this host's daemon
         self.calls: list[tuple[str, ...]] = []
 
     def instances(self) -> list[Instance]:
@@ -115,7 +117,10 @@ def test_hang_workers_and_reload_run_in_the_guest_and_the_balancer_has_no_worker
     assert reason is not None and "web node" in reason
     with pytest.raises(ProviderError, match="web node"):
         provider.fault("ha1", Fault.HANG_WORKERS)
-    assert provider.cannot("web1", Fault.DELAY) == "the lxd provider has no means for delay"
+    assert provider.cannot("web1", Fault.DISK_FULL) == "the lxd provider has no means for disk-full"
+    # Network faults enter the container's namespace from the host: not for another host's daemon.
+    reason = provider.cannot("web1", Fault.DELAY)
+    assert reason is not None and "must be this host's" in reason
 
 
 def test_a_web_node_listens_on_nothing_of_this_host(tmp_path: Path) -> None:

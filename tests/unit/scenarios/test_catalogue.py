@@ -12,11 +12,11 @@ def topology_of(text: str, tmp_path):
 
 
 def test_the_seed_layout_runs_every_built_in_scenario(tmp_path):
-    """With the seed's four web nodes, all sixteen scenarios are available, in catalogue order."""
+    """With the seed's four web nodes, all twenty scenarios are available, in catalogue order."""
     available, unavailable = catalogue(topology_of("", tmp_path))
     assert list(available) == list(names())
     assert not unavailable
-    assert len(available) == 16
+    assert len(available) == 20
 
 
 def test_the_seed_five_are_static_closed_loop_runs_with_the_seeds_plan(tmp_path):

@@ -55,3 +55,24 @@ def test_the_providers_reason_makes_the_scenario_skipped(
     assert "skipped: reload ha1: no means for reload here" in comparison_text([result])
     written = write_report([result], tmp_path / "report", title="t")
     assert "no means for reload here" in written.html.read_text()
+
+
+def test_a_scenario_file_with_a_fault_the_provider_lacks_is_refused_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a user's file (unlike the built-in catalogue, where it is skipped) a fault the provider cannot
+    do is an input error at that fault's line: exit status 2, before anything runs."""
+    from relevo.scenarios.faults import refuse_unsupported
+    from relevo.scenarios.loader import ScenarioFileError, parse_scenarios
+
+    monkeypatch.setitem(base.PROVIDERS, "refusing", f"{__name__}:Refusing")
+    topology = parse_topology("provider: refusing\n", source=None, state_dir=tmp_path / ".relevo")
+    text = (
+        "scenarios:\n  s:\n    load: {rate: 100, duration: 4s}\n    faults:\n"
+        "      - {at: 1s, kill: web1}\n      - {at: 2s, for: 1s, partition: web2}\n"
+    )
+    loaded = parse_scenarios(text, source=tmp_path / "s.yaml", topology=topology)
+    with pytest.raises(ScenarioFileError) as caught:
+        refuse_unsupported(Cluster(topology), loaded.values(), tmp_path / "s.yaml")
+    assert (caught.value.line, caught.value.exit_status) == (6, 2)
+    assert "partition web2 for 1 s: the refusing provider has no lasting faults" in str(caught.value)

@@ -6,8 +6,8 @@ the delay, slow and bandwidth faults, since this kernel has no netem. Run as its
 
 It listens on ADDR (a free port), prints that port on its first line, and for each connection opens one
 to the upstream with the socket mark N (the DNAT rule that sends traffic here skips marked packets, so
-the proxy's own connection reaches the node). Delay: each chunk waits half the delay in each direction
-(one round trip takes `delay` longer; jitter spread evenly, order kept). Slow: the first chunk of each
+the proxy's own connection reaches the node). Delay: each chunk of the answers waits the delay (one round
+trip takes `delay` longer; jitter spread evenly, order kept). Slow: the first chunk of each
 answer waits `slow`. Bandwidth: answers flow at `kbit` at most. It dies with its parent (PDEATHSIG) and
 after `max-s` whatever happens: every fault is bounded in time.
 """
@@ -36,11 +36,13 @@ class Shape:
         self.slow_s = slow_ms / 1000
         self.bytes_per_s = kbit * 1000 / 8 if kbit > 0 else 0.0
 
-    def one_way(self) -> float:
-        half = self.delay_s / 2
+    def answer_delay(self) -> float:
+        """The whole round trip's delay, put on the answers' way (one wait per chunk, not two: each wake-up
+        of a busy machine's scheduler adds its own latency)."""
+        delay = self.delay_s
         if self.jitter_s:
-            half += random.uniform(-self.jitter_s / 2, self.jitter_s / 2)  # noqa: S311 (jitter, not a secret)
-        return max(0.0, half)
+            delay += random.uniform(-self.jitter_s / 2, self.jitter_s / 2)  # noqa: S311 (jitter, not a secret)
+        return max(0.0, delay)
 
 
 async def pump(
@@ -76,7 +78,7 @@ async def pump(
     sender = asyncio.ensure_future(release())
     try:
         while data := await reader.read(CHUNK):
-            due = time.monotonic() + shape.one_way()
+            due = time.monotonic() + (shape.answer_delay() if answers else 0.0)
             if answers and shape.slow_s and asked.is_set():
                 asked.clear()  # the first chunk of this answer: the server "took" slow_s to start it
                 due += shape.slow_s

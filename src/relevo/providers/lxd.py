@@ -10,6 +10,7 @@ are the same as locally. Faults: crash = forced stop, hang = freeze, resume = un
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence

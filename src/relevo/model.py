@@ -128,6 +128,20 @@ class ControllerSettings:
     start_timeout_s: float = 10.0
     restart_backoff_s: float = 1.0
     restart_backoff_max_s: float = 30.0
+    # The controller's Prometheus metrics at http://BALANCER:PORT/metrics, on the balancer's host address
+    # (loopback), behind the cluster's credentials; 0 turns them off.
+    metrics_port: int = 8406
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DashboardSettings:
+    """The live dashboard `relevo up` starts beside the controller (`relevo dashboard`)."""
+
+    enabled: bool = True
+    # On the balancer's host address (loopback), like the stats page; `relevo dashboard --listen` moves it.
+    port: int = 8405
+    # The kill/hang/stop/... buttons; None: on for the local provider, off for the others.
+    actions: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +209,7 @@ class Topology:
     health: HealthCheck = HealthCheck()
     standby: StandbyPolicy = StandbyPolicy()
     controller: ControllerSettings = ControllerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     capacity: Capacity = Capacity()  # every node's, unless the node sets its own
     # Each provider's own settings (`providers: {lxd: {...}}`), as the provider declared and checked them.
     providers: Mapping[str, Mapping[str, OptionValue]] = field(default_factory=lambda: MappingProxyType({}))

@@ -106,6 +106,12 @@ class PositionedReader:
             )
         return value
 
+    def boolean(self, node: yaml.Node, where: str) -> bool:
+        value = self.scalar(node, where)
+        if not isinstance(value, bool):
+            raise self.fail(node, f"{where}: expected true or false, got {shown(node.value)}")
+        return value
+
     def string(self, node: yaml.Node, where: str) -> str:
         value = self.scalar(node, where)
         if not isinstance(value, str) or not value:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import os
 import secrets as random_tokens
@@ -42,3 +45,18 @@ def load_or_create_secrets(path: Path) -> Secrets:
     created = Secrets(stats_user="admin", stats_password=random_tokens.token_urlsafe(18))
     write_private(path, json.dumps(asdict(created), indent=2) + "\n")
     return created
+
+
+def authorized(header: str, user: str, password: str) -> bool:
+    """An HTTP Basic `Authorization` header naming exactly these credentials (compared in constant time)."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    given_user, _, given_password = given.partition(":")
+    return hmac.compare_digest(given_user.encode(), user.encode()) & hmac.compare_digest(
+        given_password.encode(), password.encode()
+    )

@@ -27,6 +27,7 @@ from relevo.model import (
     BalancerPair,
     Capacity,
     ControllerSettings,
+    DashboardSettings,
     Endpoint,
     Failback,
     HealthCheck,
@@ -138,6 +139,7 @@ class _Reader:
                 "health",
                 "standby",
                 "controller",
+                "dashboard",
                 "capacity",
                 "nodes",
                 "providers",
@@ -168,6 +170,7 @@ class _Reader:
             health=self.health(top["health"]) if "health" in top else HealthCheck(),
             standby=self.standby(top["standby"]) if "standby" in top else StandbyPolicy(),
             controller=self.controller(top["controller"]) if "controller" in top else ControllerSettings(),
+            dashboard=self.dashboard(top["dashboard"]) if "dashboard" in top else DashboardSettings(),
             capacity=capacity,
             providers=self.providers(top.get("providers")),
             network=str(self.network),
@@ -393,9 +396,21 @@ class _Reader:
                 values[attr] = self.read.integer(
                     value_node, f"controller.{key}", low=JOURNAL_MAX_BYTES_LOW, high=JOURNAL_MAX_BYTES_HIGH
                 )
+            elif attr == "metrics_port":
+                values[attr] = self.read.integer(value_node, f"controller.{key}", low=0, high=65535)
             else:
                 values[attr] = self.read.integer(value_node, f"controller.{key}", low=0, high=10**12)
         return ControllerSettings(**values)
+
+    def dashboard(self, node: yaml.Node) -> DashboardSettings:
+        section = self.read.mapping(node, "dashboard", {"enabled", "port", "actions"})
+        values: dict[str, Any] = {}
+        for key in ("enabled", "actions"):
+            if key in section:
+                values[key] = self.read.boolean(section[key], f"dashboard.{key}")
+        if "port" in section:
+            values["port"] = self.read.port(section["port"], "dashboard.port")
+        return DashboardSettings(**values)
 
     def capacity(self, node: yaml.Node, where: str, default: Capacity) -> Capacity:
         section = self.read.mapping(node, where, {"workers", "cpu"})

@@ -214,3 +214,34 @@ def test_capacity_cpu_is_a_number_of_cores_inherited_and_overridden(tmp_path):
     with pytest.raises(TopologyError, match=r"capacity.cpu: expected a number of cores") as info:
         parse_topology("capacity: {cpu: lots}\n", source=None, state_dir=tmp_path)
     assert info.value.line == 1
+
+
+def test_dashboard_and_metrics_settings_are_read():
+    """`dashboard:` (on by default, port 8405, actions by provider) and `controller.metrics_port`."""
+    assert parse("{}\n").dashboard.enabled is True
+    assert parse("{}\n").controller.metrics_port == 8406
+    topology = parse(
+        "dashboard: {enabled: false, port: 9999, actions: false}\ncontroller: {metrics_port: 0}\n"
+    )
+    assert (topology.dashboard.enabled, topology.dashboard.port, topology.dashboard.actions) == (
+        False,
+        9999,
+        False,
+    )
+    assert topology.controller.metrics_port == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dashboard: {enabled: maybe}\n", "dashboard.enabled: expected true or false, got 'maybe'"),
+        ("dashboard: {port: 70000}\n", "dashboard.port: expected a whole number from 1 to 65535"),
+        ("dashboard: {listen: 0.0.0.0}\n", "unknown key 'listen'"),
+        ("controller: {metrics_port: -1}\n", "metrics_port: expected a whole number from 0 to 65535"),
+    ],
+)
+def test_bad_dashboard_settings_name_the_line(text, expected):
+    """A wrong dashboard or metrics setting is refused with its line and what was expected."""
+    error = error_of(text)
+    assert expected in str(error)
+    assert error.line == 1

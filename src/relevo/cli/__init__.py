@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "render": "relevo.cli.cluster:render",
     "watch": "relevo.cli.controller:watch",
     "events": "relevo.cli.controller:events",
+    "dashboard": "relevo.cli.dashboard:dashboard",
     "bench": "relevo.cli.bench:bench",
     "report": "relevo.cli.bench:report",
     "image": "relevo.cli.image:image",

@@ -16,6 +16,8 @@ from rich.table import Table
 from relevo.cli.common import console, err_console, file_option, get_topology, print_json
 from relevo.cluster import Cluster
 from relevo.controller import daemon
+from relevo.dashboard.process import dashboard_url
+from relevo.dashboard.process import running_pid as dashboard_pid
 from relevo.errors import RelevoError
 from relevo.files import write_atomic
 from relevo.lifecycle import down, up
@@ -55,9 +57,10 @@ def init(path: Path, force: bool) -> None:
 @click.command("up")
 @file_option
 @click.option("--no-controller", is_flag=True, help="Do not start the failover controller.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the dashboard (see `dashboard.enabled`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-def up_command(ctx: click.Context, no_controller: bool, as_json: bool) -> None:
+def up_command(ctx: click.Context, no_controller: bool, no_dashboard: bool, as_json: bool) -> None:
     """Start the cluster: render and check configs, start HAProxy and the primaries, wait until HAProxy
     sees them UP, start the failover controller. Standbys are prepared but stay stopped (cold).
 
@@ -65,15 +68,26 @@ def up_command(ctx: click.Context, no_controller: bool, as_json: bool) -> None:
     fails, what this call started is stopped again and the reason is printed."""
     topology = get_topology(ctx)
     result = up(topology, progress=_progress, controller=not no_controller)
+    dashboard = None
+    if topology.dashboard.enabled and not no_dashboard:
+        from relevo.dashboard.process import start_background
+
+        _progress("starting the dashboard")
+        dashboard = start_background(topology)[1]
+    metrics = daemon.controller_metrics_url(topology) if not no_controller else None
     if as_json:
-        print_json(asdict(result))
+        print_json({**asdict(result), "dashboard_url": dashboard, "controller_metrics_url": metrics})
         return
     console.print(
         f"[green]cluster {topology.name!r} is up[/]" + ("" if result.started else " (already running)")
     )
     console.print(f"  frontend  {result.frontend_url}")
     console.print(f"  stats     {result.stats_url}   (user and password in {result.secrets_file})")
-    console.print(f"  metrics   {result.metrics_url}")
+    console.print(f"  metrics   {result.metrics_url}   (HAProxy's)")
+    if metrics:
+        console.print(f"  metrics   {metrics}   (the controller's)")
+    if dashboard:
+        console.print(f"  dashboard {dashboard}   (the same user and password)")
     if result.controller_pid:
         console.print(
             f"  controller running as pid {result.controller_pid}: `relevo events --follow` to follow it"
@@ -88,7 +102,11 @@ def up_command(ctx: click.Context, no_controller: bool, as_json: bool) -> None:
 @click.pass_context
 def down_command(ctx: click.Context, as_json: bool) -> None:
     """Stop everything relevo started (by PID): controller, balancer, web nodes. Removes no file."""
-    stopped = down(get_topology(ctx), progress=_progress)
+    from relevo.dashboard.process import stop_background
+
+    topology = get_topology(ctx)
+    dashboard = stop_background(topology)
+    stopped = (["dashboard"] if dashboard else []) + down(topology, progress=_progress)
     if as_json:
         print_json({"stopped": stopped})
     else:
@@ -102,9 +120,12 @@ def down_command(ctx: click.Context, as_json: bool) -> None:
 def destroy_command(ctx: click.Context, as_json: bool) -> None:
     """`down`, then remove what relevo created for the cluster (LXD containers, bridge, profile), and
     nothing else."""
+    from relevo.dashboard.process import stop_background
     from relevo.lifecycle import destroy
 
-    removed = destroy(get_topology(ctx), progress=_progress)
+    topology = get_topology(ctx)
+    stop_background(topology)
+    removed = destroy(topology, progress=_progress)
     if as_json:
         print_json({"removed": removed})
     else:
@@ -130,6 +151,9 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
     console.print(f"frontend  {report['frontend_url']}", soft_wrap=True)
     stats = f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})"
     console.print(stats, soft_wrap=True)
+    if report["dashboard_url"]:
+        running = "" if report["dashboard_running"] else "  (not running: `relevo up` starts it)"
+        console.print(f"dashboard {report['dashboard_url']}{running}", soft_wrap=True)
     controller = report["controller"]
     if controller["running"]:
         console.print(f"controller [green]running[/] (pid {controller['pid']})")
@@ -205,6 +229,9 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
         "frontend_url": topology.balancer.frontend.url + "/",
         "stats_url": stats + "/stats",
         "metrics_url": stats + "/metrics",
+        "controller_metrics_url": daemon.controller_metrics_url(topology),
+        "dashboard_url": dashboard_url(topology),
+        "dashboard_running": dashboard_running(topology),
         "secrets_file": str(cluster.paths.secrets),
         "nodes": [asdict(node) for node in cluster.node_statuses()],
         # Each HAProxy of the cluster (a pair has two): where it runs and its own stats page.
@@ -223,6 +250,10 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
         # What the journal held that is not an event (skipped), in words: status shows the nodes anyway.
         "journal_problems": describe(journal),
     }
+
+
+def dashboard_running(topology: Topology) -> bool:
+    return dashboard_pid(topology) is not None
 
 
 def _count(value: int | None) -> str:

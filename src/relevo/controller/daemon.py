@@ -28,7 +28,7 @@ from relevo.controller.haproxy_view import Balancer, PolledBalancer, RuntimeBala
 from relevo.controller.health import ProbeResult
 from relevo.controller.journal import Journal, read_journal
 from relevo.controller.locked_nodes import LockedNodes
-from relevo.controller.loop import Controller, StopFlag, diff_settings, settings
+from relevo.controller.loop import Controller, Observer, StopFlag, diff_settings, settings
 from relevo.controller.probe import Prober, http_probe
 from relevo.controller.sources import cluster_sources
 from relevo.errors import RelevoError
@@ -42,6 +42,7 @@ from relevo.services.haproxy import runtime_sockets
 
 if TYPE_CHECKING:
     from relevo.cluster import Cluster
+    from relevo.controller.metrics import MetricsServer
 
 START_WAIT_S = 10.0
 STOP_WAIT_S = 5.0
@@ -115,6 +116,7 @@ def build_controller(
     held: HeldLock | None = None,
     stopping: Callable[[], bool] = lambda: False,
     lost: Callable[[], None] = lambda: None,
+    observer: Observer | None = None,
 ) -> tuple[Controller, Prober]:
     """The controller of a real cluster, wired to its provider, its HAProxy and its journal. Its starts
     and stops take the cluster lock (given up when `stopping()`); with `held`, the controller lock it
@@ -161,6 +163,7 @@ def build_controller(
         owned_file=owned_file(paths),
         housekeeping=(lambda: _housekeeping(cluster, held, lost)) if held else reap_children,
         sources=cluster_sources(cluster, [*(n.name for n in topology.nodes), topology.balancer.name]),
+        observer=observer,
     )
     return controller, prober
 
@@ -185,7 +188,10 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
         def lost() -> None:
             requests.stop = True
 
-        controller, prober = build_controller(topology, held=held, stopping=stopping, lost=lost)
+        metrics, metrics_server = _metrics(topology)
+        controller, prober = build_controller(
+            topology, held=held, stopping=stopping, lost=lost, observer=metrics
+        )
         _on_signals(requests)
 
         def reload() -> Topology | None:
@@ -197,12 +203,44 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
         try:
             controller.run(_Flag(stopping), reload)
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
             prober.close()
             if isinstance(controller.balancer, PolledBalancer | BalancerSet):
                 controller.balancer.close()
             mine = ProcessRecord.load(paths.controller_pid)
             if mine is not None and mine.pid == os.getpid():
                 paths.controller_pid.unlink(missing_ok=True)
+
+
+def controller_metrics_url(topology: Topology) -> str | None:
+    """Where the controller serves its Prometheus metrics (None when `controller.metrics_port` is 0)."""
+    port = topology.controller.metrics_port
+    return f"http://{topology.balancer.stats.address}:{port}/metrics" if port else None
+
+
+def _metrics(topology: Topology) -> tuple[Observer | None, MetricsServer | None]:
+    """The controller's metrics, and their server on the balancer's host address. A port that cannot be
+    had (taken, or an address this host lacks) is logged and costs only the metrics, never failover."""
+    if not topology.controller.metrics_port:
+        return None, None
+    from relevo.controller.metrics import ControllerMetrics, serve
+    from relevo.secrets import load_or_create_secrets
+
+    metrics = ControllerMetrics(topology)
+    secrets = load_or_create_secrets(StatePaths(topology.state_dir).secrets)
+    address = topology.balancer.stats.address
+    try:
+        server = serve(
+            metrics,
+            address,
+            topology.controller.metrics_port,
+            lambda: (secrets.stats_user, secrets.stats_password),
+        )
+    except OSError as exc:
+        LOG.warning("no metrics: cannot listen on %s:%s (%s)", address, topology.controller.metrics_port, exc)
+        return metrics, None
+    return metrics, server
 
 
 def _housekeeping(cluster: Cluster, held: HeldLock, lost: Callable[[], None]) -> None:

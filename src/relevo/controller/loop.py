@@ -76,6 +76,14 @@ class EventSources(Protocol):
     def close(self) -> None: ...
 
 
+class Observer(Protocol):
+    """Told each journal record and each tick's duration (the metrics, `controller/metrics.py`)."""
+
+    def on_event(self, record: Mapping[str, Any]) -> None: ...
+
+    def on_tick(self, took_s: float, snapshot: Mapping[str, Any]) -> None: ...
+
+
 def _nothing() -> None:
     pass
 
@@ -97,6 +105,7 @@ class Controller:
         runner: Runner | None = None,
         sources: EventSources | None = None,
         wake: threading.Event | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.topology = topology
         self.policy = Policy.from_topology(topology)
@@ -112,6 +121,8 @@ class Controller:
         self.sources = sources
         # Set by an event source or a finished provider action: the loop ticks at once.
         self.wake = wake or threading.Event()
+        self.observer = observer
+        self.last_snapshot: dict[str, Any] = {}
         self.runner: Runner = runner or ActionRunner(
             self.perform, timeout_s=topology.controller.action_timeout_s, clock=clock, done=self.wake.set
         )
@@ -538,6 +549,8 @@ class Controller:
     # --- records -------------------------------------------------------------------------------------
     def record(self, event: Event) -> None:
         record = self.events.append(event)
+        if self.observer is not None:
+            self.observer.on_event(record)
         durations = "".join(f" {k}={v:g}" for k, v in record["durations"].items())
         if event.kind in (EventKind.ACTION_FAILED, EventKind.STANDBY_FAILED):
             level = logging.WARNING
@@ -658,10 +671,11 @@ class Controller:
         }
 
     def write_state(self) -> None:
+        self.last_snapshot = self.snapshot()
         if self.state_file is None:
             return
         try:
-            write_atomic(self.state_file, json.dumps(self.snapshot()))
+            write_atomic(self.state_file, json.dumps(self.last_snapshot))
         except OSError as exc:
             self.log_error("state-file", f"cannot write {self.state_file}: {exc}")
 
@@ -706,6 +720,8 @@ class Controller:
                 if "tick" not in self._logged:
                     LOG.exception("a tick failed; the next one starts afresh")
                 self.log_error("tick", "ticks keep failing (see the first traceback above)")
+            if self.observer is not None:
+                self.observer.on_tick(self.clock() - began, self.last_snapshot)
             if reload is not None and (edited := reload()) is not None:
                 self.reload(edited)
             deadline = began + self.next_tick_s()

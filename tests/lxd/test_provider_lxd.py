@@ -268,6 +268,60 @@ def test_a_frozen_container_is_replaced(lxd_cluster: LXDCluster) -> None:
     assert failovers == ["web1bck", "web2bck"]
 
 
+def test_the_dashboard_shows_the_containers_states(lxd_cluster: LXDCluster, tmp_path: Path) -> None:
+    """`relevo up`'s dashboard on an LXD cluster, opened once in Chromium: every node's state on the page
+    is its container's (a frozen one shown as frozen), the controller runs, and the page has no
+    buttons (actions are off by default for containers)."""
+    from playwright.sync_api import sync_playwright
+
+    from relevo.dashboard import process
+
+    running = lxd_cluster
+    _pid, url = process.start_background(running.topology)
+    secrets = json.loads(running.cluster.paths.secrets.read_text())
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            try:
+                context = browser.new_context(
+                    http_credentials={
+                        "username": secrets["stats_user"],
+                        "password": secrets["stats_password"],
+                    },
+                    viewport={"width": 1280, "height": 900},
+                )
+                page = context.new_page()
+                page.goto(url)
+                page.wait_for_selector(
+                    '.node[data-node="controller"][data-condition="serving"]', timeout=20_000
+                )
+
+                def shown() -> dict[str, str]:
+                    found: dict[str, str] = page.evaluate(
+                        """() => Object.fromEntries([...document.querySelectorAll('.node[data-node]')]
+                          .filter((n) => n.dataset.node !== "controller")
+                          .map((n) => [n.dataset.node, n.querySelector('.state').textContent]))"""
+                    )
+                    return found
+
+                def agrees() -> bool:
+                    wanted = {n: s.lower() for n, s in running.statuses().items()}
+                    return shown() == {n: wanted[n] for n in shown()} and len(shown()) == 5
+
+                wait_until(
+                    agrees,
+                    "the page shows each container's state",
+                    timeout_s=20.0,
+                    explain=lambda: f" (page {shown()}, LXD {running.statuses()})",
+                )
+                assert page.locator("button[data-action]").count() == 0
+                page.screenshot(path=tmp_path / "dashboard-lxd.png", full_page=True)
+            finally:
+                browser.close()
+    finally:
+        process.stop_background(running.topology)
+
+
 def test_a_node_s_cpu_capacity_is_its_container_s_cpu_limit(lxd_cluster: LXDCluster) -> None:
     """web2bck's `capacity.cpu: 0.5` is its container's limits.cpu (1) and limits.cpu.allowance
     (50ms/100ms), which the kernel enforces on the running container as a 50 ms CFS quota per 100 ms;

@@ -20,6 +20,7 @@ import pytest
 from relevo.cluster import Cluster
 from relevo.controller.events import read_events
 from relevo.dashboard import process
+from relevo.providers.base import Fault
 from relevo.topology import load_topology
 
 from .conftest import RunningCluster, make_topology_file, skip_without_daemons, stop_cluster, wait_until
@@ -168,7 +169,7 @@ def test_page_says_what_it_cannot_reach_and_catches_up(up_with_dashboard, tmp_pa
             page.goto(url)
             page.wait_for_selector('.node[data-node="web1"][data-condition="serving"]', timeout=10_000)
             daemon.stop_background(running.topology)
-            running.cluster.kill("ha1", signal.SIGSTOP)
+            running.cluster.fault("ha1", Fault.HANG)
             try:
                 page.wait_for_function(
                     """() => !!document.querySelector('#unreachable li[data-source="haproxy"]')
@@ -180,7 +181,7 @@ def test_page_says_what_it_cannot_reach_and_catches_up(up_with_dashboard, tmp_pa
                 )
                 page.screenshot(path=artefact(tmp_path, "dashboard-unreachable.png"), full_page=True)
             finally:
-                running.cluster.kill("ha1", signal.SIGCONT)
+                running.cluster.fault("ha1", Fault.RESUME)
                 daemon.start_background(running.topology)
             page.wait_for_function(
                 """() => !document.querySelector('#unreachable li')
@@ -277,7 +278,7 @@ def test_prometheus_sees_one_more_failover(controlled, tmp_path):
             explain=lambda: (tmp_path / "prometheus.log").read_text()[-2000:],
         )
         before = value()
-        running.cluster.kill("web1", signal.SIGKILL)
+        running.cluster.fault("web1", Fault.CRASH)
         wait_until(
             lambda: any(e["kind"] == "failover" for e in read_events(running.cluster.paths.events)),
             "the controller journals the failover",

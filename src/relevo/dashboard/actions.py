@@ -5,17 +5,16 @@ person sets them on the stats page (the controller journals them as an operator'
 
 from __future__ import annotations
 
-import signal
-
 from relevo.cluster import Cluster
 from relevo.errors import RelevoError
 from relevo.haproxy.runtime import AdminState
 from relevo.lock import cluster_lock
 from relevo.model import Topology
+from relevo.providers.base import Fault
 
 # The buttons, in the order the page shows them.
 ACTIONS = ("kill", "hang", "resume", "start", "stop", "drain", "maintenance", "ready")
-SIGNALS = {"kill": signal.SIGKILL, "hang": signal.SIGSTOP, "resume": signal.SIGCONT}
+FAULTS = {"kill": Fault.CRASH, "hang": Fault.HANG, "resume": Fault.RESUME}
 ADMIN = {"drain": AdminState.DRAIN, "maintenance": AdminState.MAINT, "ready": AdminState.READY}
 
 
@@ -37,9 +36,13 @@ def perform(topology: Topology, node: str, action: str) -> str:
     """Do `action` to `node` as the CLI would; returns what was done, in words."""
     check(topology, node, action)
     cluster = Cluster(topology)
-    if action in SIGNALS:
-        cluster.kill(node, SIGNALS[action])  # `relevo kill NODE --signal KILL|STOP|CONT`
-        return f"sent SIG{SIGNALS[action].name.removeprefix('SIG')} to {node}"
+    if action in FAULTS:
+        fault = FAULTS[action]
+        why = cluster.cannot(node, fault)
+        if why is not None:
+            raise ActionError(f"{action} {node}: {why}")
+        cluster.fault(node, fault)  # `relevo kill NODE --signal KILL|STOP|CONT`
+        return f"{fault} of {node} done"
     if action == "start":
         from relevo.maintenance import start_node
 

@@ -123,7 +123,7 @@ def test_metrics_are_served_only_with_the_credentials(metrics):
 def test_the_loop_tells_the_metrics_each_failover_it_journals(tmp_path):
     """Wired into the controller (its observer hook), a killed primary's failover shows up as one more
     failover for that primary, with the journal's detection time."""
-    import signal
+    from relevo.providers.base import Fault
 
     from .fakes import World, controller, events, run, topology
 
@@ -132,7 +132,7 @@ def test_the_loop_tells_the_metrics_each_failover_it_journals(tmp_path):
     ctl = controller(topo, world)
     ctl.observer = ControllerMetrics(topo)
     run(world, ctl, 1.0)
-    world.kill("web1", signal.SIGKILL)
+    world.fault("web1", Fault.CRASH)
     run(world, ctl, 3.0)
     assert len(events(topo, "failover")) == 1
     found = samples(ctl.observer)

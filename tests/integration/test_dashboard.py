@@ -172,7 +172,7 @@ def test_page_says_what_it_cannot_reach_and_catches_up(up_with_dashboard, tmp_pa
             running.cluster.fault("ha1", Fault.HANG)
             try:
                 page.wait_for_function(
-                    """() => !!document.querySelector('#unreachable li[data-source="haproxy"]')
+                    """() => !!document.querySelector('#unreachable li[data-source="haproxy ha1"]')
                       && !!document.querySelector('#unreachable li[data-source="controller"]')
                       && document.querySelector('.node[data-node="ha1"]').dataset.condition === "hung"
                       && document.querySelector('.node[data-node="web2"] .state').textContent

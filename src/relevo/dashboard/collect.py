@@ -28,6 +28,7 @@ from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Role, Topology
 from relevo.paths import StatePaths
 from relevo.providers.base import NodeState
+from relevo.services.haproxy import runtime_sockets
 
 HISTORY_S = 300.0  # the charts' window: the last five minutes
 JOURNAL_KEPT = 300  # journal lines the page starts with
@@ -144,7 +145,8 @@ class Collector:
 
     topology: Topology
     states: StatesFn
-    runtime: Any = None  # a RuntimeAPI (or a fake with `command`)
+    # Each balancer's Runtime API by name (a pair has two; fakes with `command` in tests).
+    runtimes: Mapping[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     history_s: float = HISTORY_S
     series: deque[dict[str, Any]] = field(default_factory=deque)
@@ -155,16 +157,25 @@ class Collector:
 
     def __post_init__(self) -> None:
         paths = StatePaths(self.topology.state_dir)
-        if self.runtime is None:
-            self.runtime = RuntimeAPI(paths.runtime_socket, timeout_s=RUNTIME_TIMEOUT_S)
+        if not self.runtimes:
+            self.runtimes = {
+                name: RuntimeAPI(path, timeout_s=RUNTIME_TIMEOUT_S)
+                for name, path in runtime_sockets(self.topology).items()
+            }
         self._tail = JournalTail(paths.events)
 
     # -- the parts ---------------------------------------------------------------------------------------
-    def haproxy(self) -> tuple[dict[tuple[str, str], Stat] | None, str | None]:
-        try:
-            return parse_stat(self.runtime.command("show stat")), None
-        except Exception as exc:  # any failure is "cannot reach HAProxy", shown on the page
-            return None, f"HAProxy's Runtime API does not answer: {exc}"
+    def haproxy(self) -> tuple[dict[tuple[str, str], Stat] | None, dict[str, str]]:
+        """Every balancer's `show stat`, merged (a pair's counters added up: both take traffic), and
+        why each balancer that did not answer did not."""
+        answers: list[dict[tuple[str, str], Stat]] = []
+        errors: dict[str, str] = {}
+        for name, runtime in self.runtimes.items():
+            try:
+                answers.append(parse_stat(runtime.command("show stat")))
+            except Exception as exc:  # any failure is "cannot reach this HAProxy", shown on the page
+                errors[name] = f"its Runtime API does not answer: {exc}"
+        return (merge(answers) if answers else None), errors
 
     def provider(self) -> tuple[Mapping[str, NodeState], str | None]:
         try:
@@ -196,7 +207,7 @@ class Collector:
     def sample(self) -> dict[str, Any]:
         """Read every source once; return the update pushed to the pages (also kept as `latest`)."""
         now = self.clock()
-        stats, haproxy_error = self.haproxy()
+        stats, haproxy_errors = self.haproxy()
         states, provider_error = self.provider()
         controller, controller_error = self.controller()
         events, journal_error = self.new_events()
@@ -205,19 +216,20 @@ class Collector:
             self.series.append(point)
         while self.series and self.series[0]["t"] < now - self.history_s:
             self.series.popleft()
+        unreachable = {f"haproxy {name}": error for name, error in haproxy_errors.items()}
         self.latest = {
             "t": now,
-            "unreachable": {
+            "unreachable": unreachable
+            | {
                 source: error
                 for source, error in (
-                    ("haproxy", haproxy_error),
                     ("controller", controller_error),
                     ("provider", provider_error),
                     ("journal", journal_error),
                 )
                 if error
             },
-            "nodes": self.nodes(stats, states, controller),
+            "nodes": self.nodes(stats, states, controller, set(haproxy_errors)),
             "controller": {
                 "running": bool(controller.get("running")),
                 "pid": controller.get("pid"),
@@ -261,28 +273,27 @@ class Collector:
         stats: dict[tuple[str, str], Stat] | None,
         states: Mapping[str, NodeState],
         controller: Mapping[str, Any],
+        silent: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, Any]:
         """Each node as the picture shows it: process state, HAProxy's health and admin state, its
         condition in one word, sessions and requests per second, which primary a standby serves for."""
-        balancer = self.topology.balancer
-        backend = balancer.BACKEND
+        backend = self.topology.balancer.BACKEND
         point = self.series[-1] if self.series else {"rps": {}}
         seen = controller.get("nodes") or {}
-        front = stats.get((balancer.FRONTEND, "FRONTEND")) if stats is not None else None
-        balancer_state = _state(self.topology, balancer.name, states.get(balancer.name), {})
-        if stats is not None:
-            balancer_condition = "serving"
-        else:
-            balancer_condition = "hung" if balancer_state in ("paused", "frozen") else "down"
-        out: dict[str, Any] = {
-            balancer.name: {
-                "state": balancer_state,
-                "haproxy": "answering" if stats is not None else "not answering",
-                "condition": balancer_condition,
-                "sessions": front.sessions if front else None,
+        front = stats.get((self.topology.balancer.FRONTEND, "FRONTEND")) if stats is not None else None
+        out: dict[str, Any] = {}
+        for balancer in self.topology.balancers:
+            state = _state(self.topology, balancer.name, states.get(balancer.name), {})
+            answering = balancer.name not in silent
+            hung = state in ("paused", "frozen")
+            condition = "serving" if answering else ("hung" if hung else "down")
+            out[balancer.name] = {
+                "state": state,
+                "haproxy": "answering" if answering else "not answering",
+                "condition": condition,
+                "sessions": front.sessions if front and len(self.runtimes) == 1 else None,
                 "rps": sum(point["rps"].values()) if front and point["rps"] else None,
             }
-        }
         for node in self.topology.nodes:
             stat = stats.get((backend, node.name)) if stats is not None else None
             view = seen.get(node.name) or {}
@@ -313,6 +324,27 @@ class Collector:
         }
 
 
+def merge(answers: list[dict[tuple[str, str], Stat]]) -> dict[tuple[str, str], Stat]:
+    """Balancers' counters added up; the state words (status, check) are the first balancer's."""
+    merged = dict(answers[0])
+    for other in answers[1:]:
+        for key, stat in other.items():
+            first = merged.get(key)
+            if first is None:
+                merged[key] = stat
+                continue
+            merged[key] = Stat(
+                status=first.status,
+                sessions=first.sessions + stat.sessions,
+                requests=first.requests + stat.requests,
+                errors=first.errors + stat.errors,
+                rtime_ms=max(first.rtime_ms, stat.rtime_ms),
+                rtime_max_ms=max(first.rtime_max_ms, stat.rtime_max_ms),
+                check=first.check,
+            )
+    return merged
+
+
 def _health(status: str) -> str:
     word = status.split(" ", 1)[0]
     return "MAINT" if word.startswith("MAINT") else word
@@ -325,7 +357,8 @@ def _state(topology: Topology, name: str, state: NodeState | None, view: Mapping
         return "starting"
     if state is None:
         return "unknown"
-    provider = topology.balancer.provider if name == topology.balancer.name else topology.node(name).provider
+    balancers = {b.name: b.provider for b in topology.balancers}
+    provider = balancers[name] if name in balancers else topology.node(name).provider
     if state is NodeState.PAUSED and provider != "local":
         return "frozen"
     return str(state)
@@ -346,24 +379,26 @@ def _condition(role: Role, state: str, health: str) -> str:
         return "starting"
     if health == "MAINT":
         return "idle" if role is Role.STANDBY else "maint"
+    if health == "-":
+        return "unknown"  # running, and HAProxy cannot be asked what it makes of it
     return "down"
 
 
 def layout(topology: Topology) -> dict[str, Any]:
     """The picture's shape: the balancers (a list: one today, a pair with its VIP later), each primary
     with its standby, and the controller."""
-    balancer = topology.balancer
     return {
         "cluster": topology.name,
         "balancers": [
             {
-                "name": balancer.name,
-                "provider": balancer.provider,
-                "frontend": balancer.frontend.url + "/",
-                "stats": balancer.stats.url + "/stats",
+                "name": b.name,
+                "provider": b.provider,
+                "frontend": b.frontend.url + "/",
+                "stats": b.stats.url + "/stats",
             }
+            for b in topology.balancers
         ],
-        "vip": None,
+        "vip": topology.pair.vip if topology.pair is not None else None,
         "nodes": [
             {
                 "name": n.name,

@@ -57,7 +57,7 @@ def collector(tmp_path, states=None):
     made = Collector(
         topology=topology,
         states=lambda names: {n: (states or running)[n] for n in names},
-        runtime=runtime,
+        runtimes={"ha1": runtime},
         clock=clock,
     )
     return made, runtime, clock, topology
@@ -119,14 +119,15 @@ def test_an_unreachable_haproxy_is_named_and_the_rest_still_shown(tmp_path):
     states; once HAProxy answers again the next samples have points again."""
     made, runtime, clock, _ = collector(tmp_path)
     update = made.sample()
-    assert "did not answer" in update["unreachable"]["haproxy"]
+    assert "did not answer" in update["unreachable"]["haproxy ha1"]
     assert "controller" in update["unreachable"]  # no controller runs here either
     assert update["point"] is None
     assert update["nodes"]["web2"]["state"] == "running"
+    assert update["nodes"]["web2"]["condition"] == "unknown"  # running; HAProxy's view unknown
     assert update["nodes"]["ha1"]["haproxy"] == "not answering"
     runtime.text = stat_text({"web1": 0, "web2": 0, "web1bck": 0, "web2bck": 0}, {})
     clock.now += 0.5
-    assert "haproxy" not in made.sample()["unreachable"]
+    assert "haproxy ha1" not in made.sample()["unreachable"]
     clock.now += 0.5
     assert made.sample()["point"] is not None
 
@@ -194,3 +195,32 @@ def test_snapshot_has_the_layout_history_and_journal(tmp_path):
     assert pairs["web1bck"] == "web1"
     assert len(snapshot["series"]) == 1
     assert [e["kind"] for e in snapshot["journal"]] == ["failover"]
+
+
+def test_a_pair_s_counters_add_up_and_a_silent_balancer_is_named(tmp_path):
+    """With two balancers both taking traffic, a server's rate is the sum of both HAProxy's counters;
+    when one stops answering it alone is named unreachable and shown down, the other still counts."""
+    path = tmp_path / "relevo.yaml"
+    path.write_text(f"name: t\nnetwork: 127.9.5.0/24\nbalancer: {{name: ha1, peer: ha2}}\n{NODES}")
+    topology = load_topology(path)
+    first, second, clock = FakeRuntime(), FakeRuntime(), Clock()
+    made = Collector(
+        topology=topology,
+        states=lambda names: dict.fromkeys(names, NodeState.RUNNING),
+        runtimes={"ha1": first, "ha2": second},
+        clock=clock,
+    )
+    zero = {"web1": 0, "web2": 0, "web1bck": 0, "web2bck": 0}
+    first.text = second.text = stat_text(zero, {})
+    made.sample()
+    clock.now += 1.0
+    first.text = stat_text(zero | {"web1": 30}, {})
+    second.text = stat_text(zero | {"web1": 20}, {})
+    update = made.sample()
+    assert update["point"]["rps"]["web1"] == 50.0
+    assert [b["name"] for b in made.snapshot()["topology"]["balancers"]] == ["ha1", "ha2"]
+    second.text = None
+    update = made.sample()
+    assert list(update["unreachable"]) == ["haproxy ha2", "controller"]
+    assert update["nodes"]["ha2"]["condition"] == "down"
+    assert update["nodes"]["ha1"]["condition"] == "serving"

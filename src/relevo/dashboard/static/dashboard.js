@@ -139,7 +139,11 @@ function drawMarkers(u) {
     const left = u.valToPos(m.t, "x");
     const mark = el("div", { class: `marker kind-${m.kind}`, title: m.title, "data-node": m.node });
     mark.style.left = `${left}px`;
-    if (["failover", "failback", "fault"].includes(m.kind)) mark.append(el("span", {}, m.label));
+    if (["failover", "failback", "fault"].includes(m.kind)) {
+      const label = el("span", {}, m.label);
+      if (left > over.clientWidth - 120) { label.style.left = "auto"; label.style.right = "4px"; }
+      mark.append(label);
+    }
     over.append(mark);
   }
 }

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from relevo.controller.daemon import controller_status
-from relevo.controller.events import read_events, rotated
+from relevo.controller.journal import read_events, rotated
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Role, Topology
 from relevo.paths import StatePaths

@@ -206,7 +206,7 @@ class Cluster:
 
     # -- HAProxy's view --------------------------------------------------------------------------------------
     def save_server_state(self) -> None:
-        save_server_state(self.paths, runtime_sockets(self.topology).values())
+        save_server_state(self.paths.held(), runtime_sockets(self.topology).values())
 
     def haproxy_servers(self, balancer: str | None = None) -> dict[str, ServerStat]:
         """HAProxy's view of the backend's servers (the first balancer of a pair that answers, or the

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from relevo import anchor
 from relevo.errors import MissingToolError, ProviderError
 
 # sbin is not on every user's PATH, but that is where distributions put daemons and build tools.
@@ -34,10 +37,17 @@ def tool(name: str, package: str) -> str:
     return found
 
 
-def run(command: list[str], *, timeout_s: float = 30.0, what: str) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion; a non-zero exit or a timeout becomes a ProviderError."""
+def run(
+    command: list[str], *, timeout_s: float = 30.0, what: str, state_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion; a non-zero exit or a timeout becomes a ProviderError. With a claimed
+    `state_dir`, the command (and a daemon it becomes) has that directory at anchor.DAEMON_FD."""
+    fd = anchor.descriptor(state_dir) if state_dir is not None else None
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if fd is not None:
+            result = _run_with_state_dir(command, fd, timeout_s)
+        else:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         raise ProviderError(
@@ -50,6 +60,50 @@ def run(command: list[str], *, timeout_s: float = 30.0, what: str) -> subprocess
             f"{what} (exit status {result.returncode})", command=command, output=result.stdout + result.stderr
         )
     return result
+
+
+def _run_with_state_dir(command: list[str], fd: int, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """subprocess.run's capture and timeout, with `fd` duplicated to anchor.DAEMON_FD in the child only
+    (posix_spawn's file actions: nothing of this process's own descriptor table changes, whichever
+    thread runs it). stdout and stderr come back together, in order."""
+    read_end, write_end = os.pipe()
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, write_end, 1),
+        (os.POSIX_SPAWN_DUP2, write_end, 2),
+        (os.POSIX_SPAWN_DUP2, fd, anchor.DAEMON_FD),
+    ]
+    try:
+        pid = os.posix_spawnp(command[0], command, os.environ, file_actions=actions, setsigdef=_DEFAULTED)
+    finally:
+        os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(read_end, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise subprocess.TimeoutExpired(command, timeout_s, output=b"".join(chunks))
+                chunk = os.read(read_end, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read_end)
+    try:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    except ChildProcessError:
+        code = 0  # reaped by another thread's reap_children first: as subprocess, taken as success
+    output = b"".join(chunks).decode(errors="replace")
+    return subprocess.CompletedProcess(command, code, output, "")
+
+
+# Signals a child starts with at their defaults, as subprocess does (Python ignores SIGPIPE itself).
+_DEFAULTED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def run_streaming(argv: list[str], progress: Callable[[str], None], timeout_s: float) -> None:

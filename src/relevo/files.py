@@ -12,7 +12,9 @@ import secrets
 import stat
 from pathlib import Path
 
+from relevo import anchor
 from relevo.errors import RelevoError
+from relevo.strict_modes import unsafe_ancestor
 
 # Enough for any log tail, pid file or state file relevo reads back; more is not ours.
 READ_LIMIT_BYTES = 4 << 20
@@ -29,20 +31,26 @@ class StateWriteError(RelevoError, OSError):
     left behind. Also an OSError, so that code which tolerates a failed write keeps doing so."""
 
     def __init__(self, path: Path, exc: OSError) -> None:
-        self.message = f"cannot write {path}: {exc.strerror or exc}"
+        self.message = f"cannot write {anchor.real(path)}: {exc.strerror or exc}"
         RelevoError.__init__(self, self.message)
         self.errno = exc.errno
         self.strerror = exc.strerror
-        self.filename = str(path)
+        self.filename = str(anchor.real(path))
 
     def __str__(self) -> str:
         return self.message
 
 
 def claim_state_dir(root: Path, *, create: bool = True) -> None:
-    """Make sure `root` is a directory of ours that nobody else can write to: created 0700 when missing;
-    refused (UnsafeStateError, exit 2) when it is a symbolic link, is owned by another user, or is
-    group- or world-writable. With `create` False a missing directory is fine (nothing to trust yet)."""
+    """Make sure `root` is a directory of ours that nobody else can write to or swap: created 0700 when
+    missing; refused (UnsafeStateError, exit 2) when it is a symbolic link, is owned by another user, is
+    group- or world-writable, or sits below a directory another user could rename it in (strict_modes).
+    Once checked it is held by a descriptor (anchor): `StatePaths.held()` reaches it through that, never
+    through its name again. With `create` False a missing directory is fine (nothing to trust yet)."""
+    root = anchor.real(root)
+    problem = unsafe_ancestor(root)
+    if problem is not None:
+        raise UnsafeStateError(f"refusing the state directory {root}: {problem}")
     if create:
         try:
             root.mkdir(mode=0o700)
@@ -53,6 +61,12 @@ def claim_state_dir(root: Path, *, create: bool = True) -> None:
         else:
             root.chmod(0o700, follow_symlinks=False)  # whatever the umask said
     _check_dir(root, what="the state directory")
+    if os.path.lexists(root):
+        try:
+            held = anchor.hold(root)
+        except OSError as exc:
+            raise UnsafeStateError(f"cannot open the state directory {root}: {exc.strerror}") from None
+        _check_info(root, held, what="the state directory")
 
 
 def ensure_dir(path: Path) -> None:
@@ -75,11 +89,16 @@ def ensure_dir(path: Path) -> None:
 
 def _check_dir(path: Path, *, what: str) -> None:
     try:
-        info = os.lstat(path)
+        info = path.stat() if anchor.is_held_root(path) else os.lstat(path)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise UnsafeStateError(f"cannot inspect {what} {path}: {exc.strerror}") from None
+    _check_info(path, info, what=what)
+
+
+def _check_info(path: Path, info: os.stat_result, *, what: str) -> None:
+    path = anchor.real(path)  # named as people know it
     if stat.S_ISLNK(info.st_mode):
         raise UnsafeStateError(
             f"{what} {path} is a symbolic link; relevo keeps its state only in a real directory of its "

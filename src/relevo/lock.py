@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from relevo import anchor
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir
 from relevo.paths import StatePaths
@@ -57,7 +58,7 @@ class HeldLock:
 
     def check(self) -> None:
         if not self.bound():
-            raise LockLostError(f"the lock file {self.path} was replaced or removed while held")
+            raise LockLostError(f"the lock file {anchor.real(self.path)} was replaced or removed while held")
 
 
 @contextlib.contextmanager
@@ -76,7 +77,8 @@ def hold(
         if held is not None:
             break
         if time.monotonic() >= deadline or cancelled():
-            raise LockBusyError(f"{what}: {describe_holder(path)} (lock {path}); try again when it is done")
+            shown = anchor.real(path)
+            raise LockBusyError(f"{what}: {describe_holder(path)} (lock {shown}); try again when it is done")
         time.sleep(POLL_S)
     try:
         yield held
@@ -129,4 +131,4 @@ def cluster_lock(
 ) -> contextlib.AbstractContextManager[HeldLock]:
     """The cluster's writer lock (claims the state directory first: created 0700, refused if unsafe)."""
     claim_state_dir(paths.root)
-    return hold(paths.cluster_lock, wait_s=wait_s, what=what, cancelled=cancelled)
+    return hold(paths.held().cluster_lock, wait_s=wait_s, what=what, cancelled=cancelled)

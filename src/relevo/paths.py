@@ -5,10 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from relevo import anchor
+
 
 @dataclass(frozen=True, slots=True)
 class StatePaths:
     root: Path
+
+    def held(self) -> StatePaths:
+        """The same places reached through the descriptor `claim_state_dir` holds on the directory, never
+        through its name (see anchor): for every file relevo writes or a daemon it starts reads. Before
+        the directory is claimed, the names themselves."""
+        return StatePaths(anchor.held(self.root))
+
+    def real(self, path: Path) -> Path:
+        """A path of these, spelled with the state directory's name (for messages, and for a daemon that
+        is not a child of ours, such as LXD, which resolves names in its own process)."""
+        return anchor.real(path)
 
     # HAProxy
     @property

@@ -23,7 +23,6 @@ import pytest
 
 from relevo import lifecycle
 from relevo.cluster import Cluster
-from relevo.commands import run
 from relevo.controller import daemon
 from relevo.errors import RelevoError
 from relevo.procs import ProcessRecord, is_ours
@@ -200,7 +199,7 @@ def test_a_start_cut_short_before_its_record_is_adopted_and_stopped(topology_fil
     expected = provider._expected("web1bck")  # type: ignore[attr-defined]
     # Exactly what `start` does, up to the instant of the crash: the intent, then the daemon.
     provider.records.intend("web1bck", expected.kind)  # type: ignore[attr-defined]
-    run([expected.exe, "-f", str(expected.config)], what="apache")
+    provider.run_daemon("web1bck", expected)  # type: ignore[attr-defined]
     wait_until(lambda: expected.pid_file.exists(), "Apache wrote its pid file")
     result = relevo_cli(topology_file, "status", "--json")
     assert result.returncode == 0, result.stderr

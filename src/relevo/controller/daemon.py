@@ -123,8 +123,8 @@ def build_controller(
     holds, each tick checks that lock still guards the cluster (else `lost()`) and adopts orphans."""
     from relevo.cluster import Cluster
 
-    paths = StatePaths(topology.state_dir)
-    cluster = Cluster(topology)
+    cluster = Cluster(topology)  # claims the state directory: from here on, reached through its descriptor
+    paths = StatePaths(topology.state_dir).held()
     health = topology.health
     timeout_s = topology.probe_timeout_s
     # Where each node serves, as its provider resolved it (a container's address on its bridge).

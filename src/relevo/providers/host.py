@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from relevo import anchor
 from relevo.commands import run
 from relevo.files import ensure_dir, read_or_empty, write_atomic
 from relevo.services import NodeFile
@@ -28,23 +29,31 @@ class Host(Protocol):
 
 class LocalHost:
     """This machine: files written atomically (their directories in the state directory), argvs run
-    as child processes with a timeout."""
+    as child processes with a timeout. Given the state directory, the services' paths are a daemon's
+    (anchor.DAEMON_ROOT): written here through the descriptor relevo holds, and every argv run with the
+    directory at that descriptor."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.state_dir = state_dir
+
+    def _here(self, path: PurePosixPath) -> Path:
+        return anchor.from_daemon(Path(path), self.state_dir) if self.state_dir else Path(path)
 
     def put_files(
         self, node: str, files: Sequence[NodeFile], *, directories: Sequence[PurePosixPath] = ()
     ) -> None:
         for directory in directories:
-            ensure_dir(Path(directory))
+            ensure_dir(self._here(directory))
         for file in files:
-            path = Path(file.path)
+            path = self._here(file.path)
             ensure_dir(path.parent)
             write_atomic(path, file.content, mode=file.mode)
 
     def read_file(self, node: str, path: PurePosixPath) -> str:
-        return read_or_empty(Path(path))
+        return read_or_empty(self._here(path))
 
     def run(self, node: str, argv: list[str], *, what: str) -> str:
-        return run(argv, what=what).stdout
+        return run(argv, what=what, state_dir=self.state_dir).stdout
 
 
 class Service(Protocol):

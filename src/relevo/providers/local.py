@@ -13,8 +13,9 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from relevo.anchor import DAEMON_ROOT
 from relevo.commands import run
 from relevo.errors import MissingToolError, ProviderError
 from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail
@@ -104,6 +105,12 @@ class LocalProvider:
         self.worker_hangs = WorkerHangs()
         self.impairments = LocalImpairments(topology, self.paths)
 
+    @property
+    def fs(self) -> StatePaths:
+        """Where this provider's files are, reached through the claimed state directory's descriptor:
+        what it writes and what its daemons read cannot be swapped from under it (see anchor)."""
+        return self.paths.held()
+
     # -- the Provider verbs --------------------------------------------------------------------------
     def create(self, node: str) -> None:
         claim_state_dir(self.paths.root)
@@ -125,18 +132,36 @@ class LocalProvider:
         expected.pid_file.unlink(missing_ok=True)
         self.records.intend(node, expected.kind)  # before anything runs: no process without a record
         if expected.kind == HAPROXY:
-            # -W: master-worker (a reload starts new workers, the master stays); -D: daemon, own session.
-            command = [expected.exe, "-W", "-D", "-f", str(expected.config), "-p", str(expected.pid_file)]
-            run(command, timeout_s=START_TIMEOUT_S, what="HAProxy did not start")
+            self.run_daemon(node, expected)
             self._adopt(node, expected, log=None)
         else:
             web = self._web_node(node)
             cgroups = self._cpu_cgroups(web)  # a quota that cannot be applied is refused before the start
-            # Without -DFOREGROUND Apache detaches into its own session: the pid file names its parent.
-            run([expected.exe, "-f", str(expected.config)], what=f"Apache {node} failed")
-            self._adopt(node, expected, log=self.paths.log_dir(node) / "error.log")
+            self.run_daemon(node, expected)
+            self._adopt(node, expected, log=self.fs.log_dir(node) / "error.log")
             if cgroups is not None:
                 self._limit_cpu(web, cgroups)
+
+    def run_daemon(self, node: str, expected: Expected) -> None:
+        """Start the node's daemon, which detaches. Its files are named through the state directory's
+        descriptor (anchor.DAEMON_ROOT, given to the child at that number), never through the
+        directory's name; an extra argument carries the config's name, so that `ps` and the record's
+        proof (is_ours) still name this cluster's file."""
+        daemon = StatePaths(DAEMON_ROOT)
+        if expected.kind == HAPROXY:
+            # -W: master-worker (a reload starts new workers, the master stays); -D: daemon, own session;
+            # -L: its peer name, unused (no peers section).
+            config = PurePosixPath(HAProxyLayout.of_balancer(daemon, self.topology, node).config)
+            command = [expected.exe, "-W", "-D", "-f", str(config)]
+            command += ["-p", str(config.parent / "haproxy.pid"), "-L", str(expected.config)]
+            what, timeout_s = "HAProxy did not start", START_TIMEOUT_S
+        else:
+            # Without -DFOREGROUND Apache detaches into its own session: the pid file names its parent.
+            # -D NAME: a define no config tests.
+            config = PurePosixPath(daemon.node_dir(node) / "httpd.conf")
+            command = [expected.exe, "-f", str(config), "-D", str(expected.config)]
+            what, timeout_s = f"Apache {node} failed", 30.0
+        run(command, timeout_s=timeout_s, what=what, state_dir=self.paths.root)
 
     def stop(self, node: str) -> None:
         self.worker_hangs.release(node)
@@ -240,13 +265,15 @@ class LocalProvider:
     def _write_config(self, node: str) -> bool:
         """Render and write the node's files anew; check the config when it differs from what was on
         disk. True when it changed."""
-        host = LocalHost()
+        host = LocalHost(self.paths.root)
         if self.topology.is_balancer(node):
-            layout = HAProxyLayout.of_balancer(self.paths, self.topology, node)
-            if len(str(layout.runtime_socket)) > MAX_SOCKET_PATH:
+            # Written through the held directory; the daemon's spelling of its paths (anchor.DAEMON_ROOT).
+            layout = HAProxyLayout.of_balancer(StatePaths(DAEMON_ROOT), self.topology, node)
+            socket = HAProxyLayout.of_balancer(self.paths, self.topology, node).runtime_socket
+            if len(str(socket)) > MAX_SOCKET_PATH:
                 raise ProviderError(
                     f"the state directory's path is too long for HAProxy's Runtime API socket "
-                    f"({layout.runtime_socket}); move the topology file to a shorter path"
+                    f"({socket}); move the topology file to a shorter path"
                 )
             haproxy = HAProxyService(self.topology, layout, exe=str(find_haproxy()))
             files = haproxy.files(Binds.planned(self.topology, node))
@@ -314,14 +341,14 @@ class LocalProvider:
                 kind=HAPROXY,
                 exe=os.path.realpath(find_haproxy()),
                 config=config,
-                pid_file=config.parent / "haproxy.pid",
+                pid_file=Path(HAProxyLayout.of_balancer(self.fs, self.topology, node).config).parent
+                / "haproxy.pid",
             )
-        node_dir = self.paths.node_dir(node)
         return Expected(
             kind=APACHE,
             exe=os.path.realpath(find_apache().binary),
-            config=node_dir / "httpd.conf",
-            pid_file=node_dir / "httpd.pid",
+            config=self.paths.node_dir(node) / "httpd.conf",
+            pid_file=self.fs.node_dir(node) / "httpd.pid",
         )
 
     def _adopt(self, node: str, expected: Expected, *, log: Path | None) -> None:
@@ -352,7 +379,7 @@ class LocalProvider:
         # HAProxy's master reloads its workers on SIGUSR2; Apache restarts gracefully on SIGUSR1.
         balancer = self.topology.is_balancer(node)
         if balancer:
-            save_server_state(self.paths, runtime_sockets(self.topology).values())
+            save_server_state(self.fs, runtime_sockets(self.topology).values())
         sig = signal.SIGUSR2 if balancer else signal.SIGUSR1
         os.kill(record.pid, sig)
         self._config_changed.discard(node)
@@ -366,8 +393,8 @@ class LocalProvider:
 
     def _config_path(self, node: str) -> Path:
         if self.topology.is_balancer(node):
-            return Path(HAProxyLayout.of_balancer(self.paths, self.topology, node).config)
-        return self.paths.node_dir(self._web_node(node).name) / "httpd.conf"
+            return Path(HAProxyLayout.of_balancer(self.fs, self.topology, node).config)
+        return self.fs.node_dir(self._web_node(node).name) / "httpd.conf"
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float) -> None:

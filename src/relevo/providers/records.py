@@ -47,9 +47,13 @@ class NodeRecords:
     def __init__(self, paths: StatePaths) -> None:
         self.paths = paths
 
+    @property
+    def _at(self) -> StatePaths:
+        return self.paths.held()  # never by name once the state directory is claimed
+
     def intend(self, node: str, kind: str) -> None:
         """Record that `node` is about to be started (raises StateWriteError, with nothing started)."""
-        path = self.paths.pid_file(node)
+        path = self._at.pid_file(node)
         ensure_dir(path.parent)
         write_atomic(path, json.dumps({"intent": kind, "since": time.time()}))
 
@@ -103,17 +107,17 @@ class NodeRecords:
             "exe": record.exe,
             "config": record.config,
         }
-        write_atomic(self.paths.pid_file(node), json.dumps(data))
+        write_atomic(self._at.pid_file(node), json.dumps(data))
 
     def clear(self, node: str) -> None:
-        self.paths.pid_file(node).unlink(missing_ok=True)
+        self._at.pid_file(node).unlink(missing_ok=True)
 
     def recorded(self) -> list[str]:
         """Every node name with a record or an intent (whatever the topology says now)."""
-        run = self.paths.pid_file("x").parent
+        run = self._at.pid_file("x").parent
         with contextlib.suppress(OSError):
             for entry in run.parent.iterdir():  # records an earlier relevo wrote in run/ itself
-                if entry.suffix == ".json" and entry != self.paths.controller_pid:
+                if entry.suffix == ".json" and entry != self._at.controller_pid:
                     self._adopt_legacy(entry.stem)
         try:
             names = sorted(entry.stem for entry in run.iterdir() if entry.suffix == ".json")
@@ -138,10 +142,10 @@ class NodeRecords:
     def _adopt_legacy(self, node: str) -> None:
         """A record an earlier relevo kept at run/NODE.json moves to run/nodes/ (once), so that a cluster
         started before an upgrade is still stopped by its records. Read as any record: never trusted."""
-        legacy = self.paths.controller_pid.parent / f"{node}.json"
-        if legacy == self.paths.controller_pid or not legacy.is_file() or legacy.is_symlink():
+        legacy = self._at.controller_pid.parent / f"{node}.json"
+        if legacy == self._at.controller_pid or not legacy.is_file() or legacy.is_symlink():
             return
-        target = self.paths.pid_file(node)
+        target = self._at.pid_file(node)
         with contextlib.suppress(OSError):
             ensure_dir(target.parent)
             if not target.exists():
@@ -150,7 +154,7 @@ class NodeRecords:
     def _data(self, node: str) -> dict[str, Any] | None:
         self._adopt_legacy(node)
         try:
-            data = json.loads(open_nofollow(self.paths.pid_file(node), limit=64 * 1024))
+            data = json.loads(open_nofollow(self._at.pid_file(node), limit=64 * 1024))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from relevo.anchor import DAEMON_ROOT
 from relevo.model import Node, Topology
 from relevo.paths import StatePaths
 from relevo.render.apache import ApacheLayout, layout_for, render_apache, render_index
@@ -47,7 +48,8 @@ class ApacheService:
     def local(cls, topology: Topology, node: Node, modules_dir: Path, exe: str) -> ApacheService:
         from relevo.render.apache import worker_account
 
-        layout = layout_for(node, StatePaths(topology.state_dir), modules_dir)
+        # The paths as the daemon reaches them: relevo starts it with the state directory at a fixed fd.
+        layout = layout_for(node, StatePaths(DAEMON_ROOT), modules_dir)
         return cls(topology, node, layout, exe=exe, run_as=worker_account())
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from relevo.anchor import DAEMON_ROOT
 from relevo.errors import RuntimeAPIError
 from relevo.files import read_or_empty, write_atomic
 from relevo.haproxy.runtime import RuntimeAPI
@@ -23,7 +24,7 @@ class HAProxyService:
         self.topology = topology
         self.layout = layout
         self.exe = exe
-        self.paths = StatePaths(topology.state_dir)
+        self.paths = StatePaths(topology.state_dir).held()
 
     def files(self, binds: Binds, *, secrets: Secrets | None = None) -> list[NodeFile]:
         """Everything HAProxy reads, rendered anew (credentials generated on first use unless given)."""
@@ -32,7 +33,7 @@ class HAProxyService:
             NodeFile(self.layout.error_page_503, render_503(self.topology)),
             NodeFile(self.layout.config, render_haproxy(self.topology, secrets, self.layout, binds), 0o600),
         ]
-        saved = PurePosixPath(self.paths.server_state)
+        saved = PurePosixPath(StatePaths(DAEMON_ROOT).server_state)  # the local provider's layout
         if self.layout.server_state != saved:
             # The controller keeps the states in the state directory; a guest's HAProxy reads its copy.
             found.append(NodeFile(self.layout.server_state, read_or_empty(self.paths.server_state), 0o600))

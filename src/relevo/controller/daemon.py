@@ -161,6 +161,7 @@ def build_controller(
         events=EventLog(paths.events, max_bytes=topology.controller.journal_max_bytes),
         state_file=paths.controller_state,
         owned_file=owned_file(paths),
+        server_state_file=paths.server_state,
         housekeeping=(lambda: _housekeeping(cluster, held, lost)) if held else reap_children,
         sources=cluster_sources(cluster, [*(n.name for n in topology.nodes), topology.balancer.name]),
         observer=observer,

@@ -311,13 +311,19 @@ class _Tick:
             self.emit(EventKind.OPERATOR, name, str(expected), str(server.admin), reason)
 
     def reassert(self) -> None:
-        """HAProxy answers again (restarted, perhaps without its saved states): what differs from what
-        the controller set is not a person's doing. The pairs' own logic sets their states again; a
-        person's maint or drain is put back here."""
-        for name in self.manual:
-            server, wanted = self.view(name).server, self.owned.get(name)
-            if server is not None and wanted is not None and server.admin is not wanted:
-                self.act(set_state(name, wanted, "HAProxy came back without it: a person's state, put back"))
+        """HAProxy answers again (restarted, from its configuration or a server-state file): what differs
+        from what the controller set is no one's doing, never a person's. Every state the controller
+        holds (its own, and a person's maint or drain it respects) is put back; the pairs' own logic goes
+        on from there in the same tick."""
+        for name in (*self.policy.primaries, *self.policy.standbys):
+            server, wanted = self.view(name).server, self.owned.get(name, self.configured(name))
+            if server is None or server.admin is wanted:
+                continue
+            if name in self.manual:
+                reason = "HAProxy came back without it: a person's state, put back"
+            else:
+                reason = "HAProxy came back with a state no one holds: the controller's own put back"
+            self.act(set_state(name, wanted, reason))
 
     def applied_late(self, name: str, action: Action) -> None:
         """A command whose answer never came was applied after all: the controller's own change, with

@@ -26,6 +26,7 @@ from relevo.controller.decide import decide, note_failure, note_success, pending
 from relevo.controller.events import Event, EventKind, EventLog
 from relevo.controller.haproxy_view import Balancer, PolledBalancer
 from relevo.controller.health import NodeHealth, ProbeResult, Status, observe
+from relevo.controller.settled import SettledStates
 from relevo.controller.sources import Heard
 from relevo.controller.state import (
     Action,
@@ -101,6 +102,7 @@ class Controller:
         wall_clock: Callable[[], float] = time.time,
         state_file: Path | None = None,
         owned_file: Path | None = None,
+        server_state_file: Path | None = None,
         housekeeping: Callable[[], None] = _nothing,
         runner: Runner | None = None,
         sources: EventSources | None = None,
@@ -117,6 +119,7 @@ class Controller:
         self.wall_clock = wall_clock
         self.state_file = state_file
         self.owned_file = owned_file
+        self.settled_states = SettledStates(balancer.save, server_state_file)
         self.housekeeping = housekeeping
         self.sources = sources
         # Set by an event source or a finished provider action: the loop ticks at once.
@@ -175,7 +178,10 @@ class Controller:
                 succeeded.add(action.key)
                 runtime_changed = True
         if runtime_changed or any(e.kind is EventKind.OPERATOR for e in plan.events):
-            self.guard("save-state", self.balancer.save)
+            self.settled_states.changed()
+        settled = obs.haproxy and not plan.actions and not self.runner.busy() and not self.unsettled()
+        settled = settled and not self.memory.starting and not self.memory.draining
+        self.guard("save-state", lambda: self.settled_states.tick(settled=settled))
         self.save_owned(self.unsettled())
         self.ticks += 1
         self.write_state()

@@ -72,6 +72,8 @@ def _set_nodes(cluster: Cluster, setup: Setup) -> None:
     # maintenance. These were set for the scenario, not by a person: its next start begins afresh.
     daemon.forget_owned_states(topology)
     _wait_up(cluster, sorted(in_rotation & running))
+    # What a restarted HAProxy reads back: these states, not a dump the last scenario left mid-failover.
+    cluster.save_server_state()
 
 
 def _admin_states(cluster: Cluster, in_rotation: set[str]) -> None:

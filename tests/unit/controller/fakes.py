@@ -84,6 +84,8 @@ class World:
     refused: set[tuple[str, str]] = field(default_factory=set)  # (verb, server) HAProxy refuses
     balancer_action_s: float = 0.0
     lost_states: bool = False  # a restarted HAProxy comes back with its configured states
+    # Each server-state dump (the admin states at that instant); a restarted HAProxy reads back the last.
+    dumps: list[dict[str, AdminState]] = field(default_factory=list)
     failing_sets: Counter[tuple[str, str]] = field(default_factory=Counter)  # (server, state): N to fail
 
     @classmethod
@@ -109,6 +111,9 @@ class World:
             if self.lost_states:  # a new HAProxy without its server-state file: the configured states
                 for name, server in self.servers.items():
                     server.admin = AdminState.MAINT if name.endswith("bck") else AdminState.READY
+            elif self.dumps:  # load-server-state-from-file: the last dump's states
+                for name, admin in self.dumps[-1].items():
+                    self.servers[name].admin = admin
             return
         fake = self.nodes[node]
         if fake.start_error:
@@ -171,7 +176,9 @@ class World:
         self.servers[server].up = True
 
     def save(self) -> None:
+        self._runtime()
         self.calls.append(("save", "", ""))
+        self.dumps.append({name: server.admin for name, server in self.servers.items()})
 
     # --- probes -----------------------------------------------------------------------------------------
     def answers(self, node: str) -> bool:

@@ -125,6 +125,28 @@ def is_ours(record: ProcessRecord) -> bool:
     return not record.config or record.config in command_line(record.pid)
 
 
+def find_by_config(*, exe: str, config: str) -> ProcessRecord | None:
+    """The live process of ours that leads its own group, runs `exe` and names `config` on its command
+    line (a daemon relevo started, when its record was lost): the one a record would have named."""
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = _stat_fields(pid)
+        if fields is None or int(fields[2]) != pid or fields[0] in ("Z", "X"):
+            continue
+        try:
+            if entry.stat().st_uid != os.geteuid():
+                continue
+        except OSError:
+            continue
+        if executable(pid) == exe and config in command_line(pid):
+            record = ProcessRecord.of(pid, config=config)
+            if record is not None and is_ours(record):
+                return record
+    return None
+
+
 def group_members(pgid: int) -> list[int]:
     """Live PIDs in a process group (our node's processes), found by group id, never by name."""
     members = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from typing import Any
 
 from relevo.files import ensure_dir, open_nofollow, read_or_empty, write_atomic
 from relevo.paths import StatePaths
-from relevo.procs import ProcessRecord, is_ours, proven_members
+from relevo.procs import ProcessRecord, find_by_config, is_ours, proven_members
 
+LOG = logging.getLogger("relevo.records")
 HAPROXY = "haproxy"
 APACHE = "apache"
 KINDS = (HAPROXY, APACHE)
@@ -46,6 +48,7 @@ class NodeRecords:
 
     def __init__(self, paths: StatePaths) -> None:
         self.paths = paths
+        self._corrupt: set[str] = set()  # records set aside, whose node is to be looked for
 
     @property
     def _at(self) -> StatePaths:
@@ -68,6 +71,9 @@ class NodeRecords:
         from the daemon's pid file on the way. None when nothing of ours runs."""
         data = self._data(node)
         if data is None:
+            if node in self._corrupt:
+                self._corrupt.discard(node)
+                return self._find(node, expected)
             return None
         if "intent" in data:
             return self._adopt_intent(node, data, expected)
@@ -154,10 +160,45 @@ class NodeRecords:
     def _data(self, node: str) -> dict[str, Any] | None:
         self._adopt_legacy(node)
         try:
-            data = json.loads(open_nofollow(self._at.pid_file(node), limit=64 * 1024))
-        except (OSError, ValueError):
+            raw = open_nofollow(self._at.pid_file(node), limit=64 * 1024)
+        except OSError:
             return None
-        return data if isinstance(data, dict) else None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return data
+        self._set_aside(node)
+        return None
+
+    def _set_aside(self, node: str) -> None:
+        """A record that is not JSON of ours (a torn write, garbage) is moved out of the way, said so, and
+        the node is looked for by its config on a command line when next loaded."""
+        path = self._at.pid_file(node)
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            path.replace(aside)
+        except OSError:
+            return
+        self._corrupt.add(node)
+        LOG.warning(
+            "relevo: %s is not a record relevo wrote: set aside as %s; %s is looked for by its config "
+            "on the command line",
+            self.paths.real(path),
+            aside.name,
+            node,
+        )
+
+    def _find(self, node: str, expected: Expected) -> ProcessRecord | None:
+        """After a corrupt record: the node's process found by its executable and its config on the
+        command line (our user's, leading its own group), recorded again."""
+        record = find_by_config(exe=expected.exe, config=str(expected.config))
+        if record is None:
+            return None
+        with contextlib.suppress(OSError):
+            self.save(node, expected.kind, record)
+        return record
 
 
 def lingering(record: ProcessRecord) -> bool:

@@ -23,6 +23,7 @@ from relevo.files import write_atomic
 from relevo.lifecycle import down, up
 from relevo.model import Topology
 from relevo.providers.base import as_fault
+from relevo.providers.reserve import disk_notes
 from relevo.topology import DEFAULT_FILE, default_text
 
 SIGNALS = {"KILL": signal.SIGKILL, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT, "TERM": signal.SIGTERM}
@@ -161,6 +162,8 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
         console.print("controller [red]not running[/]")
     for line in daemon.controller_notes(controller):
         console.print(f"  [yellow]{line}[/]")
+    for line in report["disk"]:
+        console.print(f"[red]disk[/] {line}")
     for event in report["events"]:
         console.print(
             f"  [dim]{escape(event['time'])}[/] {escape(event['node'])}: "
@@ -233,6 +236,7 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
         "dashboard_url": dashboard_url(topology),
         "dashboard_running": dashboard_running(topology),
         "secrets_file": str(cluster.paths.secrets),
+        "disk": disk_notes(cluster.paths.held(), list(topology.node_names)),
         "nodes": [asdict(node) for node in cluster.node_statuses()],
         # Each HAProxy of the cluster (a pair has two): where it runs and its own stats page.
         "balancers": [

@@ -3,13 +3,15 @@ render and check through it, so they never know whether a node is this machine o
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from relevo import anchor
 from relevo.commands import run
-from relevo.files import ensure_dir, read_or_empty, write_atomic
+from relevo.files import ensure_dir, open_nofollow, read_or_empty, write_atomic
 from relevo.services import NodeFile
 
 
@@ -47,13 +49,28 @@ class LocalHost:
         for file in files:
             path = self._here(file.path)
             ensure_dir(path.parent)
-            write_atomic(path, file.content, mode=file.mode)
+            if not _same(path, file):  # written once, then only when it changes (a full disk, reserve.py)
+                write_atomic(path, file.content, mode=file.mode)
 
     def read_file(self, node: str, path: PurePosixPath) -> str:
         return read_or_empty(self._here(path))
 
     def run(self, node: str, argv: list[str], *, what: str) -> str:
         return run(argv, what=what, state_dir=self.state_dir).stdout
+
+
+def _same(path: Path, file: NodeFile) -> bool:
+    """`path` already holds exactly this file: its content and its mode (never through a link)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != file.mode:
+        return False
+    try:
+        return open_nofollow(path) == file.content.encode()
+    except OSError:
+        return False
 
 
 class Service(Protocol):

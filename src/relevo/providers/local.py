@@ -9,6 +9,7 @@ directory.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import time
@@ -18,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from relevo.anchor import DAEMON_ROOT
 from relevo.commands import run
 from relevo.errors import MissingToolError, ProviderError
-from relevo.files import StateWriteError, claim_state_dir, read_or_empty, tail
+from relevo.files import StateWriteError, claim_state_dir, ensure_dir, read_or_empty, tail
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
 from relevo.pidwatch import PidWatch, pidfd_supported
@@ -45,12 +46,14 @@ from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.host import LocalHost, install
 from relevo.providers.local_impair import LocalImpairments
 from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
+from relevo.providers.reserve import ensure_reserve, is_full, nearly_full, release_reserve
 from relevo.providers.tools import find_apache, find_haproxy
 from relevo.providers.worker_hang import WorkerHangs
 from relevo.render.haproxy import Binds, HAProxyLayout
 from relevo.services.apache import ApacheService
 from relevo.services.haproxy import HAProxyService, runtime_sockets, save_server_state
 
+LOG = logging.getLogger("relevo.local")
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 SIGNAL_EFFECT_S = 2.0
@@ -116,6 +119,8 @@ class LocalProvider:
         claim_state_dir(self.paths.root)
         if self._write_config(node):
             self._config_changed.add(node)
+        ensure_dir(self.fs.pid_file(node).parent)
+        ensure_reserve(self.fs, node)  # room for its start on a full disk (reserve.py)
 
     def start(self, node: str) -> None:
         claim_state_dir(self.paths.root)
@@ -125,6 +130,27 @@ class LocalProvider:
             if node in self._config_changed:
                 self._reload(node, record)
             return
+        if nearly_full(self.fs.root):
+            self._use_reserve(node, "the disk is full")
+        try:
+            self._start(node)
+        except StateWriteError as exc:
+            if not is_full(exc) or not self._use_reserve(node, str(exc)):
+                raise
+            self._start(node)
+
+    def _use_reserve(self, node: str, why: str) -> bool:
+        if not release_reserve(self.fs, node):
+            return False
+        LOG.warning(
+            "relevo: %s: %s starts on the space reserved for it (`relevo up` reserves it again once there "
+            "is room); the journal and HAProxy's server states may not be written meanwhile",
+            why,
+            node,
+        )
+        return True
+
+    def _start(self, node: str) -> None:
         # Rendered anew on every start: a config on disk is never trusted as it stands.
         self._write_config(node)
         self._config_changed.discard(node)

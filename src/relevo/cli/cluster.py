@@ -336,7 +336,7 @@ def render_text(topology: Topology, what: str, node: str | None, *, show_secrets
 
     paths = StatePaths(topology.state_dir)
     if what == "haproxy":
-        from relevo.render.haproxy import render_haproxy
+        from relevo.render.haproxy import render_haproxy, worker_account
 
         secrets = (
             load_or_create_secrets(paths.secrets)
@@ -349,7 +349,7 @@ def render_text(topology: Topology, what: str, node: str | None, *, show_secrets
                 f"[dim]the stats password is masked (it is in {paths.secrets}; --show-secrets)[/]",
                 soft_wrap=True,
             )
-        return render_haproxy(topology, secrets, paths)
+        return render_haproxy(topology, secrets, paths, run_as=worker_account())
     if what == "apache":
         from relevo.providers.tools import find_apache
         from relevo.render.apache import layout_for, render_apache, worker_account

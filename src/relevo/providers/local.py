@@ -50,6 +50,7 @@ from relevo.providers.reserve import ensure_reserve, is_full, nearly_full, relea
 from relevo.providers.tools import find_apache, find_haproxy
 from relevo.providers.worker_hang import WorkerHangs
 from relevo.render.haproxy import Binds, HAProxyLayout
+from relevo.render.haproxy import worker_account as haproxy_worker_account
 from relevo.services.apache import ApacheService
 from relevo.services.haproxy import HAProxyService, runtime_sockets, save_server_state
 
@@ -301,7 +302,9 @@ class LocalProvider:
                     f"the state directory's path is too long for HAProxy's Runtime API socket "
                     f"({socket}); move the topology file to a shorter path"
                 )
-            haproxy = HAProxyService(self.topology, layout, exe=str(find_haproxy()))
+            haproxy = HAProxyService(
+                self.topology, layout, exe=str(find_haproxy()), run_as=haproxy_worker_account()
+            )
             files = haproxy.files(Binds.planned(self.topology, node))
             return install(host, node, haproxy, files, what="HAProxy rejected its configuration")
         apache_tool = find_apache()

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from relevo.model import Endpoint, Topology
 from relevo.providers.host import install
 from relevo.providers.lxd_host import HAPROXY_DROPIN, LXDHost, apache_unit
-from relevo.render.haproxy import Binds, HAProxyLayout
+from relevo.render.haproxy import GUEST_ACCOUNT, Binds, HAProxyLayout
 from relevo.services import NodeFile
 from relevo.services.apache import ApacheService, guest_layout
 from relevo.services.haproxy import HAProxyService
@@ -54,7 +54,8 @@ class GuestServices:
 
     def service(self, node: str) -> HAProxyService | ApacheService:
         if self.is_balancer(node):
-            return HAProxyService(self.topology, HAProxyLayout.in_guest())
+            # Debian's haproxy.service starts it as root: its workers run as haproxy, as Debian's own config.
+            return HAProxyService(self.topology, HAProxyLayout.in_guest(), run_as=GUEST_ACCOUNT)
         web = self.topology.node(node)
         return ApacheService(self.topology, web, guest_layout(web), run_as=("www-data", "www-data"))
 

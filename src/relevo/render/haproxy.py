@@ -3,6 +3,9 @@ on its node) and the addresses the provider resolved."""
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -92,6 +95,8 @@ def render_haproxy(
     secrets: Secrets,
     paths: StatePaths | HAProxyLayout | None = None,
     binds: Binds | None = None,
+    *,
+    run_as: tuple[str, str] | None = None,
 ) -> str:
     if not isinstance(paths, HAProxyLayout):
         paths = HAProxyLayout.in_state_dir(paths or StatePaths(topology.state_dir))
@@ -127,7 +132,28 @@ def render_haproxy(
         paths=paths,
         secrets=secrets,
         alive=ALIVE_PATH if topology.pair is not None and topology.pair.vip is not None else None,
+        run_as=run_as,
     )
+
+
+# The account HAProxy's workers run as when it is started as root, first found wins (Debian's package
+# makes `haproxy`; the guest images are Debian).
+WORKER_ACCOUNTS = (("haproxy", "haproxy"), ("nobody", "nogroup"), ("nobody", "nobody"))
+GUEST_ACCOUNT = ("haproxy", "haproxy")
+
+
+def worker_account() -> tuple[str, str] | None:
+    """The account for HAProxy's workers when we are root (None otherwise: no user switch happens)."""
+    if os.geteuid() != 0:
+        return None
+    for user, group in WORKER_ACCOUNTS:
+        try:
+            pwd.getpwnam(user)
+            grp.getgrnam(group)
+        except KeyError:
+            continue
+        return user, group
+    return None
 
 
 def render_503(topology: Topology) -> str:

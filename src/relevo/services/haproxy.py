@@ -20,10 +20,18 @@ from relevo.services import NodeFile
 class HAProxyService:
     kind = "haproxy"
 
-    def __init__(self, topology: Topology, layout: HAProxyLayout, *, exe: str = "haproxy") -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        layout: HAProxyLayout,
+        *,
+        exe: str = "haproxy",
+        run_as: tuple[str, str] | None = None,
+    ) -> None:
         self.topology = topology
         self.layout = layout
         self.exe = exe
+        self.run_as = run_as  # the workers' account, when it is started as root
         self.paths = StatePaths(topology.state_dir).held()
 
     def files(self, binds: Binds, *, secrets: Secrets | None = None) -> list[NodeFile]:
@@ -31,7 +39,11 @@ class HAProxyService:
         secrets = secrets or load_or_create_secrets(self.paths.secrets)
         found = [
             NodeFile(self.layout.error_page_503, render_503(self.topology)),
-            NodeFile(self.layout.config, render_haproxy(self.topology, secrets, self.layout, binds), 0o600),
+            NodeFile(
+                self.layout.config,
+                render_haproxy(self.topology, secrets, self.layout, binds, run_as=self.run_as),
+                0o600,
+            ),
         ]
         saved = PurePosixPath(StatePaths(DAEMON_ROOT).server_state)  # the local provider's layout
         if self.layout.server_state != saved:

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from relevo.model import Endpoint, Role, Topology
 from relevo.providers.lxd_guest import APACHE_UNIT
 from relevo.providers.lxd_host import HAPROXY_DROPIN, apache_unit, interfaces_file
-from relevo.render.haproxy import Binds, HAProxyLayout
+from relevo.render.haproxy import GUEST_ACCOUNT, Binds, HAProxyLayout
 from relevo.secrets import Secrets
 from relevo.services import NodeFile
 from relevo.services.apache import ApacheService, guest_layout
@@ -81,7 +81,7 @@ def guest_files(
 
 def _service(topology: Topology, vm: VirtualMachine) -> HAProxyService | ApacheService:
     if vm.role is Role.BALANCER:
-        return HAProxyService(topology, HAPROXY_LAYOUT)
+        return HAProxyService(topology, HAPROXY_LAYOUT, run_as=GUEST_ACCOUNT)
     # Apache listens on the container's loopback; the VM's proxy device connects there.
     node = dataclasses.replace(topology.node(vm.node), address=LOOPBACK)
     return ApacheService(topology, node, guest_layout(node), run_as=APACHE_WORKERS)

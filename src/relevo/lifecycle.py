@@ -14,9 +14,9 @@ from relevo.files import tail
 from relevo.lock import cluster_lock
 from relevo.model import Endpoint, Temperature, Topology
 from relevo.preflight import check_listeners
+from relevo.progress import Progress
 from relevo.providers.base import NodeState
 
-Progress = Callable[[str], None]
 UP_TIMEOUT_S = 20.0
 NOT_RUNNING = (NodeState.STOPPED, NodeState.MISSING)
 

@@ -20,13 +20,12 @@ from relevo.errors import RelevoError, RuntimeAPIError
 from relevo.haproxy.runtime import AdminState, Health
 from relevo.lifecycle import locked_start, locked_stop
 from relevo.model import Role, StandbyMode, Topology
+from relevo.progress import Progress
 from relevo.providers.base import NodeState
 
 POLL_S = 0.05
 # Beyond the standby's own start timeout: the controller needs a few ticks to notice and act.
 TAKEOVER_SLACK_S = 5.0
-
-Progress = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:

@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from relevo.cli.common import console, err_console, file_option, get_topology, print_json
+from relevo.cli.common import console, err_console, file_option, get_topology, print_json, say
 from relevo.cluster import Cluster
 from relevo.controller import daemon
 from relevo.dashboard.process import dashboard_url
@@ -32,7 +32,7 @@ STATE_STYLE = {"running": "green", "stopped": "dim", "paused": "red", "missing":
 
 
 def _progress(message: str) -> None:
-    err_console.print(f"[dim]·[/] {message}")
+    say(f"[dim]·[/] {message}")
 
 
 def _node_name(topology: Topology, name: str) -> str:
@@ -82,9 +82,12 @@ def up_command(ctx: click.Context, no_controller: bool, no_dashboard: bool, as_j
     console.print(
         f"[green]cluster {topology.name!r} is up[/]" + ("" if result.started else " (already running)")
     )
-    console.print(f"  frontend  {result.frontend_url}")
-    console.print(f"  stats     {result.stats_url}   (user and password in {result.secrets_file})")
-    console.print(f"  metrics   {result.metrics_url}   (HAProxy's)")
+    # URLs and paths are never broken across lines: a terminal wraps them, a pipe gets them whole.
+    console.print(f"  frontend  {result.frontend_url}", soft_wrap=True)
+    console.print(
+        f"  stats     {result.stats_url}   (user and password in {result.secrets_file})", soft_wrap=True
+    )
+    console.print(f"  metrics   {result.metrics_url}   (HAProxy's)", soft_wrap=True)
     if metrics:
         console.print(f"  metrics   {metrics}   (the controller's)")
     if dashboard:

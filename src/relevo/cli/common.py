@@ -59,5 +59,11 @@ def get_topology(ctx: click.Context) -> Topology:
     return load_topology(path)
 
 
+def say(text: str) -> None:
+    """A step's line on stderr, the same on every command: on a terminal folded at its width (rich keeps
+    words whole), in a pipe or a log whole, one line per step, whatever its length."""
+    err_console.print(text, highlight=False, soft_wrap=not err_console.is_terminal)
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from relevo.cli.bench import Duration
-from relevo.cli.common import err_console, file_option, get_topology
+from relevo.cli.common import err_console, file_option, get_topology, say
 from relevo.errors import RelevoError
 from relevo.model import Topology
 from relevo.providers.base import NodeState
@@ -213,11 +213,19 @@ def _run(topology: Topology, chosen: list[Any], opts: dict[str, Any]) -> list[An
         max_p99_ms=opts["max_p99"] * 1000 if opts["max_p99"] is not None else None,
         max_failover_s=opts["max_failover"],
     )
-    line = ProgressLine()
+    current: list[ProgressLine] = []
 
-    def say(text: str) -> None:
-        line.clear()
-        err_console.print(text, highlight=False)
+    def new_line() -> ProgressLine:
+        """One progress line per run: a rate from another run's counters was negative."""
+        for line in current:
+            line.clear()
+        current[:] = [ProgressLine()]
+        return current[0]
+
+    def step(text: str) -> None:
+        for line in current:
+            line.clear()
+        say(text)
 
     try:
         return run_scenarios(
@@ -226,11 +234,12 @@ def _run(topology: Topology, chosen: list[Any], opts: dict[str, Any]) -> list[An
             override=override,
             thresholds=thresholds,
             workers=opts["workers"],
-            progress=say,
-            on_load_progress=line,
+            progress=step,
+            load_progress=new_line,
         )
     finally:
-        line.clear()
+        for line in current:
+            line.clear()
 
 
 def _output(topology: Topology, results: list[Any], opts: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
     run = engine.start(plan, workers=None, jtl=None, on_progress=None)   # returns once the load runs
     run.started_at          # epoch seconds of the common start instant (second 0 of the series)
     run.elapsed_s()         # seconds since that instant
-    run.progress()          # Progress: samples done and failed, active users, so far
+    run.progress()          # LoadProgress: samples done and failed, active users, so far
     run.seconds()           # per-second series so far: tuple[Second] (requests, errors, dropped,
                             #   average/max latency ms, received KB, served_by {X-Served-By value: count})
     run.stop()              # send nothing new; requests in flight finish (at most STOP_GRACE_S); a
@@ -70,7 +70,9 @@ class LoadgenError(RelevoError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Progress:
+class LoadProgress:
+    """A run's counters so far (not the text `relevo.progress.Progress` lines): what a progress line shows."""
+
     elapsed_s: float
     done: int
     failed: int
@@ -93,7 +95,7 @@ class RunResult:
     nothing_listening: bool = False
 
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[[LoadProgress], None]
 
 
 def default_workers(plan: Plan | None = None) -> int:
@@ -213,7 +215,7 @@ class LoadRun:
     def elapsed_s(self) -> float:
         return max(0.0, (time.monotonic_ns() - self._watcher.t0_ns) / 1e9)
 
-    def progress(self) -> Progress:
+    def progress(self) -> LoadProgress:
         return self._watcher.progress(self._counters)
 
     def percentile_ms(self, percentile: float) -> float | None:
@@ -379,7 +381,7 @@ def _reap(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
 
 
 class _Watcher:
-    """Turns the shared counters into `Progress` for the caller, at most every `interval_s`."""
+    """Turns the shared counters into `LoadProgress` for the caller, at most every `interval_s`."""
 
     def __init__(
         self, plan: Plan, workers: int, stride: int, callback: ProgressCallback | None, interval_s: float
@@ -406,7 +408,7 @@ class _Watcher:
         if self.callback is not None:
             self.callback(self.progress(counters))
 
-    def progress(self, counters: MutableSequence[int]) -> Progress:
+    def progress(self, counters: MutableSequence[int]) -> LoadProgress:
         done = failed = active = 0
         for w in range(self.workers):
             base = w * self.stride
@@ -414,7 +416,7 @@ class _Watcher:
             failed += counters[base + 1]
             active += sum(counters[base + 2 : base + self.stride])
         elapsed = max(0.0, (time.monotonic_ns() - self.t0_ns) / 1e9)
-        return Progress(
+        return LoadProgress(
             elapsed_s=elapsed,
             done=done,
             failed=failed,

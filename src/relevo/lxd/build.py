@@ -16,7 +16,6 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from relevo.build_dirs import cache_dir, remove_tree
 from relevo.commands import run_streaming, tool
 from relevo.errors import RelevoError
 from relevo.lxd.errors import LXDNotFoundError
+from relevo.progress import Progress
 from relevo.safe_open import open_binary
 
 if TYPE_CHECKING:
@@ -58,8 +58,6 @@ MASKED_UNITS = (
     "systemd-networkd.socket",
     "systemd-networkd-wait-online.service",
 )
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,7 @@ from relevo.loadgen.plan import Plan, simple_plan
 from relevo.loadgen.stats import RunStats
 from relevo.loadgen.summary import summarize
 from relevo.model import Topology
+from relevo.progress import Progress, quiet
 from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
 from relevo.scenarios.faults import unsupported
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
@@ -35,7 +36,6 @@ from relevo.scenarios.result import (
 )
 from relevo.scenarios.timeline import Timeline
 
-Progress = Callable[[str], None]
 # Events journalled this long after the load's end still belong to it (a failback's drain finishing).
 EVENTS_AFTER_S = 1.0
 # A run may not outlast its plan by more than this (a stall the engine's timeouts should have ended).
@@ -105,9 +105,11 @@ def run_scenarios(
     override: LoadOverride | None = None,
     thresholds: Thresholds | None = None,
     workers: int | None = None,
-    progress: Progress = lambda _: None,
-    on_load_progress: engine.ProgressCallback | None = None,
+    progress: Progress = quiet,
+    load_progress: Callable[[], engine.ProgressCallback] | None = None,
 ) -> list[ScenarioResult]:
+    """Run each scenario in turn (see the module doc). `progress` hears the steps; `load_progress` makes
+    one callback per run for the load's counters (a callback shared by two runs would compare them)."""
     cluster = Cluster(topology)
     results = []
     for healed in cluster.heal_all():  # what a relevo that died mid-span left in force
@@ -127,7 +129,7 @@ def run_scenarios(
                 scenario,
                 thresholds=thresholds or Thresholds(),
                 workers=workers,
-                on_progress=on_load_progress,
+                on_progress=load_progress() if load_progress else None,
             )
             broken = [v.what for v in result.verdicts if not v.ok]
             progress(

@@ -28,7 +28,7 @@ from pathlib import Path
 from relevo.build_dirs import cache_dir, mounts_below
 from relevo.commands import run_streaming, tool
 from relevo.errors import MissingToolError, ProviderError, RelevoError
-from relevo.lxd.build import Progress
+from relevo.progress import Progress
 from relevo.vagrant import box_files as files
 
 DEFAULT_BOX_NAME = "relevo/bookworm64"

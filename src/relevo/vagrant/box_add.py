@@ -14,7 +14,7 @@ from pathlib import Path
 
 from relevo.commands import SEARCH_PATH
 from relevo.errors import MissingToolError, ProviderError
-from relevo.lxd.build import Progress
+from relevo.progress import Progress
 from relevo.vagrant.box import run, validate_box_name
 
 VAGRANT_ADD_TIMEOUT_S = 10 * 60.0

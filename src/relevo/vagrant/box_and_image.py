@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relevo.errors import ProviderError
-from relevo.lxd.build import Progress
+from relevo.progress import Progress
 from relevo.vagrant.box import (
     BoxRecipe,
     BuiltBox,

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from relevo.cli import cli
 from relevo.cli import cluster as cluster_module
 from relevo.loadgen import engine
-from relevo.loadgen.engine import Progress
+from relevo.loadgen.engine import LoadProgress
 from relevo.report.progress import ProgressLine
 from relevo.secrets import load_or_create_secrets
 from relevo.topology import load_topology
@@ -95,8 +95,8 @@ def test_status_points_to_the_secrets_file(tmp_path: Path) -> None:
         assert secrets.stats_password not in out and "secrets.json" in out
 
 
-def progress(done: int, failed: int = 0, p99_ms: float | None = 2.5) -> Progress:
-    return Progress(
+def progress(done: int, failed: int = 0, p99_ms: float | None = 2.5) -> LoadProgress:
+    return LoadProgress(
         elapsed_s=done / 100, done=done, failed=failed, active=4, expected=None, duration_s=60, p99_ms=p99_ms
     )
 

@@ -178,7 +178,7 @@ def test_jtl_streams_every_sample(serve: Serve, tmp_path: Path) -> None:
 def test_progress_is_reported(serve: Serve) -> None:
     """The progress callback ends with every sample counted."""
     server = serve(answer())
-    seen: list[engine.Progress] = []
+    seen: list[engine.LoadProgress] = []
     engine.run(
         simple_plan(server.url, threads=2, loops=10),
         workers=1,

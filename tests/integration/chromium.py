@@ -130,13 +130,20 @@ class Browser:
 class Page:
     """A tab on a local file, with what its console said."""
 
-    def __init__(self, browser: Browser, url: str) -> None:
+    def __init__(
+        self, browser: Browser, url: str, *, width: int | None = None, height: int | None = None
+    ) -> None:
         self.browser = browser
         target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         attached = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self.session = attached["sessionId"]
-        for domain in ("Page", "Runtime", "Log"):
+        for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
+        if width is not None and height is not None:
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            )
         self.call("Page.navigate", {"url": url})
         browser.wait_event("Page.loadEventFired")
 
@@ -161,6 +168,19 @@ class Page:
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 found.append(f"log: {params['entry'].get('text')}")
         return found
+
+    def requests(self) -> list[str]:
+        """Every URL the page asked for (the page itself included)."""
+        return [
+            str(event["params"].get("request", {}).get("url", ""))
+            for event in self.browser.events
+            if event.get("method") == "Network.requestWillBeSent"
+        ]
+
+    def viewport_screenshot(self, path: Path) -> None:
+        """What the reader sees first, without scrolling."""
+        data = self.call("Page.captureScreenshot", {"format": "png"})
+        path.write_bytes(base64.b64decode(data["data"]))
 
     def screenshot(self, path: Path) -> None:
         size = self.call("Page.getLayoutMetrics")["cssContentSize"]

@@ -11,7 +11,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
 
 from relevo.loadgen.histogram import HALF_BITS, MAX_VALUE, SUB_BUCKET_BITS
-from relevo.loadgen.stats import NS_PER_S, ErrorKind, LabelStats, RunStats, bump
+from relevo.loadgen.stats import FINE_NS, NS_PER_S, ErrorKind, LabelStats, RunStats, bump
 
 if TYPE_CHECKING:
     from relevo.loadgen.client import Sampler
@@ -66,11 +66,12 @@ def reason(status: int) -> str:
 class Recorder:
     """One worker's accumulators; the engine merges the recorders of all workers at the end."""
 
-    __slots__ = ("done", "failed", "refused", "series", "sink", "stats", "t0_ns")
+    __slots__ = ("done", "failed", "fine", "refused", "series", "sink", "stats", "t0_ns")
 
     def __init__(self, *, t0_ns: int, sink: SampleSink | None = None) -> None:
         self.stats = RunStats()
         self.series = self.stats.series
+        self.fine = self.stats.fine
         self.t0_ns = t0_ns
         self.sink = sink
         # Read by the progress reporter: samples finished, and how many of them failed.
@@ -150,6 +151,20 @@ class Recorder:
             series.errors[second] += 1
         if us > series.max_us[second]:
             series.max_us[second] = us
+        # The charts' 100 ms buckets: requests, errors, answers per server.
+        fine = self.fine
+        bucket = (end_ns - self.t0_ns) // FINE_NS
+        if bucket < 0:
+            bucket = 0
+        if bucket >= len(fine.requests):
+            fine.grow(bucket + 1)
+        fine.requests[bucket] += 1
+        fine.total_us[bucket] += us
+        if not ok:
+            fine.errors[bucket] += 1
+        if served_by is not None:
+            served = fine.served[bucket]
+            served[served_by] = served.get(served_by, 0) + 1
         self.done += 1
 
     def failure(
@@ -188,22 +203,24 @@ class Recorder:
         if second >= len(series.requests):
             series.grow(second + 1)
         series.dropped[second] += n
+        bucket = max(0, (at_ns - self.t0_ns) // FINE_NS)
+        if bucket >= len(self.fine.requests):
+            self.fine.grow(bucket + 1)
+        self.fine.dropped[bucket] += n
 
     def unfinished(self, sampler: Sampler, n: int = 1) -> None:
         """`n` requests of the plan that a stop left without a sample (never sent, or cut off)."""
         sampler.stats.unfinished += n
 
     def _second(self, end_ns: int, us: int, error: bool, received: int) -> None:
-        series = self.series
-        second = (end_ns - self.t0_ns) // NS_PER_S
-        if second < 0:
-            second = 0
-        if second >= len(series.requests):
-            series.grow(second + 1)
-        series.requests[second] += 1
-        series.total_us[second] += us
-        series.bytes[second] += received
-        if error:
-            series.errors[second] += 1
-        if us > series.max_us[second]:
-            series.max_us[second] = us
+        for series, width_ns in ((self.series, NS_PER_S), (self.fine, FINE_NS)):
+            index = max(0, (end_ns - self.t0_ns) // width_ns)
+            if index >= len(series.requests):
+                series.grow(index + 1)
+            series.requests[index] += 1
+            series.total_us[index] += us
+            series.bytes[index] += received
+            if error:
+                series.errors[index] += 1
+            if us > series.max_us[index]:
+                series.max_us[index] = us

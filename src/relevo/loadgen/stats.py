@@ -15,6 +15,9 @@ from collections.abc import Iterable, Mapping
 from relevo.loadgen.histogram import Histogram
 
 NS_PER_S = 1_000_000_000
+# The charts' resolution: `RunStats.fine` counts per 100 ms (a 100-200 ms failover is invisible per second).
+FINE_NS = 100_000_000
+FINE_S = FINE_NS / NS_PER_S
 
 
 class ErrorKind(enum.StrEnum):
@@ -255,11 +258,13 @@ class TimeSeries:
 class RunStats:
     """One run's (or one JTL file's) accumulators: one per label, in first-seen order, plus the series."""
 
-    __slots__ = ("labels", "series")
+    __slots__ = ("fine", "labels", "series")
 
     def __init__(self) -> None:
         self.labels: dict[str, LabelStats] = {}
         self.series = TimeSeries()
+        # The same counts per FINE_NS bucket (by completion; dropped by when they were due), for charts.
+        self.fine = TimeSeries()
 
     def label(self, name: str) -> LabelStats:
         stats = self.labels.get(name)
@@ -271,6 +276,7 @@ class RunStats:
         for name, stats in other.labels.items():
             self.label(name).merge(stats)
         self.series.merge(other.series)
+        self.fine.merge(other.fine)
 
     def total(self, name: str = "TOTAL") -> LabelStats:
         return merge_labels(name, self.labels.values())

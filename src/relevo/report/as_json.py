@@ -106,6 +106,11 @@ def result_dict(result: ScenarioResult) -> dict[str, Any]:
         for f in result.failovers
     ]
     out["verdicts"] = [{"what": v.what, "ok": v.ok, "detail": v.detail} for v in result.verdicts]
+    out["fault_spans"] = [
+        {"start_s": round(s.start_s, 3), "end_s": _ms(s.end_s), "label": s.label} for s in result.spans
+    ]
+    out["timeseries_100ms"] = series_100ms(result)
+    out["environment"] = dict(result.environment)
     out["passed"] = None if result.skipped is not None else result.passed
     out["status"] = result.status
     if result.skipped is not None:
@@ -123,3 +128,30 @@ def result_dict(result: ScenarioResult) -> dict[str, Any]:
             "throughput_rps": seed.throughput_rps,
         }
     return out
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def series_100ms(result: ScenarioResult) -> dict[str, Any]:
+    """The series the charts draw, with what each number counts."""
+    return {
+        "bucket_s": result.bucket_s,
+        "t_s": "the bucket's start, seconds since the load started",
+        "requests": "responses completed in the bucket (errors and served_by likewise)",
+        "latency": "p50_ms and p99_ms of the requests sent in the bucket (null: none sent)",
+        "charted_s": round(result.charted_s, 3),
+        "tail": result.tail,
+        "buckets": [
+            {
+                "t_s": round(b.t_s, 3),
+                "requests": b.requests,
+                "errors": b.errors,
+                "p50_ms": _ms(b.p50_ms),
+                "p99_ms": _ms(b.p99_ms),
+                "served_by": dict(b.served_by),
+            }
+            for b in result.buckets
+        ],
+    }

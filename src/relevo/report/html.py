@@ -51,7 +51,7 @@ def write_report(results: Sequence[ScenarioResult], directory: Path, *, title: s
         png = directory / PNG_DIR / f"{slug(result.scenario.name)}.png"
         chart = draw(result, png=png)
         pngs.append(png)
-        views.append(_view(result, chart.svg))
+        views.append(_view(result, chart.svg, chart.zooms))
     html = (
         _environment()
         .get_template("scenarios.html.j2")
@@ -60,6 +60,7 @@ def write_report(results: Sequence[ScenarioResult], directory: Path, *, title: s
             generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             results=views,
             metrics=METRICS,
+            environment=dict(results[0].environment) if results else {},
         )
     )
     path = directory / REPORT_NAME
@@ -70,7 +71,7 @@ def write_report(results: Sequence[ScenarioResult], directory: Path, *, title: s
     return WrittenReport(html=path, pngs=tuple(pngs))
 
 
-def _view(result: ScenarioResult, svg: str) -> dict[str, Any]:
+def _view(result: ScenarioResult, svg: str, zooms: Sequence[str] = ()) -> dict[str, Any]:
     t = result.report.total
     pct = t.percentiles_ms
     serving = [f"{f.standby} {f.until_served_s:.2f} s" for f in result.failovers if f.until_served_s]
@@ -104,6 +105,9 @@ def _view(result: ScenarioResult, svg: str) -> dict[str, Any]:
         "markers": result.markers,
         "seed": SEED_ROWS.get(result.scenario.seed_row or ""),
         "svg": svg,
+        "zooms": [(span, zoom) for span, zoom in zip(result.spans, zooms, strict=False)],
+        "tail": result.tail,
+        "spans": result.spans,
     }
 
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from relevo.loadgen.stats import FINE_S
 from relevo.loadgen.summary import SummaryReport
-from relevo.scenarios.model import Scenario
+from relevo.scenarios.model import Action, Scenario
 
 # Controller event kinds drawn as markers; `action` lines (every Runtime API call) would bury them.
 HIDDEN_EVENT_KINDS = frozenset({"action"})
@@ -26,6 +27,30 @@ class Second:
     p50_ms: float
     p99_ms: float
     served_by: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bucket:
+    """100 ms of the run (`t_s` is its start). `requests`, `errors` and `served_by` count the responses that
+    completed in it; `p50_ms`/`p99_ms` are the latencies of the requests *sent* in it (None: none sent), so
+    a stall shows when the stalled requests went out, not seconds later when they gave up."""
+
+    t_s: float
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    served_by: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultSpan:
+    """A fault's time on the charts: from when it was done until it was undone (`end_s` None: it lasted to
+    the end of the run; equal to `start_s`: an instant, such as a reload)."""
+
+    start_s: float
+    end_s: float | None
+    label: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +96,18 @@ class ScenarioResult:
     verdicts: tuple[Verdict, ...] = ()
     # Why the scenario did not run (a fault its provider cannot do here): neither passed nor failed.
     skipped: str | None = None
+    # The 100 ms series the charts draw, up to `charted_s` (the load's end, whole buckets only); `tail`
+    # says what was left out after it (responses still completing once no more were sent).
+    buckets: tuple[Bucket, ...] = ()
+    bucket_s: float = FINE_S
+    charted_s: float = 0.0
+    tail: str = ""
+    # Where the run's environment was described (host, versions, provider, the topology's settings).
+    environment: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def spans(self) -> tuple[FaultSpan, ...]:
+        return fault_spans(self.markers)
 
     @property
     def failed(self) -> int:
@@ -91,12 +128,49 @@ class ScenarioResult:
     def servers(self) -> tuple[str, ...]:
         """Every server that answered, in order of first answer, then by name."""
         seen: dict[str, None] = {}
+        for bucket in self.buckets:
+            for name in sorted(bucket.served_by):
+                seen.setdefault(name, None)
         for second in self.seconds:
             for name in sorted(second.served_by):
                 seen.setdefault(name, None)
         for name in self.report.total.served_by:
             seen.setdefault(name, None)
         return tuple(seen)
+
+
+# A fault ends when a later one on the same node undoes it; a reload is an instant.
+UNDOES = {
+    Action.START: (Action.KILL, Action.STOP),
+    Action.RESUME: (Action.HANG, Action.HANG_WORKERS),
+    Action.READY: (Action.MAINTENANCE,),
+    Action.START_CONTROLLER: (Action.KILL_CONTROLLER,),
+}
+INSTANT = frozenset({Action.RELOAD})
+
+
+def fault_spans(markers: Sequence[Marker]) -> tuple[FaultSpan, ...]:
+    """The faults relevo did, as spans: each from its marker to the marker of the fault that undid it on
+    the same node (a kill to the next start, a hang to its resume ...), else to the end of the run."""
+    spans: list[FaultSpan] = []
+    open_: dict[str, int] = {}  # node -> index in spans of the fault still in force there
+    for marker in sorted((m for m in markers if m.source == "fault"), key=lambda m: m.t_s):
+        try:
+            action = Action(marker.kind)
+        except ValueError:
+            action = None
+        node = marker.label.split(" ", 1)[1] if " " in marker.label else ""
+        undone = UNDOES.get(action) if action is not None else None
+        if undone is not None:
+            i = open_.pop(node, None)
+            if i is not None:
+                spans[i] = FaultSpan(start_s=spans[i].start_s, end_s=marker.t_s, label=spans[i].label)
+            continue
+        end = marker.t_s if action in INSTANT else None
+        spans.append(FaultSpan(start_s=marker.t_s, end_s=end, label=marker.label))
+        if end is None:
+            open_[node] = len(spans) - 1
+    return tuple(spans)
 
 
 def shares(result: ScenarioResult) -> dict[str, float]:

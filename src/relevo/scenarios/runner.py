@@ -20,15 +20,17 @@ from relevo.loadgen import engine
 from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.jtl import read_samples
 from relevo.loadgen.plan import Plan, simple_plan
-from relevo.loadgen.stats import RunStats
+from relevo.loadgen.stats import FINE_S, RunStats, TimeSeries
 from relevo.loadgen.summary import summarize
 from relevo.model import Topology
 from relevo.progress import Progress, quiet
 from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
+from relevo.scenarios.environment import describe_environment
 from relevo.scenarios.faults import unsupported
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
 from relevo.scenarios.prepare import prepare
 from relevo.scenarios.result import (
+    Bucket,
     ScenarioResult,
     Second,
     failovers_from_events,
@@ -114,6 +116,7 @@ def run_scenarios(
     results = []
     for healed in cluster.heal_all():  # what a relevo that died mid-span left in force
         progress(f"healed {healed} (left by an earlier run)")
+    environment = describe_environment(topology)
     try:
         for n, scenario in enumerate(scenarios, 1):
             if override is not None:
@@ -131,6 +134,7 @@ def run_scenarios(
                 workers=workers,
                 on_progress=load_progress() if load_progress else None,
             )
+            result = replace(result, environment=environment)
             broken = [v.what for v in result.verdicts if not v.ok]
             progress(
                 f"  {result.report.total.samples} samples, {result.failed} failed: "
@@ -168,6 +172,7 @@ def run_one(
             timeline.close()  # every fault still in force healed: the load's end, an error, Ctrl-C
         markers, fault_verdicts = timeline.markers, timeline.verdicts
         latencies = per_second_latency(jtl, result.started_at)
+        sent_latency = latency_by_send(jtl, result.started_at)
     events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
     report = summarize(
         result.stats,
@@ -194,6 +199,8 @@ def run_one(
         for i in range(len(series))
     )
     all_markers = sorted([*markers, *markers_from_events(events, result.started_at)], key=lambda m: m.t_s)
+    load_end_s = plan.duration_s if plan.duration_s is not None else result.elapsed_s
+    buckets, charted_s, tail = chart_buckets(result.stats.fine, sent_latency, load_end_s)
     return ScenarioResult(
         scenario=scenario,
         report=report,
@@ -202,6 +209,9 @@ def run_one(
         events=tuple(events),
         failovers=tuple(failovers),
         verdicts=tuple(verdicts),
+        buckets=buckets,
+        charted_s=charted_s,
+        tail=tail,
     )
 
 
@@ -209,6 +219,53 @@ def skipped_result(scenario: Scenario, reason: str) -> ScenarioResult:
     """A scenario not run, with why: no samples, no verdicts, neither passed nor failed."""
     report = summarize(RunStats(), meta={"scenario": scenario.name, "skipped": reason})
     return ScenarioResult(scenario=scenario, report=report, seconds=(), skipped=reason)
+
+
+def chart_buckets(
+    fine: TimeSeries, sent_latency: Mapping[int, tuple[float, float]], load_end_s: float
+) -> tuple[tuple[Bucket, ...], float, str]:
+    """The 100 ms buckets the charts draw: whole buckets up to the load's end only. A last, partial bucket
+    (and the responses that completed after the load's end) would draw a cliff to ~0 that says nothing
+    about the cluster: left out, and said so."""
+    whole = int(load_end_s / FINE_S + 1e-6)
+    charted_s = whole * FINE_S
+    buckets = tuple(
+        Bucket(
+            t_s=round(i * FINE_S, 3),
+            requests=fine.requests[i] if i < len(fine) else 0,
+            errors=fine.errors[i] if i < len(fine) else 0,
+            p50_ms=sent_latency[i][0] if i in sent_latency else None,
+            p99_ms=sent_latency[i][1] if i in sent_latency else None,
+            served_by=dict(fine.served[i]) if i < len(fine) else {},
+        )
+        for i in range(whole)
+    )
+    after = sum(fine.requests[whole:])
+    tail = (
+        f"not drawn: {after:,} responses that completed after {charted_s:.1f} s (the load's end, in whole "
+        f"{FINE_S * 1000:.0f} ms buckets): a partial last bucket would show a cliff that is not the cluster's"
+        if after
+        else ""
+    )
+    return buckets, charted_s, tail
+
+
+def latency_by_send(jtl: Path, started_at: float) -> dict[int, tuple[float, float]]:
+    """p50 and p99 (ms) of the requests *sent* in each 100 ms bucket (the JTL's timeStamp is the send
+    time, the intended one in the open model), so a stall shows where it began."""
+    histograms: dict[int, Histogram] = {}
+    start_ms = started_at * 1000
+    width_ms = FINE_S * 1000
+    for sample in read_samples(jtl):
+        bucket = max(0, int((sample.timestamp_ms - start_ms) // width_ms))
+        histogram = histograms.get(bucket)
+        if histogram is None:
+            histogram = histograms[bucket] = Histogram()
+        histogram.record(sample.elapsed_ms * 1000)
+    return {
+        bucket: (h.value_at_percentile(50.0) / 1000, h.value_at_percentile(99.0) / 1000)
+        for bucket, h in histograms.items()
+    }
 
 
 def per_second_latency(jtl: Path, started_at: float) -> dict[int, tuple[float, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -16,6 +17,7 @@ from relevo.scenarios.result import Failover, Marker, Verdict
 from relevo.topology import parse_topology
 
 from .factory import make_result
+from .recorded import recorded
 
 
 def results(tmp_path):
@@ -103,3 +105,48 @@ def test_results_json_is_written_before_the_report_is_drawn(tmp_path, monkeypatc
         cli_scenarios._output(topology, results(tmp_path), opts)
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert set(data) == {"two-plus-two-standbys", "kill-web1"}
+
+
+def test_a_recorded_kill_web1_is_charted_at_100_ms_after_its_causes_and_without_an_end_cliff(tmp_path):
+    """kill-web1 as a cluster ran it: 100 ms steps, each drawn from its bucket's end; web1's answers stop
+    no earlier than the kill, web1bck's first step comes no earlier than the failover and within the
+    100 ms after its first answers; the last step is the run's level, not a cliff (the tail after the
+    load's end is left out and said so); the JSON carries the same series."""
+    from relevo.report.as_json import series_100ms
+    from relevo.report.charts import chart_series
+
+    result = recorded("kill-web1", tmp_path)
+    series = chart_series(result.buckets, result.servers)
+    xs, throughput = series["throughput"]["responses"]
+    assert all(round(b - a, 6) == 0.1 for a, b in itertools.pairwise(xs))
+    assert xs[0] == 0.1 and xs[-1] == result.charted_s == 8.0
+    (kill,) = [m for m in result.markers if m.source == "fault"]
+    (failover,) = result.failovers
+    x1, web1 = series["servers"]["web1"]
+    last_web1 = max(x for x, y in zip(x1, web1, strict=True) if y > 0)
+    first_gone = min(x for x, y in zip(x1, web1, strict=True) if x > kill.t_s and y == 0)
+    assert first_gone >= kill.t_s and last_web1 >= kill.t_s, "web1's share may only fall after the kill"
+    x2, standby = series["servers"]["web1bck"]
+    first_step = min(x for x, y in zip(x2, standby, strict=True) if y > 0)
+    first_bucket = next(b for b in result.buckets if b.served_by.get("web1bck"))
+    assert first_step == round(first_bucket.t_s + 0.1, 3), "drawn from the end of its 100 ms"
+    assert first_step >= failover.at_s, "the standby's step may not precede the failover"
+    median = sorted(throughput)[len(throughput) // 2]
+    assert min(throughput[-5:]) >= 0.4 * median, "an end cliff"
+    assert "not drawn" in result.tail
+    data = series_100ms(result)
+    assert data["bucket_s"] == 0.1 and len(data["buckets"]) == len(xs)
+    assert [b["requests"] for b in data["buckets"]] == [int(y) for y in throughput]
+
+
+def test_markers_numbers_never_share_a_row_within_a_numbers_width():
+    """kill-both's crowd of events: no two numbers in one row of the events strip closer than their width."""
+    from relevo.report.charts import AXES_PT, LABEL_PT, marker_rows
+
+    markers = [Marker(t_s=2.0 + 0.01 * i, source="controller", kind="health", label=str(i)) for i in range(9)]
+    rows = marker_rows(markers, 0.0, 8.0)
+    gap = 8.0 * LABEL_PT / AXES_PT
+    for a in range(len(markers)):
+        for b in range(a + 1, len(markers)):
+            if rows[a] == rows[b]:
+                assert abs(markers[a].t_s - markers[b].t_s) >= gap

@@ -33,8 +33,9 @@ SURVEY = """(() => {
     }
     out[name] = charts;
   }
-  return {scenarios: out, summaryRows: document.querySelectorAll("#summary-table tbody tr").length,
-          theirs: document.querySelectorAll("#summary-table tr.theirs").length};
+  return {scenarios: out,
+          summaryRows: document.querySelectorAll("#summary-table tbody tr:not(.detail)").length,
+          theirs: document.querySelectorAll("#summary-table tr.theirs:not(.detail)").length};
 })()"""
 
 

@@ -242,7 +242,8 @@ def chart_buckets(
     )
     after = sum(fine.requests[whole:])
     tail = (
-        f"not drawn: {after:,} responses that completed after {charted_s:.1f} s (the load's end, in whole "
+        f"not drawn: {after:,} response{'s' if after != 1 else ''} that completed after {charted_s:.1f} s "
+        "(the load's end, in whole "
         f"{FINE_S * 1000:.0f} ms buckets): a partial last bucket would show a cliff that is not the cluster's"
         if after
         else ""

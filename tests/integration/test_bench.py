@@ -63,10 +63,13 @@ def test_default_target_is_the_running_cluster(running_cluster: RunningCluster) 
 
 
 def test_refused_port_is_counted_as_refused(running_cluster: RunningCluster) -> None:
-    """A port on 127.0.0.1 where nobody listens: every sample is a 'refused' error."""
-    data = bench_json(f"http://127.0.0.1:{free_port()}/", "-c", "2", "-n", "10", "-w", "1")
-    assert data["samples"] == 20 and data["errors"] == 20
-    assert data["errors_by_kind"] == {"refused": 20}
+    """A port on 127.0.0.1 where nobody listens: every sample is a 'refused' error, and the run knows
+    nothing listened (the CLI then exits 1 with one message instead of a report: issue 21)."""
+    plan = simple_plan(f"http://127.0.0.1:{free_port()}/", threads=2, loops=10)
+    result = engine.run(plan, workers=1)
+    assert result.stats.total().count == 20
+    assert result.stats.total().error_kinds == {"refused": 20}
+    assert result.nothing_listening
 
 
 def test_frontend_without_servers_answers_503(running_cluster: RunningCluster) -> None:

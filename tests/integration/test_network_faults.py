@@ -59,10 +59,16 @@ def traces(running: RunningCluster) -> dict[str, list[str]]:
     qdiscs = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True, timeout=30, check=True)
     sockets = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, timeout=30, check=True).stdout
     network = running.topology.balancer.address.rsplit(".", 1)[0] + "."
+    # The controller's metrics and the dashboard are relevo's own python listeners there, not a fault's.
+    own = {f":{running.topology.controller.metrics_port} ", f":{running.topology.dashboard.port} "}
     return {
         "iptables": [line for line in rules.splitlines() if tag in line],
         "qdisc": [line for line in qdiscs.stdout.splitlines() if "netem" in line or "tbf" in line],
-        "proxies": [line for line in sockets.splitlines() if network in line and "python" in line],
+        "proxies": [
+            line
+            for line in sockets.splitlines()
+            if network in line and "python" in line and not any(port in line for port in own)
+        ],
     }
 
 

@@ -152,6 +152,10 @@ def start_background(topology: Topology) -> tuple[int, str]:
     while time.monotonic() < deadline:
         if child.poll() is not None:
             _children.pop(child.pid, None)
+            # Another `up` started its dashboard between our look and our start: that one serves.
+            other = running_pid(topology)
+            if other is not None:
+                return other, url
             raise DashboardError(f"the dashboard exited at once:\n{tail(log_file(paths))}")
         if running_pid(topology) == child.pid and _answers(host, port):
             return child.pid, url

@@ -132,3 +132,25 @@ def test_image_is_shipped_and_uploaded(tmp_path: Path):
     assert (out / "image" / tarball.name).read_bytes() == tarball.read_bytes()
     vagrantfile = (out / "Vagrantfile").read_text()
     assert vagrantfile.count('provision "file", source: "image"') == 3
+
+
+def test_the_runtime_bundle_holds_every_library_the_vms_controller_imports():
+    """Everything outside the standard library that `relevo watch` imports on the balancer's VM (the LXD
+    provider, the controller, its metrics) is packed into the runtime bundle: the VM fetches nothing, and
+    a missing prometheus_client made the VM's controller exit at start in the vagrant tier."""
+    import subprocess
+    import sys
+
+    from relevo.vagrant.bundle import _members
+
+    probe = (
+        "import sys, relevo.cli, relevo.controller.daemon, relevo.controller.metrics, relevo.providers.lxd;"
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    third_party = {name for name in loaded.stdout.split() if name not in sys.stdlib_module_names}
+    # relevo itself, and the modules compiled (Cython) extensions register at import, not distributions.
+    third_party -= {"relevo", "_distutils_hack", "__main__", "cython_runtime"}
+    third_party = {name for name in third_party if not name.startswith("_cython_")}
+    packed = {Path(member).parts[0].removesuffix(".py") for member in _members()}
+    assert third_party - packed == set()

@@ -19,7 +19,7 @@ from relevo.errors import RelevoError
 from relevo.files import ensure_dir
 
 # What `relevo watch` with the LXD provider imports, by distribution (with what they require, as installed).
-DISTRIBUTIONS = ("click", "jinja2", "pyyaml", "rich")
+DISTRIBUTIONS = ("click", "jinja2", "pyyaml", "rich", "prometheus-client")
 BUNDLE_NAME = "relevo-runtime.tar.gz"
 
 

@@ -122,6 +122,7 @@ def test_each_single_fault_loses_no_request_and_shows_its_events(cluster):
         faults = [m for m in run["markers"] if m["source"] == "fault"]
         assert len(faults) == len(run["scenario"]["faults"]), (name, run["markers"])
         assert run["passed"], (name, run["verdicts"])
+        assert run["steady_state"]["before"]["ok"] and run["steady_state"]["after"]["ok"], name
     for name, standby in (
         ("kill-web1", "web1bck"),
         ("hang-web2", "web2bck"),
@@ -183,6 +184,32 @@ def test_a_user_scenario_file_runs_and_a_broken_one_is_refused_with_its_line(clu
     assert refused.returncode == 2
     assert f"{bad}:5:" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_cluster_that_does_not_return_to_its_steady_state_fails_with_what_differs(cluster, tmp_path):
+    """With the controller off nobody restarts a killed balancer: the steady state held before the load,
+    the check after the faults fails within its bound and says the frontend does not answer; exit 1, and
+    `--json` carries both checks."""
+    lost = tmp_path / "lost.yaml"
+    lost.write_text(
+        "scenarios:\n"
+        "  lose-ha1:\n"
+        "    setup: {controller: false}\n"
+        "    load: {rate: 200, duration: 2s}\n"
+        "    faults:\n"
+        "      - {at: 1s, kill: ha1}\n"
+    )
+    done = scenarios(cluster, "--json", "--no-report", "--scenario-file", str(lost))
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    run = json.loads(done.stdout)["lose-ha1"]
+    before, after = run["steady_state"]["before"], run["steady_state"]["after"]
+    assert before["ok"] and before["differences"] == []
+    assert not after["ok"] and after["took_s"] >= after["within_s"]
+    assert any(d.startswith("the frontend answered nothing") for d in after["differences"]), after
+    assert run["status"] == "failed"
+    assert {v["what"]: v["ok"] for v in run["verdicts"]}[
+        f"steady state after the faults healed (within {after['within_s']:g} s)"
+    ] is False
 
 
 def in_thread(work: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:

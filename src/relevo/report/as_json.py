@@ -106,6 +106,16 @@ def result_dict(result: ScenarioResult) -> dict[str, Any]:
         for f in result.failovers
     ]
     out["verdicts"] = [{"what": v.what, "ok": v.ok, "detail": v.detail} for v in result.verdicts]
+    out["steady_state"] = {
+        c.when: {
+            "ok": c.ok,
+            "took_s": round(c.took_s, 3),
+            "within_s": c.within_s,
+            "expected": c.expected,
+            "differences": list(c.differences),
+        }
+        for c in result.steady
+    }
     out["fault_spans"] = [
         {"start_s": round(s.start_s, 3), "end_s": _ms(s.end_s), "label": s.label} for s in result.spans
     ]

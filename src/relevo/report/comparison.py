@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from relevo.report.table import rate_text
-from relevo.scenarios.result import ScenarioResult, shares
+from relevo.scenarios.result import ScenarioResult, SteadyCheck, shares
 from relevo.scenarios.seed import SEED_ROWS, SeedRow
 
 WIDTH = 80
@@ -107,10 +107,21 @@ def details(result: ScenarioResult) -> list[str]:
     share = shares(result)
     if share:
         words.append(" ".join(f"{name} {pct:.0f}%" for name, pct in share.items()))
+    if result.steady:
+        words.append("steady " + ", ".join(_steady(c) for c in result.steady))
     if result.verdicts:
         broken = [v for v in result.verdicts if not v.ok]
         words.append("FAILED: " + "; ".join(v.what for v in broken) if broken else "ok")
+    for check in result.steady:
+        if not check.ok:  # what differs, in full: the point of the check
+            words.extend(f"not steady {check.when}: {d}" for d in check.differences)
     return _wrap(words, indent="  ")
+
+
+def _steady(check: SteadyCheck) -> str:
+    if not check.ok:
+        return f"{check.when} NO"
+    return f"{check.when} ok" + (f" in {check.took_s:.1f}s" if check.when == "after" else "")
 
 
 def _wrap(words: Sequence[str], *, indent: str) -> list[str]:

@@ -86,6 +86,32 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SteadyCheck:
+    """One check of the steady state: `when` is "before" (the load) or "after" (the faults healed)."""
+
+    when: str
+    ok: bool
+    took_s: float  # until it held (or the bound, when it never did)
+    within_s: float
+    expected: str
+    differences: tuple[str, ...] = ()
+
+    @property
+    def what(self) -> str:
+        return (
+            "steady state before the load"
+            if self.when == "before"
+            else f"steady state after the faults healed (within {self.within_s:g} s)"
+        )
+
+    @property
+    def detail(self) -> str:
+        if self.ok:
+            return f"held after {self.took_s:.2f} s"
+        return "; ".join(self.differences)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScenarioResult:
     scenario: Scenario
     report: SummaryReport
@@ -104,6 +130,8 @@ class ScenarioResult:
     tail: str = ""
     # Where the run's environment was described (host, versions, provider, the topology's settings).
     environment: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The steady state checked before the load and after the faults healed (none when not run).
+    steady: tuple[SteadyCheck, ...] = ()
 
     @property
     def spans(self) -> tuple[FaultSpan, ...]:

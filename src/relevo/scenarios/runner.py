@@ -33,9 +33,20 @@ from relevo.scenarios.result import (
     Bucket,
     ScenarioResult,
     Second,
+    SteadyCheck,
+    Verdict,
     failovers_from_events,
     markers_from_events,
 )
+from relevo.scenarios.steady import (
+    BEFORE_WITHIN_S,
+    SteadyState,
+    after_within_s,
+    expected_after,
+    expected_before,
+    observe,
+)
+from relevo.scenarios.steady import check as check_steady
 from relevo.scenarios.timeline import Timeline
 
 # Events journalled this long after the load's end still belong to it (a failback's drain finishing).
@@ -136,6 +147,7 @@ def run_scenarios(
             )
             result = replace(result, environment=environment)
             broken = [v.what for v in result.verdicts if not v.ok]
+            broken += [f"not steady {c.when}: {c.detail}" for c in result.steady if not c.ok]
             progress(
                 f"  {result.report.total.samples} samples, {result.failed} failed: "
                 + ("FAILED " + "; ".join(broken) if broken else "ok")
@@ -157,6 +169,9 @@ def run_one(
 ) -> ScenarioResult:
     topology = cluster.topology
     prepare(cluster, scenario.setup)
+    before = steady_check(cluster, "before", expected_before(topology, scenario.setup), BEFORE_WITHIN_S)
+    if not before.ok:  # as Chaos Toolkit: no experiment on a cluster that is not as declared
+        return not_steady_result(scenario, before)
     plan = plan_for(topology, scenario.load)
     with tempfile.TemporaryDirectory(prefix="relevo-scenario-") as scratch:
         jtl = Path(scratch) / "samples.jtl"
@@ -174,6 +189,7 @@ def run_one(
         latencies = per_second_latency(jtl, result.started_at)
         sent_latency = latency_by_send(jtl, result.started_at)
     events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
+    after = steady_check(cluster, "after", expected_after(topology, scenario), after_within_s(topology))
     report = summarize(
         result.stats,
         meta=_meta(scenario, result),
@@ -182,6 +198,7 @@ def run_one(
     )
     failovers = failovers_from_events(events, result.started_at)
     verdicts = [
+        *(steady_verdict(c) for c in (before, after)),
         *fault_verdicts,
         *check_expectation(scenario.expect, report, events),
         *check_thresholds(thresholds, report, failovers),
@@ -212,6 +229,24 @@ def run_one(
         buckets=buckets,
         charted_s=charted_s,
         tail=tail,
+        steady=(before, after),
+    )
+
+
+def steady_check(cluster: Cluster, when: str, expected: SteadyState, within_s: float) -> SteadyCheck:
+    return check_steady(when, expected, lambda e: observe(cluster, e), within_s=within_s)
+
+
+def steady_verdict(check: SteadyCheck) -> Verdict:
+    return Verdict(what=check.what, ok=check.ok, detail=check.detail)
+
+
+def not_steady_result(scenario: Scenario, before: SteadyCheck) -> ScenarioResult:
+    """A scenario whose cluster was not as declared before its load: not run, and failed with what
+    differed (a result on a broken cluster would measure the breakage, not the scenario)."""
+    report = summarize(RunStats(), meta={"scenario": scenario.name, "not steady": before.detail})
+    return ScenarioResult(
+        scenario=scenario, report=report, seconds=(), verdicts=(steady_verdict(before),), steady=(before,)
     )
 
 

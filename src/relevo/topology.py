@@ -47,6 +47,7 @@ DEFAULT_FILE = "relevo.yaml"
 STATE_DIR = ".relevo"
 DEFAULT_WEB_PORT = 8080
 # `balancer:` keys that make and tune a pair of balancers.
+VIP_HOST = 10  # a pair's default VIP on a provider with its own network: that network's .10
 PAIR_KEYS = frozenset({"peer", "peer_address", "vip", "failback", "router_id", "advert"})
 
 
@@ -161,6 +162,7 @@ class _Reader:
         )
         balancer = self.balancer(balancer_node, provider, self.next_address(addresses, "the balancer"))
         pair = self.pair(balancer_node, balancer, addresses)
+        balancer = self.shared_frontend(balancer, pair)
         nodes = tuple([self.place(node, addresses) for node in pending])
 
         topology = Topology(
@@ -285,6 +287,14 @@ class _Reader:
             else self.next_address(addresses, "the balancer's peer")
         )
         listen = host_address(balancer.provider, address)
+        vip = self.read.address(section["vip"], "balancer.vip") if "vip" in section else None
+        if vip is None and balancer.provider != "local" and self.network.num_addresses > VIP_HOST + 1:
+            # The shared address by default: the network's .10 (past the seed's .2-.6, checked free below).
+            vip = str(ipaddress.ip_network(self.network)[VIP_HOST])
+        if vip is not None and balancer.provider != "local" and not _has_address(node, "frontend"):
+            # The pair's frontend is the address the two share: the host reaches it through the bridge
+            # (no proxy device could follow it from one container to the other).
+            balancer = replace(balancer, frontend=Endpoint(address=vip, port=balancer.frontend.port))
         peer = replace(
             balancer,
             name=name,
@@ -294,8 +304,8 @@ class _Reader:
             stats=Endpoint(address=listen, port=balancer.stats.port),
         )
         values: dict[str, Any] = {}
-        if "vip" in section:
-            values["vip"] = self.read.address(section["vip"], "balancer.vip")
+        if vip is not None:
+            values["vip"] = vip
         if "failback" in section:
             failback = self.read.scalar(section["failback"], "balancer.failback")
             if not isinstance(failback, bool):
@@ -318,6 +328,10 @@ class _Reader:
                 )
             values["advert_s"] = advert
         return BalancerPair(peer=peer, **values)
+
+    def shared_frontend(self, balancer: Balancer, pair: BalancerPair | None) -> Balancer:
+        """The first balancer with the pair's frontend (the VIP on a provider with its own network)."""
+        return balancer if pair is None else replace(balancer, frontend=pair.peer.frontend)
 
     def endpoint(self, node: yaml.Node | None, where: str, address: str, port: int) -> Endpoint:
         if node is None:
@@ -638,7 +652,7 @@ class _Reader:
                     f"the two share: a free address of {network}, such as {network[10]}",
                 )
             return
-        vip_at = section["vip"]
+        vip_at = section.get("vip", peer_at)
         if local:
             raise self.read.fail(
                 vip_at,
@@ -720,3 +734,8 @@ def read_topology_text(path: Path) -> str:
         missing="no such file (run `relevo init` to write the default)",
         max_bytes=MAX_TOPOLOGY_BYTES,
     )
+
+
+def _has_address(node: yaml.Node, key: str) -> bool:
+    """The mapping `node` gives `key` (itself a mapping) an `address` of its own."""
+    return "address" in _values(_values(node).get(key))

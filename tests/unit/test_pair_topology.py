@@ -57,6 +57,14 @@ def test_an_lxd_pair_reads_its_vrrp_settings():
     assert topology.pair.advert_s == pytest.approx(0.2)
 
 
+def test_an_lxd_pair_shares_the_networks_tenth_address_by_default():
+    """Without `vip:` an LXD pair shares its network's .10, and both balancers' frontend is that VIP (so
+    examples/pair-lxd.yaml runs after changing only `name:` and `network:`)."""
+    topology = parse("provider: lxd\nnetwork: 10.205.4.0/24\nbalancer: {peer: ha2}\n")
+    assert topology.pair is not None and topology.pair.vip == "10.205.4.10"
+    assert {b.frontend.address for b in topology.balancers} == {"10.205.4.10"}
+
+
 BAD = [
     (
         "balancer: {name: ha1, peer: web1}\n",
@@ -96,10 +104,10 @@ BAD = [
         "balancer.vip: 10.205.0.3 is already the peer ha2's address",
     ),
     (
-        "provider: lxd\nnetwork: 10.205.0.0/24\nbalancer:\n  peer: ha2\n",
+        "provider: lxd\nnetwork: 10.205.0.0/24\nbalancer:\n  peer: ha2\n  peer_address: 10.205.0.10\n",
         4,
         9,
-        "balancer.vip: a pair on the lxd provider needs the address the two share",
+        "balancer.vip: 10.205.0.10 is already the peer ha2's address",
     ),
     (
         "balancer: {vip: 127.100.0.10}\n",

@@ -153,6 +153,9 @@ def status(ctx: click.Context, as_json: bool, event_count: int) -> None:
     console.print(status_table(report, f"cluster {topology.name!r} ({topology.standby.mode} standbys)"))
     # URLs and paths are never broken across lines: a terminal wraps them, a pipe gets them whole.
     console.print(f"frontend  {report['frontend_url']}", soft_wrap=True)
+    holder = report["controller"].get("vip_holder")
+    if topology.pair is not None and topology.pair.vip is not None:
+        console.print(f"vip       {topology.pair.vip} on {holder or 'unknown (not seen yet)'}")
     stats = f"stats     {report['stats_url']}   (credentials in {report['secrets_file']})"
     console.print(stats, soft_wrap=True)
     if report["dashboard_url"]:
@@ -229,6 +232,8 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
     cluster = Cluster(topology)
     journal = daemon.recent_journal(topology, event_count)
     stats = topology.balancer.stats.url
+    controller = daemon.controller_status(topology)
+    holder = controller.get("vip_holder")
     return {
         "cluster": topology.name,
         "topology": str(topology.source) if topology.source else None,
@@ -249,10 +254,12 @@ def status_report(topology: Topology, event_count: int = 5) -> dict[str, Any]:
                 "frontend_url": b.frontend.url + "/",
                 "stats_url": b.stats.url + "/stats",
                 "vip": topology.pair.vip if topology.pair else None,
+                # Whether it holds the VIP, as the controller last saw (None: no VIP, or not seen).
+                "holds_vip": (holder == b.name) if holder and topology.pair else None,
             }
             for b in topology.balancers
         ],
-        "controller": daemon.controller_status(topology),
+        "controller": controller,
         "events": journal.events,
         # What the journal held that is not an event (skipped), in words: status shows the nodes anyway.
         "journal_problems": describe(journal),

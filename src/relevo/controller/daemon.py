@@ -38,6 +38,7 @@ from relevo.lock import HeldLock
 from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children, signal_pending
+from relevo.providers.base import HoldsVip
 from relevo.services.haproxy import runtime_sockets
 
 if TYPE_CHECKING:
@@ -165,8 +166,17 @@ def build_controller(
         housekeeping=(lambda: _housekeeping(cluster, held, lost)) if held else reap_children,
         sources=cluster_sources(cluster, [*(n.name for n in topology.nodes), topology.balancer.name]),
         observer=observer,
+        vip_holder=vip_holder(cluster, topology),
     )
     return controller, prober
+
+
+def vip_holder(cluster: Cluster, topology: Topology) -> Callable[[], str | None] | None:
+    """Which balancer holds a pair's VIP, where the balancers' provider can tell (LXD: HoldsVip)."""
+    if topology.pair is None or topology.pair.vip is None:
+        return None
+    provider = cluster.provider_for(topology.balancer.name)
+    return provider.vip_holder if isinstance(provider, HoldsVip) else None
 
 
 def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
@@ -466,6 +476,8 @@ def controller_status(topology: Topology) -> dict[str, Any]:
         "ticks": state.get("ticks"),
         "haproxy": state.get("haproxy"),
         "balancer": state.get("balancer") if pid is not None else None,
+        # A pair's VIP: which balancer the controller last saw holding it.
+        "vip_holder": state.get("vip_holder") if pid is not None else None,
         "journal": state.get("journal") if pid is not None else None,
         "nodes": state.get("nodes", {}) if pid is not None else {},
         "log": str(paths.controller_log),

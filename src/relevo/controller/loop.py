@@ -40,6 +40,7 @@ from relevo.controller.state import (
     ServerView,
     readonly,
 )
+from relevo.controller.vip import VipSeen, follow
 from relevo.files import open_nofollow, write_atomic
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Temperature, Topology
@@ -108,8 +109,12 @@ class Controller:
         sources: EventSources | None = None,
         wake: threading.Event | None = None,
         observer: Observer | None = None,
+        vip_holder: Callable[[], str | None] | None = None,
     ) -> None:
         self.topology = topology
+        # A pair with a VIP: which balancer holds it, as the network says (providers' HoldsVip).
+        self.vip_holder = vip_holder
+        self.vip_seen = VipSeen()
         self.policy = Policy.from_topology(topology)
         self.nodes = nodes
         self.balancer = balancer
@@ -268,6 +273,7 @@ class Controller:
             self.note_peer(peer, answering[peer], states[peer])
         for event in balancers.synced_events(self.balancer):
             self.record(event)
+        self.follow_vip(answering, states, now)
         nodes = {
             name: NodeView(
                 process=processes[name],
@@ -351,6 +357,24 @@ class Controller:
             return None
         self._logged.pop(f"status:{name}", None)
         return state
+
+    def follow_vip(
+        self, answering: Mapping[str, bool], states: Mapping[str, NodeState | None], now: float
+    ) -> None:
+        """Journal the VIP's moves (`vip-moved ha1 → ha2`), timed from the first evidence (vip.py)."""
+        if self.vip_holder is None:
+            return
+        try:
+            holder = self.vip_holder()
+            self._logged.pop("vip", None)
+        except Exception as exc:  # an unknown holder this tick, never a dead loop
+            self.log_error("vip", f"cannot tell which balancer holds the VIP: {exc}")
+            holder = None
+        # A balancer whose HAProxy does not answer, or whose container is not running, is unwell.
+        well = {n: up and states.get(n) in (None, NodeState.RUNNING) for n, up in answering.items()}
+        self.vip_seen, moved = follow(self.vip_seen, holder, well, now)
+        for event in moved:
+            self.record(event)
 
     def note_peer(self, name: str, haproxy: bool, state: NodeState | None) -> None:
         """`note_balancer` for a pair's other balancer."""
@@ -666,6 +690,7 @@ class Controller:
             "tick_s": self.topology.controller.tick_s,
             "haproxy": obs.haproxy if obs else None,
             "balancer": self.balancer_seen,
+            "vip_holder": self.vip_seen.holder,
             "journal": {
                 "ok": self.events.error is None,
                 "error": self.events.error,

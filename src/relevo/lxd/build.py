@@ -67,7 +67,7 @@ class ImageRecipe:
     suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
     variant: str = "minbase"
-    packages: tuple[str, ...] = ("systemd-sysv", "apache2", "haproxy", "ifupdown")
+    packages: tuple[str, ...] = ("systemd-sysv", "apache2", "haproxy", "ifupdown", "keepalived")
     architecture: str = field(default_factory=lambda: LXD_ARCHITECTURES.get(platform.machine(), "x86_64"))
 
     def key(self) -> str:

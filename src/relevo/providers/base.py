@@ -205,6 +205,14 @@ class Recording(Protocol):
 
 
 @runtime_checkable
+class HoldsVip(Protocol):
+    """An optional ability of a provider that runs a pair with a VIP: which balancer holds it now, as
+    this host's network sees it (None: not known yet)."""
+
+    def vip_holder(self) -> str | None: ...
+
+
+@runtime_checkable
 class HostListeners(Protocol):
     """An optional ability: what listens on this host for a node, when that is not simply the node's own
     address (a container is reached through proxy devices: its balancer's, none for a web node)."""

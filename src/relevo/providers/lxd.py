@@ -31,6 +31,7 @@ from relevo.providers.lxd_impair import ContainerImpairments
 from relevo.providers.lxd_placement import Placement, qualified, split_record
 from relevo.providers.lxd_setup import (
     NIC,
+    balancer_nic,
     balancer_proxies,
     base_devices,
     bridge_prefix,
@@ -38,7 +39,9 @@ from relevo.providers.lxd_setup import (
     ensure_bridge,
     network_of,
 )
+from relevo.providers.lxd_vip import VipHolder
 from relevo.render.haproxy import HAProxyLayout
+from relevo.services.haproxy import runtime_sockets
 
 __all__ = ["OWNER_KEY", "LXDProvider", "cluster_tag", "network_of"]
 
@@ -81,6 +84,7 @@ class LXDProvider:
         # frozen and watched here, never created or rewritten.
         self.provisioned = self.settings.get("provisioned") is True
         self.impairments = ContainerImpairments(self.paths, NIC)
+        self._vip: VipHolder | None = None
 
     # -- the topology's rules for this provider --------------------------------------------------------
     @staticmethod
@@ -93,15 +97,6 @@ class LXDProvider:
 
     # -- the Provider verbs --------------------------------------------------------------------------
     def create(self, node: str) -> None:
-        if self.topology.pair is not None:
-            # Rendered and checked (keepalived.conf, its checker: render/keepalived.py), not yet run: the
-            # containers' keepalived, the VIP's path from the host and a controller beside each balancer
-            # are still to come. Refused before the first container is made.
-            raise ProviderError(
-                "the lxd provider does not run a balancer pair yet (balancer.peer): its keepalived "
-                "configuration is rendered and checked, the containers are not; use one balancer on "
-                "LXD, or the pair on the local provider (examples/pair.yaml)"
-            )
         claim_state_dir(self.paths.root)
         client, name = self.placement.resolve(node)
         instance = self._instance(client, name)
@@ -132,7 +127,7 @@ class LXDProvider:
         if state is NodeState.MISSING:
             self.create(node)
         if self.guest.is_balancer(node):
-            self._before_balancer_start()
+            self._before_balancer_start(node)
             # The server states the controller saved (in the state directory) are read at start.
             saved = read_or_empty(self.paths.server_state)
             path = str(HAProxyLayout.in_guest().server_state)
@@ -258,16 +253,40 @@ class LXDProvider:
 
     def address(self, node: str) -> Endpoint:
         """Where HAProxy and the probes reach the node: the address the topology gives it."""
-        if node == self.topology.balancer.name:
-            return self.topology.balancer.frontend
+        if self.topology.is_balancer(node):
+            return self.topology.balancer_named(node).frontend
         return self.topology.node(node).endpoint
 
     def host_listeners(self, node: str) -> list[tuple[str, Endpoint]]:
-        """What listens on this host for the node: the balancer's proxy devices, nothing for a web node."""
-        balancer = self.topology.balancer
-        if node != balancer.name:
+        """What listens on this host for the node: the balancer's proxy devices, nothing for a web node
+        (nor for a pair's frontend: the VIP is on the bridge, not a listener of this host)."""
+        if not self.topology.is_balancer(node):
             return []
+        balancer = self.topology.balancer_named(node)
+        if self.topology.pair is not None:
+            return [(f"{node} stats", balancer.stats)]
         return [(f"{node} frontend", balancer.frontend), (f"{node} stats", balancer.stats)]
+
+    def vip_holder(self) -> str | None:
+        """The balancer holding the pair's VIP, from the host's neighbour table (lxd_vip)."""
+        if (
+            self.topology.pair is None
+            or self.topology.pair.vip is None
+            or self.placement.away(self.topology.balancer.name)
+        ):
+            return None
+        if self._vip is None:
+            self._vip = VipHolder(self.topology, self.network_name, self._balancer_macs)
+        return self._vip.holder()
+
+    def _balancer_macs(self) -> dict[str, str]:
+        macs = {}
+        for balancer in self.topology.balancers:
+            client, name = self.placement.resolve(balancer.name)
+            instance = self._instance(client, name)
+            if instance is not None:
+                macs[balancer.name] = instance.config.get(f"volatile.{NIC}.hwaddr", "")
+        return macs
 
     # -- names, for doctor and the tests --------------------------------------------------------------
     def container_name(self, node: str) -> str:
@@ -279,8 +298,8 @@ class LXDProvider:
 
     def node_address(self, node: str) -> str:
         """The address the node's container has on its network."""
-        if node == self.topology.balancer.name:
-            return self.topology.balancer.address
+        if self.topology.is_balancer(node):
+            return self.topology.balancer_named(node).address
         return self.topology.node(node).address
 
     @property
@@ -317,7 +336,8 @@ class LXDProvider:
                 if _unless_missing(functools.partial(delete, name)):
                     removed.append(f"{kind[:-1]} {entry}")
                 self.created.remove(kind, entry)
-        self.paths.runtime_socket.unlink(missing_ok=True)
+        for socket in runtime_sockets(self.topology).values():
+            socket.unlink(missing_ok=True)
         return removed
 
     # -- a new container ------------------------------------------------------------------------------
@@ -346,7 +366,9 @@ class LXDProvider:
         devices = base_devices(str(self.settings.get("storage_pool", "default")), network)
         config = {OWNER_KEY: self.owner, "user.relevo.node": node}
         if self.guest.is_balancer(node):
-            devices |= balancer_proxies(self.topology, self.paths)
+            devices |= balancer_proxies(self.topology, self.paths, node)
+            if self.topology.pair is not None:
+                devices[NIC] = balancer_nic(network)
         else:
             config |= cpu_limits(self.topology.node(node).capacity)
         self.created.add("instances", self.placement.record(node))  # recorded before it exists
@@ -364,7 +386,7 @@ class LXDProvider:
         interfaces = interfaces_file(self.node_address(node), prefix, NIC)
         client.push_file(name, f"/etc/network/interfaces.d/{NIC}", interfaces.encode())
         if self.guest.is_balancer(node):
-            self._before_balancer_start()
+            self._before_balancer_start(node)
         client.start(name)
         try:
             self.guest.wait_for_init(node)
@@ -374,14 +396,16 @@ class LXDProvider:
             client.stop(name, force=True)
             self._after_stop(node)
 
-    def _before_balancer_start(self) -> None:
+    def _before_balancer_start(self, node: str) -> None:
         # The proxy device listens at the socket's path on the host: a file left from before blocks it.
+        socket = runtime_sockets(self.topology)[node]
         ensure_dir(self.paths.haproxy_dir)
-        self.paths.runtime_socket.unlink(missing_ok=True)
+        ensure_dir(socket.parent)
+        socket.unlink(missing_ok=True)
 
     def _after_stop(self, node: str) -> None:
         if self.guest.is_balancer(node):
-            self.paths.runtime_socket.unlink(missing_ok=True)  # LXD leaves the proxy's socket file
+            runtime_sockets(self.topology)[node].unlink(missing_ok=True)  # LXD leaves the proxy's socket
 
 
 def cluster_tag(topology: Topology) -> str:

@@ -9,12 +9,28 @@ from pathlib import PurePosixPath
 from relevo.model import Endpoint, Topology
 from relevo.providers.host import install
 from relevo.providers.lxd_host import HAPROXY_DROPIN, LXDHost, apache_unit
+from relevo.providers.lxd_setup import NIC
 from relevo.render.haproxy import GUEST_ACCOUNT, Binds, HAProxyLayout
+from relevo.render.keepalived import KeepalivedLayout, render_checker, render_keepalived
 from relevo.services import NodeFile
 from relevo.services.apache import ApacheService, guest_layout
 from relevo.services.haproxy import HAProxyService
 
 APACHE_UNIT = "relevo-apache.service"
+ANY = "0.0.0.0"  # noqa: S104 - a pair's balancer serves the VIP, which moves onto its NIC and off
+CHECKER_UNIT = "relevo-haproxy-check.service"
+CHECKER_UNIT_PATH = PurePosixPath(f"/etc/systemd/system/{CHECKER_UNIT}")
+# Who heals a dead HAProxy of a pair: systemd, but only after the takeover is over. Debian's unit
+# restarts it within 0.1 s (measured 0.15-0.36 s), which races keepalived: the VIP stayed, or moved
+# and came back. Two seconds is well past the checker's 0.4 s and the peer's takeover (0.1 s); with
+# `nopreempt` the restarted HAProxy then waits as BACKUP, with failback it takes the address back
+# (a planned move: both serve).
+PAIR_RESTART = "RestartSec=2s\n"
+# keepalived needs the checker's track file (and the notify FIFO's directory) before it starts.
+KEEPALIVED_DROPIN = f"""[Unit]
+Wants={CHECKER_UNIT}
+After={CHECKER_UNIT}
+"""
 # hang-workers in a container: a keeper in the guest stops every child of Apache's parent (new ones too:
 # Apache replaces workers it counts as busy) until resumed or this many seconds have passed.
 WANTS = PurePosixPath("/etc/systemd/system/multi-user.target.wants")
@@ -50,7 +66,12 @@ class GuestServices:
         self.host = host
 
     def is_balancer(self, node: str) -> bool:
-        return node == self.topology.balancer.name
+        return self.topology.is_balancer(node)
+
+    @property
+    def paired(self) -> bool:
+        """Two balancers with keepalived moving a VIP between them."""
+        return self.topology.pair is not None and self.topology.pair.vip is not None
 
     def service(self, node: str) -> HAProxyService | ApacheService:
         if self.is_balancer(node):
@@ -65,9 +86,11 @@ class GuestServices:
         True when the config changed."""
         service = self.service(node)
         if isinstance(service, HAProxyService):
-            files = service.files(self._guest_binds())
+            files = service.files(self._guest_binds(node))
             dropin = PurePosixPath("/etc/systemd/system/haproxy.service.d/relevo.conf")
-            files.append(NodeFile(dropin, HAPROXY_DROPIN))
+            files.append(NodeFile(dropin, HAPROXY_DROPIN + (PAIR_RESTART if self.paired else "")))
+            if self.paired:
+                files += keepalived_files(self.topology, node, NIC)
         else:
             files = service.files()
             unit = apache_unit(node, service.foreground_argv(), service.graceful_argv())
@@ -77,13 +100,16 @@ class GuestServices:
             return False
         return install(self.host, node, service, files, what=f"{node}'s configuration was rejected")
 
-    def _guest_binds(self) -> Binds:
+    def _guest_binds(self, node: str) -> Binds:
         """HAProxy in its container listens on the balancer's bridge address and reaches each server at
-        the address the topology gives it."""
-        balancer = self.topology.balancer
+        the address the topology gives it. A pair's balancer listens on every address: the VIP comes and
+        goes with keepalived (HAProxy could not bind it while the peer holds it), and its checker asks
+        the stats page on 127.0.0.1."""
+        balancer = self.topology.balancer_named(node)
+        listen = ANY if self.paired else balancer.address
         return Binds(
-            frontend=Endpoint(address=balancer.address, port=balancer.frontend.port),
-            stats=Endpoint(address=balancer.address, port=balancer.stats.port),
+            frontend=Endpoint(address=listen, port=balancer.frontend.port),
+            stats=Endpoint(address=listen, port=balancer.stats.port),
             servers={n.name: n.endpoint for n in self.topology.nodes},
         )
 
@@ -99,13 +125,19 @@ class GuestServices:
         links systemctl would make, made directly: effective from the next boot, with no wait on the
         guest's systemd (which may still be booting)."""
         if self.is_balancer(node):
-            off, on = ["apache2.service"], PurePosixPath("/lib/systemd/system/haproxy.service")
+            off = ["apache2.service"]
+            on = [PurePosixPath("/lib/systemd/system/haproxy.service")]
+            if self.paired:
+                on += [PurePosixPath("/lib/systemd/system/keepalived.service"), CHECKER_UNIT_PATH]
+            else:
+                off.append("keepalived.service")
         else:
-            off = ["apache2.service", "haproxy.service"]
-            on = PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}")
+            off = ["apache2.service", "haproxy.service", "keepalived.service"]
+            on = [PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}")]
         what = f"set {node}'s services"
         self.host.run(node, ["rm", "-f", *(str(WANTS / unit) for unit in off)], what=what)
-        self.host.run(node, ["ln", "-sf", str(on), str(WANTS / on.name)], what=what)
+        for unit in on:
+            self.host.run(node, ["ln", "-sf", str(unit), str(WANTS / unit.name)], what=what)
 
     def hang_workers(self, node: str) -> None:
         """Apache's parent lives, its workers (and any it starts meanwhile) are stopped."""
@@ -117,3 +149,32 @@ class GuestServices:
     def reload(self, node: str) -> None:
         unit = "haproxy.service" if self.is_balancer(node) else APACHE_UNIT
         self.host.run(node, ["systemctl", "reload", unit], what=f"reload {unit} in {node}")
+
+
+def checker_unit(layout: KeepalivedLayout) -> str:
+    return f"""[Unit]
+Description=relevo: tells keepalived whether HAProxy answers (its track file)
+Before=keepalived.service
+
+[Service]
+Type=simple
+RuntimeDirectory=relevo
+RuntimeDirectoryPreserve=yes
+ExecStart={layout.checker}
+Restart=always
+RestartSec=0.1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def keepalived_files(topology: Topology, node: str, interface: str) -> list[NodeFile]:
+    """A pair's balancer: keepalived.conf, the checker feeding its track file, and their units."""
+    layout = KeepalivedLayout.in_guest()
+    return [
+        NodeFile(layout.config, render_keepalived(topology, node, interface=interface, layout=layout)),
+        NodeFile(layout.checker, render_checker(topology, layout), mode=0o755),
+        NodeFile(CHECKER_UNIT_PATH, checker_unit(layout)),
+        NodeFile(PurePosixPath("/etc/systemd/system/keepalived.service.d/relevo.conf"), KEEPALIVED_DROPIN),
+    ]

@@ -31,8 +31,8 @@ class Placement:
         return f"{self.topology.name}-{node}"
 
     def options(self, node: str) -> Mapping[str, OptionValue]:
-        if node == self.topology.balancer.name:
-            return self.topology.balancer.options
+        if self.topology.is_balancer(node):
+            return self.topology.balancer_named(node).options
         return self.topology.node(node).options
 
     def remote_of(self, node: str) -> str:

@@ -22,20 +22,43 @@ def check_topology(topology: Topology) -> list[Problem]:
     balancer = topology.balancer
     lxd_nodes = [n.name for n in topology.nodes if n.provider == "lxd"]
     if balancer.provider == "lxd":
-        lxd_nodes.insert(0, balancer.name)
+        lxd_nodes[:0] = [b.name for b in topology.balancers]
     problems = _loopback_balancer(topology) + _names(topology, lxd_nodes)
     problems += _addresses(topology, lxd_nodes) + _networks_away(topology, lxd_nodes)
     return problems
 
 
 def _where(topology: Topology, node: str) -> str:
-    return "balancer" if node == topology.balancer.name else f"nodes.{node}"
+    return "balancer" if topology.is_balancer(node) else f"nodes.{node}"
 
 
 def _loopback_balancer(topology: Topology) -> list[Problem]:
     balancer = topology.balancer
     if balancer.provider != "lxd":
         return []
+    if topology.pair is not None and topology.pair.vip is not None:
+        # A pair's frontend is its VIP (reached through the bridge); each stats page has a proxy device.
+        shared = balancer.frontend.address == topology.pair.vip
+        problems = (
+            []
+            if shared
+            else [
+                Problem(
+                    "balancer",
+                    f"balancer.frontend.address: a pair on LXD serves its frontend at the VIP "
+                    f"{topology.pair.vip}, got {balancer.frontend.address}; remove frontend.address",
+                )
+            ]
+        )
+        return problems + [
+            Problem(
+                "balancer",
+                f"balancer.stats.address: the host reaches an LXD balancer's stats through a proxy "
+                f"device on loopback (127.0.0.0/8), got {b.stats.address}",
+            )
+            for b in topology.balancers
+            if not ipaddress.ip_address(b.stats.address).is_loopback
+        ]
     return [
         Problem(
             "balancer",
@@ -58,7 +81,11 @@ def _names(topology: Topology, nodes: list[str]) -> list[Problem]:
 def _addresses(topology: Topology, nodes: list[str]) -> list[Problem]:
     problems = []
     for node in nodes:
-        address = topology.balancer.address if node == topology.balancer.name else topology.node(node).address
+        address = (
+            topology.balancer_named(node).address
+            if topology.is_balancer(node)
+            else topology.node(node).address
+        )
         ip = ipaddress.ip_address(address)
         if ip.version != 4 or ip.is_loopback:
             where = _where(topology, node)

@@ -15,6 +15,7 @@ from relevo.model import Capacity, Topology
 from relevo.paths import StatePaths
 from relevo.providers.lxd_host import Created
 from relevo.render.haproxy import HAProxyLayout
+from relevo.services.haproxy import runtime_sockets
 
 MAX_SOCKET_PATH = 100  # a unix socket's path must fit sun_path (108 bytes)
 CPU_PERIOD_MS = 100  # the CFS period LXD's allowance is written against (the kernel's default)
@@ -65,29 +66,48 @@ def base_devices(pool: str, network: str) -> dict[str, dict[str, str]]:
     }
 
 
-def balancer_proxies(topology: Topology, paths: StatePaths) -> dict[str, dict[str, str]]:
-    """The balancer's frontend and stats on their loopback addresses of this host, and HAProxy's Runtime
-    API socket mapped into the state directory (0600, this user's)."""
-    balancer = topology.balancer
-    if len(str(paths.runtime_socket)) > MAX_SOCKET_PATH:
+def balancer_proxies(topology: Topology, paths: StatePaths, node: str) -> dict[str, dict[str, str]]:
+    """A balancer's stats page (and, alone, its frontend) on their loopback addresses of this host, and
+    HAProxy's Runtime API socket mapped into the state directory (0600, this user's). A pair's frontend
+    is the VIP, reached through the bridge: no proxy device could follow it from one balancer to the
+    other."""
+    balancer = topology.balancer_named(node)
+    socket = runtime_sockets(topology)[node]
+    if len(str(socket)) > MAX_SOCKET_PATH:
         raise ProviderError(
             f"the state directory's path is too long for HAProxy's Runtime API socket "
-            f"({paths.runtime_socket}); move the topology file to a shorter path"
+            f"({socket}); move the topology file to a shorter path"
         )
+    listeners = [("stats", balancer.stats)]
+    if topology.pair is None:
+        listeners.insert(0, ("frontend", balancer.frontend))
     devices = {
         f"relevo-{what}": proxy_device(
             f"tcp:{endpoint.address}:{endpoint.port}", f"tcp:{balancer.address}:{endpoint.port}"
         )
-        for what, endpoint in (("frontend", balancer.frontend), ("stats", balancer.stats))
+        for what, endpoint in listeners
     }
     devices["relevo-runtime"] = proxy_device(
-        f"unix:{paths.runtime_socket}",
+        f"unix:{socket}",
         f"unix:{HAProxyLayout.in_guest().runtime_socket}",
         mode="0600",
         uid=str(os.geteuid()),
         gid=str(os.getegid()),
     )
     return devices
+
+
+def balancer_nic(network: str) -> dict[str, str]:
+    """A pair's balancer NIC: LXD's IPv4 filtering would drop the VIP (ARP for an address the NIC was
+    not given), so it is off, said explicitly (MEASURED.md: on, the new master's ARP never reached the
+    host)."""
+    return {
+        "type": "nic",
+        "nictype": "bridged",
+        "parent": network,
+        "name": NIC,
+        "security.ipv4_filtering": "false",
+    }
 
 
 def cpu_limits(capacity: Capacity) -> dict[str, str]:

@@ -15,10 +15,14 @@ from relevo.render.haproxy import ALIVE_PATH, describe_source
 # take priority 255 (the address owner's), and both are below it.
 PRIORITY_FIRST = 150
 PRIORITY_PEER = 100
-# The checker: one HTTP GET to HAProxy's stats frontend every CHECK_INTERVAL_S, given CHECK_TIMEOUT_S.
-# Measured: a SIGKILLed HAProxy handed the address over in 0.08-0.09 s, a SIGSTOPped one in 0.32-0.34 s.
+# The checker: one HTTP GET to HAProxy's stats frontend every CHECK_INTERVAL_S, given CHECK_TIMEOUT_S;
+# a refused connection counts at once, CHECK_FALL_TIMEOUTS unanswered GETs in a row only. Measured: a
+# SIGKILLed HAProxy handed the address over in 0.08-0.09 s, a SIGSTOPped one in 0.32-0.34 s with one
+# timeout; at load average 25 on 2 cores (five engineers and five VMs) one timeout made both balancers
+# flap between FAULT and MASTER every few seconds, two in a row did not.
 CHECK_INTERVAL_S = 0.1
 CHECK_TIMEOUT_S = 0.3
+CHECK_FALL_TIMEOUTS = 2
 INSTANCE = "relevo"
 
 
@@ -67,7 +71,7 @@ def render_keepalived(
         priority=PRIORITY_FIRST if me.name == topology.balancer.name else PRIORITY_PEER,
         advert=f"{pair.advert_s:.2f}",
         layout=layout or KeepalivedLayout.in_guest(),
-        check_ms=round(1000 * (CHECK_INTERVAL_S + CHECK_TIMEOUT_S)),
+        check_ms=round(1000 * CHECK_FALL_TIMEOUTS * (CHECK_INTERVAL_S + CHECK_TIMEOUT_S)),
     )
 
 
@@ -78,6 +82,7 @@ def render_checker(topology: Topology, layout: KeepalivedLayout | None = None) -
         layout=layout or KeepalivedLayout.in_guest(),
         interval_s=f"{CHECK_INTERVAL_S:g}",
         timeout_s=f"{CHECK_TIMEOUT_S:g}",
+        fall=CHECK_FALL_TIMEOUTS,
         stats_port=topology.balancer.stats.port,
         alive_path=ALIVE_PATH,
     )

@@ -1,0 +1,65 @@
+"""An LXD pair: what each balancer container is made with and what goes into it (no daemon needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relevo.paths import StatePaths
+from relevo.providers.lxd_guest import ANY, PAIR_RESTART, GuestServices, keepalived_files
+from relevo.providers.lxd_rules import check_topology
+from relevo.providers.lxd_setup import NIC, balancer_nic, balancer_proxies
+from relevo.topology import parse_topology
+
+PAIR = "provider: lxd\nnetwork: 10.205.7.0/24\nbalancer: {peer: ha2, vip: 10.205.7.10}\n"
+
+
+def pair(tmp_path: Path):
+    return parse_topology(PAIR, source=None, state_dir=tmp_path / ".relevo")
+
+
+def test_the_pairs_frontend_is_the_vip(tmp_path):
+    """Both balancers of an LXD pair serve the frontend at the VIP (the host reaches it through the
+    bridge); the lxd rules accept that, and each stats page stays on its own loopback address."""
+    topology = pair(tmp_path)
+    assert [b.frontend.address for b in topology.balancers] == ["10.205.7.10", "10.205.7.10"]
+    assert [b.stats.address for b in topology.balancers] == ["127.205.7.2", "127.205.7.3"]
+    assert check_topology(topology) == []
+
+
+def test_each_balancer_has_its_own_stats_and_runtime_proxies_and_no_frontend_proxy(tmp_path):
+    """ha1's and ha2's proxy devices: stats on their own loopback address, the Runtime API socket at the
+    path the controller reads for that balancer, and no frontend proxy (it could not follow the VIP)."""
+    topology = pair(tmp_path)
+    paths = StatePaths(topology.state_dir)
+    ha1 = balancer_proxies(topology, paths, "ha1")
+    ha2 = balancer_proxies(topology, paths, "ha2")
+    assert sorted(ha1) == sorted(ha2) == ["relevo-runtime", "relevo-stats"]
+    assert ha1["relevo-stats"]["listen"] == "tcp:127.205.7.2:8404"
+    assert ha2["relevo-stats"]["connect"] == "tcp:10.205.7.3:8404"
+    assert ha1["relevo-runtime"]["listen"] != ha2["relevo-runtime"]["listen"]
+    assert ha2["relevo-runtime"]["listen"].endswith("/balancers/ha2/admin.sock")
+
+
+def test_the_balancer_nic_lets_the_vip_through():
+    """The balancer NIC has IPv4 filtering off (on, LXD drops the ARP of the address keepalived adds)."""
+    nic = balancer_nic("rlvbr")
+    assert nic["security.ipv4_filtering"] == "false"
+    assert (nic["parent"], nic["name"]) == ("rlvbr", NIC)
+
+
+def test_each_balancer_gets_keepalived_its_checker_and_a_delayed_haproxy_restart(tmp_path):
+    """A pair's balancer gets its own keepalived.conf (unicast to the other), the checker as an
+    executable, and HAProxy's unit restarts only after the takeover (RestartSec), so systemd does not
+    race keepalived; HAProxy listens on every address (the VIP moves on and off its NIC)."""
+    topology = pair(tmp_path)
+    files = {str(f.path): f for f in keepalived_files(topology, "ha2", NIC)}
+    conf = files["/etc/keepalived/keepalived.conf"].content
+    assert "unicast_src_ip 10.205.7.3" in conf and "10.205.7.2\n" in conf
+    assert files["/usr/local/sbin/relevo-haproxy-check"].mode == 0o755
+    assert (
+        "After=relevo-haproxy-check.service"
+        in files["/etc/systemd/system/keepalived.service.d/relevo.conf"].content
+    )
+    assert PAIR_RESTART == "RestartSec=2s\n"
+    binds = GuestServices(topology, host=None)._guest_binds("ha2")  # type: ignore[arg-type]
+    assert (binds.frontend.address, binds.stats.address) == (ANY, ANY)

@@ -147,6 +147,9 @@ class Controller:
         self.ticks = 0
         self.started_at = wall_clock()
         self.balancer_seen = "answering"
+        # Seen hung or stopped since HAProxy last answered: it comes back restarted, with states read from
+        # a file or its configuration. One that only stopped answering while it ran kept every state.
+        self.balancer_lapsed = False
         self.peer_seen: dict[str, str] = {}
         self._overloaded: set[str] = set()
         self._logged: dict[str, tuple[str, float]] = {}
@@ -267,8 +270,10 @@ class Controller:
         if death is not None:
             states[name] = death.event.state
         balancer_state = states[name]
-        returned = haproxy and self.balancer_seen != "answering"
+        returned = haproxy and self.balancer_lapsed
         self.note_balancer(answering[name], balancer_state)
+        lapsed = self.balancer_seen in ("hung", "stopped")
+        self.balancer_lapsed = lapsed or (self.balancer_lapsed and not haproxy)
         for peer in self.policy.peers:
             self.note_peer(peer, answering[peer], states[peer])
         for event in balancers.synced_events(self.balancer):

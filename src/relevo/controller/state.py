@@ -125,8 +125,9 @@ class Observation:
     nodes: Mapping[str, NodeView]
     balancer: NodeState | None = NodeState.RUNNING
     haproxy: bool = True  # the Runtime API answered this tick
-    # ... after it did not: a restarted HAProxy may have come back with other states than the controller
-    # set (a lost server-state file), and those differences are nobody's decision.
+    # ... after it was seen hung or stopped: a restarted HAProxy may have come back with other states than
+    # the controller set (a lost or stale server-state file), and those differences are nobody's decision.
+    # One that only did not answer for a while ran throughout: what changed meanwhile is a person's.
     haproxy_returned: bool = False
     balancer_busy: Busy | None = None
     # A pair's other balancer: its provider state and its provider action in progress.

@@ -409,6 +409,54 @@ def test_a_persons_maint_lost_by_a_haproxy_restart_is_put_back(topo):
     assert [e["to"] for e in events(topo, "operator")] == ["maint"]
 
 
+def test_a_persons_maint_made_while_haproxy_was_not_answering_is_not_overruled(topo):
+    """web1 set to MAINT by a person just before HAProxy's Runtime API stopped answering for a while (its
+    processes running throughout): when it answers again, web1's maint is a person's, not a restart's
+    leftover, so web1bck takes over and web1 is not put back. Found by the state machine in
+    test_decide_property.py."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    run(world, ctl, 1)
+    world.servers["web1"].admin = AdminState.MAINT
+    world.haproxy_alive = False
+    run(world, ctl, 0.5)
+    world.haproxy_alive = True
+    run(world, ctl, 2)
+    assert world.starts["ha1"] == 0
+    assert world.servers["web1"].admin is AdminState.MAINT, "a person's maint was overruled"
+    assert ("set-state", "ready") not in world.verbs("web1")
+    assert serving(world, "web1bck", "web1")
+    assert [e["to"] for e in events(topo, "operator")] == ["maint"]
+
+
+def test_haproxy_restarted_after_answering_late_still_gets_the_controllers_states(topo):
+    """HAProxy killed after a failover, restarted without its states, and silent for a while after its
+    restart: when it answers, its configured states are still a restart's, not a person's (web1bck put
+    back in service, no person journalled)."""
+    world = World.seed(topo)
+    ctl = controller(topo, world)
+    world.nodes["web1"].process = NodeState.STOPPED
+    run(world, ctl, 1)
+    assert serving(world, "web1bck", "web1")
+    world.lost_states = True
+    world.haproxy_alive, world.balancer_process = False, NodeState.STOPPED
+    real_start = world.start
+
+    def start_silent(node: str) -> None:
+        real_start(node)
+        if node == "ha1":
+            world.haproxy_alive = False  # running, its Runtime API not answering yet
+
+    world.start = start_silent
+    run(world, ctl, 1)
+    assert world.starts["ha1"] == 1
+    assert not serving(world, "web1bck", "web1")
+    world.haproxy_alive = True
+    run(world, ctl, 1)
+    assert serving(world, "web1bck", "web1")
+    assert events(topo, "operator") == []
+
+
 class Crash(BaseException):
     """The controller process dies here (SIGKILL): nothing after this line of its runs."""
 

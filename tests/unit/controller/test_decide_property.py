@@ -1,0 +1,286 @@
+"""`decide()` under any sequence of faults, operator changes and ticks (a Hypothesis state machine over
+the in-memory World): kills, hangs (paused or silent), resumes, slow probes, a person's MAINT, DRAIN
+and READY, slow provider actions, a controller restarted with only its saved file, and ticks.
+
+Invariants checked after every tick: a healthy primary is never taken out of service; a person's admin
+state is never overruled; at most one provider action per node at a time. Liveness: a primary that fails
+while its standby is startable is replaced within FAILOVER_TICKS ticks; once every fault is healed and
+every person's hold released, any state (any memory, after any history) converges to the steady state
+within CONVERGE_TICKS ticks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from relevo.controller.events import EventLog
+from relevo.controller.loop import Controller
+from relevo.controller.state import Action, Policy
+from relevo.haproxy.runtime import AdminState
+from relevo.providers.base import NodeState
+
+from .fakes import TICK_S, StepRunner, World, topology
+
+PRIMARIES = ("web1", "web2")
+STANDBY = {"web1": "web1bck", "web2": "web2bck"}
+WEB = (*PRIMARIES, *STANDBY.values())
+# A certain fault (a dead or paused process) is seen at the next tick; the standby's start may take up
+# to 0.3 s (3 ticks) and a stop already running (a failback) must end first.
+FAILOVER_TICKS = 20
+# hold (3 s) + drain + a standby's stop, from any state, with a failed standby's backoff (up to 30 s).
+CONVERGE_TICKS = 400
+
+
+class OneActionPerNode(StepRunner):
+    """The fake runner, refusing to be asked for a second provider action on a node whose first still
+    runs: decide() must never plan one (its `act` checks `busy`)."""
+
+    def submit(self, action: Action) -> bool:
+        assert action.node not in self.running, (
+            f"{action} submitted while {self.running[action.node][0]} runs"
+        )
+        return super().submit(action)
+
+
+class ControllerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="relevo-decide-"))
+        self.topo = topology(self.tmp)
+        self.policy = Policy.from_topology(self.topo)
+        self.world = World.seed(self.topo)
+        self.held: dict[str, AdminState] = {}  # a person's hold: node -> the state they set
+        self.answering = dict.fromkeys(WEB, 0)  # consecutive ticks each node answered its probe
+        self.lost: set[str] = set()  # held states an HAProxy restart lost at the last tick
+        self.ctl = self.new_controller()
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def new_controller(self) -> Controller:
+        runner = OneActionPerNode(self.world)
+        ctl = Controller(
+            self.topo,
+            nodes=self.world,
+            balancer=self.world,
+            collect=self.world.collect,
+            events=EventLog(self.topo.state_dir / "events.jsonl", wall_clock=self.world.clock),
+            clock=self.world.clock,
+            wall_clock=self.world.clock,
+            owned_file=self.topo.state_dir / "controller-owned.json",
+            runner=runner,
+        )
+        runner.perform = ctl.perform
+        return ctl
+
+    # --- the world between ticks -------------------------------------------------------------------
+    @rule(name=st.sampled_from(WEB))
+    def kill(self, name: str) -> None:
+        self.world.nodes[name].process = NodeState.STOPPED
+
+    @rule(name=st.sampled_from(WEB), paused=st.booleans())
+    def hang(self, name: str, paused: bool) -> None:
+        """SIGSTOP (the provider sees it paused) or a silent hang (probes time out, nothing else)."""
+        fake = self.world.nodes[name]
+        if paused and fake.process is NodeState.RUNNING:
+            fake.process = NodeState.PAUSED
+        else:
+            fake.hung = True
+
+    @rule(name=st.sampled_from(WEB))
+    def resume(self, name: str) -> None:
+        fake = self.world.nodes[name]
+        fake.hung = False
+        if fake.process is NodeState.PAUSED:
+            fake.process = NodeState.RUNNING
+
+    @rule(name=st.sampled_from(PRIMARIES))
+    def restart_by_hand(self, name: str) -> None:
+        self.world.nodes[name].process = NodeState.RUNNING
+
+    @rule(name=st.sampled_from(WEB), slow=st.booleans())
+    def slow_probe(self, name: str, slow: bool) -> None:
+        self.world.nodes[name].slow = slow
+
+    @rule(name=st.sampled_from(WEB), seconds=st.sampled_from([0.0, 0.25, 0.5]))
+    def action_time(self, name: str, seconds: float) -> None:
+        self.world.nodes[name].action_s = seconds
+
+    @rule(process=st.sampled_from([NodeState.STOPPED, NodeState.PAUSED, NodeState.RUNNING]))
+    def balancer_fails(self, process: NodeState) -> None:
+        """HAProxy killed, paused, or running but silent (too busy to answer): its Runtime API stops
+        answering."""
+        self.world.balancer_process = process
+        self.world.haproxy_alive = False
+
+    @rule()
+    def balancer_answers_again(self) -> None:
+        """A silent HAProxy that still runs answers again."""
+        if self.world.balancer_process is NodeState.RUNNING:
+            self.world.haproxy_alive = True
+
+    @rule(seconds=st.sampled_from([0.0, 0.5, 2.0]), lost=st.booleans())
+    def balancer_restarts(self, seconds: float, lost: bool) -> None:
+        """How long HAProxy's restart takes, and whether it comes back without its saved states."""
+        self.world.balancer_action_s = seconds
+        self.world.lost_states = lost
+
+    @rule(
+        name=st.sampled_from(WEB),
+        state=st.sampled_from([AdminState.MAINT, AdminState.DRAIN]),
+        then=st.sampled_from([None, None, NodeState.RUNNING, NodeState.STOPPED]),
+    )
+    def person_holds(self, name: str, state: AdminState, then: NodeState | None) -> None:
+        """A person sets a server to maint or drain (a change HAProxy can tell apart: not its state now),
+        perhaps just before HAProxy stops answering (busy, or killed) so the controller cannot see it."""
+        server = self.world.servers[name]
+        if self.world.haproxy_alive and server.admin is not state and name not in self.held:
+            server.admin = state
+            # A change back to what the controller expects there (its own state, else the configured
+            # one) cannot be told from no change at all: nobody can keep it for the person.
+            configured = AdminState.READY if name in PRIMARIES else AdminState.MAINT
+            if state is not self.ctl.memory.owned.get(name, configured):
+                self.held[name] = state
+            if then is not None:
+                self.balancer_fails(then)
+
+    @rule(name=st.sampled_from(WEB))
+    def person_puts_back(self, name: str) -> None:
+        """A person sets a server to ready: the end of their maintenance."""
+        server = self.world.servers[name]
+        if self.world.haproxy_alive:
+            server.admin = AdminState.READY
+            self.held.pop(name, None)  # already ready: a restarted HAProxy forgot the hold
+
+    @rule()
+    def restart_controller(self) -> None:
+        """A new controller: its memory gone but for what it saved to its file."""
+        self.ctl.runner.close()
+        self.ctl = self.new_controller()
+
+    @rule(n=st.integers(min_value=1, max_value=8))
+    def ticks(self, n: int) -> None:
+        for _ in range(n):
+            self.tick()
+
+    # --- liveness ----------------------------------------------------------------------------------
+    def startable(self, primary: str) -> bool:
+        standby = STANDBY[primary]
+        fake = self.world.nodes[standby]
+        return (
+            primary not in self.held
+            and standby not in self.held
+            and self.answering[primary] > self.policy.rise
+            and self.world.haproxy_alive
+            and not fake.hung
+            and not fake.start_error
+            and fake.process in (NodeState.RUNNING, NodeState.STOPPED)
+            and (fake.process is NodeState.STOPPED or self.answering[standby] > 0)
+            and standby not in self.ctl.memory.failed
+        )
+
+    @precondition(lambda self: any(self.startable(p) for p in PRIMARIES))
+    @rule(data=st.data(), paused=st.booleans())
+    def primary_fails_and_its_standby_takes_over(self, data: st.DataObject, paused: bool) -> None:
+        primary = data.draw(st.sampled_from([p for p in PRIMARIES if self.startable(p)]))
+        standby = STANDBY[primary]
+        self.world.nodes[primary].process = NodeState.PAUSED if paused else NodeState.STOPPED
+        for _ in range(FAILOVER_TICKS):
+            self.tick()
+            if self.serves(standby):
+                return
+        raise AssertionError(f"{standby} does not serve {FAILOVER_TICKS} ticks after {primary} failed")
+
+    @rule()
+    def heal_and_converge(self) -> None:
+        """Every fault undone, every hold released: the steady state within CONVERGE_TICKS."""
+        if self.world.balancer_process is NodeState.RUNNING:
+            self.world.haproxy_alive = True
+        elif not self.world.haproxy_alive:
+            self.world.lost_states = False
+            self.world.start("ha1")
+        for name, fake in self.world.nodes.items():
+            fake.hung = fake.slow = False
+            if fake.process is NodeState.PAUSED or name in PRIMARIES:
+                fake.process = NodeState.RUNNING
+        for name in list(self.held):
+            self.person_puts_back(name)
+        for _ in range(CONVERGE_TICKS):
+            self.tick()
+            if self.steady():
+                return
+        raise AssertionError(f"not converged after {CONVERGE_TICKS} ticks: {self.describe()}")
+
+    # --- the checks ------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        # Answering now, and for longer than `rise` ticks: UP for the controller too.
+        healthy = {p for p in PRIMARIES if self.answering[p] > self.policy.rise and self.world.answers(p)}
+        before = len(self.world.calls)
+        restarts = self.world.starts["ha1"]
+        known = self.ctl.memory.manual
+        self.world.haproxy_checks()
+        self.ctl.tick()
+        restarted = self.world.starts["ha1"] > restarts
+        if restarted:
+            # A restarted HAProxy reads the controller's settled states (or, lost, its configuration): a
+            # hold it forgot before the controller could see it was never anyone's to keep.
+            self.held = {n: s for n, s in self.held.items() if n in known}
+        self.lost = {n for n, s in self.held.items() if restarted and self.world.servers[n].admin is not s}
+        for name in WEB:
+            self.answering[name] = self.answering[name] + 1 if self.world.answers(name) else 0
+        for verb, name, arg in self.world.calls[before:]:
+            if name in healthy and name not in self.held:
+                taken_out = verb in ("stop", "fault") or (
+                    verb == "set-state" and arg in (AdminState.MAINT, AdminState.DRAIN)
+                )
+                assert not taken_out, f"healthy primary {name} taken out of service: {verb} {arg}"
+            if verb == "set-state" and name in self.held:
+                assert arg == self.held[name], f"{name} held {self.held[name]} by a person, set to {arg}"
+        self.world.clock.now += TICK_S
+
+    @invariant()
+    def person_states_stand(self) -> None:
+        """A person's state is in HAProxy, or HAProxy restarted without it at the last tick (the
+        controller puts it back at the next one)."""
+        for name, state in self.held.items():
+            if self.world.servers[name].admin is not state:
+                assert name in self.lost, f"{name}: a person's {state} was changed"
+
+    def serves(self, name: str) -> bool:
+        server = self.world.servers[name]
+        return self.world.answers(name) and server.admin is AdminState.READY and server.up
+
+    def steady(self) -> bool:
+        memory = self.ctl.memory
+        return (
+            all(self.serves(p) for p in PRIMARIES)
+            and all(
+                self.world.servers[s].admin is AdminState.MAINT
+                and self.world.nodes[s].process is NodeState.STOPPED
+                for s in STANDBY.values()
+            )
+            and not (memory.starting or memory.draining or memory.outage or memory.manual)
+        )
+
+    def describe(self) -> str:
+        nodes = {
+            n: (str(f.process), self.world.servers[n].admin, self.world.servers[n].up)
+            for n, f in self.world.nodes.items()
+        }
+        return f"{nodes}, memory {self.ctl.memory}"
+
+
+ControllerMachine.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestDecideProperties = ControllerMachine.TestCase
+TestDecideProperties.__doc__ = "Any sequence of faults, holds and ticks keeps decide()'s invariants."

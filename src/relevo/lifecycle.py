@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -43,12 +43,24 @@ def _quiet(_: str) -> None:
     pass
 
 
-def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = True) -> UpResult:
+def up(
+    topology: Topology,
+    *,
+    progress: Progress = _quiet,
+    controller: bool = True,
+    also_listening: Sequence[tuple[str, Endpoint]] = (),
+) -> UpResult:
     """Render and check every config, start the balancer and the primaries (standbys too when warm or frozen),
     start the failover controller, wait until every primary's place is served (by the primary, or by
     its standby after a failover). Idempotent, and it converges from whatever a crash left. On failure,
-    stop what this call started and raise with the reason."""
+    stop what this call started and raise with the reason. Every address it will listen on (the nodes',
+    the controller's metrics, and `also_listening`: what the caller starts next, the dashboard) is
+    checked before anything starts."""
     cluster = Cluster(topology)
+    ours = [*also_listening]
+    if controller and topology.controller.metrics_port and not daemon.controller_running(topology):
+        metrics = Endpoint(address=topology.balancer.stats.address, port=topology.controller.metrics_port)
+        ours.append(("the controller's metrics (controller.metrics_port)", metrics))
     to_run = [n.name for n in topology.primaries]
     if topology.standby.temperature in (Temperature.WARM, Temperature.FROZEN):
         to_run += [n.name for n in topology.standbys]  # frozen ones: the controller freezes them once ready
@@ -60,7 +72,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
         # A first `up`: nothing of ours can be listening yet, so whoever holds our addresses is someone
         # else. Refused here, before the lock or any record creates the state directory, a refusal
         # leaves nothing behind.
-        check_listeners(_listeners(cluster, to_run))
+        check_listeners([*_listeners(cluster, to_run), *ours])
     try:
         with cluster_lock(cluster.paths, what="relevo up") as held:
             cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now
@@ -78,7 +90,7 @@ def up(topology: Topology, *, progress: Progress = _quiet, controller: bool = Tr
             pending = [
                 name for name in to_run if cluster.status(name) in (NodeState.STOPPED, NodeState.MISSING)
             ]
-            check_listeners(_listeners(cluster, pending))
+            check_listeners([*_listeners(cluster, pending), *ours])
 
             def start(name: str) -> None:
                 if name in pending:

@@ -91,3 +91,9 @@ class StatePaths:
     @property
     def controller_state(self) -> Path:
         return self.root / "controller-state.json"
+
+    @property
+    def load_feed(self) -> Path:
+        """The run in progress (`relevo bench` or `scenarios` against this cluster), told as it happens
+        for the dashboard (loadgen/feed.py)."""
+        return self.root / "run" / "load.jsonl"

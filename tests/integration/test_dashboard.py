@@ -77,6 +77,15 @@ FAILOVER_SHOWN = """() => {
     && !!document.querySelector('#journal li[data-kind="failover"][data-node="web1bck"]');
 }"""
 
+# A `relevo bench` in progress on the page: said in the header, its start marked on the chart, and its
+# own points (responses/s, p50 and p99 of its last second) among the charts' data.
+RUN_SHOWN = """() => document.getElementById("run").textContent.includes("run in progress: relevo bench")
+  && !!document.querySelector('#chart-latency .marker.kind-run[data-label="run started"]')
+  && state.series.some((p) => p.load && p.load.rps > 0 && p.load.p50_ms > 0 && p.load.p99_ms >= p.load.p50_ms)
+"""
+RUN_ENDED = """() => document.getElementById("run").hidden
+  && !!document.querySelector('#chart-latency .marker.kind-run[data-label="run ended"]')"""
+
 # The stop button's drain as the page shows it: the journal's operator line (web2 set to drain), its
 # standby put in service for the planned maintenance, then web2 stopped. (The drain itself lasted ~0.3 s
 # here, less than a push interval: the journal, not web2's box, is where it is sure to be seen.)
@@ -92,7 +101,8 @@ DRAIN_SHOWN = """() => {
 
 
 def test_page_shows_a_failover_and_drives_a_drain(up_with_dashboard, tmp_path):
-    """Opened in Chromium at 1280 px, the page shows, within 2 s of `relevo kill web1`, web1 down,
+    """Opened in Chromium at 1280 px, the page shows a `relevo bench` in progress (its p50/p99 on the
+    charts, its start and end marked) and, within 2 s of `relevo kill web1` during it, web1 down,
     web1bck serving in its place, the failover marker on the chart and the journal line; web2's stop
     button drains web2 (its standby serves, then it stops); a wrong password gets 401 and a POST without
     the CSRF token is refused; nothing goes wrong on the console. Screenshots are kept."""
@@ -121,10 +131,41 @@ def test_page_shows_a_failover_and_drives_a_drain(up_with_dashboard, tmp_path):
             page.wait_for_selector('.node[data-node="web1"][data-condition="serving"]', timeout=10_000)
             page.wait_for_selector('.node[data-node="controller"][data-condition="serving"]', timeout=10_000)
 
-            killed = relevo(path, "kill", "web1")
-            assert killed.returncode == 0, killed.stderr
-            page.wait_for_function(FAILOVER_SHOWN, timeout=2_000)
-            page.screenshot(path=artefact(tmp_path, "dashboard-failover.png"), full_page=True)
+            # A bench runs through the kill: its live responses/s and p50/p99 go on the same charts.
+            bench = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "relevo",
+                    "-f",
+                    str(path),
+                    "bench",
+                    "--rate",
+                    "200",
+                    "-d",
+                    "8s",
+                    "-c",
+                    "20",
+                    "-q",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                page.wait_for_function(RUN_SHOWN, timeout=10_000)
+                killed = relevo(path, "kill", "web1")
+                assert killed.returncode == 0, killed.stderr
+                page.wait_for_function(FAILOVER_SHOWN, timeout=2_000)
+                page.screenshot(path=artefact(tmp_path, "dashboard-failover.png"), full_page=True)
+                assert bench.wait(timeout=60) == 0, bench.stderr.read() if bench.stderr else ""
+            finally:
+                if bench.poll() is None:
+                    bench.kill()
+                    bench.wait()
+                if bench.stderr is not None:
+                    bench.stderr.close()
+            page.wait_for_function(RUN_ENDED, timeout=5_000)
+            page.screenshot(path=artefact(tmp_path, "dashboard-failover-run.png"), full_page=True)
 
             assert problems == []
             status = page.evaluate(

@@ -17,6 +17,7 @@ from relevo.cli.common import console, err_console, file_option, get_topology
 from relevo.errors import RelevoError
 from relevo.grammar import parse_duration
 from relevo.loadgen import engine
+from relevo.loadgen.feed import LiveFeed
 from relevo.loadgen.jmx import read_jmx
 from relevo.loadgen.jmx_export import write_jmx
 from relevo.loadgen.jtl import read_stats
@@ -38,6 +39,8 @@ DEFAULT_DURATION_S = 10.0
 EXIT_INTERRUPTED = 130
 
 if TYPE_CHECKING:  # click is generic in its stubs from 8.2 on, not at run time before 8.5
+    from relevo.model import Topology
+
     _FloatParam = click.ParamType[float, Any]
 else:
     _FloatParam = click.ParamType
@@ -194,18 +197,37 @@ def _check_writable(path: Path | None, option: str) -> None:
         raise PlanError(f"{option} {path}: not writable")
 
 
+def _our_cluster(ctx: click.Context, plan: Plan) -> Topology | None:
+    """The topology's cluster, when the plan loads it (its frontend or one of its nodes)."""
+    try:
+        topology = get_topology(ctx)
+    except RelevoError:
+        return None
+    ours = {(topology.balancer.frontend.address, topology.balancer.frontend.port)}
+    ours |= {(n.address, n.port) for n in topology.nodes}
+    if not any((r.host, r.port) in ours for g in plan.groups for r in g.requests):
+        return None
+    return topology
+
+
+def _feed(ctx: click.Context, plan: Plan) -> LiveFeed | None:
+    """The live feed the cluster's dashboard follows, when the run loads a cluster that is up."""
+    from relevo.paths import StatePaths
+
+    topology = _our_cluster(ctx, plan)
+    if topology is None:
+        return None
+    path = StatePaths(topology.state_dir).load_feed
+    return LiveFeed(path) if path.parent.is_dir() else None
+
+
 def _events_during(ctx: click.Context, plan: Plan, result: engine.RunResult) -> list[dict[str, Any]]:
     """The controller's events that fell inside the run, when the run went to the topology's cluster."""
     from relevo.controller.journal import read_events
     from relevo.paths import StatePaths
 
-    try:
-        topology = get_topology(ctx)
-    except RelevoError:
-        return []
-    ours = {(topology.balancer.frontend.address, topology.balancer.frontend.port)}
-    ours |= {(n.address, n.port) for n in topology.nodes}
-    if not any((r.host, r.port) in ours for g in plan.groups for r in g.requests):
+    topology = _our_cluster(ctx, plan)
+    if topology is None:
         return []
     begin, end = result.started_at, result.started_at + result.elapsed_s
 
@@ -365,11 +387,17 @@ def bench(ctx: click.Context, /, url: str | None, **opts: Any) -> None:
     _check_writable(opts["jtl"], "--jtl")
     _check_writable(opts["out"], "--out")
     line = ProgressLine(interval_s=opts["progress_interval"]) if not quiet else None
+    feed = _feed(ctx, plan)
+    on_progress = feed.tee(line) if feed is not None else line
+    if feed is not None:
+        feed.begin("relevo bench")
     try:
-        result = engine.run(plan, workers=opts["workers"], jtl=opts["jtl"], on_progress=line)
+        result = engine.run(plan, workers=opts["workers"], jtl=opts["jtl"], on_progress=on_progress)
     finally:
         if line is not None:
             line.clear()
+        if feed is not None:
+            feed.end()
     if result.nothing_listening:
         targets = ", ".join(sorted({r.url for g in plan.groups for r in g.requests}))
         raise NothingListening(f"nothing is listening at {targets} — is the cluster up? (`relevo up`)")

@@ -67,12 +67,18 @@ def up_command(ctx: click.Context, no_controller: bool, no_dashboard: bool, as_j
 
     Running it again changes nothing that already runs, except to apply an edited topology. If any step
     fails, what this call started is stopped again and the reason is printed."""
-    topology = get_topology(ctx)
-    result = up(topology, progress=_progress, controller=not no_controller)
-    dashboard = None
-    if topology.dashboard.enabled and not no_dashboard:
-        from relevo.dashboard.process import start_background
+    from relevo.dashboard.process import listening, start_background
 
+    topology = get_topology(ctx)
+    with_dashboard = topology.dashboard.enabled and not no_dashboard
+    result = up(
+        topology,
+        progress=_progress,
+        controller=not no_controller,
+        also_listening=listening(topology) if with_dashboard else (),
+    )
+    dashboard = None
+    if with_dashboard:
         _progress("starting the dashboard")
         dashboard = start_background(topology)[1]
     metrics = daemon.controller_metrics_url(topology) if not no_controller else None

@@ -43,7 +43,7 @@ from relevo.services.haproxy import runtime_sockets
 
 if TYPE_CHECKING:
     from relevo.cluster import Cluster
-    from relevo.controller.metrics import MetricsServer
+    from relevo.controller.metrics import ControllerMetrics, MetricsServer
 
 START_WAIT_S = 10.0
 STOP_WAIT_S = 5.0
@@ -199,9 +199,9 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
         def lost() -> None:
             requests.stop = True
 
-        metrics, metrics_server = _metrics(topology)
+        listener = MetricsListener(topology)
         controller, prober = build_controller(
-            topology, held=held, stopping=stopping, lost=lost, observer=metrics
+            topology, held=held, stopping=stopping, lost=lost, observer=listener.metrics
         )
         _on_signals(requests)
 
@@ -209,13 +209,16 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
             if not requests.reload:
                 return None
             requests.reload = False
-            return _reread(topology)
+            edited = _reread(topology)
+            if edited is not None:
+                listener.follow(edited)
+                controller.observer = listener.metrics
+            return edited
 
         try:
             controller.run(_Flag(stopping), reload)
         finally:
-            if metrics_server is not None:
-                metrics_server.close()
+            listener.close()
             prober.close()
             if isinstance(controller.balancer, PolledBalancer | BalancerSet):
                 controller.balancer.close()
@@ -230,28 +233,46 @@ def controller_metrics_url(topology: Topology) -> str | None:
     return f"http://{topology.balancer.stats.address}:{port}/metrics" if port else None
 
 
-def _metrics(topology: Topology) -> tuple[Observer | None, MetricsServer | None]:
-    """The controller's metrics, and their server on the balancer's host address. A port that cannot be
-    had (taken, or an address this host lacks) is logged and costs only the metrics, never failover."""
-    if not topology.controller.metrics_port:
-        return None, None
-    from relevo.controller.metrics import ControllerMetrics, serve
-    from relevo.secrets import load_or_create_secrets
+class MetricsListener:
+    """The controller's metrics and their server on the balancer's host address, moved (closed, opened
+    on the new port, or turned off or on) when a reload changes `controller.metrics_port`. A port that
+    cannot be had (taken, or an address this host lacks) is logged and costs only the metrics, never
+    failover."""
 
-    metrics = ControllerMetrics(topology)
-    secrets = load_or_create_secrets(StatePaths(topology.state_dir).secrets)
-    address = topology.balancer.stats.address
-    try:
-        server = serve(
-            metrics,
-            address,
-            topology.controller.metrics_port,
-            lambda: (secrets.stats_user, secrets.stats_password),
-        )
-    except OSError as exc:
-        LOG.warning("no metrics: cannot listen on %s:%s (%s)", address, topology.controller.metrics_port, exc)
-        return metrics, None
-    return metrics, server
+    def __init__(self, topology: Topology) -> None:
+        self.metrics: ControllerMetrics | None = None
+        self.server: MetricsServer | None = None
+        self.port = 0
+        self.follow(topology)
+
+    def follow(self, topology: Topology) -> None:
+        port = topology.controller.metrics_port
+        if port == self.port:
+            return
+        self.close()
+        self.port = port
+        if not port:
+            return
+        from relevo.controller.metrics import ControllerMetrics, serve
+        from relevo.secrets import load_or_create_secrets
+
+        if self.metrics is None:
+            self.metrics = ControllerMetrics(topology)
+        secrets = load_or_create_secrets(StatePaths(topology.state_dir).secrets)
+        address = topology.balancer.stats.address
+        try:
+            self.server = serve(
+                self.metrics, address, port, lambda: (secrets.stats_user, secrets.stats_password)
+            )
+        except OSError as exc:
+            LOG.warning("no metrics: cannot listen on %s:%s (%s)", address, port, exc)
+            return
+        LOG.info("metrics at %s", self.server.url)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 def _housekeeping(cluster: Cluster, held: HeldLock, lost: Callable[[], None]) -> None:

@@ -31,6 +31,10 @@ from relevo.providers.base import NodeState
 from relevo.services.haproxy import runtime_sockets
 
 HISTORY_S = 300.0  # the charts' window: the last five minutes
+# A run's point is drawn at the samples up to this long after it (the run and the dashboard tick at the
+# same pace but not in step: without it, every other sample would show a gap).
+LOAD_POINT_FRESH_S = 1.0
+LOAD_MARKERS_KEPT = 200
 JOURNAL_KEPT = 300  # journal lines the page starts with
 RUNTIME_TIMEOUT_S = 0.5  # a sample must not wait long for a hung HAProxy
 
@@ -154,6 +158,11 @@ class Collector:
     _last: tuple[float, dict[tuple[str, str], Stat]] | None = None
     _tail: JournalTail | None = None
     latest: dict[str, Any] = field(default_factory=dict)
+    # The run in progress (relevo bench or scenarios against this cluster), from its live feed.
+    run: dict[str, Any] | None = None
+    load_markers: list[dict[str, Any]] = field(default_factory=list)
+    _load_tail: JournalTail | None = None
+    _load_point: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         paths = StatePaths(self.topology.state_dir)
@@ -163,6 +172,7 @@ class Collector:
                 for name, path in runtime_sockets(self.topology).items()
             }
         self._tail = JournalTail(paths.events)
+        self._load_tail = JournalTail(paths.load_feed)  # never started: read from the run's beginning
 
     # -- the parts ---------------------------------------------------------------------------------------
     def haproxy(self) -> tuple[dict[tuple[str, str], Stat] | None, dict[str, str]]:
@@ -203,6 +213,48 @@ class Collector:
         self.journal.extend(fresh)
         return fresh, None
 
+    def load(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The run's new lines: its beginning and end, points (kept for the next chart point) and fault
+        markers (returned, for the pages)."""
+        assert self._load_tail is not None
+        try:
+            records = self._load_tail.new()
+        except Exception as exc:  # shown, tried again
+            return [], f"cannot read the run's live feed: {exc}"
+        markers: list[dict[str, Any]] = []
+        for record in records:
+            kind, t = record.get("kind"), record.get("t")
+            if not isinstance(t, int | float):
+                continue
+            if kind == "run":
+                self.run = {"what": str(record.get("what", "a run")), "t": t, "pid": record.get("pid")}
+                self._load_point = None
+                markers.append({"t": t, "kind": "run", "label": "run started", "title": self.run["what"]})
+            elif kind == "point":
+                self._load_point = record
+            elif kind == "marker":
+                end = record.get("end")
+                markers.append(
+                    {
+                        "t": t,
+                        "kind": "fault",
+                        "label": str(record.get("label", "")),
+                        "title": f"the run: {record.get('label', '')} ({record.get('action', '')})",
+                        "end": end if isinstance(end, int | float) else None,
+                    }
+                )
+            elif kind == "end" and self.run is not None:
+                self.run = {**self.run, "ended": t}
+                markers.append({"t": t, "kind": "run", "label": "run ended", "title": self.run["what"]})
+        self.load_markers = (self.load_markers + markers)[-LOAD_MARKERS_KEPT:]
+        return markers, None
+
+    def load_point(self, now: float) -> dict[str, Any] | None:
+        point = self._load_point
+        if point is None or now - point["t"] > LOAD_POINT_FRESH_S:
+            return None
+        return {key: point.get(key) for key in ("rps", "errors", "p50_ms", "p99_ms", "n")}
+
     # -- one sample ------------------------------------------------------------------------------------------
     def sample(self) -> dict[str, Any]:
         """Read every source once; return the update pushed to the pages (also kept as `latest`)."""
@@ -211,7 +263,8 @@ class Collector:
         states, provider_error = self.provider()
         controller, controller_error = self.controller()
         events, journal_error = self.new_events()
-        point = self.point(now, stats)
+        markers, load_error = self.load()
+        point = self.point(now, stats, self.load_point(now))
         if point is not None:
             self.series.append(point)
         while self.series and self.series[0]["t"] < now - self.history_s:
@@ -226,6 +279,7 @@ class Collector:
                     ("controller", controller_error),
                     ("provider", provider_error),
                     ("journal", journal_error),
+                    ("the run's feed", load_error),
                 )
                 if error
             },
@@ -237,11 +291,24 @@ class Collector:
             },
             "point": point,
             "events": events,
+            "run": self.run,
+            "markers": markers,
         }
         return self.latest
 
-    def point(self, now: float, stats: dict[tuple[str, str], Stat] | None) -> dict[str, Any] | None:
-        """One point of the charts: rates since the previous sample. None without two readings."""
+    def point(
+        self, now: float, stats: dict[tuple[str, str], Stat] | None, load: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """One point of the charts: HAProxy's rates since the previous sample (None without two
+        readings) and the run's latest point (`load`, None without a run). None when neither."""
+        rates = self.rates(now, stats)
+        if rates is None and load is None:
+            return None
+        if rates is None:
+            rates = {"rps": {}, "errors": None, "rtime_ms": None, "rtime_max_ms": None}
+        return {"t": round(now, 3), **rates, "load": load}
+
+    def rates(self, now: float, stats: dict[tuple[str, str], Stat] | None) -> dict[str, Any] | None:
         if stats is None:
             self._last = None
             return None
@@ -261,7 +328,6 @@ class Collector:
         servers = [n.name for n in self.topology.nodes]
         totals = stats.get((backend, "BACKEND"), Stat())
         return {
-            "t": round(now, 3),
             "rps": {name: round(rate((backend, name), "requests"), 1) for name in servers},
             "errors": round(rate((frontend, "FRONTEND"), "errors") + rate((backend, "BACKEND"), "errors"), 1),
             "rtime_ms": totals.rtime_ms,
@@ -320,7 +386,8 @@ class Collector:
             "topology": layout(self.topology),
             "series": list(self.series),
             "journal": list(self.journal),
-            "latest": {**self.latest, "events": []},
+            "latest": {**self.latest, "events": [], "markers": []},
+            "markers": list(self.load_markers),
         }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from relevo import lock
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir, ensure_dir, tail
-from relevo.model import Topology
+from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, command_line
 
@@ -59,6 +59,15 @@ def dashboard_url(topology: Topology) -> str | None:
         return None
     host, port = default_listen(topology)
     return f"http://{host}:{port}/"
+
+
+def listening(topology: Topology) -> list[tuple[str, Endpoint]]:
+    """Where `relevo up` will start the dashboard, for its checks before anything starts: nothing when
+    the topology turns it off or this cluster's dashboard already runs there."""
+    if not topology.dashboard.enabled or running_pid(topology) is not None:
+        return []
+    host, port = default_listen(topology)
+    return [("the dashboard (dashboard.port)", Endpoint(address=host, port=port))]
 
 
 def parse_listen(text: str) -> tuple[str, int]:

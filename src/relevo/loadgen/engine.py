@@ -37,14 +37,16 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, MutableSequence, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection as MpConnection
 from multiprocessing.connection import wait
 from pathlib import Path
 
 from relevo.errors import RelevoError
 from relevo.loadgen.client import resolve
+from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.jtl import COLUMNS_5
 from relevo.loadgen.live import LiveSeries, Second, SparseHistogram, seconds_of
 from relevo.loadgen.plan import Plan
@@ -61,6 +63,9 @@ from relevo.loadgen.worker import (
 
 # Workers get this long to start (spawned ones import Python afresh) before the clock starts.
 READY_TIMEOUT_S = 60.0
+# The live percentiles' window (RecentLatency): twice the workers' histogram interval, so that every
+# window holds a report of each worker.
+RECENT_S = 1.0
 # Time between "start" and the start instant, so that every worker has its message before it passes.
 START_MARGIN_S = 0.05
 
@@ -80,6 +85,19 @@ class LoadProgress:
     expected: int | None
     duration_s: float | None
     p99_ms: float | None = None  # over all samples so far, as of the workers' last report
+    # The responses the workers reported since the previous progress report (callbacks only).
+    recent: RecentLatency | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecentLatency:
+    """Percentiles of the responses the workers reported in the last RECENT_S (a sliding window, moved
+    at each progress report): a live p50/p99. Workers send their histograms every
+    worker.HISTOGRAM_INTERVAL_S, so a response is counted up to that late."""
+
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -396,6 +414,8 @@ class _Watcher:
         self.t0_ns = time.monotonic_ns()
         self.t0_epoch = time.time()
         self.interrupted = False
+        # The cumulative histograms of the last reports, oldest first: the live window's start.
+        self._reported: deque[tuple[float, dict[int, int]]] = deque()
 
     def start_instant(self) -> tuple[int, int]:
         """Pick the common start instant; returns it and the offset from monotonic to epoch ns."""
@@ -405,8 +425,20 @@ class _Watcher:
         return self.t0_ns, delta
 
     def report(self, counters: MutableSequence[int]) -> None:
-        if self.callback is not None:
-            self.callback(self.progress(counters))
+        if self.callback is None:
+            return
+        buckets = self.live.buckets() if self.live is not None else {}
+        now = time.monotonic()
+        while len(self._reported) > 1 and self._reported[1][0] <= now - RECENT_S:
+            self._reported.popleft()
+        window = Histogram.between(self._reported[0][1] if self._reported else {}, buckets)
+        self._reported.append((now, buckets))
+        recent = RecentLatency(
+            count=window.count,
+            p50_ms=window.value_at_percentile(50.0) / 1000 if window.count else None,
+            p99_ms=window.value_at_percentile(99.0) / 1000 if window.count else None,
+        )
+        self.callback(replace(self.progress(counters), recent=recent))
 
     def progress(self, counters: MutableSequence[int]) -> LoadProgress:
         done = failed = active = 0

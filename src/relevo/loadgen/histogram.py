@@ -9,7 +9,7 @@ adding counters, which is what lets each worker process keep its own and the par
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 # 2**11 counters per magnitude: three significant decimal digits, as HdrHistogram's usual setting.
 SUB_BUCKET_BITS = 11
@@ -90,6 +90,23 @@ class Histogram:
             hist.min = min(hist.min, low)
             hist.max = max(hist.max, high)
         return hist
+
+    @classmethod
+    def between(cls, before: Mapping[int, int], after: Mapping[int, int]) -> Histogram:
+        """The values recorded between two snapshots of one stream's non-empty buckets (`sparse()`'s,
+        added up over workers): counts subtracted, in time proportional to the buckets in use. The
+        window's own extremes are unknown, so its minimum and maximum are its buckets' bounds."""
+        window = cls()
+        counts = window.counts
+        for index, now in after.items():
+            added = now - before.get(index, 0)
+            if added > 0:
+                counts[index] = added
+                window.count += added
+                low, high = bounds_of(index)
+                window.min = min(window.min, low)
+                window.max = max(window.max, high)
+        return window
 
     def value_at_percentile(self, percentile: float) -> int:
         """The smallest recorded value that at least `percentile` % of the values do not exceed.

@@ -61,10 +61,24 @@ class LiveSeries:
     def percentile_ms(self, percentile: float) -> float | None:
         """The response time at `percentile` over every sample so far (as of the workers' last report,
         at most a second old); None before any."""
+        hist = self.histogram()
+        return hist.value_at_percentile(percentile) / 1000 if hist.count else None
+
+    def histogram(self) -> Histogram:
+        """Every sample's response time so far, as of each worker's last report (cumulative)."""
         with self._lock:
             parts = [h for h in self._hists if h is not None]
-        hist = Histogram.from_sparse(parts)
-        return hist.value_at_percentile(percentile) / 1000 if hist.count else None
+        return Histogram.from_sparse(parts)
+
+    def buckets(self) -> dict[int, int]:
+        """The same, as its non-empty buckets only (cheap: for the live window, Histogram.between)."""
+        with self._lock:
+            parts = [h[3] for h in self._hists if h is not None]
+        total: dict[int, int] = {}
+        for part in parts:
+            for index, n in part.items():
+                total[index] = total.get(index, 0) + n
+        return total
 
     def replace(self, worker: int, series: TimeSeries) -> None:
         """The worker's final series (from its result)."""

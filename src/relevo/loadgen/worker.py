@@ -34,8 +34,9 @@ STOP_GRACE_S = 2.0
 # If every connection was refused during this first part of the run, nothing listens: stop.
 FAIL_FAST_S = 1.0
 
-# How often the latency histogram so far goes with the series (for "p99 so far" in progress lines).
-HISTOGRAM_INTERVAL_S = 1.0
+# How often the latency histogram so far goes with the series (for "p99 so far" in progress lines, and
+# the live p50/p99 of the last second that a run tells the dashboard: engine.RecentLatency).
+HISTOGRAM_INTERVAL_S = 0.5
 
 SparseHistogram = tuple[int, int, int, dict[int, int]]
 SeriesCallback = Callable[[int, TimeSeries, SparseHistogram | None], None]

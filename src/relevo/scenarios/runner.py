@@ -17,6 +17,7 @@ from typing import Any
 from relevo.cluster import Cluster
 from relevo.controller.journal import read_events
 from relevo.loadgen import engine
+from relevo.loadgen.feed import LiveFeed
 from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.jtl import read_samples
 from relevo.loadgen.plan import Plan, simple_plan
@@ -128,6 +129,7 @@ def run_scenarios(
     for healed in cluster.heal_all():  # what a relevo that died mid-span left in force
         progress(f"healed {healed} (left by an earlier run)")
     environment = describe_environment(topology)
+    feed = LiveFeed(cluster.paths.load_feed)
     try:
         for n, scenario in enumerate(scenarios, 1):
             if override is not None:
@@ -138,13 +140,18 @@ def run_scenarios(
                 progress("  skipped: " + "; ".join(reasons))
                 results.append(skipped_result(scenario, "; ".join(reasons)))
                 continue
-            result = run_one(
-                cluster,
-                scenario,
-                thresholds=thresholds or Thresholds(),
-                workers=workers,
-                on_progress=load_progress() if load_progress else None,
-            )
+            feed.begin(f"relevo scenarios: {scenario.name}")
+            try:
+                result = run_one(
+                    cluster,
+                    scenario,
+                    thresholds=thresholds or Thresholds(),
+                    workers=workers,
+                    on_progress=feed.tee(load_progress() if load_progress else None),
+                    feed=feed,
+                )
+            finally:
+                feed.end()
             result = replace(result, environment=environment)
             broken = [v.what for v in result.verdicts if not v.ok]
             broken += [f"not steady {c.when}: {c.detail}" for c in result.steady if not c.ok]
@@ -166,6 +173,7 @@ def run_one(
     thresholds: Thresholds,
     workers: int | None = None,
     on_progress: engine.ProgressCallback | None = None,
+    feed: LiveFeed | None = None,
 ) -> ScenarioResult:
     topology = cluster.topology
     prepare(cluster, scenario.setup)
@@ -177,7 +185,7 @@ def run_one(
         jtl = Path(scratch) / "samples.jtl"
         handle = engine.start(plan, workers=workers, jtl=jtl, on_progress=on_progress)
         # A hang's workers stay stopped until the next preparation resumes every node (unless spanned).
-        timeline = Timeline(cluster, scenario, handle)
+        timeline = Timeline(cluster, scenario, handle, feed)
         try:
             with handle:
                 timeline.play()

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from relevo.cluster import Cluster
 from relevo.controller.journal import read_events
 from relevo.errors import RelevoError
+from relevo.loadgen.feed import LiveFeed
 from relevo.scenarios.faults import apply_fault, fault_lock, heal_fault
 from relevo.scenarios.model import LASTING_ACTIONS, Fault, Scenario
 from relevo.scenarios.result import Marker, Verdict
@@ -43,10 +44,14 @@ class _InForce:
 
 
 class Timeline:
-    def __init__(self, cluster: Cluster, scenario: Scenario, clock: Clock) -> None:
+    def __init__(
+        self, cluster: Cluster, scenario: Scenario, clock: Clock, feed: LiveFeed | None = None
+    ) -> None:
         self.cluster = cluster
         self.scenario = scenario
         self.clock = clock
+        self.feed = feed  # the dashboard's view of the run: each fault as it is applied and healed
+        self._zero = time.time() - clock.elapsed_s()  # the load's start instant, in epoch seconds
         self.markers: list[Marker] = []
         self.verdicts: list[Verdict] = []
         self.in_force: list[_InForce] = []
@@ -96,6 +101,7 @@ class Timeline:
         except RelevoError as exc:
             self.verdicts.append(Verdict(what=f"fault {fault.label}", ok=False, detail=str(exc)))
             return
+        self._tell(fault, at)
         spanned = fault.for_s is not None or fault.action in LASTING_ACTIONS
         if spanned:
             due = at + fault.for_s if fault.for_s is not None else math.inf
@@ -113,6 +119,7 @@ class Timeline:
         except RelevoError as exc:
             self.verdicts.append(Verdict(what=f"heal {fault.label}", ok=False, detail=str(exc)))
             end = self.clock.elapsed_s()
+        self._tell(fault, held.started_s, end)
         self.markers.append(
             Marker(
                 t_s=held.started_s,
@@ -123,6 +130,12 @@ class Timeline:
                 means=held.means,
             )
         )
+
+    def _tell(self, fault: Fault, at_s: float, end_s: float | None = None) -> None:
+        if self.feed is None:
+            return
+        end = self._zero + end_s if end_s is not None else None
+        self.feed.marker(fault.label, str(fault.action), at=self._zero + at_s, end=end)
 
 
 def _journalled(journal: Path, kind: str, since: float) -> bool:

@@ -168,3 +168,27 @@ def test_up_refuses_a_taken_address_before_creating_anything(tmp_path: Path) -> 
     assert status == 2, (out, err)
     assert f"127.199.77.2:{port} is already in use" in err
     assert not (tmp_path / ".relevo").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "what"),
+    [("dashboard", "the dashboard (dashboard.port)"), ("controller", "the controller's metrics")],
+)
+def test_up_refuses_a_taken_dashboard_or_metrics_port_before_starting_anything(
+    tmp_path: Path, section: str, what: str
+) -> None:
+    """The dashboard's or the controller's metrics port held by someone else: `up` exits 2 naming it
+    before anything starts (it used to bring the cluster up and then fail, or serve without metrics)."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.199.78.2", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        key = "port" if section == "dashboard" else "metrics_port"
+        topology = tmp_path / "relevo.yaml"
+        topology.write_text(f"name: t\nnetwork: 127.199.78.0/24\n{section}: {{{key}: {port}}}\n", "utf-8")
+        status, out, err = run("-f", str(topology), "up")
+    assert status == 2, (out, err)
+    assert f"{what}" in err and f"127.199.78.2:{port} is already in use" in err
+    assert not (tmp_path / ".relevo").exists()

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relevo.controller.events import Event, EventKind
 from relevo.controller.metrics import ControllerMetrics, serve
+from relevo.secrets import load_or_create_secrets
 from relevo.topology import load_topology
 
 from .fakes import NODES
@@ -138,3 +139,49 @@ def test_the_loop_tells_the_metrics_each_failover_it_journals(tmp_path):
     found = samples(ctl.observer)
     assert found[("relevo_failovers_total", (("node", "web1"), ("standby", "web1bck")))] == 1
     assert found[("relevo_detection_seconds_count", (("node", "web1"),))] == 1
+
+
+def free_port(address: str) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_reload_moves_the_metrics_listener_when_its_port_changed(tmp_path):
+    """SIGHUP's re-read topology with another `controller.metrics_port`: the old port is let go, the new
+    one serves the same counters; the same port keeps the same server; 0 turns it off."""
+    from relevo.controller.daemon import MetricsListener
+
+    net = "127.199.79"
+    first, second = free_port(f"{net}.2"), free_port(f"{net}.2")
+
+    def topology(port: int):
+        path = tmp_path / "relevo.yaml"
+        path.write_text(f"name: t\nnetwork: {net}.0/24\ncontroller: {{metrics_port: {port}}}\n{NODES}")
+        return load_topology(path)
+
+    before = topology(first)
+    (before.state_dir).mkdir()
+    listener = MetricsListener(before)
+    try:
+        assert listener.server is not None and listener.metrics is not None
+        secrets = load_or_create_secrets(before.state_dir / "secrets.json")
+        auth = (secrets.stats_user, secrets.stats_password)
+        assert get(f"http://{net}.2:{first}/metrics", auth)[0] == 200
+        kept = listener.server
+        listener.follow(topology(first))
+        assert listener.server is kept
+        metrics = listener.metrics
+        listener.follow(topology(second))
+        assert listener.metrics is metrics
+        assert get(f"http://{net}.2:{second}/metrics", auth)[0] == 200
+        with pytest.raises(urllib.error.URLError):
+            get(f"http://{net}.2:{first}/metrics", auth)
+        listener.follow(topology(0))
+        assert listener.server is None
+        with pytest.raises(urllib.error.URLError):
+            get(f"http://{net}.2:{second}/metrics", auth)
+    finally:
+        listener.close()

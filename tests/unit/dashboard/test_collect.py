@@ -224,3 +224,44 @@ def test_a_pair_s_counters_add_up_and_a_silent_balancer_is_named(tmp_path):
     assert list(update["unreachable"]) == ["haproxy ha2", "controller"]
     assert update["nodes"]["ha2"]["condition"] == "down"
     assert update["nodes"]["ha1"]["condition"] == "serving"
+
+
+def test_a_run_in_progress_is_on_the_charts_with_its_faults(tmp_path):
+    """A bench or scenarios run's feed puts its responses/s, failures/s and p50/p99 on the chart points
+    (even while HAProxy does not answer), its faults as markers, and says a run is in progress; a point
+    older than a second is not drawn again, and the run's end is said."""
+    from relevo.loadgen.engine import LoadProgress, RecentLatency
+    from relevo.loadgen.feed import LiveFeed
+    from relevo.paths import StatePaths
+
+    made, _runtime, clock, topology = collector(tmp_path)
+    path = StatePaths(topology.state_dir).load_feed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feed = LiveFeed(path, clock=clock)
+    feed.begin("relevo bench")
+
+    def report(done: int, failed: int, p50: float, p99: float) -> None:
+        recent = RecentLatency(count=10, p50_ms=p50, p99_ms=p99)
+        feed.progress(
+            LoadProgress(
+                elapsed_s=0, done=done, failed=failed, active=1, expected=None, duration_s=None, recent=recent
+            )
+        )
+
+    report(0, 0, 1.0, 2.0)
+    clock.now += 0.5
+    report(400, 2, 1.5, 30.0)
+    feed.marker("kill web1", "crash", at=clock.now)
+    update = made.sample()  # HAProxy does not answer (no stat text): the run's point is drawn anyway
+    assert update["run"]["what"] == "relevo bench" and "ended" not in update["run"]
+    assert update["point"]["load"] == {"rps": 800.0, "errors": 4.0, "p50_ms": 1.5, "p99_ms": 30.0, "n": 10}
+    assert update["point"]["rps"] == {} and update["point"]["errors"] is None
+    told = [(m["kind"], m["label"]) for m in update["markers"]]
+    assert told == [("run", "run started"), ("fault", "kill web1")]
+    assert [m["label"] for m in made.snapshot()["markers"]] == ["run started", "kill web1"]
+    clock.now += 1.5
+    assert made.sample()["point"] is None  # the run's last point is 1.5 s old, HAProxy still silent
+    feed.end()
+    update = made.sample()
+    assert update["run"]["ended"] == clock.now
+    assert update["markers"][-1]["label"] == "run ended"

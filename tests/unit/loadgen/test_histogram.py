@@ -93,3 +93,22 @@ def test_merge_equals_recording_both_streams_in_one(first: list[int], second: li
 def test_an_empty_histogram_reports_zero() -> None:
     """No samples: every percentile is 0 rather than an error."""
     assert Histogram().value_at_percentile(99) == 0
+
+
+def test_between_holds_only_the_values_recorded_after_the_earlier_snapshot() -> None:
+    """A live window's percentiles: the buckets of a later snapshot minus an earlier one's are exactly the
+    histogram of the values recorded in between (so a slow tail after a fast start shows at once)."""
+    hist = Histogram()
+    for value in range(1, 1001):  # 1..1000 µs before the first snapshot
+        hist.record(value)
+    earlier = dict(hist.sparse()[3])
+    later = Histogram()
+    for value in (50_000, 60_000, 70_000, 80_000):
+        hist.record(value)
+        later.record(value)
+    window = Histogram.between(earlier, hist.sparse()[3])
+    assert window.count == 4
+    assert list(window.buckets()) == list(later.buckets())
+    assert window.value_at_percentile(50.0) == later.value_at_percentile(50.0)
+    assert 60_000 <= window.value_at_percentile(50.0) <= 60_000 * 1.001
+    assert Histogram.between(earlier, earlier).count == 0

@@ -156,3 +156,32 @@ def _null():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def test_the_timeline_tells_the_live_feed_each_fault_as_applied_and_healed(topology, tmp_path, monkeypatch):
+    """With a live feed (the dashboard's), each fault is told when it is applied, and a spanned one
+    again when healed, with its end: both at the load's clock moved to epoch seconds."""
+    import json
+
+    from relevo.loadgen.feed import LiveFeed
+    from relevo.scenarios import timeline as timeline_module
+    from relevo.scenarios.timeline import Timeline
+
+    text = HEAD + "      - {at: 1s, for: 2s, partition: web1}\n      - {at: 4s, kill: web2}\n"
+    scenario = parse_scenarios(text, source=None, topology=topology)["s"]
+    clock = FakeClock(8.0)
+    cluster = Recorder(clock, tmp_path)
+    monkeypatch.setattr(timeline_module, "fault_lock", lambda cluster, fault: _null())
+    path = tmp_path / "load.jsonl"
+    feed = LiveFeed(path)
+    feed.begin("relevo scenarios: s")
+    Timeline(cluster, scenario, clock, feed).play(sleep=clock.sleep)  # type: ignore[arg-type]
+    told = [json.loads(line) for line in path.read_text().splitlines()][1:]
+    assert [(m["label"], m["end"] is None) for m in told] == [
+        ("partition web1 for 2 s", True),
+        ("partition web1 for 2 s", False),
+        ("kill web2", True),
+    ]
+    assert told[0]["t"] == told[1]["t"]
+    assert math.isclose(told[1]["end"] - told[1]["t"], 2.0, abs_tol=0.05)
+    assert math.isclose(told[2]["t"] - told[0]["t"], 3.0, abs_tol=0.05)

@@ -5,7 +5,7 @@
 
 const HISTORY_S = 300;
 const SERVER_COLOURS = ["#0969da", "#1a7f37", "#bf8700", "#8250df", "#cf222e", "#1b7c83", "#6e7781"];
-const state = { layout: null, series: [], markers: [], charts: {}, lastUpdate: 0 };
+const state = { layout: null, series: [], markers: [], charts: {}, lastUpdate: 0, windowS: 60 };
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 
 function el(tag, attrs = {}, ...children) {
@@ -23,7 +23,8 @@ function nodeBox(name, role, detail) {
     el("div", { class: "title" }, el("span", {}, name), el("span", { class: "condition" }, "…")),
     el("div", { class: "facts" }, `${detail} · `, el("span", { class: "state" }, "?"),
       " · HAProxy ", el("span", { class: "health" }, "-"),
-      " · ", el("span", { class: "sessions" }, "-"), " sess · ", el("span", { class: "rps" }, "-"), " req/s"),
+      " · ", el("span", { class: "nowrap" }, el("span", { class: "sessions" }, "-"), " sess"),
+      " · ", el("span", { class: "nowrap" }, el("span", { class: "rps" }, "-"), " req/s")),
     el("div", { class: "serving-for" }));
   if (window.RELEVO.actions && role !== "controller") {
     const buttons = el("div", { class: "buttons" });
@@ -90,58 +91,87 @@ function updateNodes(nodes, controller) {
 }
 
 // --- charts --------------------------------------------------------------------------------------------
+// Each chart's series: HAProxy's counters (solid) and the run in progress, from its load generator's own
+// timings (dashed: present only while a relevo bench or scenarios run loads this cluster).
+const RUN_DASH = [6, 3];
+
+function chartSeries() {
+  const servers = state.layout.nodes.map((n, i) => ({ label: n.name, stroke: SERVER_COLOURS[i % SERVER_COLOURS.length], value: (p) => p.rps?.[n.name] ?? null }));
+  return {
+    "chart-rps": [...servers,
+      { label: "run: responses/s", stroke: "#24292f", dash: RUN_DASH, value: (p) => p.load?.rps ?? null }],
+    "chart-latency": [
+      { label: "run p50", stroke: "#0969da", width: 2, dash: RUN_DASH, value: (p) => p.load?.p50_ms ?? null },
+      { label: "run p99", stroke: "#cf222e", width: 2, dash: RUN_DASH, value: (p) => p.load?.p99_ms ?? null },
+      { label: "HAProxy avg (last 1024)", stroke: "#1a7f37", value: (p) => p.rtime_ms ?? null }],
+    "chart-errors": [
+      { label: "HAProxy errors/s", stroke: "#cf222e", value: (p) => p.errors ?? null },
+      { label: "run: failed/s", stroke: "#8250df", dash: RUN_DASH, value: (p) => p.load?.errors ?? null }],
+  };
+}
+
 function makeChart(id, series) {
   const root = document.getElementById(id);
   root.querySelector(".uplot")?.remove();
   const width = Math.max(240, root.clientWidth - 10);
   const options = {
-    width, height: 190,
+    width, height: 170,
     legend: { live: false },
     cursor: { drag: { x: false, y: false } },
-    scales: { x: { time: true } },
-    series: [{}, ...series.map((s, i) => ({ label: s, stroke: SERVER_COLOURS[i % SERVER_COLOURS.length], width: 1.5, spanGaps: false }))],
-    axes: [{}, { size: 44 }],
+    // The chosen window (1 or 5 minutes) up to the newest point: a run of seconds stays readable.
+    scales: { x: { time: true, range: (u, lo, hi) => [(hi ?? 0) - state.windowS, hi ?? 0] } },
+    series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: s.width ?? 1.5, dash: s.dash, spanGaps: false }))],
+    axes: [{}, { size: 60 }],
     hooks: { draw: [(u) => drawMarkers(u)] },
   };
-  return new uPlot(options, chartData(id, series), root);
+  return new uPlot(options, chartData(series), root);
 }
 
-function chartData(id, labels) {
-  const xs = state.series.map((p) => p.t);
-  if (id === "chart-rps") return [xs, ...labels.map((name) => state.series.map((p) => p.rps[name] ?? null))];
-  if (id === "chart-latency") return [xs, state.series.map((p) => p.rtime_ms), state.series.map((p) => p.rtime_max_ms)];
-  return [xs, state.series.map((p) => p.errors)];
-}
-
-function chartLabels() {
-  return {
-    "chart-rps": state.layout.nodes.map((n) => n.name),
-    "chart-latency": ["average", "max"],
-    "chart-errors": ["errors/s"],
-  };
+function chartData(series) {
+  return [state.series.map((p) => p.t), ...series.map((s) => state.series.map(s.value))];
 }
 
 function buildCharts() {
-  for (const [id, labels] of Object.entries(chartLabels())) state.charts[id] = makeChart(id, labels);
+  for (const [id, series] of Object.entries(chartSeries())) state.charts[id] = makeChart(id, series);
 }
 
 function refreshCharts() {
-  for (const [id, labels] of Object.entries(chartLabels())) state.charts[id]?.setData(chartData(id, labels));
+  for (const [id, series] of Object.entries(chartSeries())) state.charts[id]?.setData(chartData(series));
 }
+
+const LABELLED = ["failover", "failback", "fault", "run"];
+const LABEL_ROWS = 4;
 
 function drawMarkers(u) {
   const over = u.over;
-  over.querySelectorAll(".marker").forEach((m) => m.remove());
+  over.querySelectorAll(".marker, .span").forEach((m) => m.remove());
   const [lo, hi] = [u.scales.x.min, u.scales.x.max];
   if (lo == null) return;
-  for (const m of state.markers) {
+  // Labels close together go on rows below each other, so that a kill and the failover it causes a
+  // few hundred milliseconds later can both be read.
+  const rowsEnd = new Array(LABEL_ROWS).fill(-Infinity);
+  for (const m of [...state.markers].sort((a, b) => a.t - b.t)) {
+    if (m.end != null && m.end > lo && m.t < hi) {
+      const from = u.valToPos(Math.max(m.t, lo), "x");
+      const span = el("div", { class: "span", title: m.title });
+      span.style.left = `${from}px`;
+      span.style.width = `${Math.max(1, u.valToPos(Math.min(m.end, hi), "x") - from)}px`;
+      over.append(span);
+    }
     if (m.t < lo || m.t > hi) continue;
     const left = u.valToPos(m.t, "x");
-    const mark = el("div", { class: `marker kind-${m.kind}`, title: m.title, "data-node": m.node });
+    const mark = el("div", { class: `marker kind-${m.kind}`, title: m.title, "data-node": m.node ?? "", "data-label": m.label });
     mark.style.left = `${left}px`;
-    if (["failover", "failback", "fault"].includes(m.kind)) {
+    if (LABELLED.includes(m.kind)) {
       const label = el("span", {}, m.label);
-      if (left > over.clientWidth - 120) { label.style.left = "auto"; label.style.right = "4px"; }
+      const width = 7 * m.label.length + 6;
+      const leftward = left > over.clientWidth - width;
+      const start = leftward ? left - width : left;
+      let row = rowsEnd.findIndex((end) => end < start);
+      if (row < 0) row = LABEL_ROWS - 1;
+      rowsEnd[row] = start + width;
+      label.style.top = `${row * 13}px`;
+      if (leftward) { label.style.left = "auto"; label.style.right = "2px"; }
       mark.append(label);
     }
     over.append(mark);
@@ -155,6 +185,22 @@ function eventMarker(e) {
 
 function faultMarker(f) {
   return { t: f.t, kind: "fault", node: f.node, label: `${f.action} ${f.node}`, title: `from this page: ${f.action} ${f.node}` };
+}
+
+function addRunMarkers(markers) {
+  for (const m of markers || []) {
+    // A lasting fault is told twice: when applied, then healed (with its end): keep the last word.
+    state.markers = state.markers.filter((o) => !(o.kind === m.kind && o.t === m.t && o.label === m.label));
+    state.markers.push(m);
+  }
+}
+
+function showRun(run) {
+  const pill = document.getElementById("run");
+  const live = run && run.ended == null;
+  pill.textContent = live ? `run in progress: ${run.what}` : "";
+  pill.className = live ? "pill run" : "pill";
+  pill.hidden = !live;
 }
 
 // --- journal ---------------------------------------------------------------------------------------------
@@ -186,6 +232,7 @@ function onSnapshot(snapshot) {
   state.layout = snapshot.topology;
   state.series = snapshot.series;
   state.markers = (snapshot.faults || []).map(faultMarker);
+  addRunMarkers(snapshot.markers);
   document.getElementById("journal").replaceChildren();
   drawTopology(snapshot.topology);
   addJournal(snapshot.journal);
@@ -197,6 +244,7 @@ function applyLatest(latest) {
   if (!latest || !latest.t) return;
   state.lastUpdate = Date.now();
   showUnreachable(latest.unreachable);
+  showRun(latest.run);
   updateNodes(latest.nodes, latest.controller);
   document.getElementById("updated").textContent = `updated ${new Date(latest.t * 1000).toLocaleTimeString([], { hour12: false })}`;
 }
@@ -205,8 +253,9 @@ function onUpdate(update) {
   if (update.point) state.series.push(update.point);
   const cutoff = update.t - HISTORY_S;
   while (state.series.length && state.series[0].t < cutoff) state.series.shift();
-  state.markers = state.markers.filter((m) => m.t >= cutoff);
+  state.markers = state.markers.filter((m) => Math.max(m.t, m.end ?? 0) >= cutoff);
   for (const f of update.faults || []) state.markers.push(faultMarker(f));
+  addRunMarkers(update.markers);
   addJournal(update.events || []);
   applyLatest(update);
   refreshCharts();
@@ -238,4 +287,11 @@ async function act(node, action) {
 }
 
 window.addEventListener("resize", () => { if (state.layout) buildCharts(); });
+for (const button of document.querySelectorAll("#window button")) {
+  button.addEventListener("click", () => {
+    state.windowS = Number(button.dataset.seconds);
+    document.querySelectorAll("#window button").forEach((b) => b.classList.toggle("chosen", b === button));
+    if (state.layout) buildCharts();
+  });
+}
 connect();

@@ -33,6 +33,10 @@ class Subject:
     balancer: str
     endpoint: Callable[[str], Endpoint]
     workers: Callable[[str], frozenset[Hashable]]
+    # The CPU quota in force on the node (cores; None: none), and the bytes free where its files are:
+    # how the tier reads what cpu-starve and disk-full did (None: the tier cannot look).
+    cpu_quota: Callable[[str], float | None] | None = None
+    free_bytes: Callable[[str], int] | None = None
 
     def fault(self, node: str, fault: Fault) -> None:
         self.nodes.fault(node, fault)  # type: ignore[attr-defined]
@@ -206,3 +210,37 @@ class ProviderContract:
         began = time.monotonic()
         assert subject.answers(subject.web)
         assert time.monotonic() - began < 0.3
+
+    def test_cpu_starve_cuts_the_nodes_quota_while_it_keeps_serving_until_healed(
+        self, subject: Subject
+    ) -> None:
+        """cpu-starve 10 %: the node runs under a quota of 0.1 core and still answers; healed, the quota
+        it had before is back."""
+        reason = subject.cannot(subject.web, Fault.CPU_STARVE)
+        if reason is not None:
+            pytest.skip(reason)
+        assert subject.cpu_quota is not None, "a tier whose provider can starve a node reads its quota"
+        before = subject.cpu_quota(subject.web)
+        subject.impair(subject.web, Impairment(fault=Fault.CPU_STARVE, pct=10))
+        try:
+            assert subject.cpu_quota(subject.web) == pytest.approx(0.1)
+            assert subject.status(subject.web) is NodeState.RUNNING
+            until(lambda: subject.answers(subject.web), f"{subject.web} answers while starved")
+        finally:
+            subject.heal(subject.web)
+        assert subject.cpu_quota(subject.web) == before
+
+    def test_disk_full_leaves_no_space_for_the_nodes_files_until_healed(self, subject: Subject) -> None:
+        """disk-full: not a byte free where the node's files are, the node still serving; healed, the
+        space is back."""
+        reason = subject.cannot(subject.web, Fault.DISK_FULL)
+        if reason is not None:
+            pytest.skip(reason)
+        assert subject.free_bytes is not None, "a tier whose provider can fill a disk reads its space"
+        subject.impair(subject.web, Impairment(fault=Fault.DISK_FULL))
+        try:
+            assert subject.free_bytes(subject.web) == 0
+            assert subject.answers(subject.web)
+        finally:
+            subject.heal(subject.web)
+        assert subject.free_bytes(subject.web) > 0

@@ -156,3 +156,20 @@ def test_a_killed_run_leaves_its_faults_to_down_which_removes_every_trace(cluste
         assert not list(records.glob("*.json"))
     finally:
         lifecycle.up(cluster.topology, controller=True)
+
+
+def test_slow_lossy_and_flapping_network_scenarios_meet_their_expectations(cluster):
+    """slow-web2 (every answer of web2 0.6 x the health timeout late for 4 s: `overloaded` journalled, no
+    failover, 0 failed), lossy-web1 and flap-network-web1 (measured): each passes its verdicts, the steady
+    state before and after included, and each span names its means (netem's absence said beside it)."""
+    names = ("slow-web2", "lossy-web1", "flap-network-web1")
+    data = results(cluster, "--only", ",".join(names), "--rate", "500")
+    assert list(data) == list(names)
+    for name in names:
+        run = data[name]
+        assert run["status"] == "passed", (name, run["verdicts"], run["markers"])
+        spans = [m for m in run["markers"] if m["source"] == "fault"]
+        assert spans and all("netem" in m["means"] for m in spans), (name, spans)
+    assert data["slow-web2"]["errors"] == 0
+    assert data["slow-web2"]["failovers"] == []
+    assert len([m for m in data["flap-network-web1"]["markers"] if m["source"] == "fault"]) == 3

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from relevo.cluster import Cluster
 from relevo.procs import ProcessRecord, group_members
 from relevo.providers import base
 from relevo.providers.base import Fault, NodeState
+from relevo.providers.cpu_quota import CpuCgroups
+from relevo.providers.local_exhaust import current_group
 from relevo.topology import parse_topology
 from tests.contract.fake import FakeProvider
 from tests.contract.suite import ProviderContract, Subject
@@ -57,14 +61,37 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningC
     import tempfile
 
     workdir = Path(tempfile.mkdtemp(prefix="rlv-c-", dir="/tmp"))  # short: the Runtime API socket path
-    running = start_cluster(make_topology_file(workdir, nodes=NODES))
+    # As root, the cluster's files on a small tmpfs of the test's own: what disk-full may fill.
+    mounted = os.geteuid() == 0
+    if mounted:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(workdir)], check=True
+        )
     try:
-        yield running
+        running = start_cluster(make_topology_file(workdir, nodes=NODES))
+        try:
+            yield running
+        finally:
+            stop_cluster(running)
     finally:
-        stop_cluster(running)
+        if mounted and subprocess.run(["umount", str(workdir)], check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(workdir)], check=False)
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def local_quota(cluster: Cluster, node: str) -> float | None:
+    """The CPU quota of the cgroup the node's leader is in (None: none, or no cpu controller)."""
+    cgroups = CpuCgroups.detect()
+    record = ProcessRecord.load(cluster.paths.pid_file(node))
+    group = current_group(cgroups, record.pid) if cgroups is not None and record is not None else None
+    return cgroups.quota(group) if cgroups is not None and group is not None else None
+
+
+def local_free(cluster: Cluster, node: str) -> int:
+    stat = os.statvfs(cluster.paths.node_dir(node))
+    return stat.f_bavail * stat.f_frsize
 
 
 def local_workers(cluster: Cluster, node: str) -> frozenset[Hashable]:
@@ -89,6 +116,8 @@ class TestLocalProvider(ProviderContract):
             balancer=local_cluster.topology.balancer.name,
             endpoint=cluster.address,
             workers=lambda node: local_workers(cluster, node),
+            cpu_quota=lambda node: local_quota(cluster, node),
+            free_bytes=lambda node: local_free(cluster, node),
         )
         for node in names:
             if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):

@@ -62,6 +62,17 @@ def guest_workers(cluster: Cluster, node: str) -> frozenset[Hashable]:
     return frozenset(int(pid) for pid in result.stdout.split())
 
 
+def allowance(cluster: Cluster, node: str) -> float | None:
+    """The container's `limits.cpu.allowance` as cores (`10ms/100ms`: 0.1; None: none set)."""
+    provider = cluster.provider_for(node)
+    client, name = provider.placement.resolve(node)  # type: ignore[attr-defined]
+    value = client.instance(name).config.get("limits.cpu.allowance")
+    if not value:
+        return None
+    quota, _, period = value.partition("/")
+    return float(quota.removesuffix("ms")) / float(period.removesuffix("ms"))
+
+
 class TestLXDProvider(ProviderContract):
     @pytest.fixture
     def subject(self, contract_cluster: Cluster) -> Iterator[Subject]:
@@ -77,6 +88,7 @@ class TestLXDProvider(ProviderContract):
             balancer=cluster.topology.balancer.name,
             endpoint=cluster.address,
             workers=lambda node: guest_workers(cluster, node),
+            cpu_quota=lambda node: allowance(cluster, node),
         )
         for node in names:
             if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):

@@ -1,8 +1,9 @@
 """The seed's five VMs for real: `relevo export vagrant` → `vagrant up` (vagrant-libvirt, QEMU emulation)
 → the balancer VM's address alternates web1/web2, its stats GUI needs the credentials, web1's container
 stopped → the controller on the balancer's VM starts web1bck's container on its own VM with no failed
-request, web1 back → web1bck drained and stopped; `relevo scenarios` kill-web1 and recover-web1 on the
-balancer's VM meet what they expect; `vagrant destroy -f` leaves no VM, network or volume.
+request, web1 back → web1bck drained and stopped; `relevo scenarios` kill-web1, hang-web2-workers,
+reload-balancer and recover-web1 on the balancer's VM meet what they expect (their steady state checked
+before and after each); `vagrant destroy -f` leaves no VM, network or volume.
 
 The tests run in file order on one cluster (a module fixture); the last one destroys it."""
 
@@ -45,7 +46,9 @@ WATCH_UNIT = "relevo-watch-relevo.service"
 # long enough for a standby to serve (12-25 s under emulation) and its primary to take the traffic back.
 SCENARIO_RATE = 20
 SCENARIO_DURATION = "75s"
-SCENARIOS_TIMEOUT_S = 900.0
+# Four scenarios of 75 s, each with its preparation and steady-state checks (container starts of ~12 s).
+VM_SCENARIOS = ("kill-web1", "hang-web2-workers", "reload-balancer", "recover-web1")
+SCENARIOS_TIMEOUT_S = 1500.0
 
 
 @dataclass
@@ -279,13 +282,14 @@ def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster)
     assert "web1bck" not in load.served_since(time.monotonic() - 1.5)
 
 
-def test_scenarios_kill_web1_and_recover_web1_run_on_the_balancer_vm(cluster: Cluster):
+def test_scenarios_kill_hang_workers_reload_and_recover_run_on_the_balancer_vm(cluster: Cluster):
     """`relevo scenarios` on the balancer's VM (its topology: each container behind its VM's LXD remote,
-    the controller its systemd unit): kill-web1 and recover-web1 under an open-loop load meet what they
-    expect (no failed request, web1bck served, the failover and the failback journalled), and the
-    controller is its systemd unit again afterwards."""
+    the controller its systemd unit): kill-web1, hang-web2-workers (through the provider: a command in
+    web2's container), reload-balancer and recover-web1 under an open-loop load meet what they expect (no
+    failed request, the standby served, the failover and the failback journalled, the steady state held
+    before and came back after), none skipped, and the controller is its systemd unit again afterwards."""
     command = (
-        f"sudo relevo -f {VM_TOPOLOGY} scenarios --only kill-web1,recover-web1 "
+        f"sudo relevo -f {VM_TOPOLOGY} scenarios --only {','.join(VM_SCENARIOS)} "
         f"--rate {SCENARIO_RATE} --duration {SCENARIO_DURATION} --workers 1 --no-report --json"
     )
     began = time.monotonic()
@@ -293,12 +297,22 @@ def test_scenarios_kill_web1_and_recover_web1_run_on_the_balancer_vm(cluster: Cl
     cluster.timings["scenarios"] = time.monotonic() - began
     assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}\n{cluster.diagnose()}"
     data = json.loads(result.stdout[result.stdout.index("{") :])
-    for name in ("kill-web1", "recover-web1"):
+    assert list(data) == list(VM_SCENARIOS)
+    for name in VM_SCENARIOS:
         run = data[name]
-        assert run["passed"], (name, run["verdicts"])
+        assert run["status"] == "passed", (name, run.get("skipped"), run["verdicts"])
         assert run["errors"] == 0, (name, run["errors_by_kind"])
-        assert run["served_by"].get("web1bck", 0) > 0, (name, run["served_by"])
-    assert data["kill-web1"]["failovers"][0]["standby"] == "web1bck"
+        steady = run["steady_state"]
+        assert steady["before"]["ok"] and steady["after"]["ok"], (name, steady)
+    for name, standby in (
+        ("kill-web1", "web1bck"),
+        ("hang-web2-workers", "web2bck"),
+        ("recover-web1", "web1bck"),
+    ):
+        assert data[name]["served_by"].get(standby, 0) > 0, (name, data[name]["served_by"])
+        assert data[name]["failovers"][0]["standby"] == standby, (name, data[name]["failovers"])
+    reload = [m["kind"] for m in data["reload-balancer"]["markers"] if m["source"] == "fault"]
+    assert reload == ["reload"], data["reload-balancer"]["markers"]
     recover = [m["kind"] for m in data["recover-web1"]["markers"] if m["source"] == "controller"]
     assert "failback" in recover, data["recover-web1"]["markers"]
     active = cluster.on_vm("ha1", f"sudo systemctl is-active {WATCH_UNIT}", check=False)

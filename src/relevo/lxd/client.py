@@ -359,6 +359,25 @@ class LXDClient:
     def remove_device(self, name: str, device: str) -> None:
         self._edit_devices(name, f"remove device '{device}' from '{name}'", lambda d: d.pop(device))
 
+    def set_config(self, name: str, values: Mapping[str, str | None]) -> None:
+        """Set (or, for None, remove) instance config keys, e.g. `limits.cpu.allowance`; live where LXD
+        applies the key live (the cgroup limits are)."""
+        what = f"set {', '.join(values)} of '{name}'"
+        current = self.request("GET", f"/1.0/instances/{_q(name)}", what=what)
+        data: Json = current.metadata
+        config = dict(data.get("config") or {})
+        for key, value in values.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        body = {
+            key: data.get(key) for key in ("architecture", "devices", "profiles", "ephemeral", "description")
+        }
+        body["config"] = config
+        headers = {"If-Match": current.etag} if current.etag else None
+        self.call("PUT", f"/1.0/instances/{_q(name)}", what=what, json_body=body, headers=headers)
+
     def _edit_devices(self, name: str, what: str, edit: Any) -> None:
         # GET then PUT with the ETag: a concurrent change makes LXD refuse (412) instead of being lost.
         current = self.request("GET", f"/1.0/instances/{_q(name)}", what=what)

@@ -90,6 +90,12 @@ class CpuCgroups:
         except OSError as exc:
             raise CpuQuotaError(f"cannot set a CPU quota in {group}: {exc.strerror or exc}") from None
 
+    def move(self, group: Path, pids: Iterable[int]) -> None:
+        """Move `pids` into `group` (an existing one), skipping those that have gone."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                _write(group / "cgroup.procs", str(pid))
+
     def quota(self, group: Path) -> float | None:
         """The quota in CPUs now in force on `group` (None: unlimited or no such group)."""
         try:

@@ -234,11 +234,15 @@ class LocalProvider:
             if fault is Fault.HANG_WORKERS and self.topology.is_balancer(node):
                 return "hang-workers stops Apache's workers: a web node's fault, not the balancer's"
             return None
-        return self.impairments.cannot(fault)
+        return self.impairments.cannot(node, fault)
 
     # -- lasting faults (Impairing) -------------------------------------------------------------------------
     def impair(self, node: str, impairment: Impairment) -> str:
-        return self.impairments.impair(node, self.address(node), impairment)
+        def pids() -> list[int]:
+            record = self._record(node)
+            return group_members(record.pgid) if record is not None and is_ours(record) else []
+
+        return self.impairments.impair(node, self.address(node), impairment, pids)
 
     def heal(self, node: str) -> None:
         self.impairments.heal(node)

@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from relevo.commands import run, which
@@ -33,7 +34,9 @@ from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, wait_gone
+from relevo.providers import local_exhaust, netem
 from relevo.providers.base import NETWORK, Fault, Impairment
+from relevo.providers.cpu_quota import CpuCgroups
 
 PROXY_MARK = 0x52_4C_56  # "RLV": the delaying proxy's own connections, which the DNAT rule skips
 PROXY_MODULE = "relevo.providers.delay_proxy"
@@ -68,7 +71,15 @@ class LocalImpairments:
         return self.paths.root / "faults"
 
     # -- what this machine allows -------------------------------------------------------------------------
-    def cannot(self, fault: Fault) -> str | None:
+    def cannot(self, node: str, fault: Fault) -> str | None:
+        if fault is Fault.DISK_FULL:
+            return local_exhaust.disk_cannot(self.paths.node_dir(node))
+        if fault is Fault.CPU_STARVE:
+            if os.geteuid() != 0:
+                return "cpu-starve needs root on the local provider (a cgroup's CPU quota): `sudo relevo ...`"
+            if CpuCgroups.detect() is None:
+                return "cpu-starve needs the cgroup cpu controller (v1 or v2), which this machine lacks"
+            return None
         if fault not in NETWORK:
             return f"the local provider has no means for {fault}"
         if os.geteuid() != 0:
@@ -81,11 +92,16 @@ class LocalImpairments:
         return None
 
     # -- applying, healing ----------------------------------------------------------------------------------
-    def impair(self, node: str, endpoint: Endpoint, impairment: Impairment) -> str:
-        reason = self.cannot(impairment.fault)
+    def impair(
+        self, node: str, endpoint: Endpoint, impairment: Impairment, pids: Callable[[], list[int]]
+    ) -> str:
+        """Apply it (`pids`: the node's processes now, for a CPU quota); returns the means used."""
+        reason = self.cannot(node, impairment.fault)
         if reason is not None:
             raise ProviderError(reason)
         self.heal(node)  # one lasting fault per node at a time
+        if impairment.fault not in NETWORK:
+            return self._exhaust(node, impairment, pids)
         address = endpoint.address
         rules: list[list[str]] = []
         if impairment.fault is Fault.PARTITION:
@@ -97,7 +113,7 @@ class LocalImpairments:
             rules = [["in", "-d", address, *statistic], ["in", "-s", address, *statistic]]
             means = "iptables statistic (random drop) on INPUT"
         else:
-            means = "a delaying TCP proxy (DNAT); no netem on this kernel"
+            means = "a delaying TCP proxy (DNAT)"
         record: dict[str, object] = {"node": node, "fault": str(impairment.fault), "rules": rules}
         self._save(node, record)  # before anything is applied
         self._ensure_chains()
@@ -120,13 +136,40 @@ class LocalImpairments:
             self._save(node, record)
         for rule in rules:
             self._iptables(rule[0], "-A", rule[1:])
-        return means
+        # Which means, and whether netem (unused: the same means everywhere) was there to be had.
+        return f"{means}; {netem.this_kernel().describe()}"
+
+    def _exhaust(self, node: str, impairment: Impairment, pids: Callable[[], list[int]]) -> str:
+        """cpu-starve and disk-full (local_exhaust): recorded before applied, as the network's faults."""
+        record: dict[str, object] = {"node": node, "fault": str(impairment.fault), "rules": []}
+        if impairment.fault is Fault.DISK_FULL:
+            directory = self.paths.node_dir(node)
+            record["fill"] = str(directory / local_exhaust.FILL_NAME)
+            self._save(node, record)  # before the disk is full: a record can still be written
+            local_exhaust.fill(directory)
+            return f"a file filling {local_exhaust.mount_of(directory)[0]} (tmpfs)"
+        cgroups = CpuCgroups.detect()
+        assert cgroups is not None  # cannot() said so
+        group = cgroups.group(self.topology.name, self.paths.root, node)
+        record["cpu"] = {"cgroup": str(group)}
+        self._save(node, record)
+        record["cpu"] = local_exhaust.starve(cgroups, group, impairment.pct, pids())
+        self._save(node, record)
+        return f"cgroup {cgroups.layout} CPU quota ({group.name})"
 
     def heal(self, node: str) -> bool:
-        """Undo what the node's record names: its rules, its proxy. True when there was something."""
+        """Undo what the node's record names: its rules, its proxy, its fill, its CPU quota. True when
+        there was something."""
         record = self._load(node)
         if record is None:
             return False
+        fill = record.get("fill")
+        if isinstance(fill, str) and Path(fill).parent == self.paths.node_dir(node):
+            local_exhaust.unfill(Path(fill))
+        cpu = record.get("cpu")
+        cgroups = CpuCgroups.detect() if isinstance(cpu, dict) else None
+        if isinstance(cpu, dict) and cgroups is not None:
+            local_exhaust.unstarve(cgroups, cpu)
         rules = record.get("rules")
         for rule in rules if isinstance(rules, list) else []:
             if isinstance(rule, list) and rule and rule[0] in self.chains:

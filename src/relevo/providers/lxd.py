@@ -30,6 +30,7 @@ from relevo.providers.lxd_host import Created, LXDHost, interfaces_file
 from relevo.providers.lxd_impair import ContainerImpairments
 from relevo.providers.lxd_placement import Placement, qualified, split_record
 from relevo.providers.lxd_setup import (
+    CPU_PERIOD_MS,
     NIC,
     balancer_nic,
     balancer_proxies,
@@ -53,6 +54,9 @@ STATES = {
     "Stopped": NodeState.STOPPED,
 }
 OWNER_KEY = "user.relevo.cluster"
+
+# The container's CFS quota: what capacity.cpu sets and cpu-starve cuts for a span.
+ALLOWANCE = "limits.cpu.allowance"
 
 
 class LXDProvider:
@@ -204,6 +208,13 @@ class LXDProvider:
         instance = self._instance(client, name)
         if instance is None or instance.status != "Running":
             raise ProviderError(f"{node} is not running")
+        if impairment.fault is Fault.CPU_STARVE:
+            self.heal(node)
+            quota_ms = max(1, round(impairment.pct / 100 * CPU_PERIOD_MS))
+            allowance = f"{quota_ms}ms/{CPU_PERIOD_MS}ms"
+            self.impairments.record_starve(node, instance.pid, instance.config.get(ALLOWANCE))
+            client.set_config(name, {ALLOWANCE: allowance})
+            return f"{ALLOWANCE} {allowance}"
         port = (
             self.topology.balancer.frontend.port
             if self.guest.is_balancer(node)
@@ -214,6 +225,9 @@ class LXDProvider:
     def heal(self, node: str) -> None:
         client, name = self.placement.resolve(node)
         instance = self._instance(client, name)
+        starved, previous = self.impairments.starved(node)
+        if starved and instance is not None:
+            client.set_config(name, {ALLOWANCE: previous})  # the capacity's allowance back, or none
         self.impairments.heal(node, instance.pid if instance is not None else 0)
 
     def heal_all(self) -> list[str]:

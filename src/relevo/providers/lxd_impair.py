@@ -27,6 +27,7 @@ from relevo.errors import ProviderError
 from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord
+from relevo.providers import netem
 from relevo.providers.base import NETWORK, Fault, Impairment
 from relevo.providers.local_impair import _CHILDREN, PROXY_MAX_S, PROXY_MODULE, stop_proxy
 
@@ -43,6 +44,13 @@ class ContainerImpairments:
         return self.paths.root / "faults"
 
     def cannot(self, fault: Fault, *, local_daemon: bool) -> str | None:
+        if fault is Fault.CPU_STARVE:
+            return None  # the container's `limits.cpu.allowance`, through LXD's API (any daemon)
+        if fault is Fault.DISK_FULL:
+            return (
+                "disk-full on LXD would fill the container's root file system, which is the storage "
+                "pool's (on `dir`, the host's own disk): relevo never fills a disk it does not own"
+            )
         if fault not in NETWORK:
             return f"the lxd provider has no means for {fault}"
         if not local_daemon:
@@ -78,7 +86,7 @@ class ContainerImpairments:
             qdisc = True
             means = f"TBF on the container's {self.nic}"
         else:
-            means = "a delaying TCP proxy in the container's namespace (REDIRECT); no netem here"
+            means = "a delaying TCP proxy in the container's namespace (REDIRECT)"
         record: dict[str, object] = {
             "node": node,
             "fault": str(fault),
@@ -144,11 +152,35 @@ class ContainerImpairments:
                 ],
                 what="add a TBF qdisc",
             )
-        return means
+        # Which means, and whether netem (unused: the same means everywhere) was there to be had.
+        return f"{means}; {netem.this_kernel().describe()}"
+
+    def record_starve(self, node: str, pid: int, previous: str | None) -> None:
+        """A cpu-starve's record, before the allowance is cut: the allowance to give back."""
+        self.heal(node, pid)
+        self._save(
+            node,
+            {
+                "node": node,
+                "fault": str(Fault.CPU_STARVE),
+                "pid": pid,
+                "rules": [],
+                "cpu": {"previous": previous},
+            },
+        )
+
+    def starved(self, node: str) -> tuple[bool, str | None]:
+        """Whether the node's record is a cpu-starve, and the allowance it had before."""
+        record = self._load(node)
+        cpu = record.get("cpu") if record is not None else None
+        if not isinstance(cpu, dict):
+            return False, None
+        previous = cpu.get("previous")
+        return True, previous if isinstance(previous, str) else None
 
     def heal(self, node: str, pid: int) -> bool:
         """Undo what the record names, in the namespace it was applied in (none left if the container was
-        restarted: its PID differs)."""
+        restarted: its PID differs). A CPU allowance is given back by the provider (`starved`) first."""
         record = self._load(node)
         if record is None:
             return False

@@ -11,6 +11,7 @@ from typing import Any
 from relevo.commands import run, which
 from relevo.errors import ProviderError
 from relevo.model import Topology
+from relevo.providers import netem
 
 VERSION_TIMEOUT_S = 10.0
 
@@ -49,4 +50,6 @@ def describe_environment(topology: Topology) -> dict[str, Any]:
         ),
         "standby": f"{topology.standby.mode}, {topology.standby.temperature}",
         "controller_tick_ms": round(topology.controller.tick_s * 1000, 3),
+        # Network faults use iptables and a delaying proxy here; whether this kernel also had netem.
+        "netem": netem.this_kernel().describe(),
     }

@@ -57,6 +57,7 @@ AMOUNTS: dict[Action, dict[str, tuple[float, float, str, bool]]] = {
     Action.SLOW: {"ms": (1, 60_000, "milliseconds", True)},
     Action.LOSS: {"pct": (0.01, 100, "a percentage", True)},
     Action.BANDWIDTH: {"kbit": (8, 10_000_000, "kbit/s", True)},
+    Action.CPU_STARVE: {"pct": (1, 100, "a percentage of one core", True)},
 }
 AMOUNT_KEYS = ("ms", "jitter", "pct", "kbit")
 # Actions that act on Apache (a web node), not on the balancer.

@@ -50,6 +50,8 @@ class Action(enum.StrEnum):
     BANDWIDTH = "bandwidth"  # the node's answers at `kbit` kbit/s at most
     PARTITION = "partition"  # the balancer and the controller cannot reach the node; it keeps running
     SLOW = "slow"  # every answer of the node starts `ms` later
+    CPU_STARVE = "cpu-starve"  # the node's CPU quota cut to `pct` % of one core
+    DISK_FULL = "disk-full"  # the file system of the node's logs and state has no space left
 
 
 # Actions that name no node.
@@ -61,6 +63,8 @@ LASTING_ACTIONS = {
     Action.BANDWIDTH: NodeFault.BANDWIDTH,
     Action.PARTITION: NodeFault.PARTITION,
     Action.SLOW: NodeFault.SLOW,
+    Action.CPU_STARVE: NodeFault.CPU_STARVE,
+    Action.DISK_FULL: NodeFault.DISK_FULL,
 }
 # Actions that may have a span (`for:`): the lasting ones, and the hangs (healed by a resume).
 SPANNED_ACTIONS = frozenset({*LASTING_ACTIONS, Action.HANG, Action.HANG_WORKERS})

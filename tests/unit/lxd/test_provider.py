@@ -12,7 +12,7 @@ from relevo.lxd.client import ExecResult, Instance
 from relevo.lxd.errors import LXDNotFoundError
 from relevo.lxd.transport import Endpoint
 from relevo.model import Capacity
-from relevo.providers.base import Fault, NodeState
+from relevo.providers.base import Fault, Impairment, NodeState
 from relevo.providers.lxd import LXDProvider
 from relevo.providers.lxd_placement import split_record
 from relevo.providers.lxd_setup import cpu_limits
@@ -51,6 +51,9 @@ class FakeClient:
     def exec(self, name: str, argv: list[str], *, timeout_s: float = 0) -> ExecResult:
         self.calls.append(("exec", name, argv[-1]))
         return ExecResult(0, "", "")
+
+    def set_config(self, name: str, values: dict[str, str | None]) -> None:
+        self.calls.append(("config", name, *(f"{k}={v}" for k, v in values.items())))
 
 
 def provider_with(client: FakeClient, tmp_path: Path) -> LXDProvider:
@@ -117,7 +120,8 @@ def test_hang_workers_and_reload_run_in_the_guest_and_the_balancer_has_no_worker
     assert reason is not None and "web node" in reason
     with pytest.raises(ProviderError, match="web node"):
         provider.fault("ha1", Fault.HANG_WORKERS)
-    assert provider.cannot("web1", Fault.DISK_FULL) == "the lxd provider has no means for disk-full"
+    reason = provider.cannot("web1", Fault.DISK_FULL)
+    assert reason is not None and "storage pool" in reason
     # Network faults enter the container's namespace from the host: not for another host's daemon.
     reason = provider.cannot("web1", Fault.DELAY)
     assert reason is not None and "must be this host's" in reason
@@ -248,3 +252,26 @@ def test_destroy_after_a_refused_up_reports_only_what_it_removed(tmp_path: Path)
     assert provider.destroy() == []
     assert ("delete_network", "rlvabc") in client.calls
     assert provider.created.load() == {"instances": [], "profiles": [], "networks": []}
+
+
+def test_cpu_starve_cuts_the_containers_allowance_and_heal_gives_it_back(tmp_path: Path) -> None:
+    """cpu-starve 10 %: recorded first, then the container's limits.cpu.allowance is 10ms/100ms (any
+    daemon: LXD's API, no namespace entered); healed, the allowance it had (none) is removed and the
+    record is gone; heal_all after a relevo that died mid-span does the same."""
+    client = FakeClient({"t-web1": "Running"})
+    provider = provider_with(client, tmp_path)
+    assert provider.cannot("web1", Fault.CPU_STARVE) is None
+    means = provider.impair("web1", Impairment(fault=Fault.CPU_STARVE, pct=10))
+    assert means == "limits.cpu.allowance 10ms/100ms"
+    record = tmp_path / ".relevo" / "faults" / "web1.json"
+    assert record.exists()
+    assert [c for c in client.calls if c[0] == "config"] == [
+        ("config", "t-web1", "limits.cpu.allowance=10ms/100ms")
+    ]
+    assert provider.heal_all() == ["web1"]
+    assert [c for c in client.calls if c[0] == "config"][-1] == (
+        "config",
+        "t-web1",
+        "limits.cpu.allowance=None",
+    )
+    assert not record.exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from relevo.providers.base import Fault as NodeFault
+from relevo.providers.base import Impairment
 from relevo.scenarios.loader import ScenarioFileError, parse_scenarios
 from relevo.scenarios.model import Action
 from relevo.topology import parse_topology
@@ -36,6 +37,8 @@ def test_lasting_faults_are_read_with_their_amounts_and_spans(topology):
         "      - {at: 3s, for: 2s, slow: web2, ms: 300}\n"
         "      - {at: 4s, for: 1s, bandwidth: web1, kbit: 512}\n"
         "      - {at: 5s, for: 1s, hang: web2}\n"
+        "      - {at: 1s, for: 2s, cpu-starve: web1, pct: 10}\n"
+        "      - {at: 1s, for: 2s, disk-full: web2}\n"
     )
     faults = parse_scenarios(text, source=None, topology=topology)["s"].faults
     delay = next(f for f in faults if f.action is Action.DELAY)
@@ -49,6 +52,11 @@ def test_lasting_faults_are_read_with_their_amounts_and_spans(topology):
     loss = next(f for f in faults if f.action is Action.LOSS)
     assert loss.for_s is None and loss.amount is not None and loss.amount.pct == 5.0
     assert next(f for f in faults if f.action is Action.HANG).for_s == 1.0
+    starve = next(f for f in faults if f.action is Action.CPU_STARVE)
+    assert starve.amount == Impairment(fault=NodeFault.CPU_STARVE, pct=10.0)
+    assert starve.label == "cpu-starve web1 10 % of a core for 2 s"
+    full = next(f for f in faults if f.action is Action.DISK_FULL)
+    assert full.amount == Impairment(fault=NodeFault.DISK_FULL) and full.label == "disk-full web2 for 2 s"
 
 
 @pytest.mark.parametrize(
@@ -65,6 +73,9 @@ def test_lasting_faults_are_read_with_their_amounts_and_spans(topology):
         ("{at: 2s, for: 1s, kill: web1}", "1s", "kill has no span"),
         ("{at: 2s, delay: web9, ms: 5}", "web9", "no node named 'web9'"),
         ("{at: 2s, delay: web1, ms: 5, jitter: 9}", "9}", "at most the delay itself"),
+        ("{at: 2s, cpu-starve: web1}", "{", "cpu-starve needs `pct:`"),
+        ("{at: 2s, cpu-starve: web1, pct: 0.5}", "0.5", "expected a percentage of one core from 1 to 100"),
+        ("{at: 2s, disk-full: web1, pct: 5}", "5}", "disk-full takes no amount"),
     ],
 )
 def test_bad_timed_faults_are_refused_at_their_line_and_column(topology, fault, at, words):

@@ -3,21 +3,24 @@
 For each layout (`single`: the seed's one balancer; `pair`: `balancer.peer`) one cluster of the seed's
 five web nodes is brought up with its controller; then for each balancer fault, on the first balancer:
 
-- `kill`: its HAProxy SIGKILLed;
-- `hang`: its HAProxy SIGSTOPped (alive, answering nothing) until the controller restarts it;
+- `kill`: its HAProxy SIGKILLed (on LXD inside its container, which lives on);
+- `hang`: its HAProxy SIGSTOPped (alive, answering nothing; on LXD its container frozen) until the
+  controller restarts it;
 - `lose-host`: the provider's crash of the whole node (local: every process of its group SIGKILLed, which
-  is `kill` again; a container would be force-stopped);
+  is `kill` again; LXD: its container force-stopped);
 
 an open-loop load of `--rate` req/s (new requests whatever the answers, up to 200 connections) runs from
 1 s before the fault until the cluster is whole again, and its failed requests are counted; a prober
 sends one GET every 5 ms on a new connection, each with its own thread, and the time until the frontend
-answers again is the first probe sent after the fault that was answered, minus the fault's time. The
+answers again is the longest time after the fault in which no probe's answer came back. The
 cluster is let settle (both balancers answering) before the next fault.
 
-Local provider only in this version: the LXD pair (keepalived and the VIP) is rendered and checked but not
-yet run by the provider, so its figures are not here (see benchmarks/README.md).
+On LXD the pair is two balancer containers with keepalived and a VIP on relevo's bridge: the fault goes
+to the balancer holding the VIP (with `nopreempt` it stays where the last fault moved it), and the load
+and the prober go to the VIP from this host; the single balancer is reached through its proxy device.
 
-    .venv/bin/python benchmarks/balancer_failover.py [--rate 1000] [--runs 1] [--faults kill,hang,lose-host]
+    sudo .venv/bin/python benchmarks/balancer_failover.py [--rate 1000] [--runs 1]
+        [--faults kill,hang,lose-host] [--providers local,lxd] [--lxd-subnets 10.213.251.0/24,10.213.252.0/24]
 """
 
 from __future__ import annotations
@@ -25,22 +28,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from failover_load import open_load, wait_until  # benchmarks/ is the script's directory
 from relevo import lifecycle
 from relevo.cluster import Cluster
-from relevo.loadgen import engine
-from relevo.loadgen.plan import simple_plan
 from relevo.model import Topology
-from relevo.providers.base import Fault
+from relevo.providers.base import Fault, HoldsVip
 from relevo.topology import load_topology
 
 NETWORKS = {"single": "127.219.251.0/24", "pair": "127.219.252.0/24"}
-FAULTS = {"kill": Fault.CRASH, "hang": Fault.HANG, "lose-host": Fault.CRASH}
+LXD_SUBNETS = "10.213.251.0/24,10.213.252.0/24"
+FAULTS = {
+    "local": {"kill": Fault.CRASH, "hang": Fault.HANG, "lose-host": Fault.CRASH},
+    "lxd": {"kill": Fault.CRASH_SERVICE, "hang": Fault.HANG, "lose-host": Fault.CRASH},
+}
 PROBE_EVERY_S = 0.005
 PROBE_TIMEOUT_S = 2.0
 SETTLE_TIMEOUT_S = 30.0
@@ -56,6 +63,7 @@ class Prober(threading.Thread):
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.answered: list[float] = []
+        self.arrived: list[float] = []  # when each answer came back
 
     def probe(self) -> None:
         sent = time.monotonic()
@@ -67,6 +75,7 @@ class Prober(threading.Thread):
             if reply.status == 200:
                 with self.lock:
                     self.answered.append(sent)
+                    self.arrived.append(time.monotonic())
         conn.close()
 
     def first_after(self, moment: float) -> float | None:
@@ -74,23 +83,28 @@ class Prober(threading.Thread):
             later = [t for t in self.answered if t >= moment]
         return min(later) if later else None
 
+    def longest_gap(self, start: float, end: float) -> float:
+        """The longest time from `start` to `end` in which no answer came back: how long the frontend
+        did not answer. A fault that takes a while to apply (a container's freeze or forced stop) is
+        still being applied while probes are answered, so the gap is measured where it is, not from the
+        moment the fault was asked for; and a probe whose SYN was retried lands after the gap, not in it."""
+        with self.lock:
+            times = sorted(t for t in self.arrived if start <= t <= end)
+        points = [start, *times]
+        return max((b - a for a, b in itertools.pairwise(points)), default=end - start)
+
     def run(self) -> None:
         while not self.stopping.is_set():
             threading.Thread(target=self.probe, daemon=True).start()
             time.sleep(PROBE_EVERY_S)
 
 
-def wait_until(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def topology_for(layout: str, workdir: Path) -> Topology:
-    text = f"name: bench-{layout}\nnetwork: {NETWORKS[layout]}\n"
+def topology_for(provider: str, layout: str, workdir: Path, lxd_subnets: list[str]) -> Topology:
+    if provider == "lxd":
+        network = lxd_subnets[0 if layout == "single" else 1]
+        text = f"name: bench-lxd-{layout}\nprovider: lxd\nnetwork: {network}\n"
+    else:
+        text = f"name: bench-{layout}\nnetwork: {NETWORKS[layout]}\n"
     if layout == "pair":
         text += "balancer: {name: ha1, peer: ha2}\n"
     (workdir / "relevo.yaml").write_text(text)
@@ -102,16 +116,32 @@ def whole(cluster: Cluster) -> bool:
     return all(cluster.haproxy_servers(b.name) for b in cluster.topology.balancers)
 
 
-def one_fault(cluster: Cluster, fault: str, rate: float) -> tuple[int, int, float]:
+def serving(cluster: Cluster) -> str:
+    """The balancer the clients reach: a pair's VIP holder where the provider tells, else the first."""
+    first = cluster.topology.balancer.name
+    provider = cluster.provider_for(first)
+    if isinstance(provider, HoldsVip):
+        holder: list[str | None] = []
+
+        def seen() -> str | None:
+            holder.append(provider.vip_holder())
+            return holder[-1]
+
+        if wait_until(seen, SETTLE_TIMEOUT_S):
+            return str(holder[-1])
+    return first
+
+
+def one_fault(cluster: Cluster, provider: str, fault: str, rate: float) -> tuple[int, int, float]:
     """Failed requests of the load, the load's requests, and seconds until the frontend answered."""
     frontend = cluster.topology.balancer.frontend
+    target = serving(cluster)
     prober = Prober(frontend.address, frontend.port)
     prober.start()
-    plan = simple_plan(frontend.url + "/", threads=200, rate_rps=rate, duration_s=60, timeout_s=10)
-    with engine.start(plan, workers=1) as load:
+    with open_load(frontend.url + "/", rate, 60) as load:
         time.sleep(1.0)
         at = time.monotonic()
-        cluster.kill(cluster.topology.balancer.name, FAULTS[fault])
+        cluster.fault(target, FAULTS[provider][fault])
         if not wait_until(lambda: prober.first_after(at) is not None, SETTLE_TIMEOUT_S):
             raise SystemExit(f"the frontend never answered after {fault}")
         answered = prober.first_after(at)
@@ -119,33 +149,40 @@ def one_fault(cluster: Cluster, fault: str, rate: float) -> tuple[int, int, floa
         if not wait_until(lambda: whole(cluster), SETTLE_TIMEOUT_S):
             raise SystemExit(f"the controller did not bring the balancer back after {fault}")
         time.sleep(1.0)
+        gap = prober.longest_gap(at, time.monotonic())
         load.stop()
         result = load.wait(timeout_s=30)
     prober.stopping.set()
     total = result.stats.total()
-    return total.errors, total.count, answered - at
+    return total.errors, total.count, gap
 
 
 def measure(
-    layout: str, faults: list[str], runs: int, rate: float
+    provider: str, layout: str, faults: list[str], args: argparse.Namespace
 ) -> dict[str, list[tuple[int, int, float]]]:
     found: dict[str, list[tuple[int, int, float]]] = {f: [] for f in faults}
     with tempfile.TemporaryDirectory(prefix=f"relevo-bf-{layout}-", dir="/tmp") as tmp:
-        topology = topology_for(layout, Path(tmp))
+        topology = topology_for(provider, layout, Path(tmp), args.lxd_subnets.split(","))
         cluster = Cluster(topology)
         try:
             lifecycle.up(topology)
-            for run in range(runs):
+            for run in range(args.runs):
                 for fault in faults:
-                    failed, requests, gap = one_fault(cluster, fault, rate)
+                    if not wait_until(lambda: whole(cluster), SETTLE_TIMEOUT_S):
+                        raise SystemExit(f"{provider} {layout}: a balancer does not answer before {fault}")
+                    time.sleep(1.0)
+                    failed, requests, gap = one_fault(cluster, provider, fault, args.rate)
                     found[fault].append((failed, requests, gap))
                     print(
-                        f"  {layout} {fault} run {run + 1}: {failed} failed of {requests}, "
+                        f"  {provider} {layout} {fault} run {run + 1}: {failed} failed of {requests}, "
                         f"frontend answering again after {gap:.3f} s",
                         flush=True,
                     )
         finally:
-            lifecycle.down(topology)
+            if provider == "lxd":
+                lifecycle.destroy(topology)
+            else:
+                lifecycle.down(topology)
     return found
 
 
@@ -156,21 +193,29 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--faults", default="kill,hang,lose-host")
+    parser.add_argument("--providers", default="local,lxd")
+    parser.add_argument("--lxd-subnets", default=LXD_SUBNETS, help="the single's and the pair's bridges")
     args = parser.parse_args()
     faults = args.faults.split(",")
-    unknown = [f for f in faults if f not in FAULTS]
+    unknown = [f for f in faults if f not in FAULTS["local"]]
     if unknown:
-        raise SystemExit(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
-    results = {layout: measure(layout, faults, args.runs, args.rate) for layout in ("single", "pair")}
-    print(f"\nfirst balancer lost, local provider, open loop {args.rate:g} req/s ({args.runs} run(s) each)")
-    print(f"{'fault':<11}{'layout':<8}{'failed':>8}{'of':>8}{'answers again s':>17}")
-    for fault in faults:
-        for layout in ("single", "pair"):
-            rows = results[layout][fault]
-            failed = statistics.median(r[0] for r in rows)
-            requests = statistics.median(r[1] for r in rows)
-            gap = statistics.median(r[2] for r in rows)
-            print(f"{fault:<11}{layout:<8}{failed:>8g}{requests:>8g}{gap:>17.3f}")
+        raise SystemExit(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS['local'])}")
+    providers = args.providers.split(",")
+    results = {
+        (provider, layout): measure(provider, layout, faults, args)
+        for provider in providers
+        for layout in ("single", "pair")
+    }
+    print(f"\nthe serving balancer lost, open loop {args.rate:g} req/s ({args.runs} run(s) each)")
+    print(f"{'provider':<9}{'fault':<11}{'layout':<8}{'failed':>8}{'of':>8}{'answers again s':>17}")
+    for provider in providers:
+        for fault in faults:
+            for layout in ("single", "pair"):
+                rows = results[provider, layout][fault]
+                failed = statistics.median(r[0] for r in rows)
+                requests = statistics.median(r[1] for r in rows)
+                gap = statistics.median(r[2] for r in rows)
+                print(f"{provider:<9}{fault:<11}{layout:<8}{failed:>8g}{requests:>8g}{gap:>17.3f}")
 
 
 if __name__ == "__main__":

@@ -33,13 +33,12 @@ import threading
 import time
 from pathlib import Path
 
+from failover_load import open_load, wait_until  # benchmarks/ is the script's directory
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller.events import read_events
 from relevo.controller.haproxy_view import parse_servers_state
 from relevo.haproxy.runtime import AdminState
-from relevo.loadgen import engine
-from relevo.loadgen.plan import simple_plan
 from relevo.model import Topology
 from relevo.providers.base import Fault, NodeState
 from relevo.topology import load_topology
@@ -83,15 +82,6 @@ class Prober(threading.Thread):
                         self.first[server] = time.monotonic()
             conn.close()
             time.sleep(0.005)
-
-
-def wait_until(predicate, timeout_s: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # How each temperature's standby rests once the failback is over.
@@ -148,8 +138,7 @@ def measure(provider: str, temperature: str, args: argparse.Namespace) -> tuple[
             lifecycle.up(topology)
             prober = Prober(frontend.address, frontend.port)
             prober.start()
-            plan = simple_plan(frontend.url + "/", threads=200, rate_rps=rate, duration_s=600, timeout_s=10)
-            with engine.start(plan, workers=1) as load:
+            with open_load(frontend.url + "/", rate, 600) as load:
                 for run in range(kills):
                     if not wait_until(lambda: rested(cluster, resting), 120):
                         raise SystemExit(f"{provider}: web1bck is not {resting} before kill {run + 1}")

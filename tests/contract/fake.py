@@ -102,7 +102,7 @@ class FakeProvider:
             return
         if server is None:
             raise ProviderError(f"{node} is not running")
-        if fault in (Fault.CRASH, Fault.STOP):
+        if fault in (Fault.CRASH, Fault.CRASH_SERVICE, Fault.STOP):
             self.stop(node)
         elif fault is Fault.HANG:
             server.answering.clear()

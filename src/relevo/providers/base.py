@@ -30,6 +30,9 @@ class Fault(enum.StrEnum):
     (`Provider.cannot`) and why; a scenario needing one is skipped with that reason."""
 
     CRASH = "crash"  # gone at once, no cleanup (SIGKILL; a forced container stop)
+    # The node's service SIGKILLed while its host lives (HAProxy or Apache in a container that runs on;
+    # locally the same as crash: the node is its processes).
+    CRASH_SERVICE = "crash-service"
     HANG = "hang"  # alive but never answering (SIGSTOP; a frozen container)
     RESUME = "resume"  # undo a hang or a workers' hang (SIGCONT; unfreeze)
     STOP = "stop"  # asked to end (SIGTERM; a clean container stop)

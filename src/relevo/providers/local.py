@@ -65,6 +65,7 @@ MAX_SOCKET_PATH = 100
 # The faults that are a signal to every process of the node's group.
 FAULT_SIGNALS = {
     Fault.CRASH: signal.SIGKILL,
+    Fault.CRASH_SERVICE: signal.SIGKILL,
     Fault.HANG: signal.SIGSTOP,
     Fault.RESUME: signal.SIGCONT,
     Fault.STOP: signal.SIGTERM,

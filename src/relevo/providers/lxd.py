@@ -19,7 +19,7 @@ from relevo.errors import ProviderError
 from relevo.files import claim_state_dir, ensure_dir, read_or_empty
 from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import Instance, LXDClient
-from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError
+from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError, LXDOperationError
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
 from relevo.providers import lxd_rules
@@ -165,8 +165,17 @@ class LXDProvider:
         if fault is Fault.CRASH:
             client.stop(name, force=True)
             self._after_stop(node)
+        elif fault is Fault.CRASH_SERVICE:
+            if instance.status != "Running":
+                raise ProviderError(f"{node} is not running")
+            self.guest.kill_service(node)
         elif fault is Fault.HANG:
-            client.freeze(name)
+            try:
+                client.freeze(name)
+            except LXDOperationError:
+                # Seen once under load average 19: "freezing the container failed" (LXD gave up waiting
+                # for the cgroup to settle, and thawed it). One more try before it is an error.
+                client.freeze(name)
         elif fault is Fault.RESUME:
             # Like SIGCONT, nothing to a running container (LXD refuses to unfreeze one).
             if instance.status in ("Frozen", "Freezing"):
@@ -190,7 +199,7 @@ class LXDProvider:
             self.stop(node)
 
     def cannot(self, node: str, fault: Fault) -> str | None:
-        if fault in (Fault.CRASH, Fault.HANG, Fault.RESUME, Fault.STOP, Fault.RELOAD):
+        if fault in (Fault.CRASH, Fault.CRASH_SERVICE, Fault.HANG, Fault.RESUME, Fault.STOP, Fault.RELOAD):
             return None
         if fault is Fault.HANG_WORKERS:
             if self.guest.is_balancer(node):

@@ -139,6 +139,12 @@ class GuestServices:
         for unit in on:
             self.host.run(node, ["ln", "-sf", str(unit), str(WANTS / unit.name)], what=what)
 
+    def kill_service(self, node: str) -> None:
+        """SIGKILL the node's HAProxy or Apache (every process of that name: `pgrep -x`, never `pidof`,
+        which is killall5 in this image); the container and the rest of it (keepalived) live on."""
+        process = "haproxy" if self.is_balancer(node) else "apache2"
+        self.host.run(node, ["pkill", "-KILL", "-x", process], what=f"SIGKILL {process} in {node}")
+
     def hang_workers(self, node: str) -> None:
         """Apache's parent lives, its workers (and any it starts meanwhile) are stopped."""
         self.host.run(node, ["sh", "-c", _HANG], what=f"stop {node}'s Apache workers")

@@ -278,9 +278,11 @@ def _kill_balancer_pair(c: Cast, t: Topology) -> Scenario:
     assert t.pair is not None
     return _faulted(
         "kill-balancer",
-        f"SIGKILL {c.balancer}'s HAProxy: {t.pair.peer.name} serves on; the controller restarts "
-        f"{c.balancer} with the current server states",
-        [(FAULT_AT_S, Action.KILL, c.balancer)],
+        f"SIGKILL {c.balancer}'s HAProxy: {t.pair.peer.name} serves on; {c.balancer} is restarted "
+        "with the current server states",
+        # With a VIP only HAProxy dies (its keepalived sees it and hands the address over); locally the
+        # node is its HAProxy.
+        [(FAULT_AT_S, Action.KILL_SERVICE if t.pair.vip is not None else Action.KILL, c.balancer)],
         _pair_lost(c, t),
     )
 

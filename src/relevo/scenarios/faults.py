@@ -22,6 +22,7 @@ from relevo.scenarios.model import LASTING_ACTIONS, Action, Fault, Scenario
 # The actions that are a provider's fault, and which.
 PROVIDER_FAULTS = {
     Action.KILL: NodeFault.CRASH,
+    Action.KILL_SERVICE: NodeFault.CRASH_SERVICE,
     Action.HANG: NodeFault.HANG,
     Action.RESUME: NodeFault.RESUME,
     Action.HANG_WORKERS: NodeFault.HANG_WORKERS,

@@ -34,6 +34,7 @@ class Action(enum.StrEnum):
     """What a fault does to a node (or to the controller). The user file's vocabulary."""
 
     KILL = "kill"  # SIGKILL every process of the node: a crash
+    KILL_SERVICE = "kill-service"  # SIGKILL the node's HAProxy or Apache; its container or VM lives
     HANG = "hang"  # SIGSTOP every process: the node is alive but answers nothing
     HANG_WORKERS = "hang-workers"  # SIGSTOP Apache's workers only: its parent lives, nobody answers
     RESUME = "resume"  # SIGCONT: a hung node (or its workers) carries on

@@ -169,7 +169,7 @@ class ScenarioResult:
 
 # A fault ends when a later one on the same node undoes it; a reload is an instant.
 UNDOES = {
-    Action.START: (Action.KILL, Action.STOP),
+    Action.START: (Action.KILL, Action.KILL_SERVICE, Action.STOP),
     Action.RESUME: (Action.HANG, Action.HANG_WORKERS),
     Action.READY: (Action.MAINTENANCE,),
     Action.START_CONTROLLER: (Action.KILL_CONTROLLER,),

@@ -1,0 +1,223 @@
+"""An LXD pair end to end: two balancer containers with keepalived and the VIP on the bridge that
+examples/pair-lxd.yaml (its name and network changed, the test's image named) makes relevo create. Under
+a bounded open-loop load to the VIP, the balancer holding it loses its HAProxy (SIGKILL), then hangs
+(frozen), then loses its container (force-stopped): each time the VIP moves to the other balancer, the
+controller journals `vip-moved` (the pair scenarios' expectation) and the frontend answers again; the
+failed requests and the journalled move times are printed. One pair for the three faults (the tier's
+time budget), then `relevo destroy` leaves LXD as it was."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.controller.journal import read_events
+from relevo.loadgen import engine
+from relevo.loadgen.engine import LoadRun
+from relevo.loadgen.plan import simple_plan
+from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.client import LXDClient
+from relevo.lxd.errors import LXDError
+from relevo.lxd.network import free_subnet
+from relevo.model import Topology
+from relevo.providers.base import Fault
+from relevo.providers.lxd import LXDProvider
+from relevo.services.haproxy import runtime_sockets
+from relevo.topology import load_topology
+
+from .conftest import lxd_inventory
+from .test_provider_lxd import get, lxc_listings, wait_until
+
+pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
+
+TAG = f"{os.getpid() % 1_000_000}"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pair-lxd.yaml"
+RATE_RPS = 200.0  # two balancers, two web containers and the client share two cores
+MAX_LOAD_S = 60.0  # a bound: each fault's load is stopped well before
+CLIENT_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Pair:
+    topology: Topology
+    cluster: Cluster
+    provider: LXDProvider
+    client: LXDClient
+    before: dict[str, object]
+    listed: dict[str, list[str]]
+
+    @property
+    def url(self) -> str:
+        return self.topology.balancer.frontend.url + "/"
+
+    def other(self, name: str) -> str:
+        return next(b.name for b in self.topology.balancers if b.name != name)
+
+    def alive(self, name: str) -> bool:
+        """The balancer's HAProxy answers keepalived's checker's question, through its stats proxy."""
+        with contextlib.suppress(OSError):
+            return get(self.topology.balancer_named(name).stats.url + "/relevo-alive")[0] == 200
+        return False
+
+    def moves(self) -> list[dict[str, object]]:
+        return [e for e in read_events(self.cluster.paths.events) if e.get("kind") == "vip-moved"]
+
+    def explain(self) -> str:
+        events = read_events(self.cluster.paths.events, 30)
+        return "\n" + "\n".join(str(e) for e in events) + f"\nholder: {self.provider.vip_holder()}"
+
+
+@pytest.fixture(scope="module")
+def lxd_pair(
+    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
+    """examples/pair-lxd.yaml up on LXD (its name and network changed, the test's image named);
+    destroyed (and the image removed) at the end, whatever happened."""
+    alias = f"relevo-test/{TAG}"
+    imported = import_image(lxd, base_image.path, alias)
+    try:
+        before = lxd_inventory(lxd)
+        workdir = tmp_path_factory.mktemp("pair")
+        text = EXAMPLE.read_text()
+        text = re.sub(r"(?m)^name: .*$", f"name: rp{TAG}", text)
+        text = re.sub(r"(?m)^network: \S+", f"network: {free_subnet(start=os.getpid() + 7)}", text)
+        text = re.sub(r"(?m)^  lxd: \{image: \S+\}$", f"  lxd: {{image: '{alias}'}}", text)
+        (workdir / "relevo.yaml").write_text(text)
+        topology = load_topology(workdir / "relevo.yaml")
+        listed = lxc_listings()
+        try:
+            lifecycle.up(topology)
+            cluster = Cluster(topology)
+            provider = cluster.provider_for(topology.balancer.name)
+            assert isinstance(provider, LXDProvider)
+            yield Pair(topology, cluster, provider, lxd, before, listed)
+        finally:
+            with contextlib.suppress(Exception):
+                lifecycle.destroy(topology)
+    finally:
+        with contextlib.suppress(LXDError):
+            lxd.delete_alias(alias)
+        if imported.uploaded:
+            with contextlib.suppress(LXDError):
+                lxd.delete_image(imported.fingerprint)
+
+
+def open_load(pair: Pair) -> LoadRun:
+    plan = simple_plan(
+        pair.url, threads=100, rate_rps=RATE_RPS, duration_s=MAX_LOAD_S, timeout_s=CLIENT_TIMEOUT_S
+    )
+    return engine.start(plan, workers=1)
+
+
+def answered(load: LoadRun) -> int:
+    return sum(sum(s.served_by.values()) for s in load.seconds())
+
+
+def holder_now(pair: Pair) -> str:
+    """The balancer holding the VIP, once both answer and the host sees one (after the last fault)."""
+    wait_until(
+        lambda: all(pair.alive(b.name) for b in pair.topology.balancers),
+        "both balancers answer",
+        timeout_s=120,
+        explain=pair.explain,
+    )
+    found: list[str] = []
+
+    def seen() -> str:
+        found.append(pair.provider.vip_holder() or "")
+        return found[-1]
+
+    wait_until(seen, "the VIP has a holder", explain=pair.explain)
+    return found[-1]
+
+
+def fault_moves_the_vip(pair: Pair, fault: Fault, what: str) -> None:
+    """Under load: `fault` on the VIP's holder → the VIP on the other balancer, `vip-moved` journalled
+    from the one to the other, and the frontend answering again."""
+    holder = holder_now(pair)
+    other = pair.other(holder)
+    moves_before = len(pair.moves())
+    with open_load(pair) as load:
+        wait_until(lambda: answered(load) > 100, "the VIP serves the load")
+        pair.cluster.fault(holder, fault)
+        wait_until(
+            lambda: pair.provider.vip_holder() == other,
+            f"the VIP moves to {other}",
+            timeout_s=30,
+            explain=pair.explain,
+        )
+        wait_until(
+            lambda: len(pair.moves()) > moves_before,
+            "the controller journals vip-moved",
+            timeout_s=30,
+            explain=pair.explain,
+        )
+        after = answered(load)
+        wait_until(lambda: answered(load) > after + 100, "the frontend answers again", explain=pair.explain)
+        load.stop()
+        result = load.wait(timeout_s=CLIENT_TIMEOUT_S + 5)
+    move = pair.moves()[moves_before]
+    durations = move.get("durations")
+    moved_s = durations.get("moved_s") if isinstance(durations, dict) else None
+    total = result.stats.total()
+    print(
+        f"\n{what}: {holder} → {other}; {total.errors} of {total.count} requests failed at "
+        f"{RATE_RPS:.0f} req/s ({dict(total.error_kinds)}); journalled moved_s "
+        f"{moved_s}"
+    )
+    assert (move["from"], move["to"]) == (holder, other), pair.explain()
+    assert total.count > 200, f"too little traffic to judge: {total.count} samples"
+    assert total.dropped == 0
+    if fault is Fault.HANG:
+        pair.cluster.fault(holder, Fault.RESUME)
+
+
+def test_the_pair_serves_at_the_vip_from_the_host(lxd_pair: Pair) -> None:
+    """The frontend is the VIP on the bridge: the host's GETs are answered by both web nodes, one
+    balancer holds the address, both containers' NICs have IPv4 filtering off, status says who holds it."""
+    pair = lxd_pair
+    assert pair.topology.pair is not None
+    assert pair.url == f"http://{pair.topology.pair.vip}:8080/"
+    answers = [get(pair.url) for _ in range(20)]
+    assert {status for status, _ in answers} == {200}
+    assert {server for _, server in answers} == {"web1", "web2"}
+    assert holder_now(pair) in ("ha1", "ha2")
+    for balancer in pair.topology.balancers:
+        nic = pair.client.instance(pair.provider.container_name(balancer.name)).devices["eth0"]
+        assert nic["security.ipv4_filtering"] == "false"
+
+
+def test_a_killed_haproxy_hands_the_vip_over(lxd_pair: Pair) -> None:
+    """kill-balancer: the holder's HAProxy SIGKILLed (its container lives): keepalived's checker puts it
+    in FAULT, the VIP moves, `vip-moved` is journalled and the frontend answers again."""
+    fault_moves_the_vip(lxd_pair, Fault.CRASH_SERVICE, "kill-balancer")
+
+
+def test_a_frozen_balancer_hands_the_vip_over(lxd_pair: Pair) -> None:
+    """hang-balancer: the holder's container frozen: its adverts stop, the peer takes the VIP."""
+    fault_moves_the_vip(lxd_pair, Fault.HANG, "hang-balancer")
+
+
+def test_a_lost_balancer_container_hands_the_vip_over(lxd_pair: Pair) -> None:
+    """lose-balancer-host: the holder's container force-stopped: the peer takes the VIP; the controller
+    starts the lost one again."""
+    fault_moves_the_vip(lxd_pair, Fault.CRASH, "lose-balancer-host")
+
+
+def test_destroy_leaves_lxd_as_it_was(lxd_pair: Pair) -> None:
+    """`relevo destroy` of the pair removes both balancer containers, the web containers and the bridge,
+    and nothing else."""
+    pair = lxd_pair
+    holder_now(pair)  # the lost one is back: destroy removes a running pair
+    lifecycle.destroy(pair.topology)
+    assert lxc_listings() == pair.listed
+    assert lxd_inventory(pair.client) == pair.before
+    assert not any(socket.exists() for socket in runtime_sockets(pair.topology).values())

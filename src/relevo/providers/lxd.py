@@ -173,8 +173,11 @@ class LXDProvider:
             try:
                 client.freeze(name)
             except LXDOperationError:
-                # Seen once under load average 19: "freezing the container failed" (LXD gave up waiting
-                # for the cgroup to settle, and thawed it). One more try before it is an error.
+                # Seen under load average 19 on a balancer of a pair: "freezing the container failed"
+                # after ~13 s (meanwhile the controller saw it Freezing, a hang, and restarted it). Tried
+                # once more while it still runs; a container stopped meanwhile is an error.
+                if self.status(node) is not NodeState.RUNNING:
+                    raise
                 client.freeze(name)
         elif fault is Fault.RESUME:
             # Like SIGCONT, nothing to a running container (LXD refuses to unfreeze one).

@@ -17,8 +17,10 @@ config on a graceful restart, HAProxy's master re-executes itself; both keep the
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -54,6 +56,29 @@ def hold(root: Path) -> os.stat_result:
         os.close(fd)
         _held[key] = moved
         return os.fstat(moved)
+
+
+def adopt(root: Path, fd: int) -> None:
+    """Hold `root` as the directory open at `fd`, a descriptor inherited from the relevo that started this
+    process (`relevo watch`, `relevo dashboard`): the directory that relevo checked and holds, whatever
+    the name points to by now. `claim_state_dir` then checks what is held, and keeps it. Raises OSError
+    when `fd` is not an open directory."""
+    info = os.fstat(fd)
+    if not stat.S_ISDIR(info.st_mode):
+        raise OSError(errno.ENOTDIR, "the inherited state directory is not a directory", str(root))
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, DAEMON_FD + 1)
+    with _lock:
+        old = _held.get(_key(root))
+        _held[_key(root)] = moved
+    if old is not None:
+        os.close(old)
+
+
+def inherited(root: Path) -> tuple[list[str], tuple[int, ...]]:
+    """What a relevo process started from this one needs to reach the held `root` itself: its
+    arguments (`--state-fd N`) and the descriptor to pass to it (`pass_fds`). Nothing when not held."""
+    fd = descriptor(root)
+    return ([], ()) if fd is None else (["--state-fd", str(fd)], (fd,))
 
 
 def release(root: Path) -> None:

@@ -48,10 +48,17 @@ class Cluster:
         self.topology = topology
         self.paths = StatePaths(topology.state_dir)
         claim_state_dir(self.paths.root, create=False)  # an unsafe one is refused by every command
-        self.runtime = RuntimeAPI(self.paths.runtime_socket)
-        # Every balancer's Runtime API (a pair has two), the first balancer's first.
-        self.runtimes = {name: RuntimeAPI(path) for name, path in runtime_sockets(topology).items()}
         self._providers: dict[str, Provider] = {}
+
+    @property
+    def runtime(self) -> RuntimeAPI:
+        """The first balancer's Runtime API, reached through the held state directory (see anchor)."""
+        return RuntimeAPI(self.paths.held().runtime_socket)
+
+    @property
+    def runtimes(self) -> dict[str, RuntimeAPI]:
+        """Every balancer's Runtime API (a pair has two), the first balancer's first."""
+        return {name: RuntimeAPI(path) for name, path in runtime_sockets(self.topology).items()}
 
     def provider_for(self, node: str) -> Provider:
         if self.topology.is_balancer(node):
@@ -76,7 +83,7 @@ class Cluster:
     def stop(self, node: str) -> None:
         if self.topology.is_balancer(node) and self.status(node) is NodeState.RUNNING:
             # Its own states first: a balancer stopped on purpose saves what it served with.
-            save_server_state(self.paths, [runtime_sockets(self.topology)[node]])
+            save_server_state(self.paths.held(), [runtime_sockets(self.topology)[node]])
         self.provider_for(node).stop(node)
 
     def fault(self, node: str, fault: Fault) -> None:

@@ -98,7 +98,7 @@ def up(
                     if name == balancers[0] and all(b in pending for b in balancers):
                         # A fresh start: last run's server states (a primary in maint) must not come back.
                         # (With a balancer of a pair still running, its states are the current ones.)
-                        cluster.paths.server_state.unlink(missing_ok=True)
+                        cluster.paths.held().server_state.unlink(missing_ok=True)
                         daemon.forget_owned_states(topology)
                     progress(f"starting {name}" + (" (HAProxy)" if topology.is_balancer(name) else ""))
                     started.append(name)
@@ -119,7 +119,9 @@ def up(
         progress("waiting until every primary's place is served")
         wait_for_serving(cluster, topology)
         if controller and not daemon.controller_running(topology):
-            raise BringUpError(f"the failover controller exited:\n{tail(cluster.paths.controller_log)}")
+            raise BringUpError(
+                f"the failover controller exited:\n{tail(cluster.paths.held().controller_log)}"
+            )
     except BaseException:
         if controller_started:
             daemon.stop_background(topology)

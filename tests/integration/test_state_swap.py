@@ -5,7 +5,10 @@ the instant Apache is executed, so that Apache reads their httpd.conf (an `Error
 whoever started it). Here the test plays the attacker in a directory that passes relevo's checks (it
 owns both directories, as root would), so only relevo's use of the directory it claimed stands between
 the swap and the planted command. The trigger is the exec itself: an inotify watch on a private copy of
-the Apache binary, which only this test's relevo runs, fires as the binary is opened for exec.
+the Apache binary, which only this test's relevo runs, fires as the binary is opened for exec. For the
+controller's own start the trigger is the open of its log, the last thing `up` does before it forks it.
+Three moments are covered: `start` of a standby, `up`, and the controller's start (its own later starts of
+a standby then come from the directory relevo claimed, or from the swapped-in one).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pytest
 
 from relevo.procs import ProcessRecord, command_line, is_ours
 
-from .conftest import make_topology_file, skip_without_daemons
+from .conftest import make_topology_file, skip_without_daemons, wait_until
 from .test_state_trust import cluster_processes, kill_leftovers, pgid_of
 
 pytestmark = pytest.mark.integration
@@ -47,8 +50,8 @@ def exchange(a: Path, b: Path) -> None:
 
 
 class SwapOnExec:
-    """Exchanges `a` and `b` the first time `binary` is opened (an exec opens it), from a thread that
-    waits on inotify: well under a millisecond after the exec began."""
+    """Exchanges `a` and `b` the first time `binary` (or any file) is opened (an exec opens it), from a
+    thread that waits on inotify: well under a millisecond after the exec began."""
 
     def __init__(self, binary: Path, a: Path, b: Path) -> None:
         self.a, self.b = a, b
@@ -144,3 +147,95 @@ def test_a_state_directory_swapped_as_apache_starts_runs_nothing_of_the_swapped_
         ), "an Apache of web1bck runs outside its record"
         assert relevo(path, env, "stop", "web1bck").returncode == 0
         assert web1bck_processes(state) == [], "stop left a process of web1bck"
+
+
+def plant_all(state: Path, decoy: Path, marker: Path) -> dict[str, tuple[int, int]]:
+    """The attacker's directory for a whole cluster: every node's files, each httpd.conf ending in a
+    piped ErrorLog; returns what is in it (for the check that relevo wrote nothing there)."""
+    for node in sorted(p.name for p in (state / "nodes").iterdir()):
+        plant_node(state, decoy, marker, node)
+    return contents(decoy)
+
+
+def plant_node(state: Path, decoy: Path, marker: Path, node: str) -> None:
+    for part in (f"nodes/{node}", f"logs/{node}"):
+        if (state / part).is_dir():
+            shutil.copytree(state / part, decoy / part, symlinks=True, ignore=shutil.ignore_patterns("*.pid"))
+    config = decoy / "nodes" / node / "httpd.conf"
+    if config.exists():
+        config.write_text(
+            config.read_text() + f"\nErrorLog \"|/bin/sh -c 'id > {marker}; cat > /dev/null'\"\n"
+        )
+
+
+def contents(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every entry below `directory`, with its size and modification time."""
+    found = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            info = os.lstat(Path(root) / name)
+            found[str((Path(root) / name).relative_to(directory))] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def controller_ticks(path: Path, env: dict[str, str]) -> bool:
+    status = json.loads(relevo(path, env, "status", "--json").stdout)
+    return bool(status["controller"]["ticking"])
+
+
+def node_states(path: Path, env: dict[str, str]) -> dict[str, str]:
+    status = json.loads(relevo(path, env, "status", "--json").stdout)
+    return {n["name"]: n["state"] for n in status["nodes"]}
+
+
+def test_a_state_directory_swapped_as_up_starts_apache_gives_the_attacker_nothing(swap_site, cluster_dir):
+    """`.relevo` exchanged with a planted directory the instant `relevo up` executes the first Apache:
+    up serves from the directory it claimed, its controller and dashboard (started after the swap) work
+    in that one too, nothing is written into the swapped-in directory and its planted command never
+    runs."""
+    path, env = swap_site
+    assert relevo(path, env, "up", "--no-controller").returncode == 0
+    assert relevo(path, env, "down").returncode == 0
+    state, decoy, marker = cluster_dir / ".relevo", cluster_dir / "decoy", cluster_dir / "attacker-ran"
+    decoy.mkdir(mode=0o700)
+    planted = plant_all(state, decoy, marker)
+    swap = SwapOnExec(cluster_dir / "bin" / "apache2", state, decoy)
+    try:
+        up = relevo(path, env, "up")
+    finally:
+        swap.close()
+    assert swap.swapped.is_set(), f"Apache was never executed ({up.stderr})"
+    assert up.returncode == 0, up.stderr
+    wait_until(lambda: controller_ticks(path, env), "the controller ticks in the claimed directory")
+    assert contents(decoy) == planted, "relevo wrote into the swapped-in directory"
+    assert not marker.exists(), f"the swapped-in httpd.conf ran: {marker.read_text()}"
+    states = node_states(path, env)
+    assert [states[name] for name in ("ha1", "web1", "web2")] == ["running"] * 3, states
+
+
+def test_a_state_directory_swapped_as_up_forks_the_controller_gives_the_attacker_nothing(
+    swap_site, cluster_dir
+):
+    """`.relevo` exchanged with a planted directory as `relevo up` opens the controller's log, just
+    before it forks the controller: the controller works in the directory `up` claimed (nothing is written
+    into the swapped-in one), and when web1 is killed it starts web1bck from the claimed directory, so
+    the planted httpd.conf never runs."""
+    path, env = swap_site
+    assert relevo(path, env, "up", "--no-controller").returncode == 0
+    state, decoy, marker = cluster_dir / ".relevo", cluster_dir / "decoy", cluster_dir / "attacker-ran"
+    decoy.mkdir(mode=0o700)
+    planted = plant_all(state, decoy, marker)
+    log = state / "logs" / "controller.log"
+    log.touch(mode=0o644)
+    swap = SwapOnExec(log, state, decoy)
+    try:
+        up = relevo(path, env, "up")
+    finally:
+        swap.close()
+    assert swap.swapped.is_set(), f"the controller's log was never opened ({up.stderr})"
+    assert up.returncode == 0, up.stderr
+    wait_until(lambda: controller_ticks(path, env), "the controller ticks in the claimed directory")
+    assert relevo(path, env, "kill", "web1").returncode == 0
+    wait_until(lambda: node_states(path, env)["web1bck"] == "running", "the controller starts web1bck")
+    assert contents(decoy) == planted, "relevo wrote into the swapped-in directory"
+    assert not marker.exists(), f"the swapped-in httpd.conf ran: {marker.read_text()}"

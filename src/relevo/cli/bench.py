@@ -224,6 +224,7 @@ def _feed(ctx: click.Context, plan: Plan) -> LiveFeed | None:
 def _events_during(ctx: click.Context, plan: Plan, result: engine.RunResult) -> list[dict[str, Any]]:
     """The controller's events that fell inside the run, when the run went to the topology's cluster."""
     from relevo.controller.journal import read_events
+    from relevo.files import claim_state_dir
     from relevo.paths import StatePaths
 
     topology = _our_cluster(ctx, plan)
@@ -235,7 +236,8 @@ def _events_during(ctx: click.Context, plan: Plan, result: engine.RunResult) -> 
         ts = event.get("ts")
         return isinstance(ts, int | float) and begin <= ts <= end
 
-    return read_events(StatePaths(topology.state_dir).events, 1000, keep=inside)
+    claim_state_dir(topology.state_dir, create=False)  # read through its descriptor, not its name
+    return read_events(StatePaths(topology.state_dir).held().events, 1000, keep=inside)
 
 
 @click.command("bench")

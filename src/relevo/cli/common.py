@@ -67,3 +67,14 @@ def say(text: str) -> None:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def adopt_state_dir(state_dir: Path, fd: int) -> None:
+    """Use the state directory the starting relevo passed at `fd` (an inherited descriptor), never
+    whatever its name points to now; a bad descriptor is an error, exit 2."""
+    from relevo import anchor
+
+    try:
+        anchor.adopt(state_dir, fd)
+    except OSError as exc:
+        raise click.UsageError(f"--state-fd {fd}: {exc.strerror or exc}") from None

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from relevo.cli.common import console, err_console, file_option, get_topology, print_json
+from relevo.cli.common import adopt_state_dir, console, err_console, file_option, get_topology, print_json
 
 KIND_STYLE = {
     "failover": "bold yellow",
@@ -45,9 +45,15 @@ DURATION_LABELS = {
     hidden=True,
     help="Use this state directory (how `relevo up` runs the controller for the built-in topology).",
 )
+@click.option(
+    "--state-fd",
+    type=int,
+    hidden=True,
+    help="The state directory as the relevo that started this one holds it (an inherited descriptor).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every action, not only failovers and failures.")
 @click.pass_context
-def watch(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
+def watch(ctx: click.Context, state_dir: Path | None, state_fd: int | None, verbose: bool) -> None:
     """Run the failover controller in the foreground until Ctrl-C or SIGTERM.
 
     Every tick (`controller.tick`, 100 ms by default) it checks each node's processes, probes each web
@@ -66,6 +72,8 @@ def watch(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
     topology = get_topology(ctx)
     if state_dir is not None:
         topology = replace(topology, state_dir=state_dir)
+    if state_fd is not None:
+        adopt_state_dir(topology.state_dir, state_fd)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("relevo.controller").setLevel(logging.DEBUG if verbose else logging.INFO)
     run_foreground(topology)
@@ -91,9 +99,12 @@ def events(ctx: click.Context, as_json: bool, follow: bool, lines: int, kinds: t
     then `starting -> running`, then `failover` once HAProxy has the standby in service.
     """
     from relevo.controller.journal import describe, follow_events, read_journal
+    from relevo.files import claim_state_dir
     from relevo.paths import StatePaths
 
-    path = StatePaths(get_topology(ctx).state_dir).events
+    topology = get_topology(ctx)
+    claim_state_dir(topology.state_dir, create=False)  # read through its descriptor, not its name
+    path = StatePaths(topology.state_dir).held().events
 
     def wanted(event: dict[str, Any]) -> bool:
         return not kinds or event.get("kind") in kinds

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from relevo.cli.common import err_console, file_option, get_topology
+from relevo.cli.common import adopt_state_dir, err_console, file_option, get_topology
 
 
 @click.command()
@@ -19,8 +19,14 @@ from relevo.cli.common import err_console, file_option, get_topology
     "Another address exposes the page and its buttons to whoever reaches it and has the credentials.",
 )
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), hidden=True)
+@click.option(
+    "--state-fd",
+    type=int,
+    hidden=True,
+    help="The state directory as the relevo that started this one holds it (an inherited descriptor).",
+)
 @click.pass_context
-def dashboard(ctx: click.Context, listen: str | None, state_dir: Path | None) -> None:
+def dashboard(ctx: click.Context, listen: str | None, state_dir: Path | None, state_fd: int | None) -> None:
     """Serve the live dashboard until Ctrl-C: the topology as a picture (each node's state, HAProxy's
     health and admin state, which standby serves for whom, sessions and requests per second), charts of
     the last minutes with every journal event as a marker, and the journal as it is written; pushed to
@@ -34,6 +40,8 @@ def dashboard(ctx: click.Context, listen: str | None, state_dir: Path | None) ->
     topology = get_topology(ctx)
     if state_dir is not None:
         topology = replace(topology, state_dir=state_dir)
+    if state_fd is not None:
+        adopt_state_dir(topology.state_dir, state_fd)
     where = parse_listen(listen) if listen else None
     if where is not None and not where[0].startswith(LOOPBACK):
         err_console.print(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from relevo import lock
+from relevo import anchor, lock
 from relevo.controller import service
 from relevo.controller.balancers import BalancerSet
 from relevo.controller.events import EventKind, EventLog
@@ -108,7 +108,7 @@ def owned_file(paths: StatePaths) -> Path:
 
 def forget_owned_states(topology: Topology) -> None:
     """A fresh HAProxy starts from its configuration: what the controller had set is gone with it."""
-    owned_file(StatePaths(topology.state_dir)).unlink(missing_ok=True)
+    owned_file(StatePaths(topology.state_dir).held()).unlink(missing_ok=True)
 
 
 def build_controller(
@@ -182,9 +182,9 @@ def vip_holder(cluster: Cluster, topology: Topology) -> Callable[[], str | None]
 def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
     """`relevo watch`: hold the lock, run the loop until SIGTERM/SIGINT (or `stop`), then let go. SIGHUP
     re-reads the topology file and applies its edits."""
-    paths = StatePaths(topology.state_dir)
     requests = Requests()
-    claim_state_dir(paths.root)
+    claim_state_dir(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()  # never by name again (see anchor)
     with controller_lock(paths.controller_lock) as held:
         # Started by `relevo up`, its command line names the state directory: proof for `down` even
         # before it holds the lock. Run by hand, holding the lock is the proof.
@@ -258,7 +258,7 @@ class MetricsListener:
 
         if self.metrics is None:
             self.metrics = ControllerMetrics(topology)
-        secrets = load_or_create_secrets(StatePaths(topology.state_dir).secrets)
+        secrets = load_or_create_secrets(StatePaths(topology.state_dir).held().secrets)
         address = topology.balancer.stats.address
         try:
             self.server = serve(
@@ -333,14 +333,15 @@ def watch_arguments(topology: Topology) -> list[str]:
 
 
 def watch_command(topology: Topology) -> list[str]:
-    """The argument list that runs `relevo watch` for this topology with this interpreter."""
+    """The argument list that runs `relevo watch` for this topology with this interpreter (given the
+    state directory this process holds: see `anchor.inherited`)."""
     return [sys.executable, "-m", "relevo", *watch_arguments(topology)]
 
 
 def start_background(topology: Topology) -> int:
     """Start `relevo watch` detached (its own session, output to the controller log) unless a controller
     already runs for this cluster; return its pid either way."""
-    paths = StatePaths(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()
     running = lock_holder(paths.controller_lock)
     if running is not None and not _dying(running):
         return running
@@ -354,14 +355,17 @@ def start_background(topology: Topology) -> int:
         env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
     ensure_dir(paths.controller_log.parent)
     log_fd = os.open(paths.controller_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    # The child reaches the directory this process holds, whatever its name points to by now.
+    state_fd, pass_fds = anchor.inherited(topology.state_dir)
     with os.fdopen(log_fd, "ab") as log:
         child = subprocess.Popen(
-            watch_command(topology),
+            [*watch_command(topology), *state_fd],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
             cwd=topology.state_dir.resolve().parent,
             env=env,
         )
@@ -399,7 +403,7 @@ def _start_service(unit: str, paths: StatePaths) -> int:
 def stop_background(topology: Topology) -> bool:
     """Stop the cluster's controller (SIGTERM, then SIGKILL after a bounded wait; through systemctl when
     systemd runs it); True if one ran."""
-    paths = StatePaths(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()
     unit = service.service_of(topology)
     if unit is not None:
         ran = lock_holder(paths.controller_lock) is not None
@@ -427,7 +431,7 @@ def stop_background(topology: Topology) -> bool:
 
 def controller_running(topology: Topology) -> bool:
     """A controller of ours runs for this cluster (holding its lock, or just started and about to)."""
-    return _controller_process(StatePaths(topology.state_dir)) is not None
+    return _controller_process(StatePaths(topology.state_dir).held()) is not None
 
 
 def _controller_process(paths: StatePaths) -> ProcessRecord | None:
@@ -440,7 +444,7 @@ def _controller_process(paths: StatePaths) -> ProcessRecord | None:
         if record is not None and record.pid == holder and is_ours(record):
             return record
         return ProcessRecord.of(holder)
-    root = str(paths.root.resolve())
+    root = str(anchor.real(paths.root).resolve())
     if record is not None and record.names(exe=sys.executable, config=root) and is_ours(record):
         return record
     return None
@@ -482,7 +486,7 @@ def _wait_gone(record: ProcessRecord, lock: Path, timeout_s: float) -> bool:
 def controller_status(topology: Topology) -> dict[str, Any]:
     """Is a controller running (it holds the lock), its pid, when it last ticked, and its view of each
     node (health, HAProxy admin state, failures and retries)."""
-    paths = StatePaths(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()
     pid = lock_holder(paths.controller_lock)
     state = _read_state(paths)
     last_tick = state.get("last_tick")
@@ -501,7 +505,7 @@ def controller_status(topology: Topology) -> dict[str, Any]:
         "vip_holder": state.get("vip_holder") if pid is not None else None,
         "journal": state.get("journal") if pid is not None else None,
         "nodes": state.get("nodes", {}) if pid is not None else {},
-        "log": str(paths.controller_log),
+        "log": str(anchor.real(paths.controller_log)),
     }
 
 
@@ -546,7 +550,7 @@ def apply_edits(topology: Topology) -> list[str]:
     """Give a running controller the edited topology: SIGHUP when only settings changed (it re-reads the
     file), a restart (the caller starts it again) when the nodes or the balancer changed or the reload
     did not take. Returns what changed, in words; [] when no controller runs or nothing changed."""
-    paths = StatePaths(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()
     record = ProcessRecord.load(paths.controller_pid)
     if record is None or not is_ours(record) or lock_holder(paths.controller_lock) != record.pid:
         return []
@@ -578,7 +582,7 @@ def recent_journal(topology: Topology, n: int, *, include_actions: bool = False)
     """The last `n` events of the cluster's journal, oldest first, and what was skipped; without the
     routine `action` lines (each start, stop and Runtime API command) unless asked: the transitions tell
     the story."""
-    path = StatePaths(topology.state_dir).events
+    path = StatePaths(topology.state_dir).held().events
     if include_actions:
         return read_journal(path, n)
     return read_journal(path, n, keep=lambda event: event.get("kind") != EventKind.ACTION)

@@ -165,7 +165,7 @@ class Collector:
     _load_point: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        paths = StatePaths(self.topology.state_dir)
+        paths = StatePaths(self.topology.state_dir).held()
         if not self.runtimes:
             self.runtimes = {
                 name: RuntimeAPI(path, timeout_s=RUNTIME_TIMEOUT_S)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from relevo import lock
+from relevo import anchor, lock
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir, ensure_dir, tail
 from relevo.model import Endpoint, Topology
@@ -88,7 +88,7 @@ def actions_enabled(topology: Topology) -> bool:
 
 
 def running_pid(topology: Topology) -> int | None:
-    found = lock.holders(lock_file(StatePaths(topology.state_dir)))
+    found = lock.holders(lock_file(StatePaths(topology.state_dir).held()))
     return found[0] if found else None
 
 
@@ -99,12 +99,13 @@ def run_foreground(topology: Topology, *, listen: tuple[str, int] | None = None)
     from relevo.dashboard.collect import Collector
     from relevo.secrets import load_or_create_secrets
 
-    paths = StatePaths(topology.state_dir)
-    claim_state_dir(paths.root)
+    claim_state_dir(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()  # never by name again (see anchor)
+    shown = StatePaths(topology.state_dir)
     host, port = listen or default_listen(topology)
     try:
         with lock.hold(lock_file(paths), wait_s=0.5, what="relevo dashboard"):
-            record = ProcessRecord.of(os.getpid(), config=str(paths.root.resolve()))
+            record = ProcessRecord.of(os.getpid(), config=str(shown.root.resolve()))
             if record is not None:
                 record.save(record_file(paths))
             secrets = load_or_create_secrets(paths.secrets)
@@ -115,7 +116,7 @@ def run_foreground(topology: Topology, *, listen: tuple[str, int] | None = None)
                 credentials=lambda: (secrets.stats_user, secrets.stats_password),
                 actions=actions_enabled(topology),
             )
-            print(f"relevo dashboard on http://{host}:{port}/ (credentials in {paths.secrets})", flush=True)
+            print(f"relevo dashboard on http://{host}:{port}/ (credentials in {shown.secrets})", flush=True)
             try:
                 serve(dashboard, host, port)
             finally:
@@ -134,7 +135,7 @@ def dashboard_arguments(topology: Topology) -> list[str]:
 
 def start_background(topology: Topology) -> tuple[int, str]:
     """Start `relevo dashboard` detached unless one runs; wait until it answers; return (pid, url)."""
-    paths = StatePaths(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()
     host, port = default_listen(topology)
     url = f"http://{host}:{port}/"
     running = running_pid(topology)
@@ -145,14 +146,17 @@ def start_background(topology: Topology) -> tuple[int, str]:
         env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
     ensure_dir(log_file(paths).parent)
     log_fd = os.open(log_file(paths), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    # The child reaches the directory this process holds, whatever its name points to by now.
+    state_fd, pass_fds = anchor.inherited(topology.state_dir)
     with os.fdopen(log_fd, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "relevo", *dashboard_arguments(topology)],
+            [sys.executable, "-m", "relevo", *dashboard_arguments(topology), *state_fd],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
             cwd=topology.state_dir.resolve().parent,
             env=env,
         )
@@ -180,14 +184,18 @@ def _answers(host: str, port: int) -> bool:
 
 def stop_background(topology: Topology) -> bool:
     """Stop the cluster's dashboard (SIGTERM, then SIGKILL after a bounded wait); True if one ran."""
-    paths = StatePaths(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()
     pid = running_pid(topology)
     if pid is None:
         record_file(paths).unlink(missing_ok=True)
         return False
     # The lock's holder, and its command line names this state directory: the dashboard we mean.
-    if str(paths.root.resolve()) not in command_line(pid) or "dashboard" not in command_line(pid):
-        raise DashboardError(f"pid {pid} holds {lock_file(paths)} but is not this cluster's dashboard")
+    if str(anchor.real(paths.root).resolve()) not in command_line(pid) or "dashboard" not in command_line(
+        pid
+    ):
+        raise DashboardError(
+            f"pid {pid} holds {anchor.real(lock_file(paths))} but is not this cluster's dashboard"
+        )
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     if not _wait_gone(pid, paths, STOP_WAIT_S):

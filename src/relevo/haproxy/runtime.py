@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from relevo import anchor
 from relevo.errors import RuntimeAPIError
 
 
@@ -68,7 +69,7 @@ class RuntimeAPI:
                     chunks.append(chunk)
         except OSError as exc:
             raise RuntimeAPIError(
-                f"HAProxy's Runtime API at {self.socket_path} did not answer: {exc}"
+                f"HAProxy's Runtime API at {anchor.real(self.socket_path)} did not answer: {exc}"
             ) from exc
         answer = b"".join(chunks).decode(errors="replace")
         if answer.startswith(_ERROR_PREFIXES):

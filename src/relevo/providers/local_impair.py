@@ -68,7 +68,7 @@ class LocalImpairments:
 
     @property
     def records_dir(self) -> Path:
-        return self.paths.root / "faults"
+        return self.paths.held().root / "faults"  # never by the directory's name (see anchor)
 
     # -- what this machine allows -------------------------------------------------------------------------
     def cannot(self, node: str, fault: Fault) -> str | None:

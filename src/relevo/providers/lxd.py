@@ -133,7 +133,7 @@ class LXDProvider:
         if self.guest.is_balancer(node):
             self._before_balancer_start(node)
             # The server states the controller saved (in the state directory) are read at start.
-            saved = read_or_empty(self.paths.server_state)
+            saved = read_or_empty(self.paths.held().server_state)
             path = str(HAProxyLayout.in_guest().server_state)
             client.push_file(name, path, saved.encode(), mode=0o600)
         if state is NodeState.PAUSED:
@@ -194,7 +194,7 @@ class LXDProvider:
                 raise ProviderError(f"{node} is not running")
             if self.guest.is_balancer(node):
                 # The new workers read the server states the cluster saved just before (on the host).
-                saved = read_or_empty(self.paths.server_state)
+                saved = read_or_empty(self.paths.held().server_state)
                 path = str(HAProxyLayout.in_guest().server_state)
                 client.push_file(name, path, saved.encode(), mode=0o600)
             self.guest.reload(node)
@@ -425,7 +425,7 @@ class LXDProvider:
     def _before_balancer_start(self, node: str) -> None:
         # The proxy device listens at the socket's path on the host: a file left from before blocks it.
         socket = runtime_sockets(self.topology)[node]
-        ensure_dir(self.paths.haproxy_dir)
+        ensure_dir(self.paths.held().haproxy_dir)
         ensure_dir(socket.parent)
         socket.unlink(missing_ok=True)
 

@@ -8,7 +8,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from relevo.errors import ProviderError
 from relevo.files import ensure_dir, open_nofollow, write_atomic
@@ -72,7 +72,12 @@ class Created:
     _lock = threading.Lock()
 
     def __init__(self, paths: StatePaths) -> None:
-        self.path = paths.root / "lxd" / "created.json"
+        self.paths = paths
+
+    @property
+    def path(self) -> Path:
+        # Through the claimed state directory's descriptor (see anchor), never by its name.
+        return self.paths.held().root / "lxd" / "created.json"
 
     def load(self) -> dict[str, list[str]]:
         try:

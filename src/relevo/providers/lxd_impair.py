@@ -41,7 +41,7 @@ class ContainerImpairments:
 
     @property
     def records_dir(self) -> Path:
-        return self.paths.root / "faults"
+        return self.paths.held().root / "faults"  # never by the directory's name (see anchor)
 
     def cannot(self, fault: Fault, *, local_daemon: bool) -> str | None:
         if fault is Fault.CPU_STARVE:

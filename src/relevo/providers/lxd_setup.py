@@ -8,6 +8,7 @@ import ipaddress
 import math
 import os
 
+from relevo import anchor
 from relevo.errors import ProviderError
 from relevo.lxd.client import LXDClient, proxy_device
 from relevo.lxd.network import isolated_bridge
@@ -72,7 +73,8 @@ def balancer_proxies(topology: Topology, paths: StatePaths, node: str) -> dict[s
     is the VIP, reached through the bridge: no proxy device could follow it from one balancer to the
     other."""
     balancer = topology.balancer_named(node)
-    socket = runtime_sockets(topology)[node]
+    # By its name: LXD, not a child of ours, resolves the path in its own process (see anchor).
+    socket = anchor.real(runtime_sockets(topology)[node])
     if len(str(socket)) > MAX_SOCKET_PATH:
         raise ProviderError(
             f"the state directory's path is too long for HAProxy's Runtime API socket "

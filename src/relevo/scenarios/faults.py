@@ -101,7 +101,7 @@ def heal_fault(cluster: Cluster, fault: Fault) -> None:
 
 def kill_controller(cluster: Cluster) -> None:
     """SIGKILL the cluster's controller (recorded by PID and start time), then collect it."""
-    record = ProcessRecord.load(cluster.paths.controller_pid)
+    record = ProcessRecord.load(cluster.paths.held().controller_pid)
     if record is None or not is_ours(record):
         raise ProviderError("no failover controller is running")
     os.kill(record.pid, signal.SIGKILL)

@@ -196,7 +196,7 @@ def run_one(
         markers, fault_verdicts = timeline.markers, timeline.verdicts
         latencies = per_second_latency(jtl, result.started_at)
         sent_latency = latency_by_send(jtl, result.started_at)
-    events = _events_during(cluster.paths.events, result.started_at, result.elapsed_s)
+    events = _events_during(cluster.paths.held().events, result.started_at, result.elapsed_s)
     after = steady_check(cluster, "after", expected_after(topology, scenario), after_within_s(topology))
     report = summarize(
         result.stats,

@@ -70,7 +70,7 @@ class Timeline:
                 continue
             if pending and pending[0].at_s <= now:
                 fault = pending[0]
-                if fault.after and not _journalled(self.cluster.paths.events, fault.after, began):
+                if fault.after and not _journalled(self.cluster.paths.held().events, fault.after, began):
                     sleep(AFTER_POLL_S)
                     continue
                 pending.pop(0)

@@ -66,8 +66,8 @@ class HAProxyService:
 
 def runtime_sockets(topology: Topology) -> dict[str, Path]:
     """Each balancer's Runtime API socket in the state directory (wherever its HAProxy runs), the
-    first balancer's first."""
-    paths = StatePaths(topology.state_dir)
+    first balancer's first. Reached through the held state directory (see anchor), never by its name."""
+    paths = StatePaths(topology.state_dir).held()
     sockets = {topology.balancer.name: paths.runtime_socket}
     if topology.pair is not None:
         sockets[topology.pair.peer.name] = paths.peer_runtime_socket(topology.pair.peer.name)

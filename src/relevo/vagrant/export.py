@@ -14,7 +14,7 @@ import jinja2
 
 from relevo.controller.service import unit_name
 from relevo.errors import RelevoError
-from relevo.files import ensure_dir, write_atomic
+from relevo.files import claim_state_dir, ensure_dir, write_atomic
 from relevo.model import Role, Topology
 from relevo.paths import StatePaths
 from relevo.providers.lxd import OWNER_KEY, cluster_tag
@@ -108,7 +108,8 @@ def export_vagrant(
         )
     vms = plan_vms(topology, settings)  # input errors before anything is written
     controller_topology(topology, vms)  # the balancer VM's topology reads back (a bug otherwise)
-    paths = StatePaths(topology.state_dir)
+    claim_state_dir(topology.state_dir)
+    paths = StatePaths(topology.state_dir).held()  # written through its descriptor (see anchor)
     secrets = secrets or load_or_create_secrets(paths.secrets)
     credentials = credentials or load_or_create_credentials(paths.root / "vagrant", vms)
     files: dict[Path, tuple[str, int]] = {}

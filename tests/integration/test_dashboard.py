@@ -341,3 +341,35 @@ def test_prometheus_sees_one_more_failover(controlled, tmp_path):
             server.kill()
             server.wait()
         log.close()
+
+
+def test_an_edited_metrics_port_is_taken_up_by_the_reload(up_with_dashboard):
+    """`controller.metrics_port` edited and `relevo up` run again: the running controller is reloaded
+    (SIGHUP, not restarted), lets the old port go and serves its metrics on the new one."""
+    import socket
+    import urllib.error
+
+    running, _url = up_with_dashboard
+    path = running.workdir / "relevo.yaml"
+    stats = running.topology.balancer.stats
+    with socket.socket() as probe:
+        probe.bind((stats.address, 0))
+        port = probe.getsockname()[1]
+    pid = json.loads(relevo(path, "status", "--json").stdout)["controller"]["pid"]
+    path.write_text(path.read_text() + f"\ncontroller:\n  metrics_port: {port}\n")
+    again = relevo(path, "up", "--json")
+    assert again.returncode == 0, again.stderr
+    changes = json.loads(again.stdout)["controller_changes"]
+    assert any("metrics_port" in change for change in changes), changes
+    assert json.loads(relevo(path, "status", "--json").stdout)["controller"]["pid"] == pid
+    new = f"http://{stats.address}:{port}/metrics"
+
+    def serves_new() -> bool:
+        try:
+            return running.get(new, auth=running.credentials)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(serves_new, "the metrics on the edited port")
+    with pytest.raises(urllib.error.URLError):
+        running.get(f"http://{stats.address}:8406/metrics", auth=running.credentials)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import threading
-import time
 
-from relevo.controller.actions import ActionRunner
+from relevo.controller.actions import ActionRunner, Done
 from relevo.controller.state import Action, Busy, start, stop
+from relevo.polling import wait_until
 
 
-def wait_for(predicate, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+def wait_for(predicate, timeout_s: float = 30.0) -> None:
+    assert wait_until(predicate, timeout_s, 0.005), "timed out"
+
+
+def harvest_one(runner: ActionRunner) -> list[Done]:
+    """What the runner reports, once it reports something (its worker thread ends the action)."""
+    got: list[Done] = []
+    wait_for(lambda: bool(got.extend(runner.harvest()) or got))
+    return got
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_a_slow_start_does_not_hold_up_another_nodes_action():
@@ -30,15 +42,11 @@ def test_a_slow_start_does_not_hold_up_another_nodes_action():
     try:
         assert runner.submit(start("web1bck", "x"))
         assert runner.submit(start("web2bck", "y"))
-        wait_for(lambda: "web2bck" in done)
-        time.sleep(0.01)
-        assert [d.action.node for d in runner.harvest()] == ["web2bck"]
+        assert [d.action.node for d in harvest_one(runner)] == ["web2bck"]
         assert runner.busy() == {"web1bck": Busy.STARTING}
         assert not runner.submit(stop("web1bck", "z")), "a second action on a busy node"
         release.set()
-        wait_for(lambda: "web1bck" in done)
-        time.sleep(0.01)
-        (finished,) = runner.harvest()
+        (finished,) = harvest_one(runner)
         assert finished.action.node == "web1bck" and finished.error is None
         assert runner.busy() == {}
     finally:
@@ -54,10 +62,11 @@ def test_an_action_past_its_timeout_is_reported_failed_once_and_its_node_stays_b
     def blocked(_action: object) -> None:
         release.wait(5)
 
-    runner = ActionRunner(blocked, timeout_s=0.05)
+    clock = Clock()
+    runner = ActionRunner(blocked, timeout_s=0.05, clock=clock)
     try:
         runner.submit(start("web1bck", "x"))
-        time.sleep(0.1)
+        clock.now += 0.1
         (late,) = runner.harvest()
         assert late.error == "still running after 0.05 s"
         assert runner.harvest() == []

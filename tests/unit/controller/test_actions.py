@@ -16,7 +16,12 @@ def wait_for(predicate, timeout_s: float = 30.0) -> None:
 def harvest_one(runner: ActionRunner) -> list[Done]:
     """What the runner reports, once it reports something (its worker thread ends the action)."""
     got: list[Done] = []
-    wait_for(lambda: bool(got.extend(runner.harvest()) or got))
+
+    def reported() -> bool:
+        got.extend(runner.harvest())
+        return bool(got)
+
+    wait_for(reported)
     return got
 
 

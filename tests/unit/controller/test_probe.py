@@ -97,9 +97,12 @@ def test_prober_does_not_wait_for_a_hung_node():
     prober = Prober(probe_fn, timeout_s=0.5, clock=clock)
     try:
         seen: dict[str, ProbeResult] = {}
-        assert wait_until(
-            lambda: bool(seen.update(prober.collect(["hung", "ok"], wait_s=0.01)) or "ok" in seen), 30, 0.01
-        )
+
+        def ok_seen() -> bool:
+            seen.update(prober.collect(["hung", "ok"], wait_s=0.01))
+            return "ok" in seen
+
+        assert wait_until(ok_seen, 30, 0.01)
         assert seen["ok"].ok and "hung" not in seen
         clock.now += 0.5
         second = prober.collect(["hung", "ok"], wait_s=0.01)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from relevo.loadgen import engine
 from relevo.loadgen.jtl import read_samples
 from relevo.loadgen.plan import simple_plan
+from relevo.polling import wait_until
 
 from .conftest import Behaviour, Server, round_robin
 
@@ -23,17 +23,14 @@ def test_handle_shows_seconds_while_running_and_stops_on_request(serve: Serve, w
     server = serve(round_robin("web1", "web2"))
     plan = simple_plan(server.url, threads=4, loops=None, duration_s=30, think_s=0.01)
     with engine.start(plan, workers=workers) as run:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            served = [s.served_by for s in run.seconds()]
-            if sum(counts.get("web1", 0) for counts in served) > 20:
-                break
-            time.sleep(0.05)
+        assert wait_until(lambda: sum(s.served_by.get("web1", 0) for s in run.seconds()) > 20, 60, 0.05), (
+            "web1's requests never showed in the series"
+        )
         assert not run.done
         run.stop()
         result = run.wait(timeout_s=10)
     assert result.interrupted
-    assert result.elapsed_s < 10
+    assert result.elapsed_s < 30, "stopped, not run for its 30 s"
     seconds = run.seconds()
     total = result.stats.total()
     assert sum(s.requests for s in seconds) == total.count > 20
@@ -55,9 +52,10 @@ def test_wait_with_a_timeout_says_the_run_goes_on(serve: Serve) -> None:
 def test_nothing_listening_stops_after_the_first_second(free_port: int) -> None:
     """Every connection refused during the first second: the run stops there and says so."""
     plan = simple_plan(f"http://127.0.0.1:{free_port}/", threads=2, loops=None, duration_s=20)
-    began = time.monotonic()
     result = engine.run(plan, workers=1)
-    assert time.monotonic() - began < 2.0
+    # Stopped after the first second, not run for its 20 (a bound on behaviour with room for a busy
+    # machine, not a speed measurement).
+    assert result.elapsed_s < 10
     assert result.nothing_listening
     assert result.stats.total().error_kinds.keys() == {"refused"}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from relevo.errors import ProviderError, RelevoError
 from relevo.files import tail
 from relevo.lock import cluster_lock
 from relevo.model import Endpoint, Temperature, Topology
+from relevo.polling import wait_until
 from relevo.preflight import check_listeners
 from relevo.progress import Progress
 from relevo.providers.base import NodeState
@@ -191,18 +191,19 @@ def wait_for_serving(cluster: Cluster, topology: Topology, timeout_s: float = UP
     """Wait until HAProxy sees, for every primary, it or its standby UP: after a failover a primary in
     maint with its standby serving is a cluster at full capacity."""
     standby_of = {n.standby_for: n.name for n in topology.standbys}
-    deadline = time.monotonic() + timeout_s
     seen: dict[str, str] = {}
 
     def served(primary: str) -> bool:
         return seen.get(primary) == "UP" or seen.get(standby_of.get(primary, ""), "") == "UP"
 
-    primaries = [n.name for n in topology.primaries]
-    while time.monotonic() < deadline:
+    def all_served() -> bool:
+        nonlocal seen
         seen = {name: stat.health for name, stat in cluster.haproxy_servers().items()}
-        if all(served(name) for name in primaries):
-            return
-        time.sleep(0.05)
+        return all(served(name) for name in primaries)
+
+    primaries = [n.name for n in topology.primaries]
+    if wait_until(all_served, timeout_s, 0.05):
+        return
     not_up = ", ".join(f"{name} is {seen.get(name, 'unknown')}" for name in primaries if not served(name))
     raise BringUpError(
         f"HAProxy did not see every primary (or its standby) UP within {timeout_s:g}s: {not_up}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from relevo import anchor
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir
 from relevo.paths import StatePaths
+from relevo.polling import wait_until
 from relevo.procs import command_line
 
 POLL_S = 0.02
@@ -71,15 +71,19 @@ def hold(
 ) -> Iterator[HeldLock]:
     """Hold the exclusive lock at `path` (created 0600 when missing, never through a symbolic link),
     waiting up to `wait_s` for another holder; raises LockBusyError naming the holder."""
-    deadline = time.monotonic() + wait_s
-    while True:
+    taken: list[HeldLock] = []
+
+    def locked_or_cancelled() -> bool:
         held = _try(path)
         if held is not None:
-            break
-        if time.monotonic() >= deadline or cancelled():
-            shown = anchor.real(path)
-            raise LockBusyError(f"{what}: {describe_holder(path)} (lock {shown}); try again when it is done")
-        time.sleep(POLL_S)
+            taken.append(held)
+            return True
+        return cancelled()
+
+    if not wait_until(locked_or_cancelled, wait_s, POLL_S) or not taken:
+        shown = anchor.real(path)
+        raise LockBusyError(f"{what}: {describe_holder(path)} (lock {shown}); try again when it is done")
+    held = taken[0]
     try:
         yield held
     finally:

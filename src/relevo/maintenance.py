@@ -9,7 +9,6 @@ it back in service (READY), which ends the maintenance: the controller then fail
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from relevo.cluster import Cluster
@@ -20,6 +19,7 @@ from relevo.errors import RelevoError, RuntimeAPIError
 from relevo.haproxy.runtime import AdminState, Health
 from relevo.lifecycle import locked_start, locked_stop
 from relevo.model import Role, StandbyMode, Topology
+from relevo.polling import wait_until
 from relevo.progress import Progress
 from relevo.providers.base import NodeState
 
@@ -50,15 +50,13 @@ def _admin(cluster: Cluster) -> dict[str, tuple[AdminState, bool]]:
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def holds() -> bool:
         try:
-            if condition():
-                return True
+            return condition()
         except RuntimeAPIError:
-            pass  # HAProxy busy for a moment: ask again
-        time.sleep(POLL_S)
-    return False
+            return False  # HAProxy busy for a moment: ask again
+
+    return wait_until(holds, timeout_s, POLL_S)
 
 
 def stop_node(topology: Topology, node: str, *, progress: Progress = _quiet) -> None:

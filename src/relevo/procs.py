@@ -10,11 +10,11 @@ import contextlib
 import json
 import os
 import signal
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from relevo.files import ensure_dir, open_nofollow, write_atomic
+from relevo.polling import wait_until
 
 PROC = Path("/proc")
 
@@ -200,13 +200,12 @@ def reap_children() -> None:
 def wait_gone(record: ProcessRecord, timeout_s: float) -> bool:
     """Wait until the leader and every proven member of its group have exited; True if they did within
     the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         reap_children()
-        if not is_ours(record) and not proven_members(record):
-            return True
-        time.sleep(0.005)
-    return False
+        return not is_ours(record) and not proven_members(record)
+
+    return wait_until(gone, timeout_s, 0.005)
 
 
 def stop_group(

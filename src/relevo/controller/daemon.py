@@ -37,6 +37,7 @@ from relevo.haproxy.runtime import RuntimeAPI
 from relevo.lock import HeldLock
 from relevo.model import Topology
 from relevo.paths import StatePaths
+from relevo.polling import wait_until
 from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children, signal_pending
 from relevo.providers.base import HoldsVip
 from relevo.services.haproxy import runtime_sockets
@@ -386,12 +387,16 @@ def start_background(topology: Topology) -> int:
 
 def _start_service(unit: str, paths: StatePaths) -> int:
     service.start(unit)
-    deadline = time.monotonic() + START_WAIT_S
-    while time.monotonic() < deadline:
+    holders: list[int] = []
+
+    def locked() -> bool:
         holder = lock_holder(paths.controller_lock)
         if holder is not None:
-            return holder
-        time.sleep(0.02)
+            holders.append(holder)
+        return holder is not None
+
+    if wait_until(locked, START_WAIT_S, 0.02):
+        return holders[-1]
     pid = service.main_pid(unit)
     if pid is not None:
         return pid  # slow to start (an emulated VM), but alive: it takes the lock when it can
@@ -458,12 +463,7 @@ def _dying(pid: int) -> bool:
 
 
 def _wait_unlocked(lock: Path, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while lock_holder(lock) is not None:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return wait_until(lambda: lock_holder(lock) is None, timeout_s, 0.02)
 
 
 def _wait_gone(record: ProcessRecord, lock: Path, timeout_s: float) -> bool:
@@ -564,11 +564,8 @@ def apply_edits(topology: Topology) -> list[str]:
     structural = any(c.startswith(("nodes.", "balancer")) for c in changes) or topology.source is None
     if not structural:
         os.kill(record.pid, signal.SIGHUP)
-        deadline = time.monotonic() + RELOAD_WAIT_S
-        while time.monotonic() < deadline:
-            if _read_state(paths).get("settings") == wanted:
-                return [f"reloaded: {change}" for change in changes]
-            time.sleep(0.05)
+        if wait_until(lambda: _read_state(paths).get("settings") == wanted, RELOAD_WAIT_S, 0.05):
+            return [f"reloaded: {change}" for change in changes]
     stop_background(topology)
     return [f"restarted: {change}" for change in changes]
 

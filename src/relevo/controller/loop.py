@@ -44,6 +44,7 @@ from relevo.controller.vip import VipSeen, follow
 from relevo.files import open_nofollow, write_atomic
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Temperature, Topology
+from relevo.polling import wait_until
 from relevo.providers.base import BulkStatus, Fault, Nodes, NodeState
 
 LOG = logging.getLogger("relevo.controller")
@@ -760,10 +761,10 @@ class Controller:
                 self.observer.on_tick(self.clock() - began, self.last_snapshot)
             if reload is not None and (edited := reload()) is not None:
                 self.reload(edited)
-            deadline = began + self.next_tick_s()
-            while not stop.is_set() and (left := deadline - self.clock()) > 0:
-                if self.wake.wait(min(SLEEP_SLICE_S, left)):
-                    break  # a death heard, or a provider action done: tick now
+            # Until the next tick is due, or at once on a death heard or a provider action done.
+            left = began + self.next_tick_s() - self.clock()
+            woken = lambda: stop.is_set() or self.wake.is_set()  # noqa: E731
+            wait_until(woken, left, SLEEP_SLICE_S, clock=self.clock, sleep=self.wake.wait)
         self.runner.close()
         if self.sources is not None:
             self.sources.close()

@@ -23,6 +23,7 @@ from relevo.files import StateWriteError, claim_state_dir, ensure_dir, read_or_e
 from relevo.model import Endpoint, Node, Topology
 from relevo.paths import StatePaths
 from relevo.pidwatch import PidWatch, pidfd_supported
+from relevo.polling import wait_until
 from relevo.procs import (
     ProcessRecord,
     group_members,
@@ -388,23 +389,25 @@ class LocalProvider:
     def _adopt(self, node: str, expected: Expected, *, log: Path | None) -> None:
         """Wait for the daemon's pid file, then record the process as ours. A record that cannot be
         written (a full disk) stops the process again: nothing runs unrecorded past this call."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        text = ""
+
+        def written() -> bool:
+            nonlocal text
             text = read_or_empty(expected.pid_file).strip()
-            if text.isdigit():
-                # Apache may bind its port after detaching: a parent that is gone at once failed to start.
-                time.sleep(0.05)
-                try:
-                    record = self.records.adopt(node, expected)
-                except StateWriteError:
-                    orphan = ProcessRecord.of(int(text), config=str(expected.config))
-                    if orphan is not None and orphan.names(exe=expected.exe, config=expected.config):
-                        stop_group(orphan, timeout_s=STOP_TIMEOUT_S)
-                    raise
-                if record is None:
-                    break
+            return text.isdigit()
+
+        if wait_until(written, START_TIMEOUT_S, 0.02):
+            # Apache may bind its port after detaching: a parent that is gone at once failed to start.
+            time.sleep(0.05)
+            try:
+                record = self.records.adopt(node, expected)
+            except StateWriteError:
+                orphan = ProcessRecord.of(int(text), config=str(expected.config))
+                if orphan is not None and orphan.names(exe=expected.exe, config=expected.config):
+                    stop_group(orphan, timeout_s=STOP_TIMEOUT_S)
+                raise
+            if record is not None:
                 return
-            time.sleep(0.02)
         output = tail(log) if log else ""
         raise ProviderError(f"{node} did not start", output=output)
 
@@ -432,9 +435,7 @@ class LocalProvider:
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(condition, timeout_s, 0.005)
 
 
 class PidfdWatch:

@@ -10,8 +10,6 @@ is started again when the scenario wants it.
 
 from __future__ import annotations
 
-import time
-
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller import daemon
@@ -19,6 +17,7 @@ from relevo.errors import ProviderError, RelevoError
 from relevo.haproxy.runtime import AdminState
 from relevo.lock import cluster_lock
 from relevo.model import Temperature, Topology
+from relevo.polling import wait_until
 from relevo.providers.base import Fault, NodeState
 from relevo.scenarios.model import Setup
 
@@ -78,37 +77,37 @@ def _set_nodes(cluster: Cluster, setup: Setup) -> None:
 
 def _admin_states(cluster: Cluster, in_rotation: set[str]) -> None:
     backend = cluster.topology.balancer.BACKEND
-    deadline = time.monotonic() + lifecycle.UP_TIMEOUT_S
-    while True:
+    error: list[RelevoError] = []
+
+    def set_all() -> bool:
         try:
             for node in cluster.topology.nodes:
                 wanted = AdminState.READY if node.name in in_rotation else AdminState.MAINT
                 cluster.runtime.set_state(backend, node.name, wanted)
-            return
-        except RelevoError:
+        except RelevoError as exc:
             # HAProxy just (re)started: its Runtime API socket may not answer for a moment.
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            error[:] = [exc]
+            return False
+        return True
+
+    if not wait_until(set_all, lifecycle.UP_TIMEOUT_S, 0.05):
+        raise error[0]
 
 
 def _wait_up(cluster: Cluster, servers: list[str]) -> None:
     """Until HAProxy sees each of `servers` UP (its own checks: `rise` of them after a start)."""
-    deadline = time.monotonic() + lifecycle.UP_TIMEOUT_S
     seen: dict[str, str] = {}
-    while True:
+
+    def all_up() -> bool:
+        nonlocal seen
         seen = {name: stat.health for name, stat in cluster.haproxy_servers().items()}
-        if all(seen.get(name) == "UP" for name in servers):
-            return
-        if time.monotonic() > deadline:
-            late = ", ".join(f"{n} is {seen.get(n, 'unknown')}" for n in servers if seen.get(n) != "UP")
-            raise ProviderError(f"HAProxy did not see every server of the scenario UP: {late}")
-        time.sleep(0.05)
+        return all(seen.get(name) == "UP" for name in servers)
+
+    if not wait_until(all_up, lifecycle.UP_TIMEOUT_S, 0.05):
+        late = ", ".join(f"{n} is {seen.get(n, 'unknown')}" for n in servers if seen.get(n) != "UP")
+        raise ProviderError(f"HAProxy did not see every server of the scenario UP: {late}")
 
 
 def _wait_ticking(topology: Topology) -> None:
-    deadline = time.monotonic() + CONTROLLER_READY_S
-    while not daemon.controller_status(topology).get("ticking"):
-        if time.monotonic() > deadline:
-            raise ProviderError("the failover controller did not start ticking")
-        time.sleep(0.05)
+    if not wait_until(lambda: daemon.controller_status(topology).get("ticking"), CONTROLLER_READY_S, 0.05):
+        raise ProviderError("the failover controller did not start ticking")

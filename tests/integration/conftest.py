@@ -24,8 +24,12 @@ from relevo.procs import ProcessRecord, group_members
 from relevo.providers.base import NodeState
 from relevo.topology import load_topology
 
-# Each cluster gets its own 127.X.Y.0/24, so a cluster left behind by a crashed run never clashes.
-_networks = itertools.count((os.getpid() % 200) * 50)
+# Each cluster gets its own 127.X.Y.0/24, so a cluster left behind by a crashed run never clashes. Under
+# pytest-xdist each worker (gw0, gw1, ...) takes a block of its own beside its session's: two workers of
+# one run never share a network, whatever their pids.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_SLOT = (os.getppid() % 25) * 8 + int(_WORKER[2:]) % 8 if _WORKER.startswith("gw") else os.getpid() % 200
+_networks = itertools.count(_SLOT * 50)
 
 SEED_NODES = """
 nodes:

@@ -108,19 +108,17 @@ def haproxy_marked_down(running: RunningCluster) -> dict[str, int]:
 
 
 def test_seed_benchmark_fails_over_nothing(warm_controlled):
-    """The seed's own load (`relevo bench --threads 1000 --loops 50 --ramp-up 1s`) three times, then an
-    open-loop run at the median throughput they measured (the cluster's capacity), against a healthy
-    cluster with warm standbys: no closed-loop request fails, the journal shows no node declared down and
-    no failover, and HAProxy marked no server down (its `observe layer4` is not fooled by load)."""
+    """The seed's own load (`relevo bench --threads 1000 --loops 50 --ramp-up 1s`), then an open-loop
+    run at the throughput it measured (the cluster's capacity), against a healthy cluster with warm
+    standbys: no closed-loop request fails, the journal shows no node declared down and no failover, and
+    HAProxy marked no server down (its `observe layer4` is not fooled by load). One closed-loop run
+    proves it (benchmarks/seed_load.py repeats it to measure)."""
     source = warm_controlled.topology.source
     assert source is not None
-    throughputs = []
-    for run in range(3):
-        report = bench(source, *SEED_BENCH)
-        assert report["samples"] == 50_000
-        assert report["errors"] == 0, f"run {run}: {report['errors_by_kind']}"
-        throughputs.append(float(str(report["throughput_rps"])))
-    capacity = sorted(throughputs)[1]
+    report = bench(source, *SEED_BENCH)
+    assert report["samples"] == 50_000
+    assert report["errors"] == 0, str(report["errors_by_kind"])
+    capacity = float(str(report["throughput_rps"]))
     bench(source, "--rate", f"{capacity:.0f}", "--duration", "5s", "--threads", "1000")
     downs = [e for e in events_of(warm_controlled, "health") if e["to"] == "down"]
     assert downs == [], "a healthy node was declared down" + diagnose(warm_controlled)

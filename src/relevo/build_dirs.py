@@ -35,12 +35,17 @@ def mounts_below(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
+def unmount_below(path: Path, umount: str = "umount") -> None:
+    """Lazily unmount every file system mounted under `path`, deepest first."""
+    for mount_point in mounts_below(path):
+        subprocess.run([umount, "--lazy", str(mount_point)], check=False, timeout=30, capture_output=True)
+
+
 def remove_tree(path: Path) -> None:
     """Remove a build directory, never following into a file system still mounted inside it."""
     if not path.exists():
         return
-    for mount_point in mounts_below(path):
-        subprocess.run(["umount", "--lazy", str(mount_point)], check=False, timeout=30, capture_output=True)
+    unmount_below(path)
     if mounts_below(path):
         raise RelevoError(f"{path} still has file systems mounted inside; unmount them and remove it by hand")
     shutil.rmtree(path)

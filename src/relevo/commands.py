@@ -38,10 +38,12 @@ def tool(name: str, package: str) -> str:
 
 
 def run(
-    command: list[str], *, timeout_s: float = 30.0, what: str, state_dir: Path | None = None
+    command: list[str], *, timeout_s: float = 30.0, what: str | None = None, state_dir: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion; a non-zero exit or a timeout becomes a ProviderError. With a claimed
-    `state_dir`, the command (and a daemon it becomes) has that directory at anchor.DAEMON_FD."""
+    """Run a command to completion; a non-zero exit or a timeout becomes a ProviderError naming `what`
+    (by default the program). With a claimed `state_dir`, the command (and a daemon it becomes) has that
+    directory at anchor.DAEMON_FD."""
+    what = what or Path(command[0]).name
     fd = anchor.descriptor(state_dir) if state_dir is not None else None
     try:
         if fd is not None:

@@ -12,22 +12,21 @@ looked for: the loop device maps the partition's byte range of the disk file dir
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from relevo.build_dirs import cache_dir, mounts_below
+from relevo import commands
+from relevo.build_dirs import cache_dir, remove_tree, unmount_below
 from relevo.commands import run_streaming, tool
-from relevo.errors import MissingToolError, ProviderError, RelevoError
+from relevo.errors import MissingToolError, RelevoError
 from relevo.progress import Progress
 from relevo.vagrant import box_files as files
 
@@ -112,20 +111,8 @@ def boxes_cache_dir() -> Path:
 
 
 def run(argv: list[str], *, timeout_s: float = STEP_TIMEOUT_S) -> str:
-    """Run `argv` (a list, never a shell line) and return its stdout; a failure names the command."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise ProviderError(
-            f"{Path(argv[0]).name} took longer than {timeout_s:.0f} s", command=argv
-        ) from None
-    if done.returncode != 0:
-        raise ProviderError(
-            f"{Path(argv[0]).name} failed (exit {done.returncode})",
-            command=argv,
-            output=done.stderr + done.stdout,
-        )
-    return done.stdout
+    """One step of the build (`commands.run`, with the build's step timeout): its stdout."""
+    return commands.run(argv, timeout_s=timeout_s).stdout
 
 
 def mbr_partition_table(disk_bytes: int) -> bytes:
@@ -220,7 +207,7 @@ def build_box(
         run([tools["tar"], "-C", str(workdir), "-cf", str(partial), *members])
         partial.replace(target)
     finally:
-        _remove_build_dir(workdir)
+        remove_tree(workdir)
     size = target.stat().st_size
     progress(f"built {target} ({size / 1e6:.0f} MB)")
     return BuiltBox(target, False, time.monotonic() - started, size, recipe.key())
@@ -247,7 +234,7 @@ def _fill_disk(
             run([str(root / "usr/bin/extlinux"), "--install", str(root / "boot/extlinux")])
             mbr = (root / "usr/lib/syslinux/mbr/mbr.bin").read_bytes()
         finally:
-            _unmount_below(root, tools["umount"])
+            unmount_below(root, tools["umount"])
             run([tools["umount"], str(root)])
     finally:
         run([tools["losetup"], "--detach", loop])
@@ -313,18 +300,3 @@ def _empty_dir(path: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
-
-
-def _unmount_below(path: Path, umount: str) -> None:
-    for mount_point in mounts_below(path):
-        subprocess.run([umount, "--lazy", str(mount_point)], check=False, timeout=30, capture_output=True)
-
-
-def _remove_build_dir(workdir: Path) -> None:
-    """Remove a build directory; a root file system still mounted inside is unmounted first and never
-    deleted through."""
-    with contextlib.suppress(FileNotFoundError):
-        _unmount_below(workdir, "umount")
-        if mounts_below(workdir):
-            raise RelevoError(f"{workdir} still has file systems mounted inside; unmount them and remove it")
-        shutil.rmtree(workdir)

@@ -22,7 +22,7 @@ from relevo.errors import ProviderError
 from relevo.lxd.build import BuiltImage, build_image
 from relevo.lxd.client import LXDClient
 from relevo.lxd.errors import LXDUnreachableError
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_WAIT_S = 600.0
@@ -56,7 +56,7 @@ def tier_lock() -> Iterator[None]:
 
 def _answers() -> bool:
     try:
-        LXDClient(Endpoint.local(timeout_s=5)).server()
+        LXDClient(APIEndpoint.local(timeout_s=5)).server()
     except LXDUnreachableError:
         return False
     return True
@@ -98,7 +98,7 @@ def lxd(tier_lock: None) -> Iterator[LXDClient]:
     try:
         if started.returncode != 0:
             pytest.fail(f"scripts/lxd-daemon start failed:\n{started.stderr}")
-        yield LXDClient(Endpoint.local())
+        yield LXDClient(APIEndpoint.local())
     finally:
         if pidfile.exists():
             subprocess.run([str(REPO / "scripts/lxd-daemon"), "stop", str(pidfile)], timeout=60, check=False)

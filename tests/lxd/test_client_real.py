@@ -20,7 +20,7 @@ from relevo.lxd.build import BuiltImage, import_image
 from relevo.lxd.client import LXDClient, proxy_device
 from relevo.lxd.errors import LXDError, LXDForbiddenError, LXDNotFoundError, LXDUnreachableError
 from relevo.lxd.network import free_subnet, isolated_bridge
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
@@ -172,7 +172,7 @@ def test_the_same_daemon_as_an_https_remote_with_a_pinned_certificate(
         local.update_server_config({"core.https_address": f"127.0.0.1:{port}"})
         undo.append(lambda: local.update_server_config({"core.https_address": previous}))
         url = f"https://127.0.0.1:{port}"
-        remote = LXDClient(Endpoint(url=url, client_cert=cert, client_key=key, server_cert=server_cert))
+        remote = LXDClient(APIEndpoint(url=url, client_cert=cert, client_key=key, server_cert=server_cert))
         assert remote.server()["auth"] == "untrusted"
         with pytest.raises(LXDForbiddenError, match="lxc config trust add"):
             remote.instances()
@@ -182,6 +182,6 @@ def test_the_same_daemon_as_an_https_remote_with_a_pinned_certificate(
         assert remote.server()["auth"] == "trusted"
         assert [i.name for i in remote.instances()] == [i.name for i in local.instances()]
 
-        impostor = LXDClient(Endpoint(url=url, client_cert=cert, client_key=key, server_cert=cert))
+        impostor = LXDClient(APIEndpoint(url=url, client_cert=cert, client_key=key, server_cert=cert))
         with pytest.raises(LXDUnreachableError, match="not the pinned one"):
             impostor.server()

@@ -32,7 +32,7 @@ BACKLOG_MAX = 100_000
 
 
 class DriverHost(Protocol):
-    """What the drivers use of the worker that runs them (`worker.Runner`; a protocol, so the drivers
+    """What the drivers use of the worker that runs them (`worker.Worker`; a protocol, so the drivers
     never import the worker): its loop and clocks, where samples are recorded, the connections it owns,
     and where users report their lives."""
 

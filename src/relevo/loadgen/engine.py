@@ -53,7 +53,7 @@ from relevo.loadgen.plan import Plan
 from relevo.loadgen.shares import split, useful_workers
 from relevo.loadgen.stats import RunStats, TimeSeries
 from relevo.loadgen.worker import (
-    Runner,
+    Worker,
     WorkerJob,
     WorkerResult,
     counters_stride,
@@ -207,7 +207,7 @@ class LoadRun:
         self._result: RunResult | None = None
         self._error: BaseException | None = None
         self._stops = 0
-        self._runner: Runner | None = None  # one worker: its runner, on the loop of our thread
+        self._runner: Worker | None = None  # one worker: its runner, on the loop of our thread
         self._links: dict[MpConnection, multiprocessing.process.BaseProcess] = {}
         self._results: list[WorkerResult] = []
         if count == 1:
@@ -316,7 +316,7 @@ class LoadRun:
         finally:
             self._done.set()
 
-    def _attach(self, runner: Runner) -> None:
+    def _attach(self, runner: Worker) -> None:
         """The in-process worker's runner exists: a stop asked for before now is passed on."""
         with self._lock:
             self._runner = runner

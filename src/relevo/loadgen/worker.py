@@ -74,7 +74,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return factory
 
 
-class Runner:
+class Worker:
     """Owns one worker's connections, users, recorder and the periodic timeout sweep."""
 
     def __init__(
@@ -325,12 +325,12 @@ async def run_job(
     counters: MutableSequence[int],
     control: MpConnection | None = None,
     on_series: SeriesCallback | None = None,
-    on_start: Callable[[Runner], None] | None = None,
+    on_start: Callable[[Worker], None] | None = None,
 ) -> WorkerResult:
     """Run a share to its end. A message on `control` (the parent's pipe; a worker process), or
-    `Runner.stop` called on the loop (given by `on_start`; a worker in the parent), stops it early: the
+    `Worker.stop` called on the loop (given by `on_start`; a worker in the parent), stops it early: the
     first stops sending, a second cuts off."""
-    runner = Runner(
+    runner = Worker(
         job,
         t0_ns=t0_ns,
         epoch_delta_ns=epoch_delta_ns,

@@ -26,7 +26,7 @@ from relevo.lxd.errors import (
     LXDUnreachableError,
     error_for_status,
 )
-from relevo.lxd.transport import Endpoint, certificate_fingerprint
+from relevo.lxd.transport import APIEndpoint, certificate_fingerprint
 from relevo.safe_open import open_binary
 
 OPERATION_TIMEOUT_S = 60.0
@@ -96,8 +96,8 @@ def proxy_device(listen: str, connect: str, *, bind: str = "host", **options: st
 
 
 class LXDClient:
-    def __init__(self, endpoint: Endpoint | None = None) -> None:
-        self.endpoint = endpoint or Endpoint.local()
+    def __init__(self, endpoint: APIEndpoint | None = None) -> None:
+        self.endpoint = endpoint or APIEndpoint.local()
 
     # --- the one request function -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relevo.lxd.errors import LXDUnreachableError
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 HANDSHAKE_TIMEOUT_S = 5.0
 MAX_HEADER_BYTES = 64 * 1024
@@ -66,7 +66,7 @@ def lifecycle(message: dict[str, Any]) -> Lifecycle | None:
     return Lifecycle(action=str(metadata.get("action") or ""), name=name, project=project)
 
 
-def connect_socket(endpoint: Endpoint, timeout_s: float) -> Socket:
+def connect_socket(endpoint: APIEndpoint, timeout_s: float) -> Socket:
     """A socket connected to the daemon (TLS pinned for a remote), as the REST client connects."""
     conn = endpoint.connect(timeout_s)
     sock = conn.sock
@@ -82,10 +82,10 @@ class EventStream:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: APIEndpoint,
         *,
         types: tuple[str, ...] = ("lifecycle",),
-        connect: Callable[[Endpoint, float], Socket] = connect_socket,
+        connect: Callable[[APIEndpoint, float], Socket] = connect_socket,
     ) -> None:
         self.endpoint = endpoint
         self._sock = connect(endpoint, HANDSHAKE_TIMEOUT_S)

@@ -12,7 +12,7 @@ import yaml
 
 from relevo.errors import ProviderError
 from relevo.files import open_nofollow
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 
 def lxc_config_dir() -> Path:
@@ -20,10 +20,10 @@ def lxc_config_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".config" / "lxc"
 
 
-def endpoint_for(remote: str | None, project: str | None = None) -> Endpoint:
-    """The Endpoint for `remote` (None or "local": the local socket), scoped to `project`."""
+def endpoint_for(remote: str | None, project: str | None = None) -> APIEndpoint:
+    """The APIEndpoint for `remote` (None or "local": the local socket), scoped to `project`."""
     if remote in (None, "local"):
-        return Endpoint.local(project=project)
+        return APIEndpoint.local(project=project)
     directory = lxc_config_dir()
     config_file = directory / "config.yml"
     try:
@@ -45,7 +45,7 @@ def endpoint_for(remote: str | None, project: str | None = None) -> Endpoint:
     for needed in (server_cert, client_cert, client_key):
         if not needed.is_file():
             raise ProviderError(f"LXD remote {remote!r}: {needed} is missing (`lxc remote add` writes it)")
-    return Endpoint(
+    return APIEndpoint(
         url=address,
         client_cert=client_cert,
         client_key=client_key,

@@ -34,7 +34,7 @@ Flavour = Literal["lxd", "incus"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Endpoint:
+class APIEndpoint:
     """One LXD daemon: either `socket_path` or `url` (https://HOST:PORT) with the client's certificate and
     key and the server certificate to pin. `project` scopes every call; `flavour` picks the header names
     (Incus renamed X-LXD-* to X-Incus-*)."""
@@ -55,7 +55,7 @@ class Endpoint:
         *,
         project: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-    ) -> Endpoint:
+    ) -> APIEndpoint:
         """The local daemon: `socket_path`, else $LXD_DIR/unix.socket (LXD's API), else
         $INCUS_DIR/unix.socket (Incus's), else the first socket that exists among snap's, Debian's and
         Incus's. The API flavour follows the daemon: Incus for INCUS_DIR or a path naming incus."""
@@ -78,7 +78,7 @@ class Endpoint:
         elif self.url is not None:
             conn = _pinned_https(self, timeout_s)
         else:
-            raise ValueError("an Endpoint needs socket_path or url")
+            raise ValueError("an APIEndpoint needs socket_path or url")
         try:
             conn.connect()
         except LXDUnreachableError:
@@ -160,7 +160,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             )
 
 
-def _pinned_https(endpoint: Endpoint, timeout_s: float) -> _PinnedHTTPSConnection:
+def _pinned_https(endpoint: APIEndpoint, timeout_s: float) -> _PinnedHTTPSConnection:
     assert endpoint.url is not None
     if not endpoint.url.startswith("https://"):
         raise ValueError(f"an LXD remote is https://HOST:PORT, not {endpoint.url!r}")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from relevo.lxd.errors import LXDError
 from relevo.lxd.events import EventStream, lifecycle
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 from relevo.providers.base import NodeEvent, NodeState
 
 RECONNECT_S = 0.5
@@ -26,10 +26,10 @@ ACTIONS: dict[str, NodeState] = {
     "instance-started": NodeState.RUNNING,
 }
 
-Opener = Callable[[Endpoint], EventStream]
+Opener = Callable[[APIEndpoint], EventStream]
 
 
-def _open(endpoint: Endpoint) -> EventStream:
+def _open(endpoint: APIEndpoint) -> EventStream:
     return EventStream(endpoint)
 
 
@@ -38,7 +38,7 @@ class LifecycleWatch:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: APIEndpoint,
         names: Mapping[str, str],
         *,
         opener: Opener = _open,

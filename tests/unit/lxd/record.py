@@ -24,7 +24,7 @@ from typing import Any
 
 from relevo.lxd.client import LXDClient, proxy_device
 from relevo.lxd.errors import LXDError
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEEP_HEADERS = ("ETag", "Content-Type")
@@ -95,7 +95,7 @@ def main(tarball: Path) -> None:
     assert real.endpoint.socket_path is not None
     with tempfile.TemporaryDirectory() as tmp:
         rec = Recorder(real.endpoint.socket_path, Path(tmp) / "rec.socket")
-        c = LXDClient(Endpoint(socket_path=Path(tmp) / "rec.socket"))
+        c = LXDClient(APIEndpoint(socket_path=Path(tmp) / "rec.socket"))
         net, prof, name = "relevorec0", "relevo-rec", "relevo-rec1"
         fingerprint = ""
         try:

@@ -24,7 +24,7 @@ from relevo.lxd.errors import (
     LXDTimeoutError,
     LXDUnreachableError,
 )
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 from .fake_lxd import FakeLXD, fixture
 
@@ -42,7 +42,7 @@ def serve() -> Iterator[Serve]:
         path = Path(tmp.name) / f"s{len(fakes)}"
         fake = FakeLXD(path, exchanges)
         fakes.append(fake)
-        return LXDClient(Endpoint(socket_path=path, **endpoint)), fake
+        return LXDClient(APIEndpoint(socket_path=path, **endpoint)), fake
 
     try:
         yield start
@@ -272,7 +272,7 @@ def test_names_cannot_reach_another_endpoint(serve: Serve) -> None:
 
 def test_no_socket_says_how_to_start_lxd(tmp_path: Path) -> None:
     """A missing socket is LXDUnreachableError naming the socket and how to start the daemon."""
-    client = LXDClient(Endpoint(socket_path=tmp_path / "missing.socket"))
+    client = LXDClient(APIEndpoint(socket_path=tmp_path / "missing.socket"))
     with pytest.raises(LXDUnreachableError, match=r"missing.socket.*lxd-daemon start"):
         client.server()
 
@@ -285,13 +285,13 @@ def test_a_socket_without_permission_says_which_group(tmp_path: Path) -> None:
         server.bind(str(path))
         path.chmod(0)
         with pytest.raises(LXDUnreachableError, match="usermod -aG lxd"):
-            LXDClient(Endpoint(socket_path=path)).server()
+            LXDClient(APIEndpoint(socket_path=path)).server()
 
 
 def test_lxd_dir_picks_the_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """LXD_DIR overrides the usual socket locations, as it does for the lxc command."""
     monkeypatch.setenv("LXD_DIR", str(tmp_path))
-    assert Endpoint.local().socket_path == tmp_path / "unix.socket"
+    assert APIEndpoint.local().socket_path == tmp_path / "unix.socket"
 
 
 def test_incus_dir_picks_incus_s_socket_and_api_flavour(
@@ -300,7 +300,7 @@ def test_incus_dir_picks_incus_s_socket_and_api_flavour(
     """INCUS_DIR (Incus's own variable) picks its socket and Incus's header names; LXD_DIR wins over it."""
     monkeypatch.delenv("LXD_DIR", raising=False)
     monkeypatch.setenv("INCUS_DIR", str(tmp_path))
-    endpoint = Endpoint.local()
+    endpoint = APIEndpoint.local()
     assert (endpoint.socket_path, endpoint.flavour) == (tmp_path / "unix.socket", "incus")
     monkeypatch.setenv("LXD_DIR", str(tmp_path / "lxd"))
-    assert Endpoint.local().flavour == "lxd"
+    assert APIEndpoint.local().flavour == "lxd"

@@ -14,7 +14,7 @@ from relevo import doctor, doctor_addresses
 from relevo.cli import cli
 from relevo.doctor import Check, lxd_checks
 from relevo.lxd.client import LXDClient
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 
 
 def test_a_missing_program_comes_with_its_install_command(
@@ -29,7 +29,7 @@ def test_a_missing_program_comes_with_its_install_command(
 
 def test_no_lxd_daemon_says_how_to_start_one(tmp_path: Path) -> None:
     """When no daemon answers on the socket, the LXD check fails and names scripts/lxd-daemon start."""
-    checks = {c.name: c for c in lxd_checks(LXDClient(Endpoint(socket_path=tmp_path / "none.socket")))}
+    checks = {c.name: c for c in lxd_checks(LXDClient(APIEndpoint(socket_path=tmp_path / "none.socket")))}
     assert not checks["LXD daemon"].ok
     assert checks["LXD daemon"].fix == "sudo scripts/lxd-daemon start"
     assert "storage pool" not in checks  # nothing more can be known without the daemon
@@ -69,7 +69,7 @@ def test_doctor_json_lists_every_check_and_whether_it_counted(monkeypatch: pytes
 class TrustedDaemon:
     """The answers of a daemon that trusts this client and has a pool and one image alias."""
 
-    endpoint = Endpoint(socket_path=Path("/var/lib/lxd/unix.socket"))
+    endpoint = APIEndpoint(socket_path=Path("/var/lib/lxd/unix.socket"))
 
     def server(self) -> dict[str, object]:
         return {"auth": "trusted", "environment": {"server": "lxd", "server_version": "5.0.2"}}

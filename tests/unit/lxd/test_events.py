@@ -12,12 +12,12 @@ import pytest
 
 from relevo.lxd.errors import LXDUnreachableError
 from relevo.lxd.events import EventStream, lifecycle
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 from relevo.providers.base import NodeState
 from relevo.providers.lxd_events import LifecycleWatch
 
 UPGRADED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-ENDPOINT = Endpoint(socket_path=Path("/nonexistent/unix.socket"))
+ENDPOINT = APIEndpoint(socket_path=Path("/nonexistent/unix.socket"))
 
 
 def frame(payload: bytes, opcode: int = 0x1, *, fin: bool = True) -> bytes:
@@ -146,7 +146,7 @@ def test_watch_reconnects_after_a_drop_and_ignores_other_clusters():
     clock = Clock()
     opened: list[Any] = []
 
-    def opener(endpoint: Endpoint) -> EventStream:
+    def opener(endpoint: APIEndpoint) -> EventStream:
         opened.append(endpoint)
         return EventStream(endpoint, connect=lambda _e, _t: socks.pop(0))
 
@@ -169,7 +169,7 @@ def test_watch_survives_a_daemon_that_is_not_there():
     """An unreachable daemon is retried later, never raised to the reading thread."""
     clock = Clock()
 
-    def opener(endpoint: Endpoint) -> EventStream:
+    def opener(endpoint: APIEndpoint) -> EventStream:
         raise LXDUnreachableError("connect", "no daemon answers")
 
     watch = LifecycleWatch(ENDPOINT, {"e7-web1": "web1"}, opener=opener, clock=clock, sleep=clock.sleep)

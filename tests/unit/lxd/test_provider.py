@@ -10,7 +10,7 @@ import pytest
 from relevo.errors import ProviderError, TopologyError
 from relevo.lxd.client import ExecResult, Instance
 from relevo.lxd.errors import LXDNotFoundError
-from relevo.lxd.transport import Endpoint
+from relevo.lxd.transport import APIEndpoint
 from relevo.model import Capacity
 from relevo.providers.base import Fault, Impairment, NodeState
 from relevo.providers.lxd import LXDProvider
@@ -26,7 +26,7 @@ class FakeClient:
 
     def __init__(self, statuses: dict[str, str]) -> None:
         self.statuses = statuses
-        self.endpoint = Endpoint(url="https://far.example:8443")  # not this host's daemon
+        self.endpoint = APIEndpoint(url="https://far.example:8443")  # not this host's daemon
         self.calls: list[tuple[str, ...]] = []
 
     def instances(self) -> list[Instance]:

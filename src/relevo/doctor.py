@@ -11,11 +11,15 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from relevo.commands import SEARCH_PATH
 from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import LXDClient
 from relevo.lxd.errors import LXDError, LXDUnreachableError
+
+if TYPE_CHECKING:
+    from relevo.model import Topology
 
 SUDO = "" if os.geteuid() == 0 else "sudo "
 
@@ -130,3 +134,27 @@ def lxd_checks(client: LXDClient | None = None, *, image: str = DEFAULT_ALIAS) -
 
 def run_checks(*, lxd: bool = True, image: str = DEFAULT_ALIAS) -> list[Check]:
     return local_checks() + (lxd_checks(image=image) if lxd else [])
+
+
+# The groups of machine checks a provider's nodes need, besides `local` (and the topology's own checks).
+PROVIDER_GROUPS = {"lxd": frozenset({"image", "lxd"})}
+
+
+def machine_checks(topology: Topology | None = None) -> list[Check]:
+    """Every machine check; the base image looked for under the alias the topology's LXD nodes use."""
+    if topology is None:
+        return run_checks()
+    return run_checks(image=str(topology.provider_options("lxd").get("image", DEFAULT_ALIAS)))
+
+
+def counted_groups(topology: Topology | None, *, everything: bool | None = None) -> set[str]:
+    """The groups whose failures make `doctor` exit 1: the local checks and the topology's always; those
+    its providers need (the image and LXD ones for LXD nodes); all of them with `everything`, none of the
+    providers' with `everything=False`."""
+    groups = {"local", "topology"}
+    if everything:
+        return groups.union(*PROVIDER_GROUPS.values())
+    if everything is None and topology is not None:
+        for provider in {topology.balancer.provider, *(n.provider for n in topology.nodes)}:
+            groups |= PROVIDER_GROUPS.get(provider, frozenset())
+    return groups

@@ -21,6 +21,7 @@ from relevo.lxd.client import Instance
 from relevo.model import Endpoint
 from relevo.port_holders import describe_holder, holders, listening_inodes
 from relevo.preflight import bind_problem
+from relevo.providers import lxd_doctor
 from relevo.providers.lxd import OWNER_KEY, LXDProvider
 from relevo.topology import parse_topology
 
@@ -111,14 +112,14 @@ def test_a_bridge_subnet_on_a_route_of_this_host_is_refused_with_a_free_one(
     suggest a subnet free here; the cluster's own bridge is not a clash."""
     provider = lxd_provider(tmp_path)
     route = ipaddress.IPv4Network("10.213.240.0/24")
-    monkeypatch.setattr(doctor_addresses, "host_routes", lambda: [(route, "eth7")])
-    monkeypatch.setattr(doctor_addresses, "free_subnet", lambda: ipaddress.IPv4Network("10.213.3.0/24"))
-    check = doctor_addresses._subnet_check(provider, "relevo.yaml")
+    monkeypatch.setattr(lxd_doctor, "host_routes", lambda: [(route, "eth7")])
+    monkeypatch.setattr(lxd_doctor, "free_subnet", lambda: ipaddress.IPv4Network("10.213.3.0/24"))
+    check = lxd_doctor.subnet_check(provider, "relevo.yaml")
     assert not check.ok
     assert check.detail == "10.213.240.0/24 overlaps this host's route to 10.213.240.0/24 (dev eth7)"
     assert check.fix == "set `network: 10.213.3.0/24` in relevo.yaml (free on this host)"
-    monkeypatch.setattr(doctor_addresses, "host_routes", lambda: [(route, provider.network_name)])
-    assert doctor_addresses._subnet_check(provider, "relevo.yaml").ok
+    monkeypatch.setattr(lxd_doctor, "host_routes", lambda: [(route, provider.network_name)])
+    assert lxd_doctor.subnet_check(provider, "relevo.yaml").ok
 
 
 def instance(name: str, owner: str = "", address: str = "") -> Instance:
@@ -141,13 +142,13 @@ def test_names_and_addresses_other_instances_hold_are_named(tmp_path: Path) -> N
         instance("other", address="10.213.240.4"),
         instance("doc-ha1", owner=provider.owner, address="10.213.240.2"),
     ]
-    checks = {c.name: c for c in doctor_addresses._instance_checks(provider, nodes, found, "lxd", "f.yaml")}
+    checks = {c.name: c for c in lxd_doctor.instance_checks(provider, nodes, found, "lxd", "f.yaml")}
     assert not checks["LXD names"].ok
     assert checks["LXD names"].detail.startswith("doc-web1 on lxd already exist")
     assert checks["LXD names"].fix == "lxc delete doc-web1  (or set another `name:` in f.yaml)"
     assert not checks["LXD addresses"].ok
     assert checks["LXD addresses"].detail == "on lxd: 10.213.240.4 (web2) by instance other"
-    clean = doctor_addresses._instance_checks(provider, nodes, found[2:], "lxd", "f.yaml")
+    clean = lxd_doctor.instance_checks(provider, nodes, found[2:], "lxd", "f.yaml")
     assert all(c.ok for c in clean)
 
 
@@ -164,8 +165,35 @@ def test_a_remote_lxc_does_not_know_is_named_once_with_the_command_that_adds_it(
     )
     topology = parse_topology(text, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
     provider = LXDProvider(topology)
-    checks = doctor_addresses.lxd_checks(provider, ["web1", "web2"], "f.yaml")
+    checks = provider.doctor_checks(["web1", "web2"], "f.yaml")
     remotes = [c for c in checks if c.name == "LXD remote"]
     assert len(remotes) == 1 and not remotes[0].ok
     assert "LXD remote 'far'" in remotes[0].detail
     assert remotes[0].fix == "lxc remote add far https://HOST:8443"
+
+
+def test_doctor_asks_each_provider_for_its_checks_and_names_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """doctor_addresses and the doctor command import no provider and test no provider's name: each
+    provider that has checks of its own (`Doctoring`, LXD's here) is asked for them once, with its nodes."""
+    import inspect
+
+    from relevo.cli import doctor as cli_doctor
+    from relevo.providers.base import Doctoring
+
+    for module in (doctor_addresses, cli_doctor):
+        code = inspect.getsource(module)
+        assert "relevo.providers.lxd" not in code and '"lxd"' not in code, module.__name__
+    provider = lxd_provider(tmp_path)
+    assert isinstance(provider, Doctoring)
+    asked: list[tuple[str, ...]] = []
+
+    def record(nodes, where):
+        asked.append(tuple(nodes))
+        return []
+
+    provider.doctor_checks = record  # type: ignore[method-assign]
+    monkeypatch.setattr(doctor_addresses.Cluster, "provider_for", lambda self, node: provider)
+    doctor_addresses.topology_checks(provider.topology)
+    assert asked == [tuple(provider.topology.node_names)]

@@ -17,13 +17,13 @@ WIDTH = 80
 @file_option
 @click.option(
     "--lxd/--no-lxd",
-    "lxd",
+    "everything",
     default=None,
     help="Count the LXD checks in the exit status (default: when the topology's provider is lxd).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout.")
 @click.pass_context
-def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
+def doctor(ctx: click.Context, everything: bool | None, as_json: bool) -> None:
     """Check HAProxy and Apache, the image build tools, and LXD: the daemon, this user's access to it,
     a storage pool and the base image; and the topology's addresses and ports: each one relevo would
     listen on is free (else which process holds it), and for LXD the bridge's subnet, the containers'
@@ -33,21 +33,18 @@ def doctor(ctx: click.Context, lxd: bool | None, as_json: bool) -> None:
     missing (the LXD checks count with --lxd or `provider: lxd`), else 0.
     """
     from relevo import doctor_addresses
-    from relevo.doctor import Check, run_checks
-    from relevo.lxd.build import DEFAULT_ALIAS
+    from relevo.doctor import Check, counted_groups, machine_checks
 
     try:
         topology = get_topology(ctx)
     except RelevoError as exc:
-        checks = run_checks()
+        checks = machine_checks()
         checks.append(Check(name="topology", ok=False, detail=str(exc).splitlines()[0], group="local"))
-        providers = set()
+        counted = counted_groups(None, everything=everything)
     else:
-        providers = {topology.balancer.provider, *(n.provider for n in topology.nodes)}
-        checks = run_checks(image=str(topology.provider_options("lxd").get("image", DEFAULT_ALIAS)))
-        checks += doctor_addresses.topology_checks(topology)
-    wants_lxd = lxd if lxd is not None else "lxd" in providers
-    counted = {"local", "topology", "image", "lxd"} if wants_lxd else {"local", "topology"}
+        # The providers' own checks of the topology come through doctor_addresses (each provider's).
+        checks = machine_checks(topology) + doctor_addresses.topology_checks(topology)
+        counted = counted_groups(topology, everything=everything)
     failed = [c for c in checks if not c.ok and c.group in counted]
     if as_json:
         print_json(

@@ -176,6 +176,26 @@ class Impairing(Protocol):
         """Undo every lasting fault recorded for this cluster, whoever applied it; what was undone."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One of a provider's own checks of a topology on this host (`relevo doctor`): what, whether it holds,
+    and the command or the edit that fixes it."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@runtime_checkable
+class Doctoring(Protocol):
+    """An optional ability: checks of its own for `nodes` before they are made (a bridge subnet that
+    clashes, names or addresses other instances hold); `where` names the topology file for the fixes.
+    Only looks."""
+
+    def doctor_checks(self, nodes: Sequence[str], where: str) -> list[Finding]: ...
+
+
 @runtime_checkable
 class Destroyable(Protocol):
     """An optional ability: remove everything `create` made for the cluster (containers, networks,

@@ -22,8 +22,8 @@ from relevo.lxd.client import Instance, LXDClient
 from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError, LXDOperationError
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
-from relevo.providers import lxd_rules
-from relevo.providers.base import Fault, Impairment, NodeState, OptionsSpec, Problem, Watch
+from relevo.providers import lxd_doctor, lxd_rules
+from relevo.providers.base import Fault, Finding, Impairment, NodeState, OptionsSpec, Problem, Watch
 from relevo.providers.lxd_events import LifecycleWatch
 from relevo.providers.lxd_guest import GuestServices
 from relevo.providers.lxd_host import Created, LXDHost, interfaces_file
@@ -32,6 +32,7 @@ from relevo.providers.lxd_placement import Placement, qualified, split_record
 from relevo.providers.lxd_setup import (
     CPU_PERIOD_MS,
     NIC,
+    OWNER_KEY,
     balancer_nic,
     balancer_proxies,
     base_devices,
@@ -53,7 +54,6 @@ STATES = {
     "Freezing": NodeState.PAUSED,
     "Stopped": NodeState.STOPPED,
 }
-OWNER_KEY = "user.relevo.cluster"
 
 # The container's CFS quota: what capacity.cpu sets and cpu-starve cuts for a span.
 ALLOWANCE = "limits.cpu.allowance"
@@ -241,6 +241,10 @@ class LXDProvider:
         if starved and instance is not None:
             client.set_config(name, {ALLOWANCE: previous})  # the capacity's allowance back, or none
         self.impairments.heal(node, instance.pid if instance is not None else 0)
+
+    def doctor_checks(self, nodes: Sequence[str], where: str) -> list[Finding]:
+        """`relevo doctor`: the bridge's subnet, the nodes' names and addresses (providers.lxd_doctor)."""
+        return lxd_doctor.checks(self, list(nodes), where)
 
     def heal_all(self) -> list[str]:
         healed = []

@@ -19,6 +19,8 @@ from relevo.render.haproxy import HAProxyLayout
 from relevo.services.haproxy import runtime_sockets
 
 MAX_SOCKET_PATH = 100  # a unix socket's path must fit sun_path (108 bytes)
+# The config key that marks an instance as one cluster's (its value: the cluster's owner tag).
+OWNER_KEY = "user.relevo.cluster"
 CPU_PERIOD_MS = 100  # the CFS period LXD's allowance is written against (the kernel's default)
 NIC = "eth0"
 

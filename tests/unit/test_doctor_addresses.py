@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from relevo import doctor, doctor_addresses
 from relevo.cli import cli
+from relevo.cluster import Cluster
 from relevo.lxd.client import Instance
 from relevo.model import Endpoint
 from relevo.port_holders import describe_holder, holders, listening_inodes
@@ -193,7 +194,7 @@ def test_doctor_asks_each_provider_for_its_checks_and_names_none(
         asked.append(tuple(nodes))
         return []
 
-    provider.doctor_checks = record  # type: ignore[method-assign]
-    monkeypatch.setattr(doctor_addresses.Cluster, "provider_for", lambda self, node: provider)
+    monkeypatch.setattr(provider, "doctor_checks", record)
+    monkeypatch.setattr(Cluster, "provider_for", lambda self, node: provider)
     doctor_addresses.topology_checks(provider.topology)
     assert asked == [tuple(provider.topology.node_names)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -30,13 +29,13 @@ from pathlib import Path
 
 from relevo.commands import run, which
 from relevo.errors import ProviderError
-from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, wait_gone
 from relevo.providers import local_exhaust, netem
 from relevo.providers.base import NETWORK, Fault, Impairment
 from relevo.providers.cpu_quota import CpuCgroups
+from relevo.providers.fault_records import FaultRecords
 
 PROXY_MARK = 0x52_4C_56  # "RLV": the delaying proxy's own connections, which the DNAT rule skips
 PROXY_MODULE = "relevo.providers.delay_proxy"
@@ -58,6 +57,7 @@ class LocalImpairments:
     def __init__(self, topology: Topology, paths: StatePaths) -> None:
         self.topology = topology
         self.paths = paths
+        self.records = FaultRecords(paths)
         tag = cluster_chain_tag(topology)
         # (table, chain, the built-in chain that jumps to it)
         self.chains = {
@@ -65,10 +65,6 @@ class LocalImpairments:
             "out": ("filter", f"RLV{tag}O", "OUTPUT"),
             "nat": ("nat", f"RLV{tag}N", "OUTPUT"),
         }
-
-    @property
-    def records_dir(self) -> Path:
-        return self.paths.held().root / "faults"  # never by the directory's name (see anchor)
 
     # -- what this machine allows -------------------------------------------------------------------------
     def cannot(self, node: str, fault: Fault) -> str | None:
@@ -115,7 +111,7 @@ class LocalImpairments:
         else:
             means = "a delaying TCP proxy (DNAT)"
         record: dict[str, object] = {"node": node, "fault": str(impairment.fault), "rules": rules}
-        self._save(node, record)  # before anything is applied
+        self.records.save(node, record)  # before anything is applied
         self._ensure_chains()
         if impairment.fault in (Fault.DELAY, Fault.SLOW, Fault.BANDWIDTH):
             proxy, port = self._start_proxy(endpoint, impairment)
@@ -133,7 +129,7 @@ class LocalImpairments:
             ]
             rules = [redirect, reset]
             record["rules"] = rules
-            self._save(node, record)
+            self.records.save(node, record)
         for rule in rules:
             self._iptables(rule[0], "-A", rule[1:])
         # Which means, and whether netem (unused: the same means everywhere) was there to be had.
@@ -145,22 +141,22 @@ class LocalImpairments:
         if impairment.fault is Fault.DISK_FULL:
             directory = self.paths.node_dir(node)
             record["fill"] = str(directory / local_exhaust.FILL_NAME)
-            self._save(node, record)  # before the disk is full: a record can still be written
+            self.records.save(node, record)  # before the disk is full: a record can still be written
             local_exhaust.fill(directory)
             return f"a file filling {local_exhaust.mount_of(directory)[0]} (tmpfs)"
         cgroups = CpuCgroups.detect()
         assert cgroups is not None  # cannot() said so
         group = cgroups.group(self.topology.name, self.paths.root, node)
         record["cpu"] = {"cgroup": str(group)}
-        self._save(node, record)
+        self.records.save(node, record)
         record["cpu"] = local_exhaust.starve(cgroups, group, impairment.pct, pids())
-        self._save(node, record)
+        self.records.save(node, record)
         return f"cgroup {cgroups.layout} CPU quota ({group.name})"
 
     def heal(self, node: str) -> bool:
         """Undo what the node's record names: its rules, its proxy, its fill, its CPU quota. True when
         there was something."""
-        record = self._load(node)
+        record = self.records.load(node)
         if record is None:
             return False
         fill = record.get("fill")
@@ -178,18 +174,16 @@ class LocalImpairments:
         proxy = record.get("proxy")
         if isinstance(proxy, dict):
             stop_proxy(proxy)
-        (self.records_dir / f"{node}.json").unlink(missing_ok=True)
+        self.records.remove(node)
         self._remove_chains()  # the cluster's last fault healed: its chains and jumps go too
         return True
 
     def heal_all(self) -> list[str]:
         healed = []
-        if self.records_dir.is_dir():
-            for path in sorted(self.records_dir.glob("*.json")):
-                node = path.stem
-                record = self._load(node)
-                if self.heal(node):
-                    healed.append(f"{record.get('fault', 'fault') if record else 'fault'} {node}")
+        for node in self.records.nodes():
+            record = self.records.load(node)
+            if self.heal(node):
+                healed.append(f"{record.get('fault', 'fault') if record else 'fault'} {node}")
         if which("iptables") is not None and os.geteuid() == 0 and self._chains_exist():
             self._remove_chains()
         return healed
@@ -199,9 +193,7 @@ class LocalImpairments:
 
     def active(self) -> list[str]:
         """The nodes with a lasting fault recorded."""
-        if not self.records_dir.is_dir():
-            return []
-        return sorted(p.stem for p in self.records_dir.glob("*.json"))
+        return self.records.nodes()
 
     # -- iptables -------------------------------------------------------------------------------------------
     def _iptables(self, which_chain: str, verb: str, spec: list[str]) -> None:
@@ -274,16 +266,6 @@ class LocalImpairments:
         return record, int(line)
 
     # -- records --------------------------------------------------------------------------------------------
-    def _save(self, node: str, record: dict[str, object]) -> None:
-        ensure_dir(self.records_dir)
-        write_atomic(self.records_dir / f"{node}.json", json.dumps(record))
-
-    def _load(self, node: str) -> dict[str, object] | None:
-        try:
-            data = json.loads(open_nofollow(self.records_dir / f"{node}.json", limit=64 * 1024))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
 
 
 def stop_proxy(proxy: dict[str, object]) -> None:

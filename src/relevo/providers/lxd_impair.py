@@ -16,19 +16,17 @@ new namespace, so nothing of the fault is left in it) before it is applied, and 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from relevo.commands import run, which
 from relevo.errors import ProviderError
-from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord
 from relevo.providers import netem
 from relevo.providers.base import NETWORK, Fault, Impairment
+from relevo.providers.fault_records import FaultRecords
 from relevo.providers.local_impair import _CHILDREN, PROXY_MAX_S, PROXY_MODULE, stop_proxy
 
 COMMENT = ["-m", "comment", "--comment", "relevo fault"]
@@ -38,10 +36,7 @@ class ContainerImpairments:
     def __init__(self, paths: StatePaths, nic: str) -> None:
         self.paths = paths
         self.nic = nic
-
-    @property
-    def records_dir(self) -> Path:
-        return self.paths.held().root / "faults"  # never by the directory's name (see anchor)
+        self.records = FaultRecords(paths)
 
     def cannot(self, fault: Fault, *, local_daemon: bool) -> str | None:
         if fault is Fault.CPU_STARVE:
@@ -94,7 +89,7 @@ class ContainerImpairments:
             "rules": rules,
             "qdisc": qdisc,
         }
-        self._save(node, record)  # before anything is applied
+        self.records.save(node, record)  # before anything is applied
         if fault in (Fault.DELAY, Fault.SLOW):
             proxy, proxy_port = self._start_proxy(pid, address, port, impairment)
             record["proxy"] = {"pid": proxy.pid, "start_time": proxy.start_time, "port": proxy_port}
@@ -128,7 +123,7 @@ class ContainerImpairments:
                 ],
             ]
             record["rules"] = rules
-            self._save(node, record)
+            self.records.save(node, record)
         for rule in rules:
             self._iptables(pid, "-I", rule)
         if qdisc:
@@ -158,7 +153,7 @@ class ContainerImpairments:
     def record_starve(self, node: str, pid: int, previous: str | None) -> None:
         """A cpu-starve's record, before the allowance is cut: the allowance to give back."""
         self.heal(node, pid)
-        self._save(
+        self.records.save(
             node,
             {
                 "node": node,
@@ -171,7 +166,7 @@ class ContainerImpairments:
 
     def starved(self, node: str) -> tuple[bool, str | None]:
         """Whether the node's record is a cpu-starve, and the allowance it had before."""
-        record = self._load(node)
+        record = self.records.load(node)
         cpu = record.get("cpu") if record is not None else None
         if not isinstance(cpu, dict):
             return False, None
@@ -181,7 +176,7 @@ class ContainerImpairments:
     def heal(self, node: str, pid: int) -> bool:
         """Undo what the record names, in the namespace it was applied in (none left if the container was
         restarted: its PID differs). A CPU allowance is given back by the provider (`starved`) first."""
-        record = self._load(node)
+        record = self.records.load(node)
         if record is None:
             return False
         recorded_pid = record.get("pid")
@@ -200,13 +195,11 @@ class ContainerImpairments:
         proxy = record.get("proxy")
         if isinstance(proxy, dict):
             stop_proxy(proxy)
-        (self.records_dir / f"{node}.json").unlink(missing_ok=True)
+        self.records.remove(node)
         return True
 
     def recorded(self) -> list[str]:
-        if not self.records_dir.is_dir():
-            return []
-        return sorted(p.stem for p in self.records_dir.glob("*.json"))
+        return self.records.nodes()
 
     # -- inside the namespace -------------------------------------------------------------------------------
     def _nsenter(self, pid: int, argv: list[str], *, what: str) -> None:
@@ -252,14 +245,3 @@ class ContainerImpairments:
             raise ProviderError(f"the delaying proxy in the container of {address} did not start")
         _CHILDREN[process.pid] = process  # waited for when healed (no zombie, no unwaited child)
         return record, int(line)
-
-    def _save(self, node: str, record: dict[str, object]) -> None:
-        ensure_dir(self.records_dir)
-        write_atomic(self.records_dir / f"{node}.json", json.dumps(record))
-
-    def _load(self, node: str) -> dict[str, object] | None:
-        try:
-            data = json.loads(open_nofollow(self.records_dir / f"{node}.json", limit=64 * 1024))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None

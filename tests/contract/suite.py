@@ -8,11 +8,12 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from relevo.cluster import Cluster
 from relevo.errors import ProviderError
 from relevo.model import Endpoint
 from relevo.providers.base import LASTING, Fault, Impairment, NodeState
@@ -81,6 +82,34 @@ class Subject:
                 return True
         except OSError:
             return False
+
+
+def cluster_subject(
+    cluster: Cluster,
+    workers: Callable[[str], frozenset[Hashable]],
+    *,
+    cpu_quota: Callable[[str], float | None] | None = None,
+    free_bytes: Callable[[str], int] | None = None,
+) -> Iterator[Subject]:
+    """The subject of a real cluster (local or LXD), every node running and resumed before each test and
+    resumed after it: the one fixture body both tiers share."""
+    names = cluster.topology.node_names
+    for node in names:
+        if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
+            cluster.fault(node, Fault.RESUME)
+        cluster.start(node)
+    yield Subject(
+        nodes=cluster,
+        web="web1",
+        balancer=cluster.topology.balancer.name,
+        endpoint=cluster.address,
+        workers=workers,
+        cpu_quota=cpu_quota,
+        free_bytes=free_bytes,
+    )
+    for node in names:
+        if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
+            cluster.fault(node, Fault.RESUME)
 
 
 def until(predicate: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> None:

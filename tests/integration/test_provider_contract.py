@@ -13,12 +13,12 @@ import pytest
 from relevo.cluster import Cluster
 from relevo.procs import ProcessRecord, group_members
 from relevo.providers import base
-from relevo.providers.base import Fault, NodeState
+from relevo.providers.base import Fault
 from relevo.providers.cpu_quota import CpuCgroups
 from relevo.providers.local_exhaust import current_group
 from relevo.topology import parse_topology
 from tests.contract.fake import FakeProvider
-from tests.contract.suite import ProviderContract, Subject
+from tests.contract.suite import ProviderContract, Subject, cluster_subject
 
 from .conftest import RunningCluster, make_topology_file, next_network, start_cluster, stop_cluster
 
@@ -105,20 +105,9 @@ class TestLocalProvider(ProviderContract):
     @pytest.fixture
     def subject(self, local_cluster: RunningCluster) -> Iterator[Subject]:
         cluster = local_cluster.cluster
-        names = local_cluster.topology.node_names
-        for node in names:
-            if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
-                cluster.fault(node, Fault.RESUME)
-            cluster.start(node)
-        yield Subject(
-            nodes=cluster,
-            web="web1",
-            balancer=local_cluster.topology.balancer.name,
-            endpoint=cluster.address,
-            workers=lambda node: local_workers(cluster, node),
+        yield from cluster_subject(
+            cluster,
+            lambda node: local_workers(cluster, node),
             cpu_quota=lambda node: local_quota(cluster, node),
             free_bytes=lambda node: local_free(cluster, node),
         )
-        for node in names:
-            if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
-                cluster.fault(node, Fault.RESUME)

@@ -15,10 +15,9 @@ from relevo.lxd.build import BuiltImage, import_image
 from relevo.lxd.client import LXDClient
 from relevo.lxd.errors import LXDError
 from relevo.lxd.network import free_subnet
-from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd_guest import APACHE_UNIT
 from relevo.topology import load_topology
-from tests.contract.suite import ProviderContract, Subject
+from tests.contract.suite import ProviderContract, Subject, cluster_subject
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
@@ -77,19 +76,8 @@ class TestLXDProvider(ProviderContract):
     @pytest.fixture
     def subject(self, contract_cluster: Cluster) -> Iterator[Subject]:
         cluster = contract_cluster
-        names = cluster.topology.node_names
-        for node in names:
-            if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
-                cluster.fault(node, Fault.RESUME)
-            cluster.start(node)
-        yield Subject(
-            nodes=cluster,
-            web="web1",
-            balancer=cluster.topology.balancer.name,
-            endpoint=cluster.address,
-            workers=lambda node: guest_workers(cluster, node),
+        yield from cluster_subject(
+            cluster,
+            lambda node: guest_workers(cluster, node),
             cpu_quota=lambda node: allowance(cluster, node),
         )
-        for node in names:
-            if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):
-                cluster.fault(node, Fault.RESUME)

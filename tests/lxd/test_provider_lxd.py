@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +37,7 @@ from relevo.lxd.network import free_subnet
 from relevo.model import Topology
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
+from relevo.scenarios.catalogue import names as catalogue_names
 from relevo.topology import load_topology
 
 from .conftest import lxd_inventory
@@ -129,6 +131,9 @@ def lxd_cluster(
         (workdir / "relevo.yaml").write_text(
             f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 1)}\n"
             f"providers:\n  lxd: {{image: '{alias}'}}\n"
+            # Short probe and check timeouts and hold (as the integration tier's): a partition of 2.5 s
+            # is seen and failed over within it, a failback is done within a short run.
+            "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
             "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
             "  web1bck: {role: standby, standby_for: web1}\n"
             f"  web2bck: {{role: standby, standby_for: web2, capacity: {{cpu: {STANDBY_CPU}}}}}\n"
@@ -437,6 +442,49 @@ def test_a_node_is_created_started_and_destroyed_on_an_https_remote(
         removed = provider.destroy()
     assert removed == [f"instance here:rr{TAG}-web1"]
     assert lxd_inventory(running.client) == before
+
+
+# The whole catalogue on the module's cluster: short open-loop runs (every built-in fault happens by
+# 6 s; 10 s leaves a container's start of ~2 s and a failback's hold room), all in one `relevo scenarios`
+# so that the cluster is reused.
+CATALOGUE_RATE = "200"
+CATALOGUE_DURATION = "10s"
+CATALOGUE_TIMEOUT_S = 1500
+
+
+def test_every_built_in_scenario_meets_its_expectation_or_is_skipped_with_a_reason(
+    lxd_cluster: LXDCluster,
+) -> None:
+    """All twenty built-in scenarios (one balancer) through `relevo scenarios` on LXD: each passed (its
+    expectation and its steady state before and after met) or was skipped with the provider's reason
+    (as root on this host none is: the network faults enter the containers' namespaces, cpu-starve is
+    the allowance); none failed."""
+    source = lxd_cluster.topology.source
+    assert source is not None
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "relevo", "-f", str(source), "scenarios", "--json", "--no-report"),
+            *("--rate", CATALOGUE_RATE, "--duration", CATALOGUE_DURATION),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CATALOGUE_TIMEOUT_S,
+        check=False,
+    )
+    data = json.loads(done.stdout) if done.stdout.startswith("{") else {}
+    assert list(data) == list(catalogue_names()), done.stdout[-3000:] + done.stderr[-3000:]
+    failed = {
+        name: [v for v in run["verdicts"] if not v["ok"]]
+        for name, run in data.items()
+        if run["status"] == "failed"
+    }
+    assert not failed, f"{failed}\n{done.stderr[-3000:]}{lxd_cluster.explain()}"
+    skipped = {name: run["skipped"] for name, run in data.items() if run["status"] == "skipped"}
+    assert all(len(reason) > 10 for reason in skipped.values()), skipped
+    if os.geteuid() == 0:
+        assert not skipped, skipped
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_destroy_leaves_lxd_exactly_as_before(lxd_cluster: LXDCluster) -> None:

@@ -50,13 +50,14 @@ def mount_of(path: Path, mountinfo: Path = MOUNTINFO) -> tuple[str, str]:
 def disk_cannot(directory: Path) -> str | None:
     """Why the file system of `directory` may not be filled here (None: it may)."""
     point, fstype = mount_of(directory)
+    named = os.path.realpath(directory)  # the directory's name, for the message
     how = (
         "mount a small tmpfs for the state directory first "
         "(`mount -t tmpfs -o size=64m,mode=0700 tmpfs DIR`, the topology file in DIR)"
     )
     if fstype != "tmpfs":
         return (
-            f"disk-full fills the file system of the node's files, and {directory} is on {point} "
+            f"disk-full fills the file system of the node's files, and {named} is on {point} "
             f"({fstype}): relevo never fills a disk it does not own; {how}"
         )
     stat = os.statvfs(directory)

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from relevo.commands import run, which
 from relevo.errors import ProviderError
@@ -69,7 +68,7 @@ class LocalImpairments:
     # -- what this machine allows -------------------------------------------------------------------------
     def cannot(self, node: str, fault: Fault) -> str | None:
         if fault is Fault.DISK_FULL:
-            return local_exhaust.disk_cannot(self.paths.node_dir(node))
+            return local_exhaust.disk_cannot(self.paths.held().node_dir(node))
         if fault is Fault.CPU_STARVE:
             if os.geteuid() != 0:
                 return "cpu-starve needs root on the local provider (a cgroup's CPU quota): `sudo relevo ...`"
@@ -139,8 +138,8 @@ class LocalImpairments:
         """cpu-starve and disk-full (local_exhaust): recorded before applied, as the network's faults."""
         record: dict[str, object] = {"node": node, "fault": str(impairment.fault), "rules": []}
         if impairment.fault is Fault.DISK_FULL:
-            directory = self.paths.node_dir(node)
-            record["fill"] = str(directory / local_exhaust.FILL_NAME)
+            directory = self.paths.held().node_dir(node)
+            record["fill"] = local_exhaust.FILL_NAME  # in the node's directory, whichever process heals
             self.records.save(node, record)  # before the disk is full: a record can still be written
             local_exhaust.fill(directory)
             return f"a file filling {local_exhaust.mount_of(directory)[0]} (tmpfs)"
@@ -160,8 +159,8 @@ class LocalImpairments:
         if record is None:
             return False
         fill = record.get("fill")
-        if isinstance(fill, str) and Path(fill).parent == self.paths.node_dir(node):
-            local_exhaust.unfill(Path(fill))
+        if fill == local_exhaust.FILL_NAME:
+            local_exhaust.unfill(self.paths.held().node_dir(node) / local_exhaust.FILL_NAME)
         cpu = record.get("cpu")
         cgroups = CpuCgroups.detect() if isinstance(cpu, dict) else None
         if isinstance(cpu, dict) and cgroups is not None:

@@ -217,7 +217,7 @@ def _feed(ctx: click.Context, plan: Plan) -> LiveFeed | None:
     topology = _our_cluster(ctx, plan)
     if topology is None:
         return None
-    path = StatePaths(topology.state_dir).load_feed
+    path = StatePaths(topology.state_dir).held().load_feed
     return LiveFeed(path) if path.parent.is_dir() else None
 
 

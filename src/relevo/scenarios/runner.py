@@ -129,7 +129,7 @@ def run_scenarios(
     for healed in cluster.heal_all():  # what a relevo that died mid-span left in force
         progress(f"healed {healed} (left by an earlier run)")
     environment = describe_environment(topology)
-    feed = LiveFeed(cluster.paths.load_feed)
+    feed = LiveFeed(cluster.paths.held().load_feed)
     try:
         for n, scenario in enumerate(scenarios, 1):
             if override is not None:

@@ -28,6 +28,7 @@ from relevo.loadgen.engine import LoadRun, RunResult
 from relevo.loadgen.plan import simple_plan
 from relevo.procs import ProcessRecord, is_ours
 from relevo.providers.base import Fault, NodeState
+from relevo.supervisor import SUPERVISOR
 
 from .conftest import RunningCluster, wait_until
 
@@ -44,7 +45,7 @@ def diagnose(running: RunningCluster) -> str:
     with contextlib.suppress(Exception):
         lines += ["--- HAProxy:", repr(admin(running))]
     lines += ["--- controller status:", repr(daemon.controller_status(running.topology))]
-    lines += ["--- children:", repr({pid: child.poll() for pid, child in daemon._children.items()})]
+    lines += ["--- children:", repr(SUPERVISOR.children())]
     return "\n" + "\n".join(lines)
 
 

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from relevo.controller.loop import Controller, Observer, StopFlag, diff_settings
 from relevo.controller.probe import Prober, http_probe
 from relevo.controller.sources import cluster_sources
 from relevo.errors import RelevoError
-from relevo.files import claim_state_dir, ensure_dir, open_nofollow, tail
+from relevo.files import claim_state_dir, open_nofollow, tail
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.lock import HeldLock
 from relevo.model import Topology
@@ -41,6 +40,7 @@ from relevo.polling import wait_until
 from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children, signal_pending
 from relevo.providers.base import HoldsVip
 from relevo.services.haproxy import runtime_sockets
+from relevo.supervisor import SUPERVISOR
 
 if TYPE_CHECKING:
     from relevo.cluster import Cluster
@@ -52,7 +52,6 @@ LOCK_RETRY_S = 0.5
 LOG = logging.getLogger("relevo.controller")
 
 # Controllers this process started: kept so they are waited for (no zombie, no ResourceWarning).
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class ControllerRunningError(RelevoError):
@@ -354,35 +353,22 @@ def start_background(topology: Topology) -> int:
     env = dict(os.environ)
     if topology.source is None:
         env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
-    ensure_dir(paths.controller_log.parent)
-    log_fd = os.open(paths.controller_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     # The child reaches the directory this process holds, whatever its name points to by now.
     state_fd, pass_fds = anchor.inherited(topology.state_dir)
-    with os.fdopen(log_fd, "ab") as log:
-        child = subprocess.Popen(
-            [*watch_command(topology), *state_fd],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=pass_fds,
-            cwd=topology.state_dir.resolve().parent,
-            env=env,
-        )
-    _children[child.pid] = child
+    child = SUPERVISOR.spawn(
+        [*watch_command(topology), *state_fd],
+        log=paths.controller_log,
+        cwd=topology.state_dir.resolve().parent,
+        env=env,
+        pass_fds=pass_fds,
+    )
     record = ProcessRecord.of(child.pid, config=str(topology.state_dir.resolve()))
     if record is not None:
         record.save(paths.controller_pid)
-    deadline = time.monotonic() + START_WAIT_S
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            _children.pop(child.pid, None)
-            raise RelevoError(f"the failover controller exited at once:\n{tail(paths.controller_log)}")
-        if lock_holder(paths.controller_lock) == child.pid:
-            return child.pid
-        time.sleep(0.02)
-    return child.pid  # slow to start, but alive: it takes the lock when it can
+    locked = lambda: lock_holder(paths.controller_lock) == child.pid  # noqa: E731
+    if not SUPERVISOR.started(child, locked, START_WAIT_S, 0.02):
+        raise RelevoError(f"the failover controller exited at once:\n{tail(paths.controller_log)}")
+    return child.pid  # holding the lock; or slow to start, but alive: it takes the lock when it can
 
 
 def _start_service(unit: str, paths: StatePaths) -> int:
@@ -469,18 +455,12 @@ def _wait_unlocked(lock: Path, timeout_s: float) -> bool:
 def _wait_gone(record: ProcessRecord, lock: Path, timeout_s: float) -> bool:
     """Wait until the controller has exited (and, if it was our child, collect it) and let go of the
     lock, so that a controller started right after does not find it held."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        child = _children.get(record.pid)
+    return wait_until(
         # Our own child is gone once collected: until then it lingers as a zombie.
-        collected = child is None or child.poll() is not None
-        if child is not None and collected:
-            _children.pop(record.pid)
-        if collected and not is_ours(record) and lock_holder(lock) != record.pid:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
+        lambda: SUPERVISOR.collected(record.pid) and not is_ours(record) and lock_holder(lock) != record.pid,
+        timeout_s,
+        0.02,
+    )
 
 
 def controller_status(topology: Topology) -> dict[str, Any]:

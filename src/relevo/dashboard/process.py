@@ -12,24 +12,23 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from relevo import anchor, lock
 from relevo.errors import RelevoError
-from relevo.files import claim_state_dir, ensure_dir, tail
+from relevo.files import claim_state_dir, tail
 from relevo.model import Endpoint, Topology
 from relevo.paths import StatePaths
+from relevo.polling import wait_until
 from relevo.procs import ProcessRecord, command_line
+from relevo.supervisor import SUPERVISOR
 
 START_WAIT_S = 15.0
 STOP_WAIT_S = 5.0
 LOOPBACK = ("127.", "::1", "localhost")
 
 # Dashboards this process started, kept so they are waited for (no zombie, no ResourceWarning).
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class DashboardError(RelevoError):
@@ -144,36 +143,23 @@ def start_background(topology: Topology) -> tuple[int, str]:
     env = dict(os.environ)
     if topology.source is None:
         env.pop("RELEVO_FILE", None)  # the built-in default: no file may be picked up instead
-    ensure_dir(log_file(paths).parent)
-    log_fd = os.open(log_file(paths), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     # The child reaches the directory this process holds, whatever its name points to by now.
     state_fd, pass_fds = anchor.inherited(topology.state_dir)
-    with os.fdopen(log_fd, "ab") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "relevo", *dashboard_arguments(topology), *state_fd],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=pass_fds,
-            cwd=topology.state_dir.resolve().parent,
-            env=env,
-        )
-    _children[child.pid] = child
-    deadline = time.monotonic() + START_WAIT_S
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            _children.pop(child.pid, None)
-            # Another `up` started its dashboard between our look and our start: that one serves.
-            other = running_pid(topology)
-            if other is not None:
-                return other, url
-            raise DashboardError(f"the dashboard exited at once:\n{tail(log_file(paths))}")
-        if running_pid(topology) == child.pid and _answers(host, port):
-            return child.pid, url
-        time.sleep(0.05)
-    return child.pid, url  # slow to start, but alive
+    child = SUPERVISOR.spawn(
+        [sys.executable, "-m", "relevo", *dashboard_arguments(topology), *state_fd],
+        log=log_file(paths),
+        cwd=topology.state_dir.resolve().parent,
+        env=env,
+        pass_fds=pass_fds,
+    )
+    serving = lambda: running_pid(topology) == child.pid and _answers(host, port)  # noqa: E731
+    if not SUPERVISOR.started(child, serving, START_WAIT_S, 0.05):
+        # Another `up` started its dashboard between our look and our start: that one serves.
+        other = running_pid(topology)
+        if other is not None:
+            return other, url
+        raise DashboardError(f"the dashboard exited at once:\n{tail(log_file(paths))}")
+    return child.pid, url  # serving; or slow to start, but alive
 
 
 def _answers(host: str, port: int) -> bool:
@@ -207,13 +193,8 @@ def stop_background(topology: Topology) -> bool:
 
 
 def _wait_gone(pid: int, paths: StatePaths, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        child = _children.get(pid)
-        if child is not None and child.poll() is not None:
-            _children.pop(pid)
-        if pid not in _children and pid not in lock.holders(lock_file(paths)):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
+    return wait_until(
+        lambda: SUPERVISOR.collected(pid) and pid not in lock.holders(lock_file(paths)),
+        timeout_s,
+        0.02,
+    )

@@ -48,19 +48,25 @@ def up(
     *,
     progress: Progress = _quiet,
     controller: bool = True,
-    also_listening: Sequence[tuple[str, Endpoint]] = (),
+    also_listening: Callable[[], Sequence[tuple[str, Endpoint]]] = tuple,
 ) -> UpResult:
     """Render and check every config, start the balancer and the primaries (standbys too when warm or frozen),
     start the failover controller, wait until every primary's place is served (by the primary, or by
     its standby after a failover). Idempotent, and it converges from whatever a crash left. On failure,
     stop what this call started and raise with the reason. Every address it will listen on (the nodes',
-    the controller's metrics, and `also_listening`: what the caller starts next, the dashboard) is
+    the controller's metrics, and `also_listening()`: what the caller starts next, the dashboard) is
     checked before anything starts."""
     cluster = Cluster(topology)
-    ours = [*also_listening]
-    if controller and topology.controller.metrics_port and not daemon.controller_running(topology):
-        metrics = Endpoint(address=topology.balancer.stats.address, port=topology.controller.metrics_port)
-        ours.append(("the controller's metrics (controller.metrics_port)", metrics))
+
+    def ours() -> list[tuple[str, Endpoint]]:
+        # Asked anew at each check: a concurrent `up` that held the lock first may have started the
+        # controller and the dashboard meanwhile, and their ports are then ours, not someone else's.
+        found = [*also_listening()]
+        if controller and topology.controller.metrics_port and not daemon.controller_running(topology):
+            metrics = Endpoint(address=topology.balancer.stats.address, port=topology.controller.metrics_port)
+            found.append(("the controller's metrics (controller.metrics_port)", metrics))
+        return found
+
     to_run = [n.name for n in topology.primaries]
     if topology.standby.temperature in (Temperature.WARM, Temperature.FROZEN):
         to_run += [n.name for n in topology.standbys]  # frozen ones: the controller freezes them once ready
@@ -72,7 +78,7 @@ def up(
         # A first `up`: nothing of ours can be listening yet, so whoever holds our addresses is someone
         # else. Refused here, before the lock or any record creates the state directory, a refusal
         # leaves nothing behind.
-        check_listeners([*_listeners(cluster, to_run), *ours])
+        check_listeners([*_listeners(cluster, to_run), *ours()])
     try:
         with cluster_lock(cluster.paths, what="relevo up") as held:
             cluster.adopt_orphans()  # a start cut short by a crash: its process gets its record now
@@ -90,7 +96,7 @@ def up(
             pending = [
                 name for name in to_run if cluster.status(name) in (NodeState.STOPPED, NodeState.MISSING)
             ]
-            check_listeners([*_listeners(cluster, pending), *ours])
+            check_listeners([*_listeners(cluster, pending), *ours()])
 
             def start(name: str) -> None:
                 if name in pending:

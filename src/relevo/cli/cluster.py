@@ -75,7 +75,7 @@ def up_command(ctx: click.Context, no_controller: bool, no_dashboard: bool, as_j
         topology,
         progress=_progress,
         controller=not no_controller,
-        also_listening=listening(topology) if with_dashboard else (),
+        also_listening=(lambda: listening(topology)) if with_dashboard else tuple,
     )
     dashboard = None
     if with_dashboard:

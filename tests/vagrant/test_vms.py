@@ -43,10 +43,12 @@ LOAD_MAX_S = 600.0
 VM_TOPOLOGY = "/var/lib/relevo-controller/relevo.yaml"
 WATCH_UNIT = "relevo-watch-relevo.service"
 # `relevo scenarios` on the balancer's VM: a rate one emulated CPU carries beside HAProxy, and a run
-# long enough for a standby to serve (12-25 s under emulation) and its primary to take the traffic back.
+# long enough for recover-web1's two container starts in a row under emulation (web1bck, then web1 once
+# web1bck serves: 30 and 35 s on 2026-12-07, when a 75 s run ended before the failback was journalled)
+# and the failback's hold after them.
 SCENARIO_RATE = 20
-SCENARIO_DURATION = "75s"
-# Four scenarios of 75 s, each with its preparation and steady-state checks (container starts of ~12 s).
+SCENARIO_DURATION = "120s"
+# Four scenarios of 120 s, each with its preparation and steady-state checks (container starts of 12-35 s).
 VM_SCENARIOS = ("kill-web1", "hang-web2-workers", "reload-balancer", "recover-web1")
 SCENARIOS_TIMEOUT_S = 1500.0
 

@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import ssl
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,12 @@ CREATE_TIMEOUT_S = 300.0
 IMAGE_IMPORT_TIMEOUT_S = 600.0
 # The operation's wait endpoint holds the request open; the socket may wait this much longer than it.
 WAIT_SLACK_S = 5.0
+# LXD 5.0 serves an instance's files through a per-instance `forkfile` helper that exits after ~15 s
+# without a request (lxd/main_forkfile.go). A request that reaches it while it exits is reset: a 500
+# "…/forkfile.sock: read: connection reset by peer" (it failed a whole CI run of the LXD tier). The next
+# request starts a fresh helper, and every file request relevo makes is idempotent (a read, or a whole
+# file overwritten), so such a request is sent again after these pauses; any other error is raised at once.
+FORKFILE_RETRY_PAUSES_S = (0.1, 0.5)
 
 Json = dict[str, Any]
 Body = bytes | IO[bytes] | None
@@ -310,14 +317,28 @@ class LXDClient:
             f"{prefix}gid": str(gid),
             f"{prefix}write": "overwrite",
         }
-        self.call(
-            "POST",
-            f"/1.0/instances/{_q(name)}/files",
-            what=f"push {path} into '{name}'",
-            query={"path": path},
-            body=content,
-            headers=headers,
+        self._file_request(
+            "POST", name, path, what=f"push {path} into '{name}'", body=content, headers=headers
         )
+
+    def read_file(self, name: str, path: str) -> bytes:
+        """The content of the file at `path` inside the instance; `LXDNotFoundError` if there is none."""
+        data = self._file_request("GET", name, path, what=f"read {path} in '{name}'", raw=True).metadata
+        return data if isinstance(data, bytes) else b""
+
+    def _file_request(self, method: str, name: str, path: str, *, what: str, **kw: Any) -> Response:
+        """One request to the instance's file API, sent again while LXD's file helper was exiting."""
+        pauses = iter(FORKFILE_RETRY_PAUSES_S)
+        while True:
+            try:
+                return self.request(
+                    method, f"/1.0/instances/{_q(name)}/files", what=what, query={"path": path}, **kw
+                )
+            except LXDError as exc:
+                pause = next(pauses, None)
+                if pause is None or "forkfile.sock" not in exc.lxd_error:
+                    raise
+                time.sleep(pause)
 
     def exec(
         self,

@@ -41,16 +41,10 @@ class LXDHost:
     def read_file(self, node: str, path: PurePosixPath) -> str:
         client, name = self.resolve(node)
         try:
-            data = client.request(
-                "GET",
-                f"/1.0/instances/{name}/files",
-                what=f"read {path} in '{name}'",
-                query={"path": str(path)},
-                raw=True,
-            ).metadata
+            data = client.read_file(name, str(path))
         except LXDNotFoundError:
             return ""
-        return data.decode(errors="replace") if isinstance(data, bytes) else ""
+        return data.decode(errors="replace")
 
     def run(self, node: str, argv: list[str], *, what: str) -> str:
         client, name = self.resolve(node)

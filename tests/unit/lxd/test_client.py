@@ -304,3 +304,51 @@ def test_incus_dir_picks_incus_s_socket_and_api_flavour(
     assert (endpoint.socket_path, endpoint.flavour) == (tmp_path / "unix.socket", "incus")
     monkeypatch.setenv("LXD_DIR", str(tmp_path / "lxd"))
     assert APIEndpoint.local().flavour == "lxd"
+
+
+FORKFILE_RESET = {
+    "request": {"method": "POST", "path": "/1.0/instances/relevo-rec1/files"},
+    "response": {
+        "status": 500,
+        "headers": {"Content-Type": "application/json"},
+        "body": {
+            "type": "error",
+            "error": "read unix @->/proc/self/fd/71/forkfile.sock: read: connection reset by peer",
+            "error_code": 500,
+            "metadata": None,
+        },
+    },
+}
+
+
+def test_a_file_push_that_meets_lxds_file_helper_exiting_is_sent_again(serve: Serve) -> None:
+    """LXD's per-instance file helper reset while exiting (a 500 naming forkfile.sock): the same
+    idempotent push is sent again and succeeds, the content unchanged."""
+    client, fake = serve([FORKFILE_RESET, FORKFILE_RESET, *fixture("push_file")])
+    client.push_file("relevo-rec1", "/etc/x", b"content")
+    assert [r.body for r in fake.received] == [b"content"] * 3
+
+
+def test_a_file_read_is_retried_a_bounded_number_of_times_then_raises(serve: Serve) -> None:
+    """Three resets in a row are LXD's failure, raised with its reason; nothing is retried forever."""
+    reset = {**FORKFILE_RESET, "request": {"method": "GET", "path": "/1.0/instances/relevo-rec1/files"}}
+    client, fake = serve([reset, reset, reset])
+    with pytest.raises(ProviderError, match=r"read /etc/x in 'relevo-rec1' failed: .*forkfile.sock"):
+        client.read_file("relevo-rec1", "/etc/x")
+    assert len(fake.received) == 3
+
+
+def test_other_file_errors_are_raised_at_once(serve: Serve) -> None:
+    """A file error that is not the helper's reset (here a 404) is not sent again."""
+    missing = {
+        "request": {"method": "GET", "path": "/1.0/instances/relevo-rec1/files"},
+        "response": {
+            "status": 404,
+            "headers": {"Content-Type": "application/json"},
+            "body": {"type": "error", "error": "Not Found", "error_code": 404, "metadata": None},
+        },
+    }
+    client, fake = serve([missing])
+    with pytest.raises(LXDNotFoundError):
+        client.read_file("relevo-rec1", "/etc/x")
+    assert len(fake.received) == 1

@@ -23,6 +23,7 @@ from relevo.providers.base import (
     Recording,
     load_provider,
 )
+from relevo.providers.in_charge import InCharge, balancer_in_charge
 from relevo.services.haproxy import runtime_sockets, save_server_state
 
 
@@ -144,6 +145,12 @@ class Cluster:
 
     def address(self, node: str) -> Endpoint:
         return self.provider_for(node).address(node)
+
+    def balancer_in_charge(self) -> InCharge:
+        """The balancer a fault meant for "the balancer" hits now: a pair's VIP holder, or locally the first
+        running one (providers/in_charge.py says why)."""
+        provider = self.provider_for(self.topology.balancer.name)
+        return balancer_in_charge(self.topology, provider, self.status)
 
     def host_listeners(self, node: str) -> list[tuple[str, Endpoint]]:
         """What must be free on this host for the node to start (checked before anything starts): the

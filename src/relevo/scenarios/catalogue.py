@@ -246,9 +246,10 @@ def _maintenance_web1(c: Cast, t: Topology) -> Scenario:
 
 
 def _reload_balancer(c: Cast, t: Topology) -> Scenario:
+    who = c.balancer if t.pair is None else _in_charge(t)
     return _faulted(
         "reload-balancer",
-        f"{c.balancer} reloads its configuration mid-run (new workers, old ones finish)",
+        f"{who} reloads its configuration mid-run (new workers, old ones finish)",
         [(FAULT_AT_S, Action.RELOAD, c.balancer)],
         _zero_failed(events=()),
     )
@@ -264,26 +265,41 @@ def _kill_balancer(c: Cast, t: Topology) -> Scenario:
 
 
 # --- a pair of balancers ----------------------------------------------------------------------------------
-# On a pair the first balancer is lost while the second serves. Locally both HAProxy processes share the
-# frontend (SO_REUSEPORT): new connections go to the survivor at once, and only requests in flight on the
-# lost one's connections fail (the load's connections are spread over both: half of them at most, one
-# request each). With keepalived (LXD) the address moves instead: measured 0.08-0.34 s of refused requests.
+# On a pair the balancer in charge is lost while the other serves: the VIP's holder with keepalived (LXD),
+# which after a takeover is not always the first balancer (nopreempt), so each fault is aimed when it is
+# applied (Fault.in_charge; providers/in_charge.py). Locally both HAProxy processes share the frontend
+# (SO_REUSEPORT): new connections go to the survivor at once, and only requests in flight on the lost one's
+# connections fail (the load's connections are spread over both: half of them at most, one request each).
+# With keepalived the address moves instead: measured 0.08-0.34 s of refused requests.
 def _pair_lost(c: Cast, t: Topology) -> Expectation:
     if t.pair is not None and t.pair.vip is not None:
         return Expectation(events=("vip-moved",))
     return Expectation(max_failed=OPEN_CONNECTIONS // 2)
 
 
+def _in_charge(t: Topology) -> str:
+    """Who the pair's faults hit, in words for a description."""
+    if t.pair is not None and t.pair.vip is not None:
+        return "the balancer in charge (the VIP's holder)"
+    return "the balancer in charge (the first running one: both serve the frontend)"
+
+
+def _at_the_one_in_charge(scenario: Scenario) -> Scenario:
+    return replace(scenario, faults=tuple(replace(f, in_charge=True) for f in scenario.faults))
+
+
 def _kill_balancer_pair(c: Cast, t: Topology) -> Scenario:
     assert t.pair is not None
-    return _faulted(
-        "kill-balancer",
-        f"SIGKILL {c.balancer}'s HAProxy: {t.pair.peer.name} serves on; {c.balancer} is restarted "
-        "with the current server states",
-        # With a VIP only HAProxy dies (its keepalived sees it and hands the address over); locally the
-        # node is its HAProxy.
-        [(FAULT_AT_S, Action.KILL_SERVICE if t.pair.vip is not None else Action.KILL, c.balancer)],
-        _pair_lost(c, t),
+    return _at_the_one_in_charge(
+        _faulted(
+            "kill-balancer",
+            f"SIGKILL the HAProxy of {_in_charge(t)}: the other serves on; the lost one is restarted "
+            "with the current server states",
+            # With a VIP only HAProxy dies (its keepalived sees it and hands the address over); locally the
+            # node is its HAProxy.
+            [(FAULT_AT_S, Action.KILL_SERVICE if t.pair.vip is not None else Action.KILL, c.balancer)],
+            _pair_lost(c, t),
+        )
     )
 
 
@@ -294,11 +310,14 @@ def _hang_balancer(c: Cast, t: Topology) -> Scenario:
     # connections are lost. Measured, nothing promised here; with keepalived the checker's HTTP GET
     # sees the hang and the address moves.
     expect = _pair_lost(c, t) if t.pair.vip is not None else Expectation()
-    return _faulted(
-        "hang-balancer",
-        f"SIGSTOP {c.balancer} (frozen): {t.pair.peer.name} serves on; {c.balancer} is restarted",
-        [(FAULT_AT_S, Action.HANG, c.balancer)],
-        expect,
+    return _at_the_one_in_charge(
+        _faulted(
+            "hang-balancer",
+            f"{_in_charge(t)} hung (SIGSTOP; a frozen container): the other serves on; the hung one is "
+            "restarted",
+            [(FAULT_AT_S, Action.HANG, c.balancer)],
+            expect,
+        )
     )
 
 
@@ -306,26 +325,35 @@ def _lose_balancer_host(c: Cast, t: Topology) -> Scenario:
     assert t.pair is not None
     # The provider's crash of the whole node: a container force-stopped; locally its process group
     # SIGKILLed (a host has nothing more to lose there).
-    return _faulted(
-        "lose-balancer-host",
-        f"{c.balancer}'s host is lost (its container force-stopped; locally every process killed): "
-        f"{t.pair.peer.name} serves on",
-        [(FAULT_AT_S, Action.KILL, c.balancer)],
-        _pair_lost(c, t),
+    return _at_the_one_in_charge(
+        _faulted(
+            "lose-balancer-host",
+            f"the host of {_in_charge(t)} is lost (its container force-stopped; locally every process "
+            "killed): the other serves on",
+            [(FAULT_AT_S, Action.KILL, c.balancer)],
+            _pair_lost(c, t),
+        )
     )
 
 
 def _failback_balancer(c: Cast, t: Topology) -> Scenario:
     assert t.pair is not None
     # Stopped on purpose (its server states saved, its connections closed as HAProxy stops) and started
-    # again: a planned move both ways, so nothing may fail.
-    return _faulted(
-        "failback-balancer",
-        f"{c.balancer} stopped (planned), then started again: {t.pair.peer.name} serves meanwhile, and "
-        f"{c.balancer} comes back with the current states",
-        [(1.5, Action.STOP, c.balancer), (4.0, Action.START, c.balancer)],
-        Expectation(max_failed=0),
+    # again: a planned move both ways, so nothing may fail. The start goes to the balancer the stop took
+    # out (the scenario's balancer in charge is resolved once).
+    return _at_the_one_in_charge(
+        _faulted(
+            "failback-balancer",
+            f"{_in_charge(t)} stopped (planned), then started again: the other serves meanwhile, and the "
+            "stopped one comes back with the current states",
+            [(1.5, Action.STOP, c.balancer), (4.0, Action.START, c.balancer)],
+            Expectation(max_failed=0),
+        )
     )
+
+
+def _reload_balancer_pair(c: Cast, t: Topology) -> Scenario:
+    return _at_the_one_in_charge(_reload_balancer(c, t))
 
 
 def _kill_controller(c: Cast, t: Topology) -> Scenario:
@@ -429,7 +457,11 @@ _BUILDERS = (
 
 # A pair of balancers: the same rows, the balancer's faults with the pair's expectations, and the pair's own.
 _PAIR_BUILDERS = (
-    *((n, needs, build) for n, needs, build in _BUILDERS if n != "kill-balancer"),
+    *(
+        (n, needs, _reload_balancer_pair if n == "reload-balancer" else build)
+        for n, needs, build in _BUILDERS
+        if n != "kill-balancer"
+    ),
     ("kill-balancer", ("web1",), _kill_balancer_pair),
     ("hang-balancer", ("web1",), _hang_balancer),
     ("lose-balancer-host", ("web1",), _lose_balancer_host),

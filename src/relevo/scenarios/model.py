@@ -85,13 +85,18 @@ class Fault:
     # A lasting fault's amount (ms, jitter_ms, pct, kbit: see providers.base.Impairment).
     amount: Impairment | None = None
     line: int | None = None  # where a scenario file wrote it (errors found later point there)
+    # On a pair: done to the balancer in charge when the scenario's first such fault is applied (the VIP's
+    # holder), and every later one of the scenario to that same balancer (a failback starts the one it
+    # stopped). `node` names the topology's first balancer until then (its provider's `cannot` is asked).
+    in_charge: bool = False
 
     @property
     def label(self) -> str:
-        if self.amount is not None and self.node:
-            text = self.amount.describe().replace(str(self.amount.fault), f"{self.action} {self.node}", 1)
+        node = "the balancer in charge" if self.in_charge else self.node
+        if self.amount is not None and node:
+            text = self.amount.describe().replace(str(self.amount.fault), f"{self.action} {node}", 1)
         else:
-            text = f"{self.action} {self.node}" if self.node else str(self.action)
+            text = f"{self.action} {node}" if node else str(self.action)
         return text + (f" for {self.for_s:g} s" if self.for_s is not None else "")
 
     @property

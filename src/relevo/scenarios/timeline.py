@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ from relevo.cluster import Cluster
 from relevo.controller.journal import read_events
 from relevo.errors import RelevoError
 from relevo.loadgen.feed import LiveFeed
+from relevo.providers.in_charge import InCharge
 from relevo.scenarios.faults import apply_fault, fault_lock, heal_fault
 from relevo.scenarios.model import LASTING_ACTIONS, Fault, Scenario
 from relevo.scenarios.result import Marker, Verdict
@@ -37,7 +38,8 @@ class Clock(Protocol):
 
 @dataclass
 class _InForce:
-    fault: Fault
+    fault: Fault  # with its node (a fault meant for the balancer in charge: the one it went to)
+    label: str
     started_s: float
     due_s: float  # math.inf: until the run ends
     means: str
@@ -55,6 +57,8 @@ class Timeline:
         self.markers: list[Marker] = []
         self.verdicts: list[Verdict] = []
         self.in_force: list[_InForce] = []
+        # The balancer in charge when the first fault meant for it was applied: this scenario's target.
+        self.in_charge: InCharge | None = None
 
     def play(self, sleep: Callable[[float], None] = time.sleep) -> None:
         """Apply and heal on time until the last fault is applied and every span has ended (or the load
@@ -94,20 +98,35 @@ class Timeline:
             self._heal(held)
 
     def _apply(self, fault: Fault) -> None:
+        label = fault.label
         try:
             with fault_lock(self.cluster, fault):
+                fault, label = self._target(fault)
                 at = self.clock.elapsed_s()  # when it was done: a lock held by another writer delays it
                 means = apply_fault(self.cluster, fault)
         except RelevoError as exc:
-            self.verdicts.append(Verdict(what=f"fault {fault.label}", ok=False, detail=str(exc)))
+            self.verdicts.append(Verdict(what=f"fault {label}", ok=False, detail=str(exc)))
             return
-        self._tell(fault, at)
+        self._tell(label, fault, at)
         spanned = fault.for_s is not None or fault.action in LASTING_ACTIONS
         if spanned:
             due = at + fault.for_s if fault.for_s is not None else math.inf
-            self.in_force.append(_InForce(fault=fault, started_s=at, due_s=due, means=means or ""))
+            self.in_force.append(
+                _InForce(fault=fault, label=label, started_s=at, due_s=due, means=means or "")
+            )
             return
-        self.markers.append(Marker(t_s=at, source="fault", kind=str(fault.action), label=fault.label))
+        self.markers.append(Marker(t_s=at, source="fault", kind=str(fault.action), label=label))
+
+    def _target(self, fault: Fault) -> tuple[Fault, str]:
+        """The fault with its node, and its label: one meant for the balancer in charge goes to the one in
+        charge now, resolved once per scenario (a failback's start goes to the balancer its stop took out),
+        and its label says which and why (the result's markers, the live feed)."""
+        if not fault.in_charge:
+            return fault, fault.label
+        if self.in_charge is None:
+            self.in_charge = self.cluster.balancer_in_charge()
+        chosen = replace(fault, node=self.in_charge.name, in_charge=False)
+        return chosen, f"{chosen.label} (in charge: {self.in_charge.why})"
 
     def _heal(self, held: _InForce) -> None:
         self.in_force.remove(held)
@@ -117,25 +136,25 @@ class Timeline:
                 heal_fault(self.cluster, fault)
                 end = self.clock.elapsed_s()
         except RelevoError as exc:
-            self.verdicts.append(Verdict(what=f"heal {fault.label}", ok=False, detail=str(exc)))
+            self.verdicts.append(Verdict(what=f"heal {held.label}", ok=False, detail=str(exc)))
             end = self.clock.elapsed_s()
-        self._tell(fault, held.started_s, end)
+        self._tell(held.label, fault, held.started_s, end)
         self.markers.append(
             Marker(
                 t_s=held.started_s,
                 source="fault",
                 kind=str(fault.action),
-                label=fault.label,
+                label=held.label,
                 end_t_s=end,
                 means=held.means,
             )
         )
 
-    def _tell(self, fault: Fault, at_s: float, end_s: float | None = None) -> None:
+    def _tell(self, label: str, fault: Fault, at_s: float, end_s: float | None = None) -> None:
         if self.feed is None:
             return
         end = self._zero + end_s if end_s is not None else None
-        self.feed.marker(fault.label, str(fault.action), at=self._zero + at_s, end=end)
+        self.feed.marker(label, str(fault.action), at=self._zero + at_s, end=end)
 
 
 def _journalled(journal: Path, kind: str, since: float) -> bool:

@@ -65,7 +65,8 @@ def test_scenarios_use_the_topologys_own_names_and_skip_what_it_cannot_play(tmp_
 
 def test_a_pair_adds_its_balancer_faults_and_keeps_the_other_rows(tmp_path):
     """On a pair: the single's rows (kill-balancer with the pair's expectation), then hang-balancer,
-    lose-balancer-host and failback-balancer, each on the first balancer; the single keeps its rows."""
+    lose-balancer-host and failback-balancer, each (and reload-balancer) aimed at the balancer in charge
+    when applied (named ha1 until then); the single keeps its rows, aimed at its one balancer."""
     single, _ = catalogue(topology_of("", tmp_path))
     pair, unavailable = catalogue(topology_of("balancer: {peer: ha2}\n", tmp_path))
     assert not unavailable
@@ -76,8 +77,13 @@ def test_a_pair_adds_its_balancer_faults_and_keeps_the_other_rows(tmp_path):
         "lose-balancer-host",
         "failback-balancer",
     ]
-    for name in ("kill-balancer", "hang-balancer", "lose-balancer-host"):
-        assert [f.node for f in pair[name].faults] == ["ha1"]
+    for name in ("kill-balancer", "hang-balancer", "lose-balancer-host", "reload-balancer"):
+        assert [(f.node, f.in_charge) for f in pair[name].faults] == [("ha1", True)]
+        assert pair[name].faults[0].label.endswith(" the balancer in charge")
+        assert "the balancer in charge" in pair[name].description
+    assert all(f.in_charge for f in pair["failback-balancer"].faults)
+    assert not any(f.in_charge for s in single.values() for f in s.faults)
+    assert not any(f.in_charge for f in pair["kill-web1"].faults)
     # Locally the survivor serves new connections at once: at most one in-flight request per connection.
     assert pair["kill-balancer"].expect.max_failed == 500
     assert single["kill-balancer"].expect.max_failed is None

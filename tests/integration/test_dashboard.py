@@ -233,6 +233,46 @@ def test_page_says_what_it_cannot_reach_and_catches_up(up_with_dashboard, tmp_pa
             browser.close()
 
 
+def page_state(url: str, credentials: tuple[str, str]) -> dict[str, Any]:
+    """The page's data endpoint (/api/state), as the page fetches it."""
+    import base64
+
+    request = urllib.request.Request(url + "api/state")
+    token = base64.b64encode(":".join(credentials).encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        state: dict[str, Any] = json.loads(response.read())
+    return state
+
+
+def test_percentiles_from_haproxys_log_with_no_run_in_progress(up_with_dashboard):
+    """With no relevo run writing its live feed, requests sent through the frontend reach the page's data
+    endpoint from HAProxy's own request log: p50 <= p99 in ms, errors/s, and how many requests they come
+    from (no more than were sent), with the receiver listening and no run's point."""
+    running, url = up_with_dashboard
+    sent = 0
+
+    found: list[dict[str, Any]] = []
+
+    def sent_and_shown() -> bool:
+        nonlocal sent
+        for _ in range(10):  # a few requests per look; the looks are bounded by wait_until's timeout
+            assert running.get()[0] == 200
+            sent += 1
+        state = page_state(url, running.credentials)
+        assert "haproxy's request log" not in state["latest"]["unreachable"]
+        found.extend(p for p in state["series"] if p.get("log"))
+        return bool(found)
+
+    wait_until(sent_and_shown, "HAProxy's request log among the page's points")
+    point = found[-1]
+    assert point["load"] is None
+    logged = point["log"]
+    assert 0 < logged["n"] <= sent
+    assert logged["errors"] == 0.0
+    assert 0 <= logged["p50_ms"] <= logged["p99_ms"]
+
+
 def test_status_json_names_the_dashboard_and_the_controller_metrics(up_with_dashboard):
     """`relevo status --json` names `dashboard_url` (running) and `controller_metrics_url`."""
     running, url = up_with_dashboard

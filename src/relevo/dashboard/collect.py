@@ -24,6 +24,7 @@ from typing import Any
 
 from relevo.controller.daemon import controller_status
 from relevo.controller.journal import read_events, rotated
+from relevo.dashboard.access_log import AccessLogReceiver
 from relevo.haproxy.runtime import RuntimeAPI
 from relevo.model import Role, Topology
 from relevo.paths import StatePaths
@@ -163,6 +164,8 @@ class Collector:
     load_markers: list[dict[str, Any]] = field(default_factory=list)
     _load_tail: JournalTail | None = None
     _load_point: dict[str, Any] | None = None
+    # HAProxy's request log (AccessLogReceiver): latency percentiles and errors/s with or without a run.
+    requests: AccessLogReceiver | None = None
 
     def __post_init__(self) -> None:
         paths = StatePaths(self.topology.state_dir).held()
@@ -264,7 +267,8 @@ class Collector:
         controller, controller_error = self.controller()
         events, journal_error = self.new_events()
         markers, load_error = self.load()
-        point = self.point(now, stats, self.load_point(now))
+        logged = self.requests.summary(now) if self.requests is not None else None
+        point = self.point(now, stats, self.load_point(now), logged)
         if point is not None:
             self.series.append(point)
         while self.series and self.series[0]["t"] < now - self.history_s:
@@ -280,6 +284,7 @@ class Collector:
                     ("provider", provider_error),
                     ("journal", journal_error),
                     ("the run's feed", load_error),
+                    ("haproxy's request log", self.requests.error if self.requests is not None else None),
                 )
                 if error
             },
@@ -297,16 +302,22 @@ class Collector:
         return self.latest
 
     def point(
-        self, now: float, stats: dict[tuple[str, str], Stat] | None, load: dict[str, Any] | None = None
+        self,
+        now: float,
+        stats: dict[tuple[str, str], Stat] | None,
+        load: dict[str, Any] | None = None,
+        logged: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """One point of the charts: HAProxy's rates since the previous sample (None without two
-        readings) and the run's latest point (`load`, None without a run). None when neither."""
+        readings), the run's latest point (`load`, None without a run) and the last second of HAProxy's
+        request log (`log`: None without a receiver or without a request). None when none of them."""
         rates = self.rates(now, stats)
-        if rates is None and load is None:
+        log = logged if logged is not None and logged["n"] > 0 else None
+        if rates is None and load is None and log is None:
             return None
         if rates is None:
             rates = {"rps": {}, "errors": None, "rtime_ms": None, "rtime_max_ms": None}
-        return {"t": round(now, 3), **rates, "load": load}
+        return {"t": round(now, 3), **rates, "load": load, "log": log}
 
     def rates(self, now: float, stats: dict[tuple[str, str], Stat] | None) -> dict[str, Any] | None:
         if stats is None:

@@ -94,8 +94,10 @@ def running_pid(topology: Topology) -> int | None:
 def run_foreground(topology: Topology, *, listen: tuple[str, int] | None = None) -> None:
     """`relevo dashboard`: hold the dashboard lock and serve until SIGINT/SIGTERM."""
     from relevo.cluster import Cluster
+    from relevo.dashboard.access_log import AccessLogReceiver
     from relevo.dashboard.app import Dashboard, serve
     from relevo.dashboard.collect import Collector
+    from relevo.render.haproxy import access_log_receiver
     from relevo.secrets import load_or_create_secrets
 
     claim_state_dir(topology.state_dir)
@@ -109,16 +111,19 @@ def run_foreground(topology: Topology, *, listen: tuple[str, int] | None = None)
                 record.save(record_file(paths))
             secrets = load_or_create_secrets(paths.secrets)
             cluster = Cluster(topology)
+            requests = AccessLogReceiver(access_log_receiver(topology))
             dashboard = Dashboard(
                 topology=topology,
-                collector=Collector(topology=topology, states=cluster.statuses),
+                collector=Collector(topology=topology, states=cluster.statuses, requests=requests),
                 credentials=lambda: (secrets.stats_user, secrets.stats_password),
                 actions=actions_enabled(topology),
             )
             print(f"relevo dashboard on http://{host}:{port}/ (credentials in {shown.secrets})", flush=True)
+            requests.start()
             try:
                 serve(dashboard, host, port)
             finally:
+                requests.stop()
                 record_file(paths).unlink(missing_ok=True)
     except lock.LockBusyError:
         raise DashboardError(

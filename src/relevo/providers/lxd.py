@@ -30,9 +30,11 @@ from relevo.providers.lxd_host import Created, LXDHost, interfaces_file
 from relevo.providers.lxd_impair import ContainerImpairments
 from relevo.providers.lxd_placement import Placement, qualified, split_record
 from relevo.providers.lxd_setup import (
+    ACCESS_LOG_DEVICE,
     CPU_PERIOD_MS,
     NIC,
     OWNER_KEY,
+    access_log_device,
     balancer_nic,
     balancer_proxies,
     base_devices,
@@ -117,6 +119,9 @@ class LXDProvider:
             )
         if self.provisioned:
             return  # its files are the provisioning's
+        if self.guest.is_balancer(node) and ACCESS_LOG_DEVICE not in instance.devices:
+            # Made before relevo carried HAProxy's request log: the device is added (live, if running).
+            client.add_device(name, ACCESS_LOG_DEVICE, access_log_device(self.topology))
         if self.guest.install(node, check=instance.status == "Running"):
             self._config_changed.add(node)
 

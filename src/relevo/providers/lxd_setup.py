@@ -15,7 +15,8 @@ from relevo.lxd.network import isolated_bridge
 from relevo.model import Capacity, Topology
 from relevo.paths import StatePaths
 from relevo.providers.lxd_host import Created
-from relevo.render.haproxy import HAProxyLayout
+from relevo.render import bind
+from relevo.render.haproxy import HAProxyLayout, access_log_receiver
 from relevo.services.haproxy import runtime_sockets
 
 MAX_SOCKET_PATH = 100  # a unix socket's path must fit sun_path (108 bytes)
@@ -23,6 +24,7 @@ MAX_SOCKET_PATH = 100  # a unix socket's path must fit sun_path (108 bytes)
 OWNER_KEY = "user.relevo.cluster"
 CPU_PERIOD_MS = 100  # the CFS period LXD's allowance is written against (the kernel's default)
 NIC = "eth0"
+ACCESS_LOG_DEVICE = "relevo-log"
 
 
 def network_of(topology: Topology) -> ipaddress.IPv4Network:
@@ -70,8 +72,9 @@ def base_devices(pool: str, network: str) -> dict[str, dict[str, str]]:
 
 
 def balancer_proxies(topology: Topology, paths: StatePaths, node: str) -> dict[str, dict[str, str]]:
-    """A balancer's stats page (and, alone, its frontend) on their loopback addresses of this host, and
-    HAProxy's Runtime API socket mapped into the state directory (0600, this user's). A pair's frontend
+    """A balancer's stats page (and, alone, its frontend) on their loopback addresses of this host,
+    HAProxy's Runtime API socket mapped into the state directory (0600, this user's), and its request log
+    carried to the dashboard's receiver. A pair's frontend
     is the VIP, reached through the bridge: no proxy device could follow it from one balancer to the
     other."""
     balancer = topology.balancer_named(node)
@@ -91,6 +94,7 @@ def balancer_proxies(topology: Topology, paths: StatePaths, node: str) -> dict[s
         )
         for what, endpoint in listeners
     }
+    devices[ACCESS_LOG_DEVICE] = access_log_device(topology)
     devices["relevo-runtime"] = proxy_device(
         f"unix:{socket}",
         f"unix:{HAProxyLayout.in_guest().runtime_socket}",
@@ -99,6 +103,17 @@ def balancer_proxies(topology: Topology, paths: StatePaths, node: str) -> dict[s
         gid=str(os.getegid()),
     )
     return devices
+
+
+def access_log_device(topology: Topology) -> dict[str, str]:
+    """HAProxy's request log, from the container's loopback to the dashboard's receiver on this host:
+    UDP, since a proxy device carries unix sockets as streams only (forkproxy listens and dials "unix")
+    and HAProxy logs to datagram sockets. Bound in the container, connected from the host."""
+    return proxy_device(
+        f"udp:{HAProxyLayout.in_guest().access_log}",
+        f"udp:{bind(access_log_receiver(topology))}",
+        bind="instance",
+    )
 
 
 def balancer_nic(network: str) -> dict[str, str]:

@@ -13,12 +13,19 @@ from pathlib import Path, PurePosixPath
 from relevo.files import ensure_dir, write_atomic
 from relevo.model import Endpoint, StandbyMode, Temperature, Topology
 from relevo.paths import StatePaths
-from relevo.render import render_template
+from relevo.render import bind, render_template
 from relevo.secrets import Secrets, write_private
 
 # A pair with keepalived: HAProxy's stats frontend answers this path without credentials, for the checker
 # that tells keepalived whether HAProxy is alive (render/keepalived.py).
 ALIVE_PATH = "/relevo-alive"
+# Inside a container or VM, HAProxy logs each request to this UDP port of its own loopback; a proxy
+# device carries the datagrams to the dashboard's receiver on this host (see access_log_receiver).
+GUEST_ACCESS_LOG = "127.0.0.1:5140"
+# The one line HAProxy logs per request: what the dashboard's rolling window needs, nothing else (its
+# parser, dashboard/access_log.py, reads exactly this). %Ta: from the request's first byte to the
+# response's last, the request's own time (%Tt would add the keep-alive idle time before it).
+ACCESS_LOG_FORMAT = "relevo-request %Ta %ST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +36,9 @@ class HAProxyLayout:
     runtime_socket: PurePosixPath
     server_state: PurePosixPath
     error_page_503: PurePosixPath
+    # Where HAProxy sends its request log, seen from its own host; None: straight to the dashboard's
+    # receiver on this host (HAProxy runs here).
+    access_log: str | None = None
 
     @classmethod
     def in_state_dir(cls, paths: StatePaths) -> HAProxyLayout:
@@ -63,6 +73,7 @@ class HAProxyLayout:
             runtime_socket=PurePosixPath("/run/haproxy/admin.sock"),
             server_state=PurePosixPath("/var/lib/haproxy/server-state"),
             error_page_503=PurePosixPath("/etc/haproxy/errors/relevo-503.http"),
+            access_log=GUEST_ACCESS_LOG,
         )
 
 
@@ -84,6 +95,17 @@ class Binds:
             stats=chosen.stats,
             servers={node.name: node.endpoint for node in topology.nodes},
         )
+
+
+def access_log_receiver(topology: Topology) -> Endpoint:
+    """Where the dashboard receives HAProxy's request log on this host: UDP at the balancer's stats
+    address and the dashboard's port number (UDP's, not TCP's: the dashboard's page keeps the TCP one).
+
+    UDP, not a unix datagram socket in the state directory: HAProxy started as root logs from its
+    workers, which run as another account and cannot enter the 0700 state directory; and LXD's proxy
+    device carries unix sockets as streams only (forkproxy listens and dials "unix"), while it carries
+    UDP datagrams as they are."""
+    return Endpoint(address=topology.balancer.stats.address, port=topology.dashboard.port)
 
 
 def describe_source(topology: Topology) -> str:
@@ -133,6 +155,8 @@ def render_haproxy(
         secrets=secrets,
         alive=ALIVE_PATH if topology.pair is not None and topology.pair.vip is not None else None,
         run_as=run_as,
+        access_log=paths.access_log or bind(access_log_receiver(topology)),
+        access_log_format=ACCESS_LOG_FORMAT,
     )
 
 

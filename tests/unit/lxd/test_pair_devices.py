@@ -33,7 +33,7 @@ def test_each_balancer_has_its_own_stats_and_runtime_proxies_and_no_frontend_pro
     paths = StatePaths(topology.state_dir)
     ha1 = balancer_proxies(topology, paths, "ha1")
     ha2 = balancer_proxies(topology, paths, "ha2")
-    assert sorted(ha1) == sorted(ha2) == ["relevo-runtime", "relevo-stats"]
+    assert sorted(ha1) == sorted(ha2) == ["relevo-log", "relevo-runtime", "relevo-stats"]
     assert ha1["relevo-stats"]["listen"] == "tcp:127.205.7.2:8404"
     assert ha2["relevo-stats"]["connect"] == "tcp:10.205.7.3:8404"
     assert ha1["relevo-runtime"]["listen"] != ha2["relevo-runtime"]["listen"]
@@ -63,3 +63,19 @@ def test_each_balancer_gets_keepalived_its_checker_and_a_delayed_haproxy_restart
     assert PAIR_RESTART == "RestartSec=2s\n"
     binds = GuestServices(topology, host=None)._guest_binds("ha2")  # type: ignore[arg-type]
     assert (binds.frontend.address, binds.stats.address) == (ANY, ANY)
+
+
+def test_both_balancers_send_their_request_log_to_the_one_receiver(tmp_path):
+    """Each balancer's HAProxy logs to UDP on its container's loopback; a proxy device bound in the
+    container carries it to the dashboard's one receiver on this host (the first stats address, the
+    dashboard's port number): UDP, as LXD's proxy carries unix sockets as streams only."""
+    topology = pair(tmp_path)
+    paths = StatePaths(topology.state_dir)
+    for name in ("ha1", "ha2"):
+        device = balancer_proxies(topology, paths, name)["relevo-log"]
+        assert device == {
+            "type": "proxy",
+            "listen": "udp:127.0.0.1:5140",
+            "connect": f"udp:127.205.7.2:{topology.dashboard.port}",
+            "bind": "instance",
+        }

@@ -91,8 +91,9 @@ function updateNodes(nodes, controller) {
 }
 
 // --- charts --------------------------------------------------------------------------------------------
-// Each chart's series: HAProxy's counters (solid) and the run in progress, from its load generator's own
-// timings (dashed: present only while a relevo bench or scenarios run loads this cluster).
+// Each chart's series: HAProxy's counters (solid), HAProxy's request log (solid, its last second: there
+// whether or not a run is in progress) and the run in progress, from its load generator's own timings
+// (dashed: present only while a relevo bench or scenarios run loads this cluster).
 const RUN_DASH = [6, 3];
 
 function chartSeries() {
@@ -103,9 +104,12 @@ function chartSeries() {
     "chart-latency": [
       { label: "run p50", stroke: "#0969da", width: 2, dash: RUN_DASH, value: (p) => p.load?.p50_ms ?? null },
       { label: "run p99", stroke: "#cf222e", width: 2, dash: RUN_DASH, value: (p) => p.load?.p99_ms ?? null },
+      { label: "HAProxy p50", stroke: "#0550ae", value: (p) => p.log?.p50_ms ?? null },
+      { label: "HAProxy p99", stroke: "#a40e26", value: (p) => p.log?.p99_ms ?? null },
       { label: "HAProxy avg (last 1024)", stroke: "#1a7f37", value: (p) => p.rtime_ms ?? null }],
     "chart-errors": [
       { label: "HAProxy errors/s", stroke: "#cf222e", value: (p) => p.errors ?? null },
+      { label: "answered 5xx or cut/s", stroke: "#bc4c00", value: (p) => p.log?.errors ?? null },
       { label: "run: failed/s", stroke: "#8250df", dash: RUN_DASH, value: (p) => p.load?.errors ?? null }],
   };
 }

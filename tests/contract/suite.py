@@ -10,12 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import pytest
 
-from relevo.cluster import Cluster
 from relevo.errors import ProviderError
-from relevo.model import Endpoint
+from relevo.model import Endpoint, Topology
 from relevo.providers.base import LASTING, Fault, Impairment, NodeState
 
 # An answer slower than this is no answer (a hung node never answers; a healthy one in milliseconds).
@@ -84,15 +84,26 @@ class Subject:
             return False
 
 
+class Nodes(Protocol):
+    """What cluster_subject drives: a Cluster (local, LXD) or the fake provider itself."""
+
+    topology: Topology
+
+    def status(self, node: str) -> NodeState: ...
+    def fault(self, node: str, fault: Fault) -> None: ...
+    def start(self, node: str) -> None: ...
+    def address(self, node: str) -> Endpoint: ...
+
+
 def cluster_subject(
-    cluster: Cluster,
+    cluster: Nodes,
     workers: Callable[[str], frozenset[Hashable]],
     *,
     cpu_quota: Callable[[str], float | None] | None = None,
     free_bytes: Callable[[str], int] | None = None,
 ) -> Iterator[Subject]:
-    """The subject of a real cluster (local or LXD), every node running and resumed before each test and
-    resumed after it: the one fixture body both tiers share."""
+    """The subject of a cluster (the fake's, local or LXD), every node running and resumed before each
+    test and resumed after it: the one fixture body every tier shares."""
     names = cluster.topology.node_names
     for node in names:
         if cluster.status(node) in (NodeState.RUNNING, NodeState.PAUSED):

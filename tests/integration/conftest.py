@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,10 +19,12 @@ import pytest
 
 from relevo import lifecycle
 from relevo.cluster import Cluster
+from relevo.errors import RelevoError
 from relevo.model import Topology
 from relevo.procs import ProcessRecord, group_members
 from relevo.providers.base import NodeState
 from relevo.topology import load_topology
+from tests.conftest import short_dir
 
 # Each cluster gets its own 127.X.Y.0/24, so a cluster left behind by a crashed run never clashes. Under
 # pytest-xdist each worker (gw0, gw1, ...) takes a block of its own beside its session's: two workers of
@@ -126,12 +128,15 @@ def make_topology_file(workdir: Path, extra: str = "", *, nodes: str = SEED_NODE
     return path
 
 
+# Shorter probe and check timeouts and hold than the defaults, for the modules whose runs must be short:
+# a failback after 1 s, a hung node declared down `fall` x 0.5 s after its hang.
+SHORT_WAITS = "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
+
+
 @pytest.fixture
 def cluster_dir() -> Iterator[Path]:
-    # Short on purpose: the Runtime API socket's path must fit in 108 bytes.
-    workdir = Path(tempfile.mkdtemp(prefix="relevo-", dir="/tmp"))
-    yield workdir
-    shutil.rmtree(workdir, ignore_errors=True)
+    with short_dir() as workdir:
+        yield workdir
 
 
 def start_cluster(path: Path, *, controller: bool = False) -> RunningCluster:
@@ -149,6 +154,27 @@ def stop_cluster(running: RunningCluster) -> None:
     assert not leftovers, f"processes left running after down: {leftovers}"
     for name in running.topology.node_names:
         assert running.cluster.status(name) is not NodeState.RUNNING
+
+
+@contextlib.contextmanager
+def cluster_in_short_dir(
+    extra: str = SHORT_WAITS,
+    *,
+    nodes: str = SEED_NODES,
+    controller: bool = True,
+    tmpfs_size: str | None = None,
+) -> Iterator[RunningCluster]:
+    """A cluster (the seed's layout with the controller and SHORT_WAITS unless told) in a short_dir of
+    its own, for a module to share; every fault healed, the cluster stopped and its directory removed at
+    the end."""
+    with short_dir(tmpfs_size=tmpfs_size) as workdir:
+        running = start_cluster(make_topology_file(workdir, extra, nodes=nodes), controller=controller)
+        try:
+            yield running
+        finally:
+            with contextlib.suppress(RelevoError):
+                running.cluster.heal_all()
+            stop_cluster(running)
 
 
 @pytest.fixture

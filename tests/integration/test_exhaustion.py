@@ -6,23 +6,19 @@ next heal_all undoes."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from relevo.cluster import Cluster
-from relevo.errors import RelevoError
 from relevo.procs import ProcessRecord, group_members
 from relevo.providers.base import Fault, Impairment
 from relevo.providers.cpu_quota import CpuCgroups
 from relevo.providers.local_exhaust import FILL_NAME, current_group
 
-from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster
+from .conftest import RunningCluster, cluster_in_short_dir
 from .test_scenarios import results
 
 pytestmark = [
@@ -34,28 +30,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RunningCluster]:
     """The seed's layout with the controller, its state directory on a 32 MiB tmpfs this test mounts."""
-    import shutil
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix="rlv-x-", dir="/tmp"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(workdir)], check=True)
-    try:
-        running = start_cluster(
-            make_topology_file(
-                workdir, "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
-            ),
-            controller=True,
-        )
-        try:
-            yield running
-        finally:
-            with contextlib.suppress(RelevoError):
-                running.cluster.heal_all()
-            stop_cluster(running)
-    finally:
-        if subprocess.run(["umount", str(workdir)], check=False).returncode != 0:
-            subprocess.run(["umount", "--lazy", str(workdir)], check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with cluster_in_short_dir(tmpfs_size="32m") as running:
+        yield running
 
 
 def pids_of(cluster: Cluster, node: str) -> list[int]:

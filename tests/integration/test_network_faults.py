@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,11 @@ from relevo import lifecycle
 from relevo.providers.base import Fault, Impairment
 from relevo.providers.local_impair import cluster_chain_tag
 
-from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster, wait_until
+from .conftest import (
+    RunningCluster,
+    cluster_in_short_dir,
+    wait_until,
+)
 from .test_scenarios import results
 
 pytestmark = [
@@ -33,21 +36,8 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RunningCluster]:
     """The seed's layout with the controller; short probe and check timeouts and hold (as test_scenarios)."""
-    import shutil
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix="relevo-", dir="/tmp"))
-    running = start_cluster(
-        make_topology_file(
-            workdir, "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
-        ),
-        controller=True,
-    )
-    try:
+    with cluster_in_short_dir() as running:
         yield running
-    finally:
-        stop_cluster(running)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def traces(running: RunningCluster) -> dict[str, list[str]]:

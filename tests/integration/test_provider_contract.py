@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Hashable, Iterator
 from pathlib import Path
 
@@ -13,14 +12,17 @@ import pytest
 from relevo.cluster import Cluster
 from relevo.procs import ProcessRecord, group_members
 from relevo.providers import base
-from relevo.providers.base import Fault
 from relevo.providers.cpu_quota import CpuCgroups
 from relevo.providers.local_exhaust import current_group
 from relevo.topology import parse_topology
 from tests.contract.fake import FakeProvider
 from tests.contract.suite import ProviderContract, Subject, cluster_subject
 
-from .conftest import RunningCluster, make_topology_file, next_network, start_cluster, stop_cluster
+from .conftest import (
+    RunningCluster,
+    cluster_in_short_dir,
+    next_network,
+)
 
 NODES = "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
 
@@ -44,41 +46,16 @@ class TestFakeProvider(ProviderContract):
     @pytest.fixture
     def subject(self, fake_provider: FakeProvider) -> Iterator[Subject]:
         provider = fake_provider
-        for node in provider.topology.node_names:
-            provider.fault(node, Fault.RESUME)
-            provider.start(node)
-        yield Subject(
-            nodes=provider,
-            web="web1",
-            balancer=provider.topology.balancer.name,
-            endpoint=provider.address,
-            workers=lambda node: frozenset({provider.worker(node)}),
-        )
+        yield from cluster_subject(provider, lambda node: frozenset({provider.worker(node)}))
 
 
 @pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix="rlv-c-", dir="/tmp"))  # short: the Runtime API socket path
-    # As root, the cluster's files on a small tmpfs of the test's own: what disk-full may fill.
-    mounted = os.geteuid() == 0
-    if mounted:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(workdir)], check=True
-        )
-    try:
-        running = start_cluster(make_topology_file(workdir, nodes=NODES))
-        try:
-            yield running
-        finally:
-            stop_cluster(running)
-    finally:
-        if mounted and subprocess.run(["umount", str(workdir)], check=False).returncode != 0:
-            subprocess.run(["umount", "--lazy", str(workdir)], check=False)
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
+def local_cluster() -> Iterator[RunningCluster]:
+    """web1 and web2 behind the balancer, without the controller; as root its files on a 32 MiB tmpfs of
+    its own (what disk-full may fill)."""
+    tmpfs = "32m" if os.geteuid() == 0 else None
+    with cluster_in_short_dir("", nodes=NODES, controller=False, tmpfs_size=tmpfs) as running:
+        yield running
 
 
 def local_quota(cluster: Cluster, node: str) -> float | None:

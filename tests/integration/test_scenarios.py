@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from relevo.scenarios.faults import apply_fault, fault_lock
 from relevo.scenarios.model import Action, Fault, Setup
 from relevo.scenarios.prepare import prepare
 
-from .conftest import RunningCluster, make_topology_file, start_cluster, stop_cluster
+from .conftest import RunningCluster, cluster_in_short_dir, make_topology_file, start_cluster, stop_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -67,21 +66,8 @@ def cluster() -> Iterator[RunningCluster]:
     that a hung node is declared down `fall` x 0.5 s after its hang (1 s; 2 s with the defaults, which
     left the 5.5 s runs ~1 s between the failover of a hang at 2 s and their end: too little on a busy
     machine, where once no failover happened before the end)."""
-    import shutil
-    import tempfile
-
-    workdir = Path(tempfile.mkdtemp(prefix="relevo-", dir="/tmp"))
-    running = start_cluster(
-        make_topology_file(
-            workdir, "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
-        ),
-        controller=True,
-    )
-    try:
+    with cluster_in_short_dir() as running:
         yield running
-    finally:
-        stop_cluster(running)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_the_seeds_five_give_the_expected_errors_and_servers(cluster):

@@ -23,7 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -188,25 +189,51 @@ def node_states(path: Path, env: dict[str, str]) -> dict[str, str]:
     return {n["name"]: n["state"] for n in status["nodes"]}
 
 
+@dataclass(frozen=True)
+class Planted:
+    """A `relevo up` during which `.relevo` was exchanged with a planted directory, up and ticking."""
+
+    path: Path
+    env: dict[str, str]
+    decoy: Path
+    marker: Path  # what the planted command writes when it runs
+    planted: dict[str, tuple[int, int]]  # the decoy's files as planted
+
+
+def up_swapped_at(
+    swap_site: tuple[Path, dict[str, str]], cluster_dir: Path, trigger: Callable[[Path], Path], what: str
+) -> Planted:
+    """`relevo up` (whose state directory an `up --no-controller` made first), with `.relevo` exchanged
+    for a planted directory the instant `trigger(state)` is executed or opened; the controller then ticks."""
+    path, env = swap_site
+    assert relevo(path, env, "up", "--no-controller").returncode == 0
+    state, decoy, marker = cluster_dir / ".relevo", cluster_dir / "decoy", cluster_dir / "attacker-ran"
+    target = trigger(state)
+    decoy.mkdir(mode=0o700)
+    planted = plant_all(state, decoy, marker)
+    swap = SwapOnExec(target, state, decoy)
+    try:
+        up = relevo(path, env, "up")
+    finally:
+        swap.close()
+    assert swap.swapped.is_set(), f"{what} ({up.stderr})"
+    assert up.returncode == 0, up.stderr
+    wait_until(lambda: controller_ticks(path, env), "the controller ticks in the claimed directory")
+    return Planted(path, env, decoy, marker, planted)
+
+
 def test_a_state_directory_swapped_as_up_starts_apache_gives_the_attacker_nothing(swap_site, cluster_dir):
     """`.relevo` exchanged with a planted directory the instant `relevo up` executes the first Apache:
     up serves from the directory it claimed, its controller and dashboard (started after the swap) work
     in that one too, nothing is written into the swapped-in directory and its planted command never
     runs."""
-    path, env = swap_site
-    assert relevo(path, env, "up", "--no-controller").returncode == 0
-    assert relevo(path, env, "down").returncode == 0
-    state, decoy, marker = cluster_dir / ".relevo", cluster_dir / "decoy", cluster_dir / "attacker-ran"
-    decoy.mkdir(mode=0o700)
-    planted = plant_all(state, decoy, marker)
-    swap = SwapOnExec(cluster_dir / "bin" / "apache2", state, decoy)
-    try:
-        up = relevo(path, env, "up")
-    finally:
-        swap.close()
-    assert swap.swapped.is_set(), f"Apache was never executed ({up.stderr})"
-    assert up.returncode == 0, up.stderr
-    wait_until(lambda: controller_ticks(path, env), "the controller ticks in the claimed directory")
+
+    def stopped_then_apache(state: Path) -> Path:
+        assert relevo(swap_site[0], swap_site[1], "down").returncode == 0
+        return cluster_dir / "bin" / "apache2"
+
+    run = up_swapped_at(swap_site, cluster_dir, stopped_then_apache, "Apache was never executed")
+    path, env, decoy, marker, planted = run.path, run.env, run.decoy, run.marker, run.planted
     assert contents(decoy) == planted, "relevo wrote into the swapped-in directory"
     assert not marker.exists(), f"the swapped-in httpd.conf ran: {marker.read_text()}"
     states = node_states(path, env)
@@ -220,21 +247,14 @@ def test_a_state_directory_swapped_as_up_forks_the_controller_gives_the_attacker
     before it forks the controller: the controller works in the directory `up` claimed (nothing is written
     into the swapped-in one), and when web1 is killed it starts web1bck from the claimed directory, so
     the planted httpd.conf never runs."""
-    path, env = swap_site
-    assert relevo(path, env, "up", "--no-controller").returncode == 0
-    state, decoy, marker = cluster_dir / ".relevo", cluster_dir / "decoy", cluster_dir / "attacker-ran"
-    decoy.mkdir(mode=0o700)
-    planted = plant_all(state, decoy, marker)
-    log = state / "logs" / "controller.log"
-    log.touch(mode=0o644)
-    swap = SwapOnExec(log, state, decoy)
-    try:
-        up = relevo(path, env, "up")
-    finally:
-        swap.close()
-    assert swap.swapped.is_set(), f"the controller's log was never opened ({up.stderr})"
-    assert up.returncode == 0, up.stderr
-    wait_until(lambda: controller_ticks(path, env), "the controller ticks in the claimed directory")
+
+    def controller_log(state: Path) -> Path:
+        log = state / "logs" / "controller.log"
+        log.touch(mode=0o644)
+        return log
+
+    run = up_swapped_at(swap_site, cluster_dir, controller_log, "the controller's log was never opened")
+    path, env, decoy, marker, planted = run.path, run.env, run.decoy, run.marker, run.planted
     assert relevo(path, env, "kill", "web1").returncode == 0
     wait_until(lambda: node_states(path, env)["web1bck"] == "running", "the controller starts web1bck")
     assert contents(decoy) == planted, "relevo wrote into the swapped-in directory"

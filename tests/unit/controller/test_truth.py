@@ -378,9 +378,9 @@ def test_a_command_applied_after_its_timeout_is_the_controllers_not_a_persons(to
     assert world.nodes["web1bck"].process is NodeState.STOPPED, "the pair was left as a person's"
 
 
-def test_haproxy_restarted_without_its_states_is_set_right_not_taken_for_a_person(topo):
-    """HAProxy dies after a failover and comes back with its configured states (the last save was
-    lost): the controller puts web1bck back in service and web1 in maint, and journals no person."""
+def haproxy_dead_after_a_failover(topo):
+    """web1 stopped and web1bck serving in its place, then HAProxy dead, its last saved states lost (it
+    will come back with its configured ones)."""
     world = World.seed(topo)
     ctl = controller(topo, world)
     world.nodes["web1"].process = NodeState.STOPPED
@@ -388,6 +388,13 @@ def test_haproxy_restarted_without_its_states_is_set_right_not_taken_for_a_perso
     assert serving(world, "web1bck", "web1")
     world.lost_states = True
     world.haproxy_alive, world.balancer_process = False, NodeState.STOPPED
+    return world, ctl
+
+
+def test_haproxy_restarted_without_its_states_is_set_right_not_taken_for_a_person(topo):
+    """HAProxy dies after a failover and comes back with its configured states (the last save was
+    lost): the controller puts web1bck back in service and web1 in maint, and journals no person."""
+    world, ctl = haproxy_dead_after_a_failover(topo)
     run(world, ctl, 1)
     assert world.starts["ha1"] == 1
     assert serving(world, "web1bck", "web1")
@@ -433,13 +440,7 @@ def test_haproxy_restarted_after_answering_late_still_gets_the_controllers_state
     """HAProxy killed after a failover, restarted without its states, and silent for a while after its
     restart: when it answers, its configured states are still a restart's, not a person's (web1bck put
     back in service, no person journalled)."""
-    world = World.seed(topo)
-    ctl = controller(topo, world)
-    world.nodes["web1"].process = NodeState.STOPPED
-    run(world, ctl, 1)
-    assert serving(world, "web1bck", "web1")
-    world.lost_states = True
-    world.haproxy_alive, world.balancer_process = False, NodeState.STOPPED
+    world, ctl = haproxy_dead_after_a_failover(topo)
     real_start = world.start
 
     def start_silent(node: str) -> None:

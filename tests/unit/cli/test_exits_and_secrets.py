@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from relevo.cli import cli
 from relevo.cli import cluster as cluster_module
 from relevo.loadgen import engine
 from relevo.loadgen.engine import LoadProgress
+from relevo.polling import wait_until
 from relevo.report.progress import ProgressLine
 from relevo.secrets import load_or_create_secrets
 from relevo.topology import load_topology
@@ -51,7 +51,9 @@ def test_an_interrupted_bench_prints_its_partial_report_and_exits_130(
 
     def stopped_early(plan, **kwargs):
         handle = engine.start(plan, workers=1)
-        time.sleep(0.3)
+        # Stopped once a user has had an answer (three requests seen from two users), not after a fixed
+        # time: on a busy machine the worker process may not have sent anything 0.3 s after its start.
+        assert wait_until(lambda: len(server.requests) > 2, timeout_s=60, interval_s=0.01)
         handle.stop()
         return handle.wait()
 

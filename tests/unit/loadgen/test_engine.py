@@ -18,6 +18,7 @@ from relevo.loadgen.plan import HttpRequest, Plan, PlanError, ThreadGroup, simpl
 from relevo.loadgen.shares import split
 from relevo.loadgen.stats import LabelStats
 from relevo.loadgen.worker import WorkerJob, loop_factory, run_job
+from relevo.polling import wait_until
 
 from .conftest import (
     Behaviour,
@@ -200,15 +201,25 @@ def test_a_stop_message_ends_the_run_early(serve: Serve) -> None:
     plan = simple_plan(server.url, threads=2, loops=None, duration_s=30)
     job = WorkerJob(plan=plan, share=split(plan, 1)[0], workers=1)
     parent, child = multiprocessing.Pipe()
-    timer = threading.Timer(0.3, parent.send, args=("stop",))
-    timer.start()
+    over = threading.Event()
+
+    def stop_once_answered() -> None:
+        # "stop" once a user has had an answer (three requests seen from two users), not after a fixed
+        # time: on a busy machine a run may have sent nothing 0.3 s after its start.
+        wait_until(lambda: len(server.requests) > 2 or over.is_set(), timeout_s=60, interval_s=0.01)
+        if not over.is_set():
+            parent.send("stop")
+
+    stopper = threading.Thread(target=stop_once_answered)
+    stopper.start()
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             result = runner.run(
                 run_job(job, t0_ns=time.monotonic_ns(), epoch_delta_ns=0, counters=[0, 0, 0], control=child)
             )
     finally:
-        timer.cancel()
+        over.set()  # whatever happened, the stopper thread has nothing left to wait for
+        stopper.join()
         parent.close()
         child.close()
     stats = result.stats.total()

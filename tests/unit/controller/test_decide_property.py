@@ -57,7 +57,9 @@ class ControllerMachine(RuleBasedStateMachine):
         self.world = World.seed(self.topo)
         self.held: dict[str, AdminState] = {}  # a person's hold: node -> the state they set
         self.answering = dict.fromkeys(WEB, 0)  # consecutive ticks each node answered its probe
-        self.lost: set[str] = set()  # held states an HAProxy restart lost at the last tick
+        # Held states a restarted HAProxy came back without, until the controller sees it answer (and
+        # puts them back in that tick): a second kill before then leaves them lost a while longer.
+        self.lost: set[str] = set()
         # HAProxy restarted since the controller last saw it answer (at a tick's start).
         self.unseen_restart = False
         self.ctl = self.new_controller()
@@ -117,7 +119,11 @@ class ControllerMachine(RuleBasedStateMachine):
     @rule(process=st.sampled_from([NodeState.STOPPED, NodeState.PAUSED, NodeState.RUNNING]))
     def balancer_fails(self, process: NodeState) -> None:
         """HAProxy killed, paused, or running but silent (too busy to answer): its Runtime API stops
-        answering."""
+        answering. A dead or paused one is not made running here: only a restart brings it back (the
+        controller's, with the states it saved). One restarted or resumed behind the controller's back
+        is not modelled: its states and a person's look the same (see `heal_and_converge`)."""
+        if process is NodeState.RUNNING and self.world.balancer_process is not NodeState.RUNNING:
+            return
         self.world.balancer_process = process
         self.world.haproxy_alive = False
 
@@ -157,9 +163,12 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(WEB))
     def person_puts_back(self, name: str) -> None:
-        """A person sets a server to ready: the end of their maintenance."""
+        """A person sets a server to ready: the end of their maintenance. Not between an HAProxy restart
+        and the controller's first sight of it answering: the controller then takes every difference for
+        the restart's and puts back the states it holds, a person's maint included (a restart that lost
+        that maint looks the same), so a change made then is not keepable (as in `person_holds`)."""
         server = self.world.servers[name]
-        if self.world.haproxy_alive:
+        if self.world.haproxy_alive and not self.unseen_restart:
             server.admin = AdminState.READY
             self.held.pop(name, None)  # already ready: a restarted HAProxy forgot the hold
 
@@ -217,9 +226,9 @@ class ControllerMachine(RuleBasedStateMachine):
             if fake.process is NodeState.PAUSED or name in PRIMARIES:
                 fake.process = NodeState.RUNNING
         for _ in range(CONVERGE_TICKS):
-            if self.world.haproxy_alive:
+            if self.world.haproxy_alive and not self.unseen_restart:
                 break
-            self.tick()  # until the controller has restarted HAProxy: a person's ready needs it
+            self.tick()  # until the controller has restarted HAProxy and seen it answer: a ready needs it
         for name in list(self.held):
             self.person_puts_back(name)
         for _ in range(CONVERGE_TICKS):
@@ -248,7 +257,8 @@ class ControllerMachine(RuleBasedStateMachine):
             # A restarted HAProxy reads the controller's settled states (or, lost, its configuration): a
             # hold it forgot before the controller could see it was never anyone's to keep.
             self.held = {n: s for n, s in self.held.items() if n in known}
-        self.lost = {n for n, s in self.held.items() if restarted and self.world.servers[n].admin is not s}
+        lost = {n for n, s in self.held.items() if self.world.servers[n].admin is not s}
+        self.lost = lost if self.unseen_restart else set()
         for name in WEB:
             self.answering[name] = self.answering[name] + 1 if self.world.answers(name) else 0
         for verb, name, arg in self.world.calls[before:]:
@@ -263,8 +273,8 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @invariant()
     def person_states_stand(self) -> None:
-        """A person's state is in HAProxy, or HAProxy restarted without it at the last tick (the
-        controller puts it back at the next one)."""
+        """A person's state is in HAProxy, or HAProxy restarted without it and the controller has not
+        seen it answer since (it puts the state back when it does)."""
         for name, state in self.held.items():
             if self.world.servers[name].admin is not state:
                 assert name in self.lost, f"{name}: a person's {state} was changed"
@@ -296,8 +306,8 @@ class ControllerMachine(RuleBasedStateMachine):
 # Seconds on a quiet machine: 50 runs of up to 25 steps (each heal up to CONVERGE_TICKS ticks), and no
 # "explain" phase (it traces every line of a failing run, minutes under load: a failure is reported
 # with its shortest steps either way). Derandomized: the same runs every time, so that a landing is never
-# failed by a sequence another seed found (with derandomize=False, --hypothesis-seed=40, 44 and 47 still
-# find sequences this model and the controller disagree on, being looked at).
+# failed by a sequence another seed found. To look further, run it with derandomize=False and
+# --hypothesis-seed=N; each disagreement found so far is replayed below, with which side was wrong.
 ControllerMachine.TestCase.settings = settings(
     derandomize=True,
     max_examples=50,
@@ -308,3 +318,74 @@ ControllerMachine.TestCase.settings = settings(
 )
 TestDecideProperties = ControllerMachine.TestCase
 TestDecideProperties.__doc__ = "Any sequence of faults, holds and ticks keeps decide()'s invariants."
+
+
+# --- sequences random seeds found, replayed on every run ----------------------------------------------
+def replay(*steps: tuple[str, dict[str, object]]) -> None:
+    """Run `steps` (a rule's name and its arguments) on a fresh machine, its invariant checked after
+    each, as Hypothesis runs them."""
+    machine = ControllerMachine()
+    try:
+        machine.person_states_stand()
+        for name, arguments in steps:
+            getattr(machine, name)(**arguments)
+            machine.person_states_stand()
+    finally:
+        machine.teardown()
+
+
+class Drawn:
+    """What `st.data()` gives a rule, in a replay: the value drawn there."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def draw(self, strategy: object) -> object:
+        return self.value
+
+
+def test_a_dead_haproxy_comes_back_only_through_the_controllers_restart():
+    """Seed 47: a person's maint unseen by the controller, HAProxy killed and its restart slow; no rule
+    revives the dead HAProxy with that maint intact (the model once did, and the controller rightly took
+    the states of an HAProxy seen dead for a restart's and put its own back)."""
+    replay(
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
+        ("balancer_fails", {"process": NodeState.STOPPED}),
+        ("balancer_restarts", {"lost": False, "seconds": 0.5}),
+        ("ticks", {"n": 1}),
+        ("balancer_fails", {"process": NodeState.RUNNING}),
+        ("balancer_answers_again", {}),
+        ("ticks", {"n": 8}),
+    )
+
+
+def test_a_persons_ready_waits_for_the_controller_to_see_a_restarted_haproxy():
+    """Seed 10: web1 in maint by hand, HAProxy killed and restarted by the controller; the person's ready
+    comes once the controller has seen the new HAProxy answer (made before, the controller takes web1's
+    ready for the restart's and puts the held maint back: the model once did so and then waited for a
+    steady state that could not come)."""
+    replay(
+        ("balancer_fails", {"process": NodeState.STOPPED}),
+        ("heal_and_converge", {}),
+        ("heal_and_converge", {}),
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
+        ("primary_fails_and_its_standby_takes_over", {"data": Drawn("web2"), "paused": False}),
+        ("balancer_fails", {"process": NodeState.STOPPED}),
+        ("heal_and_converge", {}),
+    )
+
+
+def test_a_persons_maint_lost_by_two_restarts_in_a_row_stays_lost_until_haproxy_answers():
+    """Seed 11: web1 in maint by hand, HAProxy killed, restarted without it, and killed again before the
+    controller saw it answer: web1's maint stays lost (not overruled) until HAProxy answers again and
+    the controller puts it back (the model once expected it back one tick after the first restart)."""
+    replay(
+        ("heal_and_converge", {}),
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
+        ("ticks", {"n": 1}),
+        ("balancer_fails", {"process": NodeState.STOPPED}),
+        ("ticks", {"n": 1}),
+        ("balancer_fails", {"process": NodeState.STOPPED}),
+        ("ticks", {"n": 1}),
+        ("heal_and_converge", {}),
+    )

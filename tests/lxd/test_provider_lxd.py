@@ -207,6 +207,24 @@ def test_gets_through_the_balancer_container_are_answered_by_both_primaries(lxd_
     assert {server for _, server in answers} == {"web1", "web2"}
 
 
+def test_the_daemons_that_serve_traffic_run_unprivileged_in_their_containers(lxd_cluster: LXDCluster) -> None:
+    """In ha1 HAProxy's master is root (it reads the 0600 files) and its workers run as `haproxy`; in web1
+    Apache's parent is root and its workers run as `www-data`: nothing that parses a request is root."""
+    provider = lxd_cluster.cluster.provider_for("ha1")
+    assert isinstance(provider, LXDProvider)
+
+    def accounts(node: str, command: str) -> tuple[set[str], set[str]]:
+        listing = provider.host.run(node, ["ps", "-C", command, "-o", "pid=,ppid=,user="], what="list")
+        rows = [line.split() for line in listing.splitlines() if line.strip()]
+        pids = {pid for pid, _, _ in rows}
+        parents = {user for _, ppid, user in rows if ppid not in pids}
+        children = {user for _, ppid, user in rows if ppid in pids}
+        return parents, children
+
+    assert accounts("ha1", "haproxy") == ({"root"}, {"haproxy"})
+    assert accounts("web1", "apache2") == ({"root"}, {"www-data"})
+
+
 def test_the_stats_page_on_loopback_needs_the_credentials(lxd_cluster: LXDCluster) -> None:
     """The stats GUI answers on its loopback address with the generated credentials only: 401 without
     them or with a wrong password, 200 with them; and the Runtime API answers through the socket mapped

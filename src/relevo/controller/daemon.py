@@ -27,9 +27,11 @@ from relevo.controller.haproxy_view import Balancer, PolledBalancer, RuntimeBala
 from relevo.controller.health import ProbeResult
 from relevo.controller.journal import Journal, read_journal
 from relevo.controller.locked_nodes import LockedNodes
-from relevo.controller.loop import Controller, Observer, StopFlag, diff_settings, settings
+from relevo.controller.loop import Controller, StopFlag
 from relevo.controller.probe import Prober, http_probe
+from relevo.controller.recorder import Listener
 from relevo.controller.sources import cluster_sources
+from relevo.controller.status import diff_settings, settings
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir, open_nofollow, tail
 from relevo.haproxy.runtime import RuntimeAPI
@@ -117,7 +119,7 @@ def build_controller(
     held: HeldLock | None = None,
     stopping: Callable[[], bool] = lambda: False,
     lost: Callable[[], None] = lambda: None,
-    observer: Observer | None = None,
+    listener: Listener | None = None,
 ) -> tuple[Controller, Prober]:
     """The controller of a real cluster, wired to its provider, its HAProxy and its journal. Its starts
     and stops take the cluster lock (given up when `stopping()`); with `held`, the controller lock it
@@ -165,7 +167,7 @@ def build_controller(
         server_state_file=paths.server_state,
         housekeeping=(lambda: _housekeeping(cluster, held, lost)) if held else reap_children,
         sources=cluster_sources(cluster, [*(n.name for n in topology.nodes), topology.balancer.name]),
-        observer=observer,
+        listener=listener,
         vip_holder=vip_holder(cluster, topology),
     )
     return controller, prober
@@ -201,7 +203,7 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
 
         listener = MetricsListener(topology)
         controller, prober = build_controller(
-            topology, held=held, stopping=stopping, lost=lost, observer=listener.metrics
+            topology, held=held, stopping=stopping, lost=lost, listener=listener.metrics
         )
         _on_signals(requests)
 
@@ -212,7 +214,7 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
             edited = _reread(topology)
             if edited is not None:
                 listener.follow(edited)
-                controller.observer = listener.metrics
+                controller.listener = listener.metrics
             return edited
 
         try:

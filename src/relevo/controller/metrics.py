@@ -1,6 +1,6 @@
 """The controller's metrics in Prometheus's text format, made with `prometheus-client` (not by hand).
 
-The loop tells `ControllerMetrics` two things (its `Observer` hooks): each journal record as it is
+The loop tells `ControllerMetrics` two things (its `Listener` hooks): each journal record as it is
 written, and each tick's duration with the snapshot `relevo status` reads. Everything here is derived
 from those, so the metrics say what the journal says. `serve` exposes them at `/metrics` on loopback,
 behind the cluster's generated credentials (as HAProxy's own `/metrics` is), from a thread of the
@@ -118,7 +118,7 @@ class ControllerMetrics:
         for standby, primary in self._primary_of.items():
             self.failovers.labels(node=primary, standby=standby)
 
-    # --- the loop's hooks (`relevo.controller.loop.Observer`) ------------------------------------------
+    # --- the loop's hooks (`relevo.controller.recorder.Listener`) --------------------------------
     def on_event(self, record: Mapping[str, Any]) -> None:
         kind, node = record.get("kind"), str(record.get("node", ""))
         durations = record.get("durations") or {}

@@ -122,13 +122,13 @@ def test_a_controller_started_with_frozen_standbys_does_not_probe_them(topo):
     rested(world, ctl)
     probed: list[str] = []
     fresh = controller(topo, world)
-    collect = fresh.collect
+    collect = fresh.observer.collect
 
     def spy(names):
         probed.extend(names)
         return collect(names)
 
-    fresh.collect = spy
+    fresh.observer.collect = spy
     run(world, fresh, 0.3)
     assert "web1bck" not in probed and "web2bck" not in probed
     assert not [e for e in events(topo, "health") if e["node"].endswith("bck")]

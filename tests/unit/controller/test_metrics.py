@@ -122,7 +122,7 @@ def test_metrics_are_served_only_with_the_credentials(metrics):
 
 
 def test_the_loop_tells_the_metrics_each_failover_it_journals(tmp_path):
-    """Wired into the controller (its observer hook), a killed primary's failover shows up as one more
+    """Wired into the controller (its listener hook), a killed primary's failover shows up as one more
     failover for that primary, with the journal's detection time."""
     from relevo.providers.base import Fault
 
@@ -131,12 +131,12 @@ def test_the_loop_tells_the_metrics_each_failover_it_journals(tmp_path):
     topo = topology(tmp_path)
     world = World.seed(topo)
     ctl = controller(topo, world)
-    ctl.observer = ControllerMetrics(topo)
+    ctl.listener = ControllerMetrics(topo)
     run(world, ctl, 1.0)
     world.fault("web1", Fault.CRASH)
     run(world, ctl, 3.0)
     assert len(events(topo, "failover")) == 1
-    found = samples(ctl.observer)
+    found = samples(ctl.listener)
     assert found[("relevo_failovers_total", (("node", "web1"), ("standby", "web1bck")))] == 1
     assert found[("relevo_detection_seconds_count", (("node", "web1"),))] == 1
 

@@ -8,21 +8,36 @@ never stops a daemon another one is using.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import fcntl
+import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from relevo import lifecycle
+from relevo.cluster import Cluster
+from relevo.controller.events import read_events
 from relevo.errors import ProviderError
-from relevo.lxd.build import BuiltImage, build_image
+from relevo.loadgen import engine
+from relevo.loadgen.engine import LoadRun, RunResult
+from relevo.loadgen.plan import simple_plan
+from relevo.lxd.build import BuiltImage, build_image, import_image
 from relevo.lxd.client import LXDClient
-from relevo.lxd.errors import LXDUnreachableError
+from relevo.lxd.errors import LXDError, LXDUnreachableError
+from relevo.lxd.network import free_subnet
 from relevo.lxd.transport import APIEndpoint
+from relevo.model import Topology
+from relevo.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_WAIT_S = 600.0
@@ -137,3 +152,143 @@ def unchanged_lxd(lxd: LXDClient) -> Iterator[LXDClient]:
     before = lxd_inventory(lxd)
     yield lxd
     assert lxd_inventory(lxd) == before
+
+
+def lxc_listings() -> dict[str, list[str]]:
+    """What `lxc list`, `lxc network list` and `lxc profile list` print (CSV), as a person would compare;
+    of the networks only LXD's own (managed): the others are this host's interfaces, which other work
+    on a shared machine may add or remove meanwhile."""
+    listed = {}
+    for what in ("list", "network list", "profile list"):
+        rows = subprocess.run(
+            ["lxc", *what.split(), "--format", "csv"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.splitlines()
+        listed[what] = [r for r in rows if what != "network list" or r.split(",")[2] == "YES"]
+    return listed
+
+
+@dataclass(frozen=True)
+class UpOnLXD:
+    """A topology brought up on LXD, with what LXD held before `up` (for the destroy tests)."""
+
+    topology: Topology
+    before: dict[str, Any]  # lxd_inventory() before `up` (the test's image already imported)
+    listed: dict[str, list[str]]  # `lxc list`, `lxc network list`, `lxc profile list` before `up`
+
+
+@contextlib.contextmanager
+def up_on_lxd(
+    lxd: LXDClient, base_image: BuiltImage, workdir: Path, name: str, body: str, *, controller: bool = True
+) -> Iterator[UpOnLXD]:
+    """The base image imported under an alias of this module's own, a topology named `name` + this
+    session's tag on a free bridge subnet and that image (then `body`: its other sections) written to
+    `workdir` and brought up; destroyed, and the alias and image removed, at the end whatever happened."""
+    tag = f"{name}{os.getpid() % 1_000_000}"
+    alias = f"relevo-test/{tag}"
+    imported = import_image(lxd, base_image.path, alias)
+    try:
+        before = lxd_inventory(lxd)
+        (workdir / "relevo.yaml").write_text(
+            f"name: {tag}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
+            f"providers:\n  lxd: {{image: '{alias}'}}\n{body}"
+        )
+        topology = load_topology(workdir / "relevo.yaml")
+        listed = lxc_listings()
+        try:
+            lifecycle.up(topology, controller=controller)
+            yield UpOnLXD(topology, before, listed)
+        finally:
+            with contextlib.suppress(Exception):
+                lifecycle.destroy(topology)
+    finally:
+        with contextlib.suppress(LXDError):
+            lxd.delete_alias(alias)
+        if imported.uploaded:
+            with contextlib.suppress(LXDError):
+                lxd.delete_image(imported.fingerprint)
+
+
+def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60.0, explain=None) -> None:
+    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout_s:g} s waiting until {what}" + (explain() if explain else "")
+    )
+
+
+def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+    """One GET: its status and the X-Served-By header (errors included)."""
+    request = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, reply.headers.get("X-Served-By", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+RATE_RPS = 200.0  # the containers, forkproxy and the client share two cores
+MAX_LOAD_S = 90.0  # a bound: every test stops its load well before
+CLIENT_TIMEOUT_S = 10.0
+
+
+def open_load(url: str, *, threads: int = 200, timeout_s: float = CLIENT_TIMEOUT_S) -> LoadRun:
+    """An open-loop load of RATE_RPS on `url`, bounded to MAX_LOAD_S; the test stops it."""
+    plan = simple_plan(url, threads=threads, rate_rps=RATE_RPS, duration_s=MAX_LOAD_S, timeout_s=timeout_s)
+    return engine.start(plan, workers=1)
+
+
+def served(load: LoadRun, node: str) -> int:
+    return sum(s.served_by.get(node, 0) for s in load.seconds())
+
+
+def finish(load: LoadRun, timeout_s: float = CLIENT_TIMEOUT_S) -> RunResult:
+    load.stop()
+    return load.wait(timeout_s=timeout_s + 5)
+
+
+def assert_no_failures(result: RunResult) -> None:
+    total = result.stats.total()
+    assert total.count > 200, f"too little traffic to judge: {total.count} samples"
+    assert total.errors == 0, f"{total.errors} failed requests: {total.error_kinds}"
+    assert total.dropped == 0, f"{total.dropped} requests never sent"
+
+
+@dataclass
+class LXDCluster:
+    """A cluster up on LXD, as the modules that share one see it."""
+
+    topology: Topology
+    cluster: Cluster
+    client: LXDClient
+    before: dict[str, Any]
+    listed: dict[str, list[str]]  # `lxc list`, `lxc network list`, `lxc profile list` before `up`
+
+    @classmethod
+    def of(cls, up: UpOnLXD, client: LXDClient) -> LXDCluster:
+        return cls(up.topology, Cluster(up.topology), client, up.before, up.listed)
+
+    @property
+    def url(self) -> str:
+        return self.topology.balancer.frontend.url + "/"
+
+    def container(self, node: str) -> str:
+        return f"{self.topology.name}-{node}"
+
+    def statuses(self) -> dict[str, str]:
+        names = {self.container(n): n for n in self.topology.node_names}
+        return {names[i.name]: i.status for i in self.client.instances() if i.name in names}
+
+    def explain(self) -> str:
+        paths = self.cluster.paths
+        lines = [json.dumps(e) for e in read_events(paths.events, 40)]
+        with contextlib.suppress(OSError):
+            lines += ["--- controller log:", *paths.controller_log.read_text().splitlines()[-30:]]
+        lines += ["--- containers:", repr(self.statuses())]
+        return "\n" + "\n".join(lines)

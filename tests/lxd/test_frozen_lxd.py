@@ -5,35 +5,27 @@ end."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from relevo import lifecycle
-from relevo.cluster import Cluster
 from relevo.controller import daemon
-from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
-from relevo.lxd.errors import LXDError
-from relevo.lxd.network import free_subnet
 from relevo.providers.base import Fault
-from relevo.topology import load_topology
 
-from .conftest import lxd_inventory
-from .test_provider_lxd import (
+from .conftest import (
     LXDCluster,
     assert_no_failures,
     finish,
-    lxc_listings,
     open_load,
     served,
+    up_on_lxd,
     wait_until,
 )
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
-TAG = f"f{os.getpid() % 1_000_000}"
 
 
 @pytest.fixture(scope="module")
@@ -42,38 +34,20 @@ def frozen_cluster(
 ) -> Iterator[LXDCluster]:
     """The seed's five nodes as containers with frozen standbys, up, both standbys frozen; destroyed at
     the end whatever happened."""
-    alias = f"relevo-test/{TAG}"
-    imported = import_image(lxd, base_image.path, alias)
-    try:
-        workdir = tmp_path_factory.mktemp("lxd-frozen")
-        (workdir / "relevo.yaml").write_text(
-            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
-            f"providers:\n  lxd: {{image: '{alias}'}}\nstandby: {{temperature: frozen, hold: 1s}}\n"
-            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
-            "  web1bck: {role: standby, standby_for: web1}\n  web2bck: {role: standby, standby_for: web2}\n"
+    body = (
+        "standby: {temperature: frozen, hold: 1s}\n"
+        "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+        "  web1bck: {role: standby, standby_for: web1}\n  web2bck: {role: standby, standby_for: web2}\n"
+    )
+    with up_on_lxd(lxd, base_image, tmp_path_factory.mktemp("lxd-frozen"), "rf", body) as up:
+        running = LXDCluster.of(up, lxd)
+        wait_until(
+            lambda: running.statuses()["web1bck"] == "Frozen" and running.statuses()["web2bck"] == "Frozen",
+            "both standbys are frozen",
+            timeout_s=120,
+            explain=running.explain,
         )
-        topology = load_topology(workdir / "relevo.yaml")
-        try:
-            lifecycle.up(topology)
-            running = LXDCluster(topology, Cluster(topology), lxd, lxd_inventory(lxd), lxc_listings())
-            wait_until(
-                lambda: (
-                    running.statuses()["web1bck"] == "Frozen" and running.statuses()["web2bck"] == "Frozen"
-                ),
-                "both standbys are frozen",
-                timeout_s=120,
-                explain=running.explain,
-            )
-            yield running
-        finally:
-            with contextlib.suppress(Exception):
-                lifecycle.destroy(topology)
-    finally:
-        with contextlib.suppress(LXDError):
-            lxd.delete_alias(alias)
-        if imported.uploaded:
-            with contextlib.suppress(LXDError):
-                lxd.delete_image(imported.fingerprint)
+        yield running
 
 
 def test_a_forced_stop_is_served_by_the_thawed_standby_which_is_frozen_again(
@@ -82,7 +56,7 @@ def test_a_forced_stop_is_served_by_the_thawed_standby_which_is_frozen_again(
     """Under open-loop load: web1 force-stopped → web1bck thawed (never started) and serving, 0 failed;
     web1 started again → web1bck drained and frozen again, 0 failed."""
     running = frozen_cluster
-    with open_load(running) as load:
+    with open_load(running.url) as load:
         wait_until(lambda: served(load, "web1") > 20 and served(load, "web2") > 20, "both primaries serve")
         running.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves clients", explain=running.explain)
@@ -96,7 +70,7 @@ def test_a_forced_stop_is_served_by_the_thawed_standby_which_is_frozen_again(
     assert down and down[-1]["reason"] in ("instance-stopped (first heard by lxd-events)", "process stopped")
     steps = [(e["from"], e["to"]) for e in events if e["kind"] == "action" and e["node"] == "web1bck"]
     assert ("thawing", "running") in steps and ("starting", "running") not in steps, steps
-    with open_load(running) as load:
+    with open_load(running.url) as load:
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves the load")
         lifecycle.locked_start(running.cluster, "web1")
         wait_until(

@@ -9,8 +9,6 @@ time budget), then `relevo destroy` leaves LXD as it was."""
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,28 +18,19 @@ import pytest
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller.journal import read_events
-from relevo.loadgen import engine
 from relevo.loadgen.engine import LoadRun
-from relevo.loadgen.plan import simple_plan
-from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
-from relevo.lxd.errors import LXDError
-from relevo.lxd.network import free_subnet
 from relevo.model import Topology
 from relevo.providers.base import Fault
 from relevo.providers.lxd import LXDProvider
 from relevo.services.haproxy import runtime_sockets
-from relevo.topology import load_topology
 
-from .conftest import lxd_inventory
-from .test_provider_lxd import get, lxc_listings, wait_until
+from .conftest import RATE_RPS, get, lxc_listings, lxd_inventory, open_load, up_on_lxd, wait_until
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
-TAG = f"{os.getpid() % 1_000_000}"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pair-lxd.yaml"
-RATE_RPS = 200.0  # two balancers, two web containers and the client share two cores
-MAX_LOAD_S = 60.0  # a bound: each fault's load is stopped well before
 CLIENT_TIMEOUT_S = 5.0
 
 
@@ -79,42 +68,20 @@ class Pair:
 def lxd_pair(
     lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pair]:
-    """examples/pair-lxd.yaml up on LXD (its name and network changed, the test's image named);
-    destroyed (and the image removed) at the end, whatever happened."""
-    alias = f"relevo-test/{TAG}"
-    imported = import_image(lxd, base_image.path, alias)
-    try:
-        before = lxd_inventory(lxd)
-        workdir = tmp_path_factory.mktemp("pair")
-        text = EXAMPLE.read_text()
-        text = re.sub(r"(?m)^name: .*$", f"name: rp{TAG}", text)
-        text = re.sub(r"(?m)^network: \S+", f"network: {free_subnet(start=os.getpid() + 7)}", text)
-        text = re.sub(r"(?m)^  lxd: \{image: \S+\}$", f"  lxd: {{image: '{alias}'}}", text)
-        (workdir / "relevo.yaml").write_text(text)
-        topology = load_topology(workdir / "relevo.yaml")
-        listed = lxc_listings()
-        try:
-            lifecycle.up(topology)
-            cluster = Cluster(topology)
-            provider = cluster.provider_for(topology.balancer.name)
-            assert isinstance(provider, LXDProvider)
-            yield Pair(topology, cluster, provider, lxd, before, listed)
-        finally:
-            with contextlib.suppress(Exception):
-                lifecycle.destroy(topology)
-    finally:
-        with contextlib.suppress(LXDError):
-            lxd.delete_alias(alias)
-        if imported.uploaded:
-            with contextlib.suppress(LXDError):
-                lxd.delete_image(imported.fingerprint)
+    """examples/pair-lxd.yaml up on LXD (its balancer and nodes sections under the test's name, network
+    and image); destroyed (and the image removed) at the end, whatever happened."""
+    body = "balancer:" + EXAMPLE.read_text().split("\nbalancer:", 1)[1]
+    with up_on_lxd(lxd, base_image, tmp_path_factory.mktemp("pair"), "rp", body) as up:
+        cluster = Cluster(up.topology)
+        provider = cluster.provider_for(up.topology.balancer.name)
+        assert isinstance(provider, LXDProvider)
+        yield Pair(up.topology, cluster, provider, lxd, up.before, up.listed)
 
 
-def open_load(pair: Pair) -> LoadRun:
-    plan = simple_plan(
-        pair.url, threads=100, rate_rps=RATE_RPS, duration_s=MAX_LOAD_S, timeout_s=CLIENT_TIMEOUT_S
-    )
-    return engine.start(plan, workers=1)
+def pair_load(pair: Pair) -> LoadRun:
+    # Fewer connections and a shorter client timeout than a five-node cluster's load: two balancers
+    # and two web containers share the two cores with the client.
+    return open_load(pair.url, threads=100, timeout_s=CLIENT_TIMEOUT_S)
 
 
 def answered(load: LoadRun) -> int:
@@ -145,7 +112,7 @@ def fault_moves_the_vip(pair: Pair, fault: Fault, what: str) -> None:
     holder = holder_now(pair)
     other = pair.other(holder)
     moves_before = len(pair.moves())
-    with open_load(pair) as load:
+    with pair_load(pair) as load:
         wait_until(lambda: answered(load) > 100, "the VIP serves the load")
         pair.cluster.fault(holder, fault)
         wait_until(

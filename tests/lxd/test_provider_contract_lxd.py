@@ -3,53 +3,30 @@ and the local provider pass, on a cluster of three containers (a balancer, web1,
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Hashable, Iterator
 
 import pytest
 
-from relevo import lifecycle
 from relevo.cluster import Cluster
-from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
-from relevo.lxd.errors import LXDError
-from relevo.lxd.network import free_subnet
 from relevo.providers.lxd_guest import APACHE_UNIT
-from relevo.topology import load_topology
 from tests.contract.suite import ProviderContract, Subject, cluster_subject
+from tests.lxd.conftest import up_on_lxd
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
-
-TAG = f"c{os.getpid() % 1_000_000}"
 
 
 @pytest.fixture(scope="module")
 def contract_cluster(
     lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    alias = f"relevo-test/{TAG}"
-    imported = import_image(lxd, base_image.path, alias)
-    try:
-        workdir = tmp_path_factory.mktemp("lxd-contract")
-        (workdir / "relevo.yaml").write_text(
-            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
-            f"providers:\n  lxd: {{image: '{alias}'}}\n"
-            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
-        )
-        topology = load_topology(workdir / "relevo.yaml")
-        try:
-            lifecycle.up(topology, controller=False)
-            yield Cluster(topology)
-        finally:
-            with contextlib.suppress(Exception):
-                lifecycle.destroy(topology)
-    finally:
-        with contextlib.suppress(LXDError):
-            lxd.delete_alias(alias)
-        if imported.uploaded:
-            with contextlib.suppress(LXDError):
-                lxd.delete_image(imported.fingerprint)
+    """Three containers (a balancer, web1, web2) without the controller; destroyed at the end."""
+    body = "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+    with up_on_lxd(
+        lxd, base_image, tmp_path_factory.mktemp("lxd-contract"), "rc", body, controller=False
+    ) as up:
+        yield Cluster(up.topology)
 
 
 def guest_workers(cluster: Cluster, node: str) -> frozenset[Hashable]:

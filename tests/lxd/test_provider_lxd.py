@@ -6,115 +6,44 @@ and destroy leaving LXD as it was."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import ipaddress
 import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from relevo import lifecycle
-from relevo.cluster import Cluster
 from relevo.controller import daemon
-from relevo.controller.events import read_events
 from relevo.doctor_addresses import topology_checks
-from relevo.loadgen import engine
-from relevo.loadgen.engine import LoadRun, RunResult
-from relevo.loadgen.plan import simple_plan
-from relevo.lxd.build import BuiltImage, import_image
+from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
-from relevo.lxd.errors import LXDError
-from relevo.lxd.network import free_subnet
-from relevo.model import Topology
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
 from relevo.scenarios.catalogue import names as catalogue_names
 from relevo.topology import load_topology
 
-from .conftest import lxd_inventory
+from .conftest import (
+    LXDCluster,
+    assert_no_failures,
+    finish,
+    get,
+    lxc_listings,
+    lxd_inventory,
+    open_load,
+    served,
+    up_on_lxd,
+    wait_until,
+)
 from .test_client_real import _client_certificate, http_status
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
 TAG = f"{os.getpid() % 1_000_000}"
-RATE_RPS = 200.0  # forkproxy and five containers share two cores with the client
-MAX_LOAD_S = 90.0  # a bound: every test stops its load well before
-CLIENT_TIMEOUT_S = 10.0
 STANDBY_CPU = 0.5  # web2bck's capacity.cpu: its container's CPU limit
-
-
-def lxc_listings() -> dict[str, list[str]]:
-    """What `lxc list`, `lxc network list` and `lxc profile list` print (CSV), as a person would compare;
-    of the networks only LXD's own (managed): the others are this host's interfaces, which other work
-    on a shared machine may add or remove meanwhile."""
-    listed = {}
-    for what in ("list", "network list", "profile list"):
-        rows = subprocess.run(
-            ["lxc", *what.split(), "--format", "csv"], capture_output=True, text=True, timeout=60, check=True
-        ).stdout.splitlines()
-        listed[what] = [r for r in rows if what != "network list" or r.split(",")[2] == "YES"]
-    return listed
-
-
-def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60.0, explain=None) -> None:
-    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout_s:g} s waiting until {what}" + (explain() if explain else "")
-    )
-
-
-@dataclass
-class LXDCluster:
-    topology: Topology
-    cluster: Cluster
-    client: LXDClient
-    before: dict[str, object]
-    listed: dict[str, list[str]]  # `lxc list`, `lxc network list`, `lxc profile list` before `up`
-
-    @property
-    def url(self) -> str:
-        return self.topology.balancer.frontend.url + "/"
-
-    def container(self, node: str) -> str:
-        return f"{self.topology.name}-{node}"
-
-    def statuses(self) -> dict[str, str]:
-        names = {self.container(n): n for n in self.topology.node_names}
-        return {names[i.name]: i.status for i in self.client.instances() if i.name in names}
-
-    def explain(self) -> str:
-        paths = self.cluster.paths
-        lines = [json.dumps(e) for e in read_events(paths.events, 40)]
-        with contextlib.suppress(OSError):
-            lines += ["--- controller log:", *paths.controller_log.read_text().splitlines()[-30:]]
-        lines += ["--- containers:", repr(self.statuses())]
-        return "\n" + "\n".join(lines)
-
-
-def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url)
-    if auth:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as reply:
-            return reply.status, reply.headers.get("X-Served-By", "")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
 
 
 @pytest.fixture(scope="module")
@@ -123,58 +52,16 @@ def lxd_cluster(
 ) -> Iterator[LXDCluster]:
     """The seed's five nodes as containers, up; destroyed (and the test image removed) at the end,
     whatever happened."""
-    alias = f"relevo-test/{TAG}"
-    imported = import_image(lxd, base_image.path, alias)
-    try:
-        before = lxd_inventory(lxd)
-        workdir = tmp_path_factory.mktemp("lxd")
-        (workdir / "relevo.yaml").write_text(
-            f"name: rt{TAG}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 1)}\n"
-            f"providers:\n  lxd: {{image: '{alias}'}}\n"
-            # Short probe and check timeouts and hold (as the integration tier's): a partition of 2.5 s
-            # is seen and failed over within it, a failback is done within a short run.
-            "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
-            "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
-            "  web1bck: {role: standby, standby_for: web1}\n"
-            f"  web2bck: {{role: standby, standby_for: web2, capacity: {{cpu: {STANDBY_CPU}}}}}\n"
-        )
-        topology = load_topology(workdir / "relevo.yaml")
-        listed = lxc_listings()
-        try:
-            lifecycle.up(topology)
-            yield LXDCluster(topology, Cluster(topology), lxd, before, listed)
-        finally:
-            with contextlib.suppress(Exception):
-                lifecycle.destroy(topology)
-    finally:
-        with contextlib.suppress(LXDError):
-            lxd.delete_alias(alias)
-        if imported.uploaded:
-            with contextlib.suppress(LXDError):
-                lxd.delete_image(imported.fingerprint)
-
-
-def open_load(running: LXDCluster) -> LoadRun:
-    plan = simple_plan(
-        running.url, threads=200, rate_rps=RATE_RPS, duration_s=MAX_LOAD_S, timeout_s=CLIENT_TIMEOUT_S
+    body = (
+        # Short probe and check timeouts and hold (as the integration tier's): a partition of 2.5 s
+        # is seen and failed over within it, a failback is done within a short run.
+        "standby: {hold: 1s}\nhealth: {timeout: 500ms}\ncontroller: {probe_timeout: 500ms}\n"
+        "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
+        "  web1bck: {role: standby, standby_for: web1}\n"
+        f"  web2bck: {{role: standby, standby_for: web2, capacity: {{cpu: {STANDBY_CPU}}}}}\n"
     )
-    return engine.start(plan, workers=1)
-
-
-def served(load: LoadRun, node: str) -> int:
-    return sum(s.served_by.get(node, 0) for s in load.seconds())
-
-
-def finish(load: LoadRun) -> RunResult:
-    load.stop()
-    return load.wait(timeout_s=CLIENT_TIMEOUT_S + 5)
-
-
-def assert_no_failures(result: RunResult) -> None:
-    total = result.stats.total()
-    assert total.count > 200, f"too little traffic to judge: {total.count} samples"
-    assert total.errors == 0, f"{total.errors} failed requests: {total.error_kinds}"
-    assert total.dropped == 0, f"{total.dropped} requests never sent"
+    with up_on_lxd(lxd, base_image, tmp_path_factory.mktemp("lxd"), "rt", body) as up:
+        yield LXDCluster.of(up, lxd)
 
 
 def in_service(running: LXDCluster, server: str) -> bool:
@@ -258,14 +145,14 @@ def test_a_forced_stop_fails_over_and_a_restart_fails_back_with_no_failed_reques
     """Under open-loop load: web1's container force-stopped → web1bck started and serving, 0 failed;
     web1 started again → web1bck drained and stopped, 0 failed."""
     running = lxd_cluster
-    with open_load(running) as load:
+    with open_load(running.url) as load:
         wait_until(lambda: served(load, "web1") > 20 and served(load, "web2") > 20, "both primaries serve")
         running.cluster.fault("web1", Fault.CRASH)
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves clients", explain=running.explain)
         assert running.statuses()["web1bck"] == "Running"
         result = finish(load)
     assert_no_failures(result)
-    with open_load(running) as load:
+    with open_load(running.url) as load:
         wait_until(lambda: served(load, "web1bck") > 20, "web1bck serves the load")
         lifecycle.locked_start(running.cluster, "web1")
         wait_until(

@@ -4,7 +4,8 @@ On a cluster brought up by `relevo up` (its dashboard running), with one page's 
 stream a browser holds: every update read as it is pushed), it reads the dashboard process's
 utime+stime (/proc/PID/stat) for `--idle` seconds with no load, then during `relevo bench --rate RATE -d
 DURATION -c CONNECTIONS` against the cluster's frontend (which also tells the dashboard its live points),
-and prints each as a share of one core, with the rate the bench reached and the machine's load average.
+and prints each as a share of one core, with the rate the bench reached and the machine's load average,
+and how much of the traffic HAProxy's request log (one datagram per request) brought to the dashboard.
 
     .venv/bin/python benchmarks/dashboard_cpu.py -f relevo.yaml [--rate 10000] [--duration 20] [--idle 10]
 """
@@ -34,18 +35,29 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def hold_stream(host: str, port: int, auth: str, stop: threading.Event, updates: list[int]) -> None:
-    """Read the page's event stream until `stop`, counting updates (a page's cost to the server)."""
+def hold_stream(
+    host: str, port: int, auth: str, stop: threading.Event, updates: list[int], logged: list[float]
+) -> None:
+    """Read the page's event stream until `stop`, counting updates (a page's cost to the server), and
+    keep, for each point with both, the share of the run's responses/s that HAProxy's request log
+    brought to the dashboard (below 1: datagrams the kernel dropped before the receiver read them)."""
     connection = http.client.HTTPConnection(host, port, timeout=5)
     connection.request("GET", "/api/stream", headers={"Authorization": auth})
     response = connection.getresponse()
     assert response.status == 200, response.status
+    update = False
     while not stop.is_set():
         line = response.fp.readline()
         if not line:
             break
-        if line.startswith(b"event: update"):
-            updates[0] += 1
+        if line.startswith(b"event: "):
+            update = line.startswith(b"event: update")
+            updates[0] += update
+        elif update and line.startswith(b"data: "):
+            point = json.loads(line[6:]).get("point") or {}
+            log, load = point.get("log"), point.get("load")
+            if log and load and load.get("rps"):
+                logged.append(log["rps"] / load["rps"])
     connection.close()
 
 
@@ -80,8 +92,8 @@ def main() -> None:
     secrets = load_or_create_secrets(StatePaths(topology.state_dir).secrets)
     auth = "Basic " + base64.b64encode(f"{secrets.stats_user}:{secrets.stats_password}".encode()).decode()
     host, port = default_listen(topology)
-    stop, updates = threading.Event(), [0]
-    stream = threading.Thread(target=hold_stream, args=(host, port, auth, stop, updates), daemon=True)
+    stop, updates, logged = threading.Event(), [0], []
+    stream = threading.Thread(target=hold_stream, args=(host, port, auth, stop, updates, logged), daemon=True)
     stream.start()
     time.sleep(1)
     idle, idle_s, _ = measure(pid, args.idle, None)
@@ -104,6 +116,12 @@ def main() -> None:
         f"pushed; {' '.join(bench[2:])}: {total['samples']} samples, ~{reached:,.0f} req/s reached, "
         f"{total['errors']} errors)"
     )
+    if logged:
+        middle = sorted(logged)[len(logged) // 2]
+        print(
+            f"HAProxy's request log: the dashboard received {middle:.0%} of the run's responses/s "
+            f"(median of {len(logged)} points; lowest {min(logged):.0%})"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import pytest
 from relevo import lifecycle
 from relevo.controller import daemon
 from relevo.controller.events import EventLog, read_events
-from relevo.controller.haproxy_view import Balancer
+from relevo.controller.haproxy_view import BalancerControl
 from relevo.controller.loop import Controller
 from relevo.controller.state import ServerView
 from relevo.errors import RuntimeAPIError
@@ -228,7 +228,7 @@ def test_hung_balancer_is_restarted_and_a_kill_meanwhile_still_fails_over(contro
 class FailingOnce:
     """A real HAProxy's Runtime API, except that the first `set server web/web1bck state ready` fails."""
 
-    def __init__(self, real: Balancer) -> None:
+    def __init__(self, real: BalancerControl) -> None:
         self.real = real
         self.failed = False
 

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from relevo.controller.state import Action, Busy
+from relevo.controller.state import Busy, ControlAction
 
 LOG = logging.getLogger("relevo.controller")
 
@@ -27,7 +27,7 @@ LOG = logging.getLogger("relevo.controller")
 class Done:
     """A provider action that finished (error None), failed, or ran past its timeout."""
 
-    action: Action
+    action: ControlAction
     began: float  # monotonic
     ended: float
     error: str | None = None
@@ -36,7 +36,7 @@ class Done:
 class Runner(Protocol):
     """What the loop needs to run provider actions off the tick (a deterministic fake in unit tests)."""
 
-    def submit(self, action: Action) -> bool:
+    def submit(self, action: ControlAction) -> bool:
         """Start `action` unless its node is busy; False when it was not started."""
         ...
 
@@ -53,7 +53,7 @@ class Runner(Protocol):
 
 @dataclass(slots=True)
 class _Running:
-    action: Action
+    action: ControlAction
     future: Future[None]
     began: float
     reported: bool = False  # its timeout was already reported
@@ -63,7 +63,7 @@ class _Running:
 class ActionRunner:
     """The real `Runner`: a single-thread executor per node (created on first use)."""
 
-    perform: Callable[[Action], None]
+    perform: Callable[[ControlAction], None]
     timeout_s: float
     clock: Callable[[], float] = time.monotonic
     done: Callable[[], None] = lambda: None  # called (in the worker) when an action ends: wakes the loop
@@ -71,7 +71,7 @@ class ActionRunner:
     _running: dict[str, _Running] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def submit(self, action: Action) -> bool:
+    def submit(self, action: ControlAction) -> bool:
         with self._lock:
             if action.node in self._running:
                 return False

@@ -10,18 +10,18 @@ from collections.abc import Callable
 
 from relevo.controller import balancers
 from relevo.controller.actions import Done
-from relevo.controller.haproxy_view import Balancer
-from relevo.controller.state import Action, ActionKind
+from relevo.controller.haproxy_view import BalancerControl
+from relevo.controller.state import ActionKind, ControlAction
 from relevo.providers.base import Fault, Nodes, NodeState
 
 
 class Actor:
-    def __init__(self, *, nodes: Nodes, balancer: Balancer, clock: Callable[[], float]) -> None:
+    def __init__(self, *, nodes: Nodes, balancer: BalancerControl, clock: Callable[[], float]) -> None:
         self.nodes = nodes
         self.balancer = balancer
         self.clock = clock
 
-    def perform(self, action: Action) -> None:
+    def perform(self, action: ControlAction) -> None:
         """A provider action, in a worker thread of the runner."""
         match action.kind:
             case ActionKind.START:
@@ -47,7 +47,7 @@ class Actor:
             case _:
                 raise ValueError(f"not a provider action: {action}")
 
-    def execute(self, action: Action) -> Done:
+    def execute(self, action: ControlAction) -> Done:
         """A Runtime API command, inline: done, or failed with HAProxy's error (retried after a
         backoff)."""
         began = self.clock()

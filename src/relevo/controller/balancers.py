@@ -1,4 +1,4 @@
-"""Every HAProxy of the cluster as one `Balancer`: a pair's two, or the seed's one.
+"""Every HAProxy of the cluster as one `BalancerControl`: a pair's two, or the seed's one.
 
 The loop reads one view and sets server states as before; this fans each command out to every balancer
 that answers, so the pair's two HAProxy processes serve with the same states whichever one a client
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from relevo.controller.events import Event, EventKind
-from relevo.controller.haproxy_view import Balancer, PolledBalancer
+from relevo.controller.haproxy_view import BalancerControl, PolledBalancer
 from relevo.controller.state import ServerView
 from relevo.errors import RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
@@ -33,9 +33,10 @@ class Synced:
 
 
 class BalancerSet:
-    """The `Balancer` of every HAProxy of the cluster, in the topology's order (the first balancer first)."""
+    """The `BalancerControl` of every HAProxy of the cluster, in the topology's order (the first
+    balancer first)."""
 
-    def __init__(self, members: Mapping[str, Balancer]) -> None:
+    def __init__(self, members: Mapping[str, BalancerControl]) -> None:
         if not members:
             raise ValueError("a balancer set needs at least one balancer")
         self.members = dict(members)
@@ -85,7 +86,7 @@ class BalancerSet:
         if wrong:
             self.synced.append(Synced(balancer=name, source=source, servers=wrong))
 
-    def _each(self, what: str, command: str, call: Callable[[Balancer], None]) -> None:
+    def _each(self, what: str, command: str, call: Callable[[BalancerControl], None]) -> None:
         """Run a command on every balancer that answered the last read (at least one must take it)."""
         done = 0
         errors: list[str] = []
@@ -131,14 +132,14 @@ class BalancerSet:
 
 
 # -- the loop's hooks: small, so the loop stays about one balancer ----------------------------------------
-def answering(balancer: Balancer, first: str, haproxy: bool) -> dict[str, bool]:
+def answering(balancer: BalancerControl, first: str, haproxy: bool) -> dict[str, bool]:
     """Which balancers answered the last read: each of a set's, or the one balancer's."""
     if isinstance(balancer, BalancerSet):
         return dict(balancer.answering)
     return {first: haproxy}
 
 
-def synced_events(balancer: Balancer) -> list[Event]:
+def synced_events(balancer: BalancerControl) -> list[Event]:
     """Journal entries for the states a returning balancer was given."""
     if not isinstance(balancer, BalancerSet):
         return []
@@ -155,7 +156,7 @@ def synced_events(balancer: Balancer) -> list[Event]:
     ]
 
 
-def save_for_restart(balancer: Balancer, restarting: str) -> None:
+def save_for_restart(balancer: BalancerControl, restarting: str) -> None:
     """Before a balancer of a pair is started again: save the states of one that answers (not the one
     restarting), so the new HAProxy starts from the current states before it takes a connection."""
     if isinstance(balancer, BalancerSet) and any(

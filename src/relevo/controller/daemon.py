@@ -23,7 +23,7 @@ from relevo import anchor, lock
 from relevo.controller import service
 from relevo.controller.balancers import BalancerSet
 from relevo.controller.events import EventKind, EventLog
-from relevo.controller.haproxy_view import Balancer, PolledBalancer, RuntimeBalancer
+from relevo.controller.haproxy_view import BalancerControl, PolledBalancer, RuntimeBalancer
 from relevo.controller.health import ProbeResult
 from relevo.controller.journal import Journal, read_journal
 from relevo.controller.locked_nodes import LockedNodes
@@ -153,7 +153,7 @@ def build_controller(
         for name, socket in runtime_sockets(topology).items()
     }
     # One balancer: as it always was. A pair: every command to both (controller/balancers.py).
-    balancer: Balancer = polled[topology.balancer.name] if len(polled) == 1 else BalancerSet(polled)
+    balancer: BalancerControl = polled[topology.balancer.name] if len(polled) == 1 else BalancerSet(polled)
     wake = threading.Event()  # a death heard (or an action done): the tick stops waiting and acts
     controller = Controller(
         topology,

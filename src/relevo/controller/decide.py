@@ -14,14 +14,14 @@ from dataclasses import dataclass, field, replace
 from relevo.controller.events import Event, EventKind
 from relevo.controller.health import NodeHealth, Status
 from relevo.controller.state import (
-    Action,
     ActionKind,
     Backoff,
     Busy,
+    ControlAction,
+    Decision,
     Memory,
     NodeView,
     Observation,
-    Plan,
     Policy,
     freeze,
     health_up,
@@ -45,7 +45,7 @@ UNCERTAIN_S = 3.0
 _UNSEEN = NodeView(process=None, health=NodeHealth())
 
 
-def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
+def decide(policy: Policy, obs: Observation, memory: Memory) -> Decision:
     """The actions and events for one tick, and the memory to carry to the next."""
     tick = _Tick(
         policy=policy,
@@ -86,7 +86,7 @@ def decide(policy: Policy, obs: Observation, memory: Memory) -> Plan:
     return tick.plan()
 
 
-def note_success(memory: Memory, action: Action) -> Memory:
+def note_success(memory: Memory, action: ControlAction) -> Memory:
     """An action worked: forget its retry backoff; a state the controller set is its own."""
     if action.kind is ActionKind.SET_STATE and action.state is not None:
         uncertain = {k: v for k, v in memory.uncertain.items() if k != action.node}
@@ -97,7 +97,7 @@ def note_success(memory: Memory, action: Action) -> Memory:
     return replace(memory, gates=readonly({k: v for k, v in memory.gates.items() if k != action.key}))
 
 
-def pending(actions: tuple[Action, ...]) -> dict[str, AdminState]:
+def pending(actions: tuple[ControlAction, ...]) -> dict[str, AdminState]:
     """The admin states `actions` are about to set: saved before they run, so that a controller killed in
     between takes neither its own change, applied or not, for a person's."""
     return {
@@ -108,7 +108,7 @@ def pending(actions: tuple[Action, ...]) -> dict[str, AdminState]:
 
 
 def note_failure(
-    policy: Policy, memory: Memory, action: Action, now: float, error: str
+    policy: Policy, memory: Memory, action: ControlAction, now: float, error: str
 ) -> tuple[Memory, tuple[Event, ...]]:
     """An action failed: retry it after a backoff; a standby that could not be started has failed."""
     gates = dict(memory.gates)
@@ -160,16 +160,16 @@ class _Tick:
     outage: dict[str, float]
     owned: dict[str, AdminState]
     manual: set[str]
-    uncertain: dict[str, tuple[Action, float]]
+    uncertain: dict[str, tuple[ControlAction, float]]
     inherited: dict[str, AdminState]
-    actions: list[Action] = field(default_factory=list)
+    actions: list[ControlAction] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
     @property
     def now(self) -> float:
         return self.obs.now
 
-    def plan(self) -> Plan:
+    def plan(self) -> Decision:
         memory = Memory(
             starting=readonly(self.starting),
             draining=readonly(self.draining),
@@ -182,7 +182,7 @@ class _Tick:
             uncertain=readonly(self.uncertain),
             inherited=readonly(self.inherited),
         )
-        return Plan(actions=tuple(self.actions), events=tuple(self.events), memory=memory)
+        return Decision(actions=tuple(self.actions), events=tuple(self.events), memory=memory)
 
     def view(self, name: str) -> NodeView:
         return self.obs.nodes.get(name, _UNSEEN)
@@ -190,7 +190,7 @@ class _Tick:
     def stable(self, name: str) -> bool:
         return self.view(name).health.stable_up(self.now, self.policy.hold_s)
 
-    def act(self, action: Action) -> bool:
+    def act(self, action: ControlAction) -> bool:
         """Plan an action unless it is waiting out a backoff, needs an HAProxy that is not answering, or
         is a provider action for a node whose previous one still runs."""
         gate = self.gates.get(action.key)
@@ -325,7 +325,7 @@ class _Tick:
                 reason = "HAProxy came back with a state no one holds: the controller's own put back"
             self.act(set_state(name, wanted, reason))
 
-    def applied_late(self, name: str, action: Action) -> None:
+    def applied_late(self, name: str, action: ControlAction) -> None:
         """A command whose answer never came was applied after all: the controller's own change, with
         the event it was to have, timed to now."""
         assert action.state is not None

@@ -27,8 +27,9 @@ DRAIN_BITS = 0x08 | 0x10
 OP_RUNNING = 2
 
 
-class Balancer(Protocol):
-    """What the loop needs from HAProxy (a fake in unit tests)."""
+class BalancerControl(Protocol):
+    """What the loop needs from HAProxy (a fake in unit tests). Not `model.Balancer`, the topology's
+    description of a balancer node."""
 
     def view(self) -> Mapping[str, ServerView]:
         """Every server of the backend; raises RuntimeAPIError when HAProxy does not answer."""
@@ -74,7 +75,7 @@ def parse_servers_state(text: str, backend: str) -> dict[str, tuple[AdminState, 
 
 
 class RuntimeBalancer:
-    """The `Balancer` of a real HAProxy, through its Runtime API."""
+    """The `BalancerControl` of a real HAProxy, through its Runtime API."""
 
     def __init__(self, runtime: RuntimeAPI, backend: str, *, state_file: Path) -> None:
         self.runtime = runtime
@@ -119,7 +120,7 @@ class PolledBalancer:
 
     def __init__(
         self,
-        inner: Balancer,
+        inner: BalancerControl,
         *,
         wait_s: float,
         stale_s: float,

@@ -26,14 +26,14 @@ from relevo.controller.actions import ActionRunner, Done, Runner
 from relevo.controller.actor import Actor
 from relevo.controller.decide import decide, note_failure, note_success, pending
 from relevo.controller.events import Event, EventKind, EventLog
-from relevo.controller.haproxy_view import Balancer
+from relevo.controller.haproxy_view import BalancerControl
 from relevo.controller.health import NodeHealth
 from relevo.controller.observer import CollectFn, Observer
 from relevo.controller.owned import OwnedFile, unsettled
 from relevo.controller.recorder import Listener, Recorder
 from relevo.controller.settled import SettledStates
 from relevo.controller.sources import Heard
-from relevo.controller.state import ActionKind, Observation, Plan, Policy
+from relevo.controller.state import ActionKind, Decision, Observation, Policy
 from relevo.controller.status import Seen, diff_settings, settings, snapshot
 from relevo.files import write_atomic
 from relevo.model import Topology
@@ -74,7 +74,7 @@ class Controller:
         topology: Topology,
         *,
         nodes: Nodes,
-        balancer: Balancer,
+        balancer: BalancerControl,
         collect: CollectFn,
         events: EventLog,
         clock: Callable[[], float] = time.monotonic,
@@ -125,11 +125,11 @@ class Controller:
     # What tests and the daemon read or swap in (a failing HAProxy, a journal on a full disk): kept where
     # they were before the split, and a swap reaches every part that uses them.
     @property
-    def balancer(self) -> Balancer:
+    def balancer(self) -> BalancerControl:
         return self.observer.balancer
 
     @balancer.setter
-    def balancer(self, balancer: Balancer) -> None:
+    def balancer(self, balancer: BalancerControl) -> None:
         self.observer.balancer = self.actor.balancer = balancer
 
     @property
@@ -157,7 +157,7 @@ class Controller:
         self.recorder.listener = listener
 
     # --- one tick ------------------------------------------------------------------------------------
-    def tick(self) -> Plan:
+    def tick(self) -> Decision:
         self.housekeeping()
         self.events.flush()  # a journal that could not be written gets another try every tick
         thawed = False

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from relevo.controller import balancers
 from relevo.controller.events import Event, EventKind
-from relevo.controller.haproxy_view import Balancer, PolledBalancer
+from relevo.controller.haproxy_view import BalancerControl, PolledBalancer
 from relevo.controller.health import NodeHealth, ProbeResult, Status, observe
 from relevo.controller.recorder import Recorder
 from relevo.controller.sources import Heard
@@ -38,7 +38,7 @@ class Observer:
         topology: Topology,
         *,
         nodes: Nodes,
-        balancer: Balancer,
+        balancer: BalancerControl,
         collect: CollectFn,
         recorder: Recorder,
         clock: Callable[[], float],

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from relevo.controller.events import Event, EventKind, EventLog
-from relevo.controller.state import Action, ActionKind, NodeView, readonly
+from relevo.controller.state import ActionKind, ControlAction, NodeView, readonly
 from relevo.providers.base import NodeState
 
 LOG = logging.getLogger("relevo.controller")
@@ -73,7 +73,7 @@ class Recorder:
             self.log_error(key, f"{key} failed: {exc}")
 
     # --- actions -------------------------------------------------------------------------------------
-    def began(self, action: Action, process: NodeState | None) -> None:
+    def began(self, action: ControlAction, process: NodeState | None) -> None:
         """A provider action began (off the tick): journalled now, from what is true now, so the journal
         reads stopped -> starting, then starting -> running once it returned (not `running -> running`
         when the node was seen up before the start's own return was)."""
@@ -87,7 +87,7 @@ class Recorder:
             )
         )
 
-    def done(self, action: Action, *, took_s: float, at: float, view: NodeView | None) -> None:
+    def done(self, action: ControlAction, *, took_s: float, at: float, view: NodeView | None) -> None:
         """An action succeeded: journalled with what it changed, then the event it was planned with."""
         before, after = _transition(action, view)
         self.record(
@@ -105,7 +105,7 @@ class Recorder:
             self.record(replace(action.then, durations=readonly({**action.then.durations, **timed})))
 
 
-def _reason(action: Action) -> str:
+def _reason(action: ControlAction) -> str:
     return f"{action.kind}: {action.reason}" if action.reason else str(action.kind)
 
 
@@ -120,7 +120,7 @@ _UNDER_WAY = {
 _DONE = {ActionKind.STOP: "stopped", ActionKind.FREEZE: "frozen"}
 
 
-def _transition(action: Action, view: NodeView | None) -> tuple[str, str]:
+def _transition(action: ControlAction, view: NodeView | None) -> tuple[str, str]:
     """What an action changed, in the words `relevo events` shows: from -> to."""
     server = view.server if view else None
     match action.kind:

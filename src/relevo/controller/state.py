@@ -170,7 +170,7 @@ class Memory:
     manual: frozenset[str] = frozenset()
     # server -> a `set-state` that failed without an answer, and until when: HAProxy may still apply it
     # (a busy one answers late), and then it is the controller's own change (with its event).
-    uncertain: Mapping[str, tuple[Action, float]] = field(default_factory=readonly)
+    uncertain: Mapping[str, tuple[ControlAction, float]] = field(default_factory=readonly)
     # server -> a state the previous controller was setting when it stopped (saved before the command,
     # confirmed after it). Seen in HAProxy it is the controller's own; not seen, it was never applied.
     # Either way not a person's doing. Settled at the first sight of each server.
@@ -188,7 +188,11 @@ class ActionKind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Action:
+class ControlAction:
+    """One thing the controller does: a provider action (start, stop, restart, freeze, thaw: off the
+    tick) or a Runtime API command (set-state, health-up: inline). Not a scenario's `Action` (what a
+    fault does to a node)."""
+
     kind: ActionKind
     node: str
     state: AdminState | None = None
@@ -224,24 +228,24 @@ class Action:
         return f"{what} ({self.reason})" if self.reason else what
 
 
-def start(node: str, reason: str, *, then: Event | None = None) -> Action:
-    return Action(kind=ActionKind.START, node=node, reason=reason, then=then)
+def start(node: str, reason: str, *, then: Event | None = None) -> ControlAction:
+    return ControlAction(kind=ActionKind.START, node=node, reason=reason, then=then)
 
 
-def stop(node: str, reason: str) -> Action:
-    return Action(kind=ActionKind.STOP, node=node, reason=reason)
+def stop(node: str, reason: str) -> ControlAction:
+    return ControlAction(kind=ActionKind.STOP, node=node, reason=reason)
 
 
-def freeze(node: str, reason: str) -> Action:
-    return Action(kind=ActionKind.FREEZE, node=node, reason=reason)
+def freeze(node: str, reason: str) -> ControlAction:
+    return ControlAction(kind=ActionKind.FREEZE, node=node, reason=reason)
 
 
-def thaw(node: str, reason: str, *, then: Event | None = None) -> Action:
-    return Action(kind=ActionKind.THAW, node=node, reason=reason, then=then)
+def thaw(node: str, reason: str, *, then: Event | None = None) -> ControlAction:
+    return ControlAction(kind=ActionKind.THAW, node=node, reason=reason, then=then)
 
 
-def restart(node: str, reason: str) -> Action:
-    return Action(kind=ActionKind.RESTART, node=node, reason=reason)
+def restart(node: str, reason: str) -> ControlAction:
+    return ControlAction(kind=ActionKind.RESTART, node=node, reason=reason)
 
 
 def set_state(
@@ -251,8 +255,8 @@ def set_state(
     *,
     then: Event | None = None,
     timed_from: Mapping[str, float] | None = None,
-) -> Action:
-    return Action(
+) -> ControlAction:
+    return ControlAction(
         kind=ActionKind.SET_STATE,
         node=node,
         state=state,
@@ -262,12 +266,15 @@ def set_state(
     )
 
 
-def health_up(node: str, reason: str = "", *, needs: str = "") -> Action:
-    return Action(kind=ActionKind.HEALTH_UP, node=node, reason=reason, needs=needs)
+def health_up(node: str, reason: str = "", *, needs: str = "") -> ControlAction:
+    return ControlAction(kind=ActionKind.HEALTH_UP, node=node, reason=reason, needs=needs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Plan:
-    actions: tuple[Action, ...]
+class Decision:
+    """What `decide()` makes of one tick: the actions to take, the events to journal, the memory to
+    carry to the next tick. Not loadgen's `Plan` (a load test's thread groups)."""
+
+    actions: tuple[ControlAction, ...]
     events: tuple[Event, ...]
     memory: Memory

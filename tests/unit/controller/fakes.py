@@ -16,7 +16,7 @@ from relevo.controller.actions import Done
 from relevo.controller.events import EventLog, read_events
 from relevo.controller.health import ProbeResult
 from relevo.controller.loop import Controller
-from relevo.controller.state import Action, Busy, ServerView
+from relevo.controller.state import Busy, ControlAction, ServerView
 from relevo.errors import ProviderError, RuntimeAPIError
 from relevo.haproxy.runtime import AdminState
 from relevo.model import Topology
@@ -145,7 +145,7 @@ class World:
             raise ProviderError("provider unreachable")
         return self.balancer_process if node == "ha1" else self.nodes[node].process
 
-    # --- HAProxy (Balancer protocol) ---------------------------------------------------------------
+    # --- HAProxy (BalancerControl protocol) -------------------------------------------------------
     def _runtime(self) -> None:
         if not self.haproxy_alive:
             raise RuntimeAPIError("connection refused")
@@ -233,15 +233,15 @@ class StepRunner:
         self.world = world
         self.timeout_s = timeout_s
         self.perform = perform
-        self.running: dict[str, tuple[Action, float, bool]] = {}  # node -> (action, began, reported)
+        self.running: dict[str, tuple[ControlAction, float, bool]] = {}  # node -> (action, began, reported)
         self.finished: list[Done] = []
 
-    def duration(self, action: Action) -> float:
+    def duration(self, action: ControlAction) -> float:
         return (
             self.world.balancer_action_s if action.node == "ha1" else self.world.nodes[action.node].action_s
         )
 
-    def submit(self, action: Action) -> bool:
+    def submit(self, action: ControlAction) -> bool:
         if action.node in self.running:
             return False
         now = self.world.clock.now
@@ -251,7 +251,7 @@ class StepRunner:
             self.running[action.node] = (action, now, False)
         return True
 
-    def run(self, action: Action, began: float) -> Done:
+    def run(self, action: ControlAction, began: float) -> Done:
         assert callable(self.perform)
         try:
             self.perform(action)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from relevo.controller.actions import ActionRunner, Done
-from relevo.controller.state import Action, Busy, start, stop
+from relevo.controller.state import Busy, ControlAction, start, stop
 from relevo.polling import wait_until
 
 
@@ -38,7 +38,7 @@ def test_a_slow_start_does_not_hold_up_another_nodes_action():
     release = threading.Event()
     done: list[str] = []
 
-    def perform(action: Action) -> None:
+    def perform(action: ControlAction) -> None:
         if action.node == "web1bck":
             release.wait(5)
         done.append(action.node)
@@ -88,7 +88,7 @@ def test_an_action_past_its_timeout_is_reported_failed_once_and_its_node_stays_b
 def test_a_provider_error_is_the_actions_error():
     """An exception in the provider call comes back as the action's error, with its message."""
 
-    def fail(_action: Action) -> None:
+    def fail(_action: ControlAction) -> None:
         raise RuntimeError("disk full")
 
     runner = ActionRunner(fail, timeout_s=5)

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from relevo.controller.events import EventLog
 from relevo.controller.loop import Controller
-from relevo.controller.state import Action, Policy
+from relevo.controller.state import ControlAction, Policy
 from relevo.haproxy.runtime import AdminState
 from relevo.providers.base import NodeState
 
@@ -41,7 +41,7 @@ class OneActionPerNode(StepRunner):
     """The fake runner, refusing to be asked for a second provider action on a node whose first still
     runs: decide() must never plan one (its `act` checks `busy`)."""
 
-    def submit(self, action: Action) -> bool:
+    def submit(self, action: ControlAction) -> bool:
         assert action.node not in self.running, (
             f"{action} submitted while {self.running[action.node][0]} runs"
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from relevo.controller.actions import Done
-from relevo.controller.state import Action
+from relevo.controller.state import ControlAction
 from relevo.haproxy.runtime import AdminState
 from relevo.providers.base import NodeState
 
@@ -433,7 +433,7 @@ class ReportsLate(StepRunner):
     (the real runner's thread finishes between the tick's harvest and its probes): the standby is seen
     serving before its start has been reported."""
 
-    def submit(self, action: Action) -> bool:
+    def submit(self, action: ControlAction) -> bool:
         if action.node in self.running:
             return False
         self.run(action, self.world.clock.now)

@@ -63,7 +63,7 @@ def test_the_config_is_unicast_vrrp3_with_fast_adverts_and_a_tracked_haproxy():
     for text in (ha1, ha2):
         assert "version 3" in text and "advert_int 0.10" in text
         assert "10.205.3.10/24 dev eth0" in text
-        assert "track_file {\n        haproxy_alive" in text and "vrrp_notify_fifo" in text
+        assert "track_file {\n        haproxy_alive" in text
         assert "state BACKUP" in text and "nopreempt" in text
     assert "priority 150" in ha1 and "priority 100" in ha2
 

@@ -5,8 +5,10 @@ Why one controller on the host rather than one beside each balancer: on LXD the 
 on the host, outside both balancer containers, so losing a balancer's container loses neither the address
 (keepalived moves it) nor the controller; and one controller, held to one instance by its pid lock, can
 never act twice at once. It sets every server state on both HAProxy processes (balancers.BalancerSet),
-so whichever one holds the VIP, and both in a split brain, serve with the same states. charge.py is the
-rule for a controller beside each balancer (the VMs, where the host cannot see the balancers' network).
+so whichever one holds the VIP, and both in a split brain, serve with the same states. Where the host
+cannot see the balancers' network (a pair of VMs, not built yet) a controller would run beside each
+balancer and need a rule of its own: act only while its keepalived says MASTER and its interface carries
+the VIP, and in a split brain let a fixed one of the two act.
 
 The time of a move counts from its first evidence: the first tick at which the holder's HAProxy did not
 answer (killed, hung, its container gone), else the tick at which the new holder was seen.

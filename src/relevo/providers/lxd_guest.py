@@ -26,7 +26,7 @@ CHECKER_UNIT_PATH = PurePosixPath(f"/etc/systemd/system/{CHECKER_UNIT}")
 # `nopreempt` the restarted HAProxy then waits as BACKUP, with failback it takes the address back
 # (a planned move: both serve).
 PAIR_RESTART = "RestartSec=2s\n"
-# keepalived needs the checker's track file (and the notify FIFO's directory) before it starts.
+# keepalived needs the checker's track file before it starts.
 KEEPALIVED_DROPIN = f"""[Unit]
 Wants={CHECKER_UNIT}
 After={CHECKER_UNIT}

@@ -33,7 +33,6 @@ class KeepalivedLayout:
     config: PurePosixPath
     checker: PurePosixPath
     track_file: PurePosixPath
-    notify_fifo: PurePosixPath
 
     @classmethod
     def in_guest(cls) -> KeepalivedLayout:
@@ -41,7 +40,6 @@ class KeepalivedLayout:
             config=PurePosixPath("/etc/keepalived/keepalived.conf"),
             checker=PurePosixPath("/usr/local/sbin/relevo-haproxy-check"),
             track_file=PurePosixPath("/run/relevo/haproxy-alive"),
-            notify_fifo=PurePosixPath("/run/relevo/vrrp.fifo"),
         )
 
 

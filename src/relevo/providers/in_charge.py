@@ -57,14 +57,14 @@ def balancer_in_charge(
             assert holder is not None
             return InCharge(name=holder, why=f"it holds the VIP {pair.vip}")
         raise ProviderError(
-            f"no balancer holds the VIP {pair.vip} as this host sees it (its neighbour table named none "
-            f"of {', '.join(names)} within {wait_s:g} s): the fault would hit one at random"
+            f"no balancer holds the VIP {pair.vip} as this host sees it (neither of {', '.join(names)} "
+            f"within {wait_s:g} s): the fault would hit one at random"
         )
     if pair is None:
         return InCharge(name=names[0], why="the only balancer")
     for name in names:
         if status(name) is NodeState.RUNNING:
             return InCharge(
-                name=name, why="the first running balancer; both serve the frontend (SO_REUSEPORT)"
+                name=name, why="the first running balancer: both serve the frontend with SO_REUSEPORT"
             )
     return InCharge(name=names[0], why="no balancer runs; the first")

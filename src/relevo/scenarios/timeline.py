@@ -123,8 +123,10 @@ class Timeline:
         and its label says which and why (the result's markers, the live feed)."""
         if not fault.in_charge:
             return fault, fault.label
-        if self.in_charge is None:
-            self.in_charge = self.cluster.balancer_in_charge()
+        if self.in_charge is not None:
+            chosen = replace(fault, node=self.in_charge.name, in_charge=False)
+            return chosen, f"{chosen.label} (the balancer in charge at this scenario's first fault)"
+        self.in_charge = self.cluster.balancer_in_charge()
         chosen = replace(fault, node=self.in_charge.name, in_charge=False)
         return chosen, f"{chosen.label} (in charge: {self.in_charge.why})"
 

@@ -80,9 +80,13 @@ def test_a_failback_starts_the_balancer_its_stop_took_out(pair):
     """failback-balancer: the stop goes to the holder (ha2); the start, after the VIP moved to ha1, goes to
     ha2 too: the balancer in charge is resolved once per scenario."""
     cluster, scenarios = pair
-    play(cluster, scenarios["failback-balancer"])
+    line = play(cluster, scenarios["failback-balancer"])
     assert cluster.calls == ["stop ha2", "start ha2"]
     assert cluster.asked == 1
+    assert [m.label for m in line.markers] == [
+        "stop ha2 (in charge: it holds the VIP 10.205.0.10)",
+        "start ha2 (the balancer in charge at this scenario's first fault)",
+    ]
 
 
 def test_faults_on_web_nodes_are_not_redirected(pair):

@@ -86,13 +86,11 @@ def up(
                 progress(f"healed {healed}")
             _refuse_strays(cluster)
             progress("rendering and checking configurations")
-            # The first balancer first (on LXD its creation makes the bridge the others join), then the
-            # other nodes side by side: a container's creation is seconds of waiting on LXD, not of CPU.
-            balancer = topology.balancer.name
+            # Every node side by side: a container's creation is seconds of waiting on LXD, not of CPU
+            # (the provider makes the bridge they join once, whichever comes first).
             for name in topology.node_names:
                 cluster.provider_for(name)  # each provider made once, here, not by racing threads
-            cluster.create(balancer)
-            _each(cluster.create, [n for n in topology.node_names if n != balancer])
+            _each(cluster.create, list(topology.node_names))
             pending = [
                 name for name in to_run if cluster.status(name) in (NodeState.STOPPED, NodeState.MISSING)
             ]

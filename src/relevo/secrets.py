@@ -9,6 +9,7 @@ import json
 import os
 import secrets as random_tokens
 import stat
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +29,17 @@ def write_private(path: Path, text: str) -> None:
     write_atomic(path, text, mode=0o600)
 
 
+# `relevo up` creates a pair's balancers side by side: both would generate credentials, and one file win.
+_FIRST_USE = threading.Lock()
+
+
 def load_or_create_secrets(path: Path) -> Secrets:
     """The cluster's credentials: generated on first use, the same ones ever after."""
+    with _FIRST_USE:
+        return _load_or_create(path)
+
+
+def _load_or_create(path: Path) -> Secrets:
     if os.path.lexists(path):
         info = os.lstat(path)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from relevo.errors import ProviderError
@@ -85,6 +86,10 @@ class LXDProvider:
         self.host = LXDHost(self.placement.resolve)
         self.guest = GuestServices(topology, self.host)
         self._config_changed: set[str] = set()
+        # Nodes whose config was written while their container was stopped: checked once started.
+        self._unchecked: set[str] = set()
+        # Containers are created side by side (`relevo up`): one of them makes the bridge.
+        self._bridge_lock = threading.Lock()
         self.owner = cluster_tag(topology)
         # Containers made and configured by provisioning (`relevo export vagrant`): started, stopped,
         # frozen and watched here, never created or rewritten.
@@ -122,8 +127,9 @@ class LXDProvider:
         if self.guest.is_balancer(node) and ACCESS_LOG_DEVICE not in instance.devices:
             # Made before relevo carried HAProxy's request log: the device is added (live, if running).
             client.add_device(name, ACCESS_LOG_DEVICE, access_log_device(self.topology))
-        if self.guest.install(node, check=instance.status == "Running"):
-            self._config_changed.add(node)
+        running = instance.status == "Running"
+        if self.guest.install(node, check=running):
+            (self._config_changed if running else self._unchecked).add(node)
 
     def start(self, node: str) -> None:
         client, name = self.placement.resolve(node)
@@ -146,6 +152,9 @@ class LXDProvider:
             return
         client.start(name)
         self._config_changed.discard(node)
+        if node in self._unchecked:
+            self.guest.check_config(node)
+            self._unchecked.discard(node)
 
     def stop(self, node: str) -> None:
         client, name = self.placement.resolve(node)
@@ -384,8 +393,8 @@ class LXDProvider:
             return None
 
     def _create_instance(self, node: str, client: LXDClient, name: str) -> None:
-        """A new container: created with its devices and limits, its NIC configured before the first
-        start, started to install and check its service, then stopped (`up` starts what should run)."""
+        """A new container: created with its devices and limits, its NIC, files and units written while it
+        is stopped, so that `up` starts it once, ready; its config is checked once it runs (`start`)."""
         image = str(self.settings.get("image", DEFAULT_ALIAS))
         if client.alias_target(image) is None:
             raise ProviderError(
@@ -395,7 +404,8 @@ class LXDProvider:
         prefix = network_of(self.topology).prefixlen
         if self.placement.named_network(node) is None:
             home = self.placement.home
-            ensure_bridge(client, self.created, qualified(home, network), network, self.topology)
+            with self._bridge_lock:
+                ensure_bridge(client, self.created, qualified(home, network), network, self.topology)
         else:
             prefix = bridge_prefix(client, network, prefix)
         devices = base_devices(str(self.settings.get("storage_pool", "default")), network)
@@ -420,16 +430,8 @@ class LXDProvider:
             raise ProviderError(f"LXD already has an instance named {name!r}: {exc.lxd_error}") from None
         interfaces = interfaces_file(self.node_address(node), prefix, NIC)
         client.push_file(name, f"/etc/network/interfaces.d/{NIC}", interfaces.encode())
-        if self.guest.is_balancer(node):
-            self._before_balancer_start(node)
-        client.start(name)
-        try:
-            self.guest.wait_for_init(node)
-            self.guest.install(node, check=True)
-            self.guest.enable_units(node)
-        finally:
-            client.stop(name, force=True)
-            self._after_stop(node)
+        self.guest.prepare(node)
+        self._unchecked.add(node)
 
     def _before_balancer_start(self, node: str) -> None:
         # The proxy device listens at the socket's path on the host: a file left from before blocks it.

@@ -34,6 +34,7 @@ After={CHECKER_UNIT}
 # hang-workers in a container: a keeper in the guest stops every child of Apache's parent (new ones too:
 # Apache replaces workers it counts as busy) until resumed or this many seconds have passed.
 WANTS = PurePosixPath("/etc/systemd/system/multi-user.target.wants")
+RUN = PurePosixPath("/run")
 HANG_KEEPER_PID = "/run/relevo-hang-workers.pid"
 HANG_MAX_S = 600
 _MAIN_PID = f"$(systemctl show --property=MainPID --value {APACHE_UNIT})"
@@ -80,10 +81,8 @@ class GuestServices:
         web = self.topology.node(node)
         return ApacheService(self.topology, web, guest_layout(web), run_as=("www-data", "www-data"))
 
-    def install(self, node: str, *, check: bool) -> bool:
-        """Push the node's files; check the config (in the running guest) when it changed. A stopped
-        guest gets the files only (its directories exist since `create`); its unit checks at start.
-        True when the config changed."""
+    def files(self, node: str) -> list[NodeFile]:
+        """Everything the node's service reads, with its unit (and, in a pair, keepalived's files)."""
         service = self.service(node)
         if isinstance(service, HAProxyService):
             files = service.files(self._guest_binds(node))
@@ -91,14 +90,41 @@ class GuestServices:
             files.append(NodeFile(dropin, HAPROXY_DROPIN + (PAIR_RESTART if self.paired else "")))
             if self.paired:
                 files += keepalived_files(self.topology, node, NIC)
-        else:
-            files = service.files()
-            unit = apache_unit(node, service.foreground_argv(), service.graceful_argv())
-            files.append(NodeFile(PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}"), unit))
-        if not check:
-            self.host.put_files(node, files)
-            return False
-        return install(self.host, node, service, files, what=f"{node}'s configuration was rejected")
+            return files
+        unit = apache_unit(node, service.foreground_argv(), service.graceful_argv())
+        return [*service.files(), NodeFile(PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}"), unit)]
+
+    def install(self, node: str, *, check: bool) -> bool:
+        """Push the node's files; check the config (in the running guest) when it changed and `check`. A
+        stopped guest gets the files only (its directories exist since `create`): `check_config` once it
+        runs. True when the config changed."""
+        files = self.files(node)
+        service = self.service(node)
+        if check:
+            return install(self.host, node, service, files, what=f"{node}'s configuration was rejected")
+        before = self.host.read_file(node, service.config)
+        self.host.put_files(node, files)
+        return any(f.path == service.config and f.content != before for f in files)
+
+    def prepare(self, node: str) -> None:
+        """A new, stopped container made ready for its first start: its directories, files and units,
+        all through LXD's file API, so it starts once (not once to install and once to run). What lives
+        under /run is left to the units: the guest's /run is a tmpfs mounted at boot."""
+        files = self.files(node)
+        kept = [d for d in self.service(node).directories if not d.is_relative_to(RUN)]
+        self.host.make_directories(node, [*kept, *(f.path.parent for f in files)])
+        self.host.put_files(node, files)
+        self.enable_units(node)
+
+    def check_config(self, node: str) -> None:
+        """Check the config of a guest that got it while stopped, once it runs: its systemd up (so the
+        runtime directories the check reads are on the guest's /run, not hidden under it), then the
+        service's own check. A rejected config raises, with the check's output."""
+        service = self.service(node)
+        self.wait_for_init(node)
+        directories = [str(d) for d in service.directories]
+        self.host.run(node, ["mkdir", "-p", *directories], what=f"make {node}'s directories")
+        self.host.run(node, service.check_argv(), what=f"{node}'s configuration was rejected")
 
     def _guest_binds(self, node: str) -> Binds:
         """HAProxy in its container listens on the balancer's bridge address and reaches each server at
@@ -122,8 +148,8 @@ class GuestServices:
 
     def enable_units(self, node: str) -> None:
         """One image, two roles: HAProxy only on the balancer, relevo's Apache only on web nodes. The
-        links systemctl would make, made directly: effective from the next boot, with no wait on the
-        guest's systemd (which may still be booting)."""
+        links systemctl would make, made through LXD's file API: effective from the next boot, with no
+        wait on the guest's systemd (nor a running guest)."""
         if self.is_balancer(node):
             off = ["apache2.service"]
             on = [PurePosixPath("/lib/systemd/system/haproxy.service")]
@@ -134,10 +160,10 @@ class GuestServices:
         else:
             off = ["apache2.service", "haproxy.service", "keepalived.service"]
             on = [PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}")]
-        what = f"set {node}'s services"
-        self.host.run(node, ["rm", "-f", *(str(WANTS / unit) for unit in off)], what=what)
-        for unit in on:
-            self.host.run(node, ["ln", "-sf", str(unit), str(WANTS / unit.name)], what=what)
+        for unit in off:
+            self.host.remove(node, WANTS / unit)
+        for path in on:
+            self.host.link(node, WANTS / path.name, path)
 
     def kill_service(self, node: str) -> None:
         """SIGKILL the node's HAProxy or Apache (every process of that name: `pgrep -x`, never `pidof`,

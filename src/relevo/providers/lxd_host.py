@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from relevo.errors import ProviderError
 from relevo.files import ensure_dir, open_nofollow, write_atomic
 from relevo.lxd.client import LXDClient
-from relevo.lxd.errors import LXDNotFoundError
+from relevo.lxd.errors import LXDError, LXDNotFoundError
 from relevo.paths import StatePaths
 from relevo.services import NodeFile
 
@@ -37,6 +38,32 @@ class LXDHost:
             self.run(node, ["mkdir", "-p", *parents], what=f"make directories in {node}")
         for file in files:
             client.push_file(name, str(file.path), file.content.encode(), mode=file.mode)
+
+    def make_directories(self, node: str, directories: Sequence[PurePosixPath]) -> None:
+        """Each directory and its parents, through LXD's file API: a stopped container's too (no `exec`,
+        which needs it running). Parents first; those that exist are left as they are."""
+        client, name = self.resolve(node)
+        wanted = {str(d) for directory in directories for d in (directory, *directory.parents)} - {"/"}
+        for path in sorted(wanted, key=lambda p: (p.count("/"), p)):
+            client.make_directory(name, path)
+
+    def link(self, node: str, path: PurePosixPath, target: PurePosixPath) -> None:
+        """`ln -sf target path` through LXD's file API (a stopped container's too)."""
+        client, name = self.resolve(node)
+        try:
+            client.make_symlink(name, str(path), str(target))
+        except LXDNotFoundError:
+            raise
+        except LXDError:
+            # Something else is at `path` (LXD replaces only a link to the same target): removed first.
+            self.remove(node, path)
+            client.make_symlink(name, str(path), str(target))
+
+    def remove(self, node: str, path: PurePosixPath) -> None:
+        """`rm -f path` through LXD's file API: nothing when there is no such file."""
+        client, name = self.resolve(node)
+        with contextlib.suppress(LXDNotFoundError):
+            client.delete_file(name, str(path))
 
     def read_file(self, node: str, path: PurePosixPath) -> str:
         client, name = self.resolve(node)

@@ -20,7 +20,13 @@ as `backup` they would never serve while web2 is up), and a watchdog that only s
 answers (on loopback: a TCP connect, every 10 ms where the seed had no sleep at all) and starts or stops
 the standby abruptly.
 
+Then, with `--kill-both N` (default 5), both primaries are killed at once N times per temperature at
+`--kill-both-rate` (default 1,000 req/s), each on a fresh cluster (benchmarks/kill_both.py's run), and
+the requests lost are counted. Last, issue 22's goals table (benchmarks/goals.py): each row's median
+and worst beside the issue's "today" and its goal.
+
     .venv/bin/python benchmarks/failover.py [--kills 5] [--rate 1000] [--temperatures cold,frozen,warm]
+        [--kill-both 5] [--kill-both-rate 1000] [--network 127.250.7.0/24]
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from goals import KILL_BOTH_HEADER, SERVING_HEADER, kill_both_row, serving_row  # benchmarks/
+from kill_both import one as kill_both_once
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller import daemon
@@ -301,6 +309,10 @@ def main() -> None:
         "--network", default="127.250.7.0/24", help="loopback network of the first cluster (the next ones +1)"
     )
     parser.add_argument("--temperatures", default="cold,frozen,warm", help="relevo's standby temperatures")
+    parser.add_argument("--kill-both", type=int, default=5, help="kill-both runs per temperature (default 5)")
+    parser.add_argument(
+        "--kill-both-rate", type=float, default=1000.0, help="kill-both's req/s (default 1000)"
+    )
     args = parser.parse_args()
     temperatures = args.temperatures.split(",")
     if "cold" not in temperatures:
@@ -368,6 +380,12 @@ def main() -> None:
             print(f"kill {i + 1} seed:   {run}", flush=True)
             runs.append(run)
         summary(runs)
+        lost = kill_both(
+            temperatures,
+            args,
+            ipaddress.ip_network((int(first.network_address) + 256 * len(temperatures), 24)),
+        )
+        goals(runs, lost, args.kill_both_rate)
     finally:
         for cluster in clusters.values():
             daemon.stop_background(cluster.topology)
@@ -377,6 +395,41 @@ def main() -> None:
             lifecycle.down(cluster.topology)
         if os.environ.get("RELEVO_KEEP") is None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def kill_both(
+    temperatures: list[str], args: argparse.Namespace, network: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> dict[str, list[int]]:
+    """Failed requests of each kill-both run, per temperature (a fresh cluster each, on `network`)."""
+    lost: dict[str, list[int]] = {}
+    for i in range(args.kill_both):
+        for temperature in temperatures:
+            failed, serving, kinds = kill_both_once(
+                temperature, "100ms", "roundrobin", "500ms", args.kill_both_rate, str(network)
+            )
+            lost.setdefault(temperature, []).append(failed)
+            print(
+                f"kill-both {i + 1} {temperature}: {failed} failed, standby serving {serving:.3f} s {kinds}",
+                flush=True,
+            )
+    return lost
+
+
+def goals(runs: list[Run], lost: dict[str, list[int]], rate: float) -> None:
+    """Issue 22's goals beside this run's figures: standby serving (median / worst) and kill-both."""
+    print(f"\n{SERVING_HEADER}")
+    for temperature in dict.fromkeys(
+        r.approach.removeprefix("relevo ") for r in runs if r.approach != "seed"
+    ):
+        mine = [r for r in runs if r.approach == f"relevo {temperature}"]
+        serving = [r.serving_s for r in mine if r.serving_s is not None]
+        if serving:
+            failed = sum(r.failed_kill for r in mine)
+            print(serving_row("local", temperature, statistics.median(serving), max(serving), failed))
+    if lost:
+        print(f"\n{KILL_BOTH_HEADER}")
+        for temperature, failed_runs in lost.items():
+            print(kill_both_row(temperature, rate, failed_runs))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import os
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -208,7 +209,7 @@ def run_locust(url: str, connections: int, duration: int) -> Result | None:
 
 
 @contextmanager
-def own_cluster() -> Iterator[str]:
+def own_cluster(network: str = NETWORK) -> Iterator[str]:
     """A cluster of relevo's own (HAProxy + web1, web2) on loopback, stopped afterwards."""
     sys.path.insert(0, str(ROOT / "src"))
     from relevo import lifecycle
@@ -217,7 +218,7 @@ def own_cluster() -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="relevo-bench-", dir="/tmp"))
     path = workdir / "relevo.yaml"
     path.write_text(
-        f"name: bench\nnetwork: {NETWORK}\nnodes:\n  web1: {{role: web}}\n  web2: {{role: web}}\n"
+        f"name: bench\nnetwork: {network}\nnodes:\n  web1: {{role: web}}\n  web2: {{role: web}}\n"
     )
     topology = load_topology(path)
     print(f"starting a cluster in {workdir} ...", file=sys.stderr)
@@ -233,7 +234,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--target", help="URL to load (default: start a cluster on 127.199.201.0/24)")
+    parser.add_argument("--target", help="URL to load (default: start a cluster on --network)")
+    parser.add_argument("--network", default=NETWORK, help=f"the cluster's loopback /24 (default {NETWORK})")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
     parser.add_argument("--connections", default="100,1000", help="comma-separated (default 100,1000)")
     parser.add_argument("--skip-locust", action="store_true", help="do not run (or install) Locust")
@@ -246,7 +248,7 @@ def main() -> None:
     levels = [int(c) for c in args.connections.split(",")]
     results: list[Result] = []
     open_vs_closed: list[Result] = []
-    with own_cluster() if not args.target else _given(args.target) as url:
+    with own_cluster(args.network) if not args.target else _given(args.target) as url:
         print(f"target {url}, {args.duration} s per run", file=sys.stderr)
         for tool in ("wrk", "ab"):
             if not shutil.which(tool):
@@ -288,8 +290,71 @@ def main() -> None:
                         f"  {result.tool:22s} c={connections:<5d} {result.rps:10,.0f} req/s", file=sys.stderr
                     )
                 time.sleep(1)  # let TIME_WAIT sockets and the servers settle between tools
+        parsers = compare_parsers(url)
     report(results, levels, startup_s)
     report_open(open_vs_closed, startup_s)
+    print(parsers)
+
+
+def compare_parsers(url: str, responses: int = 200_000) -> str:
+    """CPU per response of relevo's hand-written parser and of httptools (llhttp, what uvicorn uses) on
+    one real response of the target, fed whole, interleaved three times; httptools is not a dependency
+    of relevo (`pip install httptools` into the venv to include it)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import urllib.parse
+
+    from relevo.loadgen.http import ResponseParser, header_key
+
+    where = urllib.parse.urlsplit(url)
+    raw = b""
+    with socket.create_connection((where.hostname or "127.0.0.1", where.port or 80), timeout=5) as sock:
+        sock.sendall(f"GET {where.path or '/'} HTTP/1.1\r\nHost: {where.netloc}\r\n\r\n".encode())
+        while not (b"\r\n\r\n" in raw and ResponseParser(b"x").feed(raw)):
+            raw += sock.recv(65536)
+    hand = ResponseParser(header_key("X-Served-By"))
+
+    def ours() -> None:
+        hand.reset(no_body=False)
+        hand.feed(raw)
+
+    runners = {"relevo's parser": ours}
+    try:
+        import httptools  # type: ignore[import-not-found]
+    except ImportError:
+        note = "  httptools is not installed (pip install httptools): left out"
+    else:
+        note = f"  httptools {httptools.__version__}"
+
+        class Callbacks:
+            served: bytes | None = None
+            done = False
+
+            def on_header(self, name: bytes, value: bytes) -> None:
+                if name.lower() == b"x-served-by":
+                    self.served = value
+
+            def on_message_complete(self) -> None:
+                self.done = True
+
+        callbacks = Callbacks()
+        llhttp = httptools.HttpResponseParser(callbacks)
+
+        def theirs() -> None:
+            llhttp.feed_data(raw)
+            llhttp.get_status_code()
+            llhttp.should_keep_alive()
+
+        runners["httptools"] = theirs
+    best: dict[str, float] = {}
+    for _ in range(3):
+        for name, runner in runners.items():
+            began = time.process_time()
+            for _ in range(responses):
+                runner()
+            best[name] = min(best.get(name, float("inf")), (time.process_time() - began) / responses * 1e6)
+    lines = [f"\nparsing one response ({len(raw)} bytes, fed whole), best of 3 x {responses:,}:", note]
+    lines += [f"  {name:16s} {us:5.2f} µs CPU per response" for name, us in best.items()]
+    return "\n".join(lines)
 
 
 def report_open(runs: list[Result], startup_s: float) -> None:

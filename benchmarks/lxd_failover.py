@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from failover_load import open_load, wait_until  # benchmarks/ is the script's directory
+from goals import SERVING_HEADER, serving_row
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller.events import read_events
@@ -200,6 +201,9 @@ def main() -> None:
     print(f"{header}{'runs':>6}{'failed':>8}")
     for provider, temperature, heard, median, worst, runs, failed in rows:
         print(f"{provider:<9}{temperature:<8}{heard:>12}{median:>10.3f}{worst:>10.3f}{runs:>6}{failed:>8}")
+    print(f"\nissue 22's goals\n{SERVING_HEADER}")
+    for provider, temperature, _, median, worst, _, failed in rows:
+        print(serving_row(provider, temperature, median, worst, failed))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -119,9 +120,12 @@ def test_root_refuses_a_state_directory_another_user_owns(topology_file, attacke
     assert result.returncode == 2, result.stderr
     assert f"belongs to uid {attacker.pw_uid}" in result.stderr
     assert "Traceback" not in result.stderr
-    time.sleep(0.3)
-    assert not marker.exists(), "root ran a command planted by another user"
+    # No wait for a planted logger: nothing of the cluster runs (an Apache started from the planted
+    # config would, and so would its piped logger, which reads Apache's pipe until Apache ends).
     assert cluster_processes(state) == []
+    assert cluster_processes(marker) == [] and not marker.exists(), (
+        "root ran a command planted by another user"
+    )
 
 
 def test_a_config_found_on_disk_is_rendered_anew_before_start(topology_file, cluster_dir):
@@ -136,17 +140,44 @@ def test_a_config_found_on_disk_is_rendered_anew_before_start(topology_file, clu
     result = relevo_cli(topology_file, "start", "web1")
     assert result.returncode == 0, result.stderr
     assert config.read_text() == ours
-    time.sleep(0.3)
-    assert not marker.exists(), "a planted config was started"
+    # No wait: `start` returned once Apache answered, and Apache starts its piped loggers before it
+    # answers; a planted one would be running now (reading Apache's pipe), its command naming the marker.
+    assert cluster_processes(marker) == [] and not marker.exists(), "a planted config was started"
+
+
+# An unrelated process that answers "alive" to each real-time signal. Linux delivers pending standard
+# signals (TERM, KILL, INT, HUP...) before real-time ones (signal(7)), so its answer to a SIGRTMIN sent
+# after a command returned proves that the command sent it no such signal: no sleep-and-hope needed.
+BYSTANDER = """
+import os, signal
+signal.signal(signal.SIGRTMIN, lambda *_: os.write(1, b"alive\\n"))
+os.write(1, b"ready\\n")
+while True:
+    signal.pause()
+"""
+ANSWER_WAIT_S = 30.0  # a bound on waiting for the bystander's line, not a speed assertion
+
+
+def bystander_line(proc: subprocess.Popen[bytes]) -> bytes:
+    """The bystander's next line, or b"" once it has died (EOF)."""
+    assert proc.stdout is not None
+    readable, _, _ = select.select([proc.stdout], [], [], ANSWER_WAIT_S)
+    assert readable, f"the bystander said nothing in {ANSWER_WAIT_S:g} s"
+    return proc.stdout.readline()
 
 
 @pytest.fixture
 def bystander() -> Iterator[subprocess.Popen[bytes]]:
-    """An unrelated process a forged record will name."""
-    proc = subprocess.Popen(["sleep", "120"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
+    """An unrelated process a forged record will name (its signal handler installed once it is yielded)."""
+    proc = subprocess.Popen([sys.executable, "-c", BYSTANDER], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert bystander_line(proc) == b"ready\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_a_forged_record_never_makes_down_kill_another_process(topology_file, bystander):
@@ -169,8 +200,8 @@ def test_a_forged_record_never_makes_down_kill_another_process(topology_file, by
     record.write_text(json.dumps(forged))
     result = relevo_cli(topology_file, "down")
     assert result.returncode == 0, result.stderr
-    time.sleep(0.2)
-    assert bystander.poll() is None, "down killed a process relevo did not start"
+    bystander.send_signal(signal.SIGRTMIN)
+    assert bystander_line(bystander) == b"alive\n", "down signalled a process relevo did not start"
 
 
 @pytest.mark.parametrize("attack", ["symlink", "world-writable"])

@@ -4,8 +4,9 @@ progress (HAProxy's counters give rates and an average, never percentiles).
 HAProxy sends one datagram per request (`ACCESS_LOG_FORMAT`: `relevo-request <Ta ms> <status>`) to a UDP
 port on this host's loopback (render/haproxy.py's `access_log_receiver`; from a container, through a
 proxy device). A thread here receives them into a rolling window of the last second, in 100 ms buckets
-of exact millisecond counts: memory is bounded by the distinct latencies of ten buckets, and nothing is
-written to disk. A datagram the kernel dropped (a receiver starved of CPU) is a request missing from the
+of counts per latency, exact up to 2,047 ms and within 0.1 % above (the load engine's log-linear
+histogram layout): at most a few thousand counters per bucket whatever is sent, and nothing is written
+to disk. A datagram the kernel dropped (a receiver starved of CPU) is a request missing from the
 window, never a wrong one: `n` says how many requests the figures come from.
 
 Anyone on this host may send to the port (UDP has no owner): what such a sender can do is draw on the
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from relevo.loadgen.histogram import bounds_of, index_of
 from relevo.model import Endpoint
 from relevo.render.haproxy import ACCESS_LOG_FORMAT
 
@@ -61,21 +63,21 @@ def parse(datagram: bytes) -> Request | None:
 
 
 def nearest_rank(counts: Counter[int], total: int, percentile: float) -> int:
-    """The smallest value that at least `percentile` % of the `total` values do not exceed (as the load
-    engine's histogram reports its percentiles)."""
+    """The smallest value that at least `percentile` % of the `total` values do not exceed, from counts by
+    histogram index: the highest value of its counter, as the load engine reports its percentiles."""
     rank = max(1, math.ceil(percentile / 100.0 * total))
     seen = 0
-    for value in sorted(counts):
-        seen += counts[value]
+    for index in sorted(counts):
+        seen += counts[index]
         if seen >= rank:
-            return value
-    return max(counts)
+            return bounds_of(index)[1]
+    return bounds_of(max(counts))[1]
 
 
 @dataclass(slots=True)
 class _Bucket:
     index: int
-    latencies: Counter[int]
+    latencies: Counter[int]  # by histogram index (loadgen.histogram): a bounded number of keys
     requests: int = 0
     failed: int = 0
 
@@ -102,7 +104,7 @@ class Window:
             if request.failed:
                 bucket.failed += 1
             if request.ta_ms >= 0:
-                bucket.latencies[min(request.ta_ms, MAX_MS)] += 1
+                bucket.latencies[index_of(min(request.ta_ms, MAX_MS))] += 1
 
     def _drop_before(self, index: int) -> None:
         while self._buckets and self._buckets[0].index < index:

@@ -66,6 +66,19 @@ def test_window_percentiles_and_rates_of_the_last_whole_second():
     assert window.summary(11.05) == {"rps": 100.0, "errors": 3.0, "p50_ms": 50, "p99_ms": 99, "n": 100}
 
 
+def test_window_memory_is_bounded_whatever_is_sent():
+    """Every distinct latency up to the clamp in one bucket keeps a few thousand counters, not one per
+    value; a latency above 2,047 ms is reported within 0.1 % (never below it)."""
+    window = Window()
+    for ms in range(0, MAX_MS + 1, 7):
+        window.add(10.0, Request(ta_ms=ms, status=200))
+    assert len(window._buckets[-1].latencies) < 12_000
+    window = Window()
+    window.add(10.0, Request(ta_ms=123_456, status=200))
+    p50 = window.summary(10.5)["p50_ms"]
+    assert 123_456 <= p50 <= 123_456 * 1.001
+
+
 def test_window_forgets_what_is_older_than_its_span():
     """A second later the old requests are gone (and so are their buckets: memory stays bounded)."""
     window = Window()
@@ -82,7 +95,8 @@ def test_window_keeps_untimed_requests_out_of_the_percentiles():
     window.add(10.0, Request(ta_ms=-1, status=-1))
     window.add(10.0, Request(ta_ms=MAX_MS * 10, status=200))
     summary = window.summary(10.5)
-    assert (summary["n"], summary["errors"], summary["p50_ms"]) == (2, 1.0, MAX_MS)
+    assert (summary["n"], summary["errors"]) == (2, 1.0)
+    assert MAX_MS <= summary["p50_ms"] <= MAX_MS * 1.001
 
 
 def test_receiver_counts_datagrams_sent_to_its_udp_port():

@@ -108,10 +108,12 @@ class World:
         self.starts[node] += 1
         if node == "ha1":
             self.balancer_process, self.haproxy_alive = NodeState.RUNNING, True
-            if self.lost_states:  # a new HAProxy without its server-state file: the configured states
+            # Without its server-state file (lost, or never written yet) a new HAProxy has the configured
+            # states, never those of the process it replaces.
+            if self.lost_states or not self.dumps:
                 for name, server in self.servers.items():
                     server.admin = AdminState.MAINT if name.endswith("bck") else AdminState.READY
-            elif self.dumps:  # load-server-state-from-file: the last dump's states
+            else:  # load-server-state-from-file: the last dump's states
                 for name, admin in self.dumps[-1].items():
                     self.servers[name].admin = admin
             return

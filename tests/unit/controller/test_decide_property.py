@@ -389,3 +389,16 @@ def test_a_persons_maint_lost_by_two_restarts_in_a_row_stays_lost_until_haproxy_
         ("ticks", {"n": 1}),
         ("heal_and_converge", {}),
     )
+
+
+def test_an_haproxy_restarted_before_any_dump_forgets_an_unseen_maint_for_a_new_controller_too():
+    """Seed 104: a person's maint unseen by the controller, HAProxy killed at once and restarted before
+    any server-state dump, then the controller restarted: the new HAProxy has its configured states, so
+    the maint is gone for everyone (the fake's HAProxy once kept the dead process's states, which the new
+    controller, never having seen HAProxy down, rightly took for a person's maint)."""
+    replay(
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": NodeState.STOPPED}),
+        ("ticks", {"n": 1}),
+        ("restart_controller", {}),
+        ("heal_and_converge", {}),
+    )

@@ -110,6 +110,7 @@ class Controller:
             owned_file, servers=self.observer.web, log_error=self.recorder.log_error
         )
         self.memory = self.owned_states.load()
+        self.observer.balancer_lapsed = self.owned_states.lapsed()
         self.settled_states = SettledStates(balancer.save, server_state_file)
         self.housekeeping = housekeeping
         self.sources = sources
@@ -170,7 +171,10 @@ class Controller:
         self.memory = plan.memory
         for event in plan.events:
             self.recorder.record(event)
-        self.owned_states.save(self.memory, {**unsettled(self.memory), **pending(plan.actions)})
+        lapsed = self.observer.balancer_lapsed
+        self.owned_states.save(
+            self.memory, {**unsettled(self.memory), **pending(plan.actions)}, lapsed=lapsed
+        )
         succeeded: set[str] = set()
         runtime_changed = False
         for action in plan.actions:
@@ -191,7 +195,7 @@ class Controller:
         busy = bool(plan.actions) or bool(self.runner.busy()) or bool(unsettled(self.memory))
         settled = obs.haproxy and not busy and not self.memory.starting and not self.memory.draining
         self.recorder.guard("save-state", lambda: self.settled_states.tick(settled=settled))
-        self.owned_states.save(self.memory, unsettled(self.memory))
+        self.owned_states.save(self.memory, unsettled(self.memory), lapsed=self.observer.balancer_lapsed)
         self.ticks += 1
         self.write_state()
         if self.sources is not None:

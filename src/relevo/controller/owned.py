@@ -1,7 +1,9 @@
 """Which admin states are the controller's, saved so that a restarted controller still knows: the states
 it set (`owned`), those it was about to set (`pending`: saved before the command, so that a controller
 killed in between takes neither its change nor its absence for a person's), and the servers a person
-holds (`manual`). Everything else seen in HAProxy was set by a person.
+holds (`manual`). Everything else seen in HAProxy was set by a person. And whether HAProxy was seen
+hung or stopped since it last answered (`lapsed`): a controller restarted before it saw the new HAProxy
+answer still takes that HAProxy's states for a restart's, not for a person's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class OwnedFile:
         self.log_error = log_error
         self._saved: tuple[object, ...] = ()
 
+    def lapsed(self) -> bool:
+        """The previous controller saw HAProxy hung or stopped, and not answering since."""
+        return self._data().get("lapsed") is True
+
     def load(self) -> Memory:
         """A new controller's memory: what the previous one saved (nothing, if unreadable)."""
         saved = self._data()
@@ -35,16 +41,17 @@ class OwnedFile:
             inherited=readonly(self._states(saved.get("pending"))),
         )
 
-    def save(self, memory: Memory, about_to_set: Mapping[str, AdminState]) -> None:
+    def save(self, memory: Memory, about_to_set: Mapping[str, AdminState], *, lapsed: bool) -> None:
         """The states the controller set (and those it is about to set), for the next controller."""
         owned = dict(memory.owned)
-        if self.path is None or (owned, dict(about_to_set), memory.manual) == self._saved:
+        if self.path is None or (owned, dict(about_to_set), memory.manual, lapsed) == self._saved:
             return
         text = json.dumps(
             {
                 "owned": {k: str(v) for k, v in owned.items()},
                 "pending": {k: str(v) for k, v in about_to_set.items()},
                 "manual": sorted(memory.manual),
+                "lapsed": lapsed,
             }
         )
         try:
@@ -52,7 +59,7 @@ class OwnedFile:
         except OSError as exc:
             self.log_error("owned-file", f"cannot write {self.path}: {exc}")
             return
-        self._saved = (owned, dict(about_to_set), memory.manual)
+        self._saved = (owned, dict(about_to_set), memory.manual, lapsed)
 
     def _states(self, saved: object) -> dict[str, AdminState]:
         if not isinstance(saved, dict):

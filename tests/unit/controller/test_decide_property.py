@@ -402,3 +402,17 @@ def test_an_haproxy_restarted_before_any_dump_forgets_an_unseen_maint_for_a_new_
         ("restart_controller", {}),
         ("heal_and_converge", {}),
     )
+
+
+def test_a_controller_restarted_before_it_saw_its_restarted_haproxy_answer_still_sets_it_right():
+    """Seed 104 again: HAProxy killed and restarted by the controller, a person's maint made before the
+    controller saw it answer, then the controller restarted: the new controller knows (from its saved
+    file) that HAProxy lapsed, so it takes what it finds for the restart's, as the old one would have
+    (it once took it for a person's and held web1 in maint for good)."""
+    replay(
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": NodeState.STOPPED}),
+        ("ticks", {"n": 1}),
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
+        ("restart_controller", {}),
+        ("heal_and_converge", {}),
+    )

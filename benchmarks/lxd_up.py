@@ -8,7 +8,7 @@ from the first sent to the last answered; and, per node, when its first and last
 progress lines of `up` are printed with their offsets, which gives the time between its steps.
 
     sudo .venv/bin/python benchmarks/lxd_up.py [--runs 1] [--subnet 10.213.251.0/24] [--name lxdup]
-        [--image ALIAS] [--temperature cold] [--pair]
+        [--image ALIAS] [--temperature cold] [--pair] [--pool POOL]
 
 LXD must be running (`sudo scripts/lxd-daemon start`) and the base image imported (`relevo image build`
 then `relevo image import`, or any `up`). Everything a run creates is destroyed at its end.
@@ -133,6 +133,9 @@ def main() -> None:
     parser.add_argument("--image", default=None, help="LXD image alias (default: relevo/bookworm)")
     parser.add_argument("--temperature", default="cold", help="the standbys' temperature")
     parser.add_argument("--pair", action="store_true", help="two balancers sharing a VIP (keepalived)")
+    parser.add_argument(
+        "--pool", default=None, help="the LXD storage pool (default: the provider's, default)"
+    )
     args = parser.parse_args()
     tracer = Tracer()
     figures: dict[str, list[float]] = defaultdict(list)
@@ -144,8 +147,10 @@ def main() -> None:
                 f"name: {args.name}\nprovider: lxd\nnetwork: {args.subnet}\n"
                 f"standby: {{temperature: {args.temperature}}}\n"
             )
-            if args.image:
-                text += f"providers:\n  lxd: {{image: '{args.image}'}}\n"
+            options = {"image": args.image, "storage_pool": args.pool}
+            given = ", ".join(f"{k}: '{v}'" for k, v in options.items() if v)
+            if given:
+                text += f"providers:\n  lxd: {{{given}}}\n"
             if args.pair:
                 text += "balancer: {name: ha1, peer: ha2}\n"
             (workdir / "relevo.yaml").write_text(text)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.providers.lxd_guest import ANY, PAIR_RESTART, GuestServices, keepalived_files
 from relevo.providers.lxd_rules import check_topology
@@ -13,23 +16,26 @@ from relevo.topology import parse_topology
 PAIR = "provider: lxd\nnetwork: 10.205.7.0/24\nbalancer: {peer: ha2, vip: 10.205.7.10}\n"
 
 
-def pair(tmp_path: Path):
-    return parse_topology(PAIR, source=None, state_dir=tmp_path / ".relevo")
+@pytest.fixture
+def pair(short_tmp: Path) -> Topology:
+    """The pair, its state directory in a short_tmp: balancer_proxies refuses a Runtime API socket path
+    past AF_UNIX's limit, which pytest's tmp_path (longer under pytest-xdist) may exceed."""
+    return parse_topology(PAIR, source=None, state_dir=short_tmp / ".relevo")
 
 
-def test_the_pairs_frontend_is_the_vip(tmp_path):
+def test_the_pairs_frontend_is_the_vip(pair):
     """Both balancers of an LXD pair serve the frontend at the VIP (the host reaches it through the
     bridge); the lxd rules accept that, and each stats page stays on its own loopback address."""
-    topology = pair(tmp_path)
+    topology = pair
     assert [b.frontend.address for b in topology.balancers] == ["10.205.7.10", "10.205.7.10"]
     assert [b.stats.address for b in topology.balancers] == ["127.205.7.2", "127.205.7.3"]
     assert check_topology(topology) == []
 
 
-def test_each_balancer_has_its_own_stats_and_runtime_proxies_and_no_frontend_proxy(short_tmp):
+def test_each_balancer_has_its_own_stats_and_runtime_proxies_and_no_frontend_proxy(pair):
     """ha1's and ha2's proxy devices: stats on their own loopback address, the Runtime API socket at the
     path the controller reads for that balancer, and no frontend proxy (it could not follow the VIP)."""
-    topology = pair(short_tmp)  # the socket's path must fit in 108 bytes, however pytest names tmp_path
+    topology = pair
     paths = StatePaths(topology.state_dir)
     ha1 = balancer_proxies(topology, paths, "ha1")
     ha2 = balancer_proxies(topology, paths, "ha2")
@@ -47,11 +53,11 @@ def test_the_balancer_nic_lets_the_vip_through():
     assert (nic["parent"], nic["name"]) == ("rlvbr", NIC)
 
 
-def test_each_balancer_gets_keepalived_its_checker_and_a_delayed_haproxy_restart(tmp_path):
+def test_each_balancer_gets_keepalived_its_checker_and_a_delayed_haproxy_restart(pair):
     """A pair's balancer gets its own keepalived.conf (unicast to the other), the checker as an
     executable, and HAProxy's unit restarts only after the takeover (RestartSec), so systemd does not
     race keepalived; HAProxy listens on every address (the VIP moves on and off its NIC)."""
-    topology = pair(tmp_path)
+    topology = pair
     files = {str(f.path): f for f in keepalived_files(topology, "ha2", NIC)}
     conf = files["/etc/keepalived/keepalived.conf"].content
     assert "unicast_src_ip 10.205.7.3" in conf and "10.205.7.2\n" in conf
@@ -65,11 +71,11 @@ def test_each_balancer_gets_keepalived_its_checker_and_a_delayed_haproxy_restart
     assert (binds.frontend.address, binds.stats.address) == (ANY, ANY)
 
 
-def test_both_balancers_send_their_request_log_to_the_one_receiver(tmp_path):
+def test_both_balancers_send_their_request_log_to_the_one_receiver(pair):
     """Each balancer's HAProxy logs to UDP on its container's loopback; a proxy device bound in the
     container carries it to the dashboard's one receiver on this host (the first stats address, the
     dashboard's port number): UDP, as LXD's proxy carries unix sockets as streams only."""
-    topology = pair(tmp_path)
+    topology = pair
     paths = StatePaths(topology.state_dir)
     for name in ("ha1", "ha2"):
         device = balancer_proxies(topology, paths, name)["relevo-log"]

@@ -3,12 +3,16 @@ examples/pair-lxd.yaml (its name and network changed, the test's image named) ma
 a bounded open-loop load to the VIP, the balancer holding it loses its HAProxy (SIGKILL), then hangs
 (frozen), then loses its container (force-stopped): each time the VIP moves to the other balancer, the
 controller journals `vip-moved` (the pair scenarios' expectation) and the frontend answers again; the
-failed requests and the journalled move times are printed. One pair for the three faults (the tier's
-time budget), then `relevo destroy` leaves LXD as it was."""
+failed requests and the journalled move times are printed. Then kill-balancer and hang-balancer run as
+scenarios in a row, the second aimed at the balancer the first left holding the VIP. One pair for all
+(the tier's time budget), then `relevo destroy` leaves LXD as it was."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +181,52 @@ def test_a_lost_balancer_container_hands_the_vip_over(lxd_pair: Pair) -> None:
     """lose-balancer-host: the holder's container force-stopped: the peer takes the VIP; the controller
     starts the lost one again."""
     fault_moves_the_vip(lxd_pair, Fault.CRASH, "lose-balancer-host")
+
+
+def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -> None:
+    """`relevo scenarios --only kill-balancer,hang-balancer` on the pair: the kill moves the VIP (it stays
+    on the other balancer: nopreempt), so the hang must fault that other one, not the first balancer; both
+    meet their expectation (`vip-moved` journalled), their markers name the balancer hit, and
+    `relevo status --json` lists both balancers, one holding the VIP."""
+    pair = lxd_pair
+    first = holder_now(pair)
+    source = pair.topology.source
+    assert source is not None
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "relevo", "-f", str(source), "scenarios", "--json", "--no-report"),
+            *("--only", "kill-balancer,hang-balancer", "--rate", "200", "--duration", "10s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    data = json.loads(done.stdout) if done.stdout.startswith("{") else {}
+    assert list(data) == ["kill-balancer", "hang-balancer"], done.stdout[-3000:] + done.stderr[-3000:]
+    hit = {}
+    for name, run in data.items():
+        assert run["passed"], (name, run["verdicts"], pair.explain())
+        faults = [m["label"] for m in run["markers"] if m["source"] == "fault"]
+        assert len(faults) == 1 and "(in charge: it holds the VIP" in faults[0], faults
+        hit[name] = faults[0].split()[1]
+    assert hit == {"kill-balancer": first, "hang-balancer": pair.other(first)}, hit
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def listed() -> dict[str, object]:
+        """`relevo status --json`'s balancers: whether each holds the VIP, as the controller last saw."""
+        argv = [sys.executable, "-m", "relevo", "-f", str(source), "status", "--json"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+        return {b["name"]: b["holds_vip"] for b in json.loads(out)["balancers"]}
+
+    wait_until(
+        lambda: list(listed().values()).count(True) == 1,
+        "status --json names one VIP holder",
+        timeout_s=30,
+        explain=lambda: str(listed()),
+    )
+    assert set(listed()) == {"ha1", "ha2"}
 
 
 def test_destroy_leaves_lxd_as_it_was(lxd_pair: Pair) -> None:

@@ -156,7 +156,11 @@ class ControllerMachine(RuleBasedStateMachine):
             # Nor can a change made after HAProxy restarted, before the controller saw it answer: the
             # controller takes what a restarted HAProxy shows for the restart's doing, and puts its own
             # states back (the restart's states and a person's look the same).
-            if state is not self.ctl.memory.owned.get(name, configured) and not self.unseen_restart:
+            # Unless the controller still holds that state as a person's (it never saw their ready in
+            # between): then the person's hold simply goes on.
+            memory = self.ctl.memory
+            expected = memory.owned.get(name, configured)
+            if not self.unseen_restart and (state is not expected or name in memory.manual):
                 self.held[name] = state
             if then is not None:
                 self.balancer_fails(then)
@@ -243,7 +247,7 @@ class ControllerMachine(RuleBasedStateMachine):
         healthy = {p for p in PRIMARIES if self.answering[p] > self.policy.rise and self.world.answers(p)}
         before = len(self.world.calls)
         restarts = self.world.starts["ha1"]
-        known = self.ctl.memory.manual
+        known = {n: self.ctl.memory.owned[n] for n in self.ctl.memory.manual if n in self.ctl.memory.owned}
         self.world.haproxy_checks()
         self.ctl.tick()
         restarted = self.world.starts["ha1"] > restarts
@@ -254,9 +258,10 @@ class ControllerMachine(RuleBasedStateMachine):
         # in maint while its standby serves goes back to maint), whatever the restart brought back.
         reasserted = observed is not None and observed.haproxy_returned
         if restarted:
-            # A restarted HAProxy reads the controller's settled states (or, lost, its configuration): a
-            # hold it forgot before the controller could see it was never anyone's to keep.
-            self.held = {n: s for n, s in self.held.items() if n in known}
+            # A restarted HAProxy reads the controller's settled states (or, lost, its configuration), and
+            # the controller puts back the person's holds it knows: a hold, or a change of one, it had
+            # not yet seen is lost with the restart, the one it knew stands.
+            self.held = {n: known[n] for n in self.held if n in known}
         lost = {n for n, s in self.held.items() if self.world.servers[n].admin is not s}
         self.lost = lost if self.unseen_restart else set()
         for name in WEB:
@@ -414,5 +419,32 @@ def test_a_controller_restarted_before_it_saw_its_restarted_haproxy_answer_still
         ("ticks", {"n": 1}),
         ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
         ("restart_controller", {}),
+        ("heal_and_converge", {}),
+    )
+
+
+def test_a_persons_hold_changed_unseen_is_what_the_controller_last_saw_after_a_restart():
+    """Seed 200: web1 in maint by hand (seen), set ready and then to drain between two ticks, and HAProxy
+    killed: the restart and the controller put back the maint it knew, which stands as the person's
+    hold (the model once expected the unseen drain kept)."""
+    replay(
+        ("ticks", {"n": 3}),
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
+        ("primary_fails_and_its_standby_takes_over", {"data": Drawn("web2"), "paused": False}),
+        ("person_puts_back", {"name": "web1"}),
+        ("person_holds", {"name": "web1", "state": AdminState.DRAIN, "then": NodeState.STOPPED}),
+        ("heal_and_converge", {}),
+    )
+
+
+def test_a_persons_ready_then_maint_unseen_is_their_hold_going_on():
+    """Seed 200 again: web1 in maint by hand (seen), then ready and maint again between two ticks: the
+    controller, which never saw the ready, keeps it as the person's hold, and so does the model."""
+    replay(
+        ("ticks", {"n": 3}),
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
+        ("primary_fails_and_its_standby_takes_over", {"data": Drawn("web2"), "paused": False}),
+        ("person_puts_back", {"name": "web1"}),
+        ("person_holds", {"name": "web1", "state": AdminState.MAINT, "then": None}),
         ("heal_and_converge", {}),
     )

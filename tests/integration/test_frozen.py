@@ -80,8 +80,8 @@ def test_kill_under_load_is_served_by_the_thawed_standby_and_failback_freezes_it
 
 
 def test_standby_killed_mid_failover_is_heard_and_replaced(frozen):
-    """web1 killed, then the standby as soon as it is thawed: its death is heard (pidfd), it is reported
-    as failed and started afresh, and ends serving."""
+    """web1 killed, then the standby as soon as it is thawed: its death is seen (by its pidfd or by the
+    tick's look at its processes), it is reported as failed and started afresh, and ends serving."""
     frozen.cluster.fault("web1", Fault.CRASH)
     wait_until(lambda: frozen.cluster.status("web1bck") is NodeState.RUNNING, "web1bck thawed", timeout_s=10)
     first = ProcessRecord.load(frozen.cluster.paths.pid_file("web1bck"))
@@ -97,7 +97,12 @@ def test_standby_killed_mid_failover_is_heard_and_replaced(frozen):
     )
     events = daemon.recent_events(frozen.topology, 100)
     failed = [e for e in events if e["kind"] == "standby-failed" and e["node"] == "web1bck"]
-    assert failed and "heard by pidfd" in failed[0]["reason"], failed
+    assert failed, events
+    # Two sources may see this death first: the pidfd's reader thread, or the tick's own look at the
+    # processes (taken just after the kill, before that thread queued the event). Both are certain
+    # evidence; the journal names the one that saw it (1 run in 3 here was the tick's).
+    reason = failed[0]["reason"]
+    assert "heard by pidfd" in reason or "exited right after it was started" in reason, reason
 
 
 def test_controller_restarted_mid_thaw_converges(frozen):

@@ -20,7 +20,10 @@ PAIR = (
     "balancer: {name: ha1, peer: ha2}\nstandby: {hold: 1s}\nhealth: {timeout: 500ms}\n"
     "controller: {probe_timeout: 500ms}\n"
 )
-SHORT_OPEN = ("--rate", "500", "--duration", "5.5s")
+# failback-balancer starts the stopped balancer at 4 s, once its planned stop (begun at 1.5 s) is done: under
+# two xdist workers that stop once took long enough for a 5.5 s load to end before the start was applied
+# ("the load ended before it"), so the pair's runs are 8 s.
+SHORT_OPEN = ("--rate", "500", "--duration", "8s")
 
 
 @pytest.fixture

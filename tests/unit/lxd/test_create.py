@@ -17,7 +17,8 @@ from relevo.lxd.transport import APIEndpoint
 from relevo.providers.lxd import LXDProvider
 from relevo.topology import parse_topology
 
-TOPOLOGY = "name: t\nprovider: lxd\nnetwork: 10.213.9.0/24\n"
+from .test_provider import TOPOLOGY, provider_with
+
 WANTS = "/etc/systemd/system/multi-user.target.wants"
 # What the base image has: Debian's own directories and the links its packages' postinst made.
 IMAGE_DIRS = {
@@ -136,18 +137,11 @@ class FakeDaemon:
         return ExecResult(0, "", "")
 
 
-def provider_on(daemon: FakeDaemon, tmp_path: Path) -> LXDProvider:
-    topology = parse_topology(TOPOLOGY, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
-    provider = LXDProvider(topology)
-    provider.placement._clients["local"] = daemon  # type: ignore[assignment]
-    return provider
-
-
 def test_a_new_web_container_is_written_while_stopped_and_started_once(tmp_path: Path) -> None:
     """create() makes the container, its directories (parents first), files and unit links without
     starting it or running anything in it; start() starts it once, then checks Apache's config there."""
     daemon = FakeDaemon()
-    provider = provider_on(daemon, tmp_path)
+    provider = provider_with(daemon, tmp_path)
     provider.create("web1")
     created = [c for c in daemon.calls if c[1] == "t-web1"]
     assert [c[0] for c in created if c[0] in ("start", "stop", "exec")] == []
@@ -174,7 +168,7 @@ def test_the_balancer_keeps_haproxy_s_unit_and_loses_apache_s_and_keepalived_s(t
     """One image, two roles: the single balancer's container has haproxy.service wanted and neither
     apache2's nor keepalived's, all set while it is stopped."""
     daemon = FakeDaemon()
-    provider = provider_on(daemon, tmp_path)
+    provider = provider_with(daemon, tmp_path)
     provider.create("ha1")
     container = daemon.containers["t-ha1"]
     assert container.status == "Stopped"
@@ -186,7 +180,7 @@ def test_a_config_rejected_at_the_first_start_fails_it_with_the_check_s_output(t
     """A config written while stopped and rejected by the service's check once started: start() raises,
     naming the node and carrying the check's output."""
     daemon = FakeDaemon(rejected="apache2")
-    provider = provider_on(daemon, tmp_path)
+    provider = provider_with(daemon, tmp_path)
     provider.create("web1")
     with pytest.raises(ProviderError, match="web1's configuration was rejected") as raised:
         provider.start("web1")
@@ -196,7 +190,7 @@ def test_a_config_rejected_at_the_first_start_fails_it_with_the_check_s_output(t
 def test_every_node_created_side_by_side_makes_the_bridge_once(tmp_path: Path) -> None:
     """Five containers created at once (as `up` does) ask LXD for the cluster's bridge once."""
     daemon = FakeDaemon()
-    provider = provider_on(daemon, tmp_path)
+    provider = provider_with(daemon, tmp_path)
     nodes = ["ha1", "web1", "web2", "web1bck", "web2bck"]
     daemon.listers = threading.Barrier(len(nodes))
     threads = [threading.Thread(target=provider.create, args=(node,)) for node in nodes]
@@ -214,7 +208,7 @@ def test_a_stopped_container_s_changed_config_is_checked_at_its_next_start(tmp_p
     """`up` of an edited topology: the stopped container gets its new config while stopped and it is
     checked once the container runs; an unchanged config is not checked again."""
     daemon = FakeDaemon()
-    provider_on(daemon, tmp_path).create("web1")  # made, never started
+    provider_with(daemon, tmp_path).create("web1")  # made, never started
     edited = TOPOLOGY + "nodes:\n  web1: {role: web, capacity: {workers: 50}}\n  web2: {role: web}\n"
     topology = parse_topology(edited, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
     for expected_checks in (1, 0):  # the edit, then the same topology again

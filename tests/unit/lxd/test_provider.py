@@ -56,7 +56,8 @@ class FakeClient:
         self.calls.append(("config", name, *(f"{k}={v}" for k, v in values.items())))
 
 
-def provider_with(client: FakeClient, tmp_path: Path) -> LXDProvider:
+def provider_with(client: object, tmp_path: Path) -> LXDProvider:
+    """An LXD provider of TOPOLOGY whose local daemon is `client` (a fake of the client's calls)."""
     topology = parse_topology(TOPOLOGY, source=tmp_path / "relevo.yaml", state_dir=tmp_path / ".relevo")
     provider = LXDProvider(topology)
     provider.placement._clients["local"] = client  # type: ignore[assignment]

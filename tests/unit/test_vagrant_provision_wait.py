@@ -89,6 +89,25 @@ def run_wait(
     return result, calls.read_text().splitlines()
 
 
+# What waits in a generated script: a command given a bound (timeout), told to wait (--wait, waitready,
+# the script's own wait_for_*) or a pause between tries.
+WAITING = re.compile(r"\btimeout\b|wait|\bsleep\b")
+
+
+def commands(script: str) -> list[str]:
+    """The script's lines, each continued line (ending in a backslash) joined to the next."""
+    return script.replace("\\\n", " ").splitlines()
+
+
+@pytest.mark.parametrize("node", ["ha1", "web1", "web2", "web1bck", "web2bck"])
+def test_no_wait_has_its_failure_hidden_by_or_true(scripts: dict[str, str], node: str):
+    """No `|| true` follows a command that waits (issue 17 item 14): a wait that gives up is either a
+    failure that stops provisioning or an answer the next line decides on, never nothing."""
+    hidden = [line.strip() for line in commands(scripts[node]) if "|| true" in line and WAITING.search(line)]
+    assert hidden == []
+    assert "|| true" in scripts[node]  # the check reads the lines where they are: not vacuous
+
+
 @pytest.mark.parametrize("node", ["web1", "web1bck", "ha1"])
 def test_every_vm_waits_for_systemd_with_the_bound(scripts: dict[str, str], node: str):
     """Each VM's script waits for its container's systemd, bounded by SYSTEMD_WAIT_S, before its

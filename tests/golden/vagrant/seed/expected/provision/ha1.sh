@@ -165,12 +165,12 @@ wait_for_systemd() {
     local deadline=$((SECONDS + bound))
     while :; do
         left=$((deadline - SECONDS))
-        # Any failure is in the answer, which decides below.
+        # It exits 0 for "running" only; any other exit leaves its answer (or the bus error) to decide.
         answer=$(timeout "$((left > 1 ? left : 1))" lxc exec "$CONTAINER" -- \
-            systemctl is-system-running --wait 2>&1) || true
-        case "${answer##*$'\n'}" in
-        running | degraded) return 0 ;;
-        esac
+            systemctl is-system-running --wait 2>&1) && return 0
+        if [ "${answer##*$'\n'}" = degraded ]; then
+            return 0
+        fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "relevo: systemd in $CONTAINER did not come up within $bound s;" \
                 "its last answer: ${answer:-nothing}" >&2
@@ -289,7 +289,8 @@ begin "wait for the other VMs' provisioning (their LXD over HTTPS, with this VM'
 waited=0
 while :; do
     pending=""
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web1:relevo-web1 user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web1:relevo-web1 user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)
@@ -298,7 +299,8 @@ while :; do
         ;;
     *) pending="$pending web1" ;;
     esac
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web2:relevo-web2 user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web2:relevo-web2 user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)
@@ -307,7 +309,8 @@ while :; do
         ;;
     *) pending="$pending web2" ;;
     esac
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web1bck:relevo-web1bck user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web1bck:relevo-web1bck user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)
@@ -316,7 +319,8 @@ while :; do
         ;;
     *) pending="$pending web1bck" ;;
     esac
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web2bck:relevo-web2bck user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get web2bck:relevo-web2bck user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)

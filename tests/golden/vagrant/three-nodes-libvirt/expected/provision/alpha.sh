@@ -206,12 +206,12 @@ wait_for_systemd() {
     local deadline=$((SECONDS + bound))
     while :; do
         left=$((deadline - SECONDS))
-        # Any failure is in the answer, which decides below.
+        # It exits 0 for "running" only; any other exit leaves its answer (or the bus error) to decide.
         answer=$(timeout "$((left > 1 ? left : 1))" lxc exec "$CONTAINER" -- \
-            systemctl is-system-running --wait 2>&1) || true
-        case "${answer##*$'\n'}" in
-        running | degraded) return 0 ;;
-        esac
+            systemctl is-system-running --wait 2>&1) && return 0
+        if [ "${answer##*$'\n'}" = degraded ]; then
+            return 0
+        fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "relevo: systemd in $CONTAINER did not come up within $bound s;" \
                 "its last answer: ${answer:-nothing}" >&2

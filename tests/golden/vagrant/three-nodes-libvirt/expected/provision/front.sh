@@ -164,12 +164,12 @@ wait_for_systemd() {
     local deadline=$((SECONDS + bound))
     while :; do
         left=$((deadline - SECONDS))
-        # Any failure is in the answer, which decides below.
+        # It exits 0 for "running" only; any other exit leaves its answer (or the bus error) to decide.
         answer=$(timeout "$((left > 1 ? left : 1))" lxc exec "$CONTAINER" -- \
-            systemctl is-system-running --wait 2>&1) || true
-        case "${answer##*$'\n'}" in
-        running | degraded) return 0 ;;
-        esac
+            systemctl is-system-running --wait 2>&1) && return 0
+        if [ "${answer##*$'\n'}" = degraded ]; then
+            return 0
+        fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             echo "relevo: systemd in $CONTAINER did not come up within $bound s;" \
                 "its last answer: ${answer:-nothing}" >&2
@@ -288,7 +288,8 @@ begin "wait for the other VMs' provisioning (their LXD over HTTPS, with this VM'
 waited=0
 while :; do
     pending=""
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alpha:shop-alpha user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alpha:shop-alpha user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)
@@ -297,7 +298,8 @@ while :; do
         ;;
     *) pending="$pending alpha" ;;
     esac
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get beta:shop-beta user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get beta:shop-beta user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)
@@ -306,7 +308,8 @@ while :; do
         ;;
     *) pending="$pending beta" ;;
     esac
-    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alphabck:shop-alphabck user.relevo.provisioned </dev/null 2>/dev/null || true)
+    # A remote that does not answer yet (its VM still booting) is pending, as one not yet marked.
+    mark=$(LXD_CONF=/var/lib/relevo-controller/lxc timeout 20 lxc config get alphabck:shop-alphabck user.relevo.provisioned </dev/null 2>/dev/null) || mark="not answering"
     case "$mark" in
     1) ;;
     failed*)

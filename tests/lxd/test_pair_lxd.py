@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pair-lxd.yaml"
 CLIENT_TIMEOUT_S = 5.0
+# The pair's scenarios run in a row, each aimed at the VIP's holder of its time.
+ROW = ("kill-balancer", "hang-balancer", "failback-balancer")
 
 
 @dataclass
@@ -184,9 +186,11 @@ def test_a_lost_balancer_container_hands_the_vip_over(lxd_pair: Pair) -> None:
 
 
 def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -> None:
-    """`relevo scenarios --only kill-balancer,hang-balancer` on the pair: the kill moves the VIP (it stays
-    on the other balancer: nopreempt), so the hang must fault that other one, not the first balancer; both
-    meet their expectation (`vip-moved` journalled), their markers name the balancer hit, and
+    """`relevo scenarios --only kill-balancer,hang-balancer,failback-balancer` on the pair: the kill moves
+    the VIP (it stays on the other balancer: nopreempt), so the hang must fault that other one, not the
+    first balancer, and the failback the first again (the hang moved the VIP back to it); each meets its
+    expectation (`vip-moved` journalled; the failback: no failed request on the planned moves, and the VIP
+    still on the survivor once the stopped balancer is back), their markers name the balancer hit, and
     `relevo status --json` lists both balancers, one holding the VIP."""
     pair = lxd_pair
     first = holder_now(pair)
@@ -196,7 +200,7 @@ def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -
         [
             sys.executable,
             *("-m", "relevo", "-f", str(source), "scenarios", "--json", "--no-report"),
-            *("--only", "kill-balancer,hang-balancer", "--rate", "200", "--duration", "10s"),
+            *("--only", ",".join(ROW), "--rate", "200", "--duration", "10s"),
         ],
         capture_output=True,
         text=True,
@@ -204,14 +208,19 @@ def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -
         check=False,
     )
     data = json.loads(done.stdout) if done.stdout.startswith("{") else {}
-    assert list(data) == ["kill-balancer", "hang-balancer"], done.stdout[-3000:] + done.stderr[-3000:]
+    assert list(data) == list(ROW), done.stdout[-3000:] + done.stderr[-3000:]
     hit = {}
     for name, run in data.items():
-        assert run["passed"], (name, run["verdicts"], pair.explain())
+        broken = [v for v in run["verdicts"] if not v["ok"]]  # whole: a long message would be cut
+        assert run["passed"], f"{name}: {broken}{pair.explain()}"
         faults = [m["label"] for m in run["markers"] if m["source"] == "fault"]
-        assert len(faults) == 1 and "(in charge: it holds the VIP" in faults[0], faults
+        assert len(faults) == (2 if name == "failback-balancer" else 1), faults
+        assert "(in charge: it holds the VIP" in faults[0], faults
         hit[name] = faults[0].split()[1]
-    assert hit == {"kill-balancer": first, "hang-balancer": pair.other(first)}, hit
+    assert hit == {"kill-balancer": first, "hang-balancer": pair.other(first), "failback-balancer": first}
+    settled = [v for v in data["failback-balancer"]["verdicts"] if "the VIP stays on" in v["what"]]
+    assert [v["what"] for v in settled] == [f"expect: the VIP stays on {pair.other(first)}"], settled
+    print(f"\nfailback-balancer: {settled[0]['detail']}; {data['failback-balancer']['verdicts']}")
     assert done.returncode == 0, done.stderr[-3000:]
 
     def listed() -> dict[str, object]:

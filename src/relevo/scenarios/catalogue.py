@@ -340,14 +340,20 @@ def _failback_balancer(c: Cast, t: Topology) -> Scenario:
     assert t.pair is not None
     # Stopped on purpose (its server states saved, its connections closed as HAProxy stops) and started
     # again: a planned move both ways, so nothing may fail. The start goes to the balancer the stop took
-    # out (the scenario's balancer in charge is resolved once).
+    # out (the scenario's balancer in charge is resolved once). With a VIP the address leaves it, then
+    # stays with the survivor (nopreempt) or moves back (`failback: true`), as the topology says.
+    expect = Expectation(max_failed=0)
+    if t.pair.vip is not None:
+        expect = Expectation(max_failed=0, events=("vip-moved",), vip_back=t.pair.failback)
+    settles = "moves back to it" if t.pair.failback else "stays with the other"
     return _at_the_one_in_charge(
         _faulted(
             "failback-balancer",
             f"{_in_charge(t)} stopped (planned), then started again: the other serves meanwhile, and the "
-            "stopped one comes back with the current states",
+            "stopped one comes back with the current states"
+            + (f"; the VIP {settles}" if t.pair.vip is not None else ""),
             [(1.5, Action.STOP, c.balancer), (4.0, Action.START, c.balancer)],
-            Expectation(max_failed=0),
+            expect,
         )
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from relevo.loadgen.summary import SummaryReport
 from relevo.scenarios.model import Expectation
-from relevo.scenarios.result import Failover, Verdict
+from relevo.scenarios.result import Failover, Verdict, VipAfter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +73,25 @@ def check_expectation(
             )
         )
     return out
+
+
+def check_vip(expect: Expectation, seen: VipAfter | None) -> list[Verdict]:
+    """`vip_back`: after the faults, with both balancers answering again, the VIP is on the balancer the
+    faults hit (a failback) at the last look, or on the other one at every look (it stayed)."""
+    if expect.vip_back is None:
+        return []
+    if seen is None:
+        return [Verdict(what="expect: the VIP's holder", ok=False, detail="no fault hit a balancer")]
+    want = seen.hit if expect.vip_back else seen.other
+    what = f"expect: the VIP {'back on' if expect.vip_back else 'stays on'} {want}"
+    looks = ", ".join(h or "none" for h in dict.fromkeys(seen.holders)) or "no look"
+    if not seen.whole:
+        return [Verdict(what=what, ok=False, detail=f"the pair was not whole again; held by {looks}")]
+    if expect.vip_back:
+        ok = bool(seen.holders) and seen.holders[-1] == want
+    else:
+        ok = bool(seen.holders) and all(h == want for h in seen.holders)
+    return [Verdict(what=what, ok=ok, detail=f"held by {looks} over {len(seen.holders)} looks")]
 
 
 def check_thresholds(

@@ -159,6 +159,9 @@ class Expectation:
     served_by: tuple[str, ...] = ()  # each of these must answer some requests
     events: tuple[str, ...] = ()  # event kinds the controller must have journalled during the run
     no_events: tuple[str, ...] = ()  # event kinds it must not have journalled (no failover: slow-web2)
+    # A pair with a VIP, once its faults are over and both balancers answer again: the address back on the
+    # balancer the faults hit (True: `failback: true`) or still on the other one (False: nopreempt).
+    vip_back: bool | None = None
 
     def describe(self) -> str:
         parts = []
@@ -174,6 +177,8 @@ class Expectation:
             parts.append("events " + ", ".join(self.events))
         if self.no_events:
             parts.append("no " + ", ".join(self.no_events))
+        if self.vip_back is not None:
+            parts.append("the VIP " + ("back on the balancer hit" if self.vip_back else "stays on the other"))
         return "; ".join(parts) or "measured, nothing expected"
 
 

@@ -79,6 +79,16 @@ class Failover:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VipAfter:
+    """Where a pair's VIP was once the scenario's faults were over (scenarios/vip_after.py looks)."""
+
+    hit: str  # the balancer the scenario's faults hit (the one in charge at its first fault)
+    other: str
+    whole: bool  # both balancers' HAProxy answered their checker's GET before the looks began
+    holders: tuple[str | None, ...]  # the VIP's holder at each look, in order (None: none seen)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
     what: str  # "expect: 0 failed requests", "threshold: p99 <= 200 ms"
     ok: bool

@@ -25,7 +25,7 @@ from relevo.loadgen.stats import FINE_S, RunStats, TimeSeries
 from relevo.loadgen.summary import summarize
 from relevo.model import Topology
 from relevo.progress import Progress, quiet
-from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds
+from relevo.scenarios.checks import Thresholds, check_expectation, check_thresholds, check_vip
 from relevo.scenarios.environment import describe_environment
 from relevo.scenarios.faults import unsupported
 from relevo.scenarios.model import LoadSettings, Model, Scenario, Setup
@@ -49,6 +49,7 @@ from relevo.scenarios.steady import (
 )
 from relevo.scenarios.steady import check as check_steady
 from relevo.scenarios.timeline import Timeline
+from relevo.scenarios.vip_after import watch_vip
 
 # Events journalled this long after the load's end still belong to it (a failback's drain finishing).
 EVENTS_AFTER_S = 1.0
@@ -198,6 +199,8 @@ def run_one(
         sent_latency = latency_by_send(jtl, result.started_at)
     events = _events_during(cluster.paths.held().events, result.started_at, result.elapsed_s)
     after = steady_check(cluster, "after", expected_after(topology, scenario), after_within_s(topology))
+    back, hit = scenario.expect.vip_back, timeline.in_charge
+    vip = watch_vip(cluster, hit.name, back=back) if back is not None and hit is not None else None
     report = summarize(
         result.stats,
         meta=_meta(scenario, result),
@@ -209,6 +212,7 @@ def run_one(
         *(steady_verdict(c) for c in (before, after)),
         *fault_verdicts,
         *check_expectation(scenario.expect, report, events),
+        *check_vip(scenario.expect, vip),
         *check_thresholds(thresholds, report, failovers),
     ]
     series = result.stats.series

@@ -165,7 +165,7 @@ def one_request_run_s() -> float:
 
 
 def test_nothing_listening_fails_fast_with_a_hint() -> None:
-    """No listener: `relevo bench` stops after the first second (within 2 s, start-up aside), says how to
+    """No listener: `relevo bench` stops after the first second (not at the end of its 30 s), says how to
     bring the cluster up, exit 1."""
     url = f"http://127.0.0.1:{free_port()}/"
     # Start-up and teardown are no part of the run and grow with the machine's load (the suite runs beside
@@ -178,7 +178,9 @@ def test_nothing_listening_fails_fast_with_a_hint() -> None:
     assert done.returncode == 1, done.stderr
     assert f"nothing is listening at {url} — is the cluster up? (`relevo up`)" in done.stderr
     assert "Traceback" not in done.stderr
-    assert took < 2.0 + startup, f"took {took:.2f} s (start-up {startup:.2f} s)"
+    # The hint says the first second's check stopped it; this bound, far from both that second and the
+    # run's 30 s, only says that nothing else ran on: room for a loaded machine, not a speed assertion.
+    assert took < 10.0 + startup, f"took {took:.2f} s (start-up {startup:.2f} s)"
 
 
 def test_open_model_ends_at_its_duration_plus_one_timeout(running_cluster: RunningCluster) -> None:
@@ -189,7 +191,9 @@ def test_open_model_ends_at_its_duration_plus_one_timeout(running_cluster: Runni
     )
     meta = data["meta"]
     assert isinstance(meta, dict)
-    assert meta["elapsed_s"] <= 5 + 2 + 0.1
+    # Exactly 5 s + one timeout is proven on a virtual clock (tests/unit/loadgen/test_engine.py); here, with
+    # room for a loaded machine, that the run did not go on to drain the requests it could not send.
+    assert meta["elapsed_s"] <= 5 + 2 + 5
     samples, dropped = data["samples"], data["dropped"]
     assert isinstance(samples, int) and isinstance(dropped, int)
     assert samples + dropped <= 25_000

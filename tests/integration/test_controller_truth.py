@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -347,6 +348,22 @@ def stats_action(running: RunningCluster, server: str, action: str) -> None:
         answer.read()
 
 
+def ticked_past(running: RunningCluster, moment: float) -> None:
+    """Wait until the controller has run a whole tick begun after `moment` (time.time()): whatever it
+    decided with what it saw then, it has done (Runtime API commands run inside the tick), so a check that
+    it did nothing proves something; a sleep as long proves nothing on a machine too loaded to tick."""
+
+    def last_tick() -> tuple[float, int]:
+        status = daemon.controller_status(running.topology)
+        age, ticks = status["last_tick_age_s"], status["ticks"]
+        return (time.time() - age if age is not None else 0.0), int(ticks or 0)
+
+    time.sleep(max(0.0, moment - time.time()))  # no tick can end after the moment before it comes
+    wait_until(lambda: last_tick()[0] >= moment, "a tick ended after the moment")
+    ended = last_tick()[1]  # that tick may have begun before the moment: the next one did not
+    wait_until(lambda: last_tick()[1] > ended, "a tick begun after the moment ended")
+
+
 def test_web2_set_to_maint_on_the_stats_page_stays_maint_and_web2bck_serves(controlled):
     """A person puts web2 in MAINT from the stats GUI: web2bck takes over without a failed request, and
     web2 stays in MAINT well past the hold time; the journal says a person did it."""
@@ -359,7 +376,7 @@ def test_web2_set_to_maint_on_the_stats_page_stays_maint_and_web2bck_serves(cont
             "web2bck answers clients",
             explain=lambda: diagnose(controlled),
         )
-        time.sleep(controlled.topology.standby.hold_s + 1.5)
+        ticked_past(controlled, time.time() + controlled.topology.standby.hold_s + 1.5)
         assert admin(controlled)["web2"][0] is AdminState.MAINT, "the controller overruled a person"
         result = finish(load)
     assert_no_failures(result)
@@ -376,7 +393,7 @@ def test_relevo_stop_of_a_primary_under_load_fails_no_request(controlled):
         stop_node(topology, "web1")
         assert controlled.cluster.status("web1") is NodeState.STOPPED
         assert in_service(controlled, "web1bck")
-        time.sleep(controlled.topology.standby.hold_s + 1.0)
+        ticked_past(controlled, time.time() + controlled.topology.standby.hold_s + 1.0)
         assert controlled.cluster.status("web1") is NodeState.STOPPED, "restarted behind the person's back"
         result = finish(load)
     assert_no_failures(result)
@@ -418,28 +435,49 @@ def test_edited_hold_is_applied_by_relevo_up(cluster_dir):
 
 
 # --- signals ------------------------------------------------------------------------------------------------
-def test_sigterm_at_random_moments_always_stops_the_controller_within_a_second(running_cluster):
-    """`relevo watch` sent SIGTERM at 15 random moments of its life (start-up, mid-tick, asleep, 0.2 to
-    1 s after its start): each time it exits within a second."""
+def test_sigterm_at_random_moments_always_stops_the_controller(running_cluster):
+    """`relevo watch` sent SIGTERM at 16 random moments of its life, half during its start-up (0 to 1 s
+    after its start), half in its loop (0 to 0.5 s after it journals that it runs: mid-tick or asleep):
+    each time it ends by itself, and once in its loop it journals that it stopped and exits 0. (How fast
+    it stops is a figure, not asserted here: the loop looks at the request every sleep slice.)"""
     import random
 
     source = running_cluster.topology.source
     assert source is not None
+    journal = running_cluster.cluster.paths.events
+
+    def controller_events() -> list[tuple[object, object]]:
+        return [(e["to"], e["reason"]) for e in read_events(journal) if e["kind"] == "controller"]
+
+    def journals_running(pid: int) -> bool:
+        return ("running", pid) in ((to, started_by(why)) for to, why in controller_events())
+
+    def started_by(reason: object) -> int | None:
+        words = str(reason).split(",")[0].split()  # "pid 123, tick 1 s"
+        return int(words[1]) if len(words) == 2 and words[0] == "pid" else None
+
     rng = random.Random(7)  # noqa: S311 - reproducible moments, not secrets
-    for attempt in range(15):
+    for attempt in range(16):
+        in_loop = attempt % 2 == 1
         child = subprocess.Popen(
             [sys.executable, "-m", "relevo", "-f", str(source), "watch"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            time.sleep(rng.uniform(0.2, 1.0))
+            if in_loop:
+                wait_until(functools.partial(journals_running, child.pid), f"attempt {attempt}: it runs")
+            time.sleep(rng.uniform(0.0, 0.5 if in_loop else 1.0))
             child.send_signal(signal.SIGTERM)
-            sent = time.monotonic()
-            child.wait(timeout=5)
-            took = time.monotonic() - sent
+            code = child.wait(timeout=60)  # a bound against a hang only
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        assert took < 1.0, f"attempt {attempt}: exited {took:.2f} s after SIGTERM"
+        # -SIGTERM: the signal came before the handlers were set (still importing or starting up).
+        assert code in (0, -signal.SIGTERM), f"attempt {attempt}: exit status {code}"
+        if in_loop or code == 0:
+            assert code == 0, f"attempt {attempt}: killed by SIGTERM in its loop"
+            (to, why), last = controller_events()[-2:]
+            assert (to, started_by(why)) == ("running", child.pid), (attempt, to, why)
+            assert last == ("stopped", "asked to stop"), (attempt, last)

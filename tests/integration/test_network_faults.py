@@ -94,7 +94,8 @@ def latency_ms(running: RunningCluster, node: str, count: int = 20) -> float:
 
 
 def test_a_200_ms_delay_shows_in_the_measured_latency(cluster):
-    """delay 200 ms on web2: the median GET to it takes 200 ms (+-20 ms) longer; healed, it does not."""
+    """delay 200 ms on web2: the median GET to it takes 200 ms longer (once, not per direction or per
+    packet); healed, it does not."""
     before = latency_ms(cluster, "web2")
     means = cluster.cluster.impair("web2", Impairment(fault=Fault.DELAY, ms=200))
     try:
@@ -103,8 +104,11 @@ def test_a_200_ms_delay_shows_in_the_measured_latency(cluster):
         cluster.cluster.heal("web2")
     after = latency_ms(cluster, "web2")
     assert "proxy" in means
-    assert abs((during - before) - 200) <= 20, f"before {before:.1f} ms, during {during:.1f} ms"
-    assert after < before + 20, f"after the heal {after:.1f} ms (before {before:.1f} ms)"
+    # Bounds with room for a loaded machine (a ±20 ms window was a speed assertion), still far apart:
+    # most of the delay at least (before's median may have been the slower one), less than twice the delay,
+    # and gone after the heal.
+    assert 150 <= during - before < 400, f"before {before:.1f} ms, during {during:.1f} ms"
+    assert after < before + 100, f"after the heal {after:.1f} ms (before {before:.1f} ms)"
 
 
 def test_a_killed_run_leaves_its_faults_to_down_which_removes_every_trace(cluster, tmp_path):

@@ -22,7 +22,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +135,10 @@ def test_a_state_directory_swapped_as_apache_starts_runs_nothing_of_the_swapped_
         finally:
             swap.close()
         assert swap.swapped.is_set(), f"try {attempt}: Apache was never executed ({started.stderr})"
-        time.sleep(0.3)  # a piped logger, had one been started, has run by now
+        # No wait: `start` returned once Apache answered, and Apache starts its piped loggers before it
+        # answers; a planted one would be running now (its shell's command naming the marker) or have
+        # written the marker already.
+        assert cluster_processes(marker) == [], f"try {attempt}: the swapped-in httpd.conf's logger runs"
         assert not marker.exists(), f"try {attempt}: the swapped-in httpd.conf ran: {marker.read_text()}"
         assert started.returncode == 0, started.stderr
         status = json.loads(relevo(path, env, "status", "--json").stdout)

@@ -64,6 +64,20 @@ def cluster_processes(state_dir: Path) -> list[int]:
     return found
 
 
+def start_settled(node_dir: Path, pid_file: Path) -> bool:
+    """No Apache start of this node is under way: none of its processes runs, or its daemon (named by the
+    pid file it writes once detached) runs with every process of the node in its session (the launcher,
+    in another session, has exited)."""
+    found = cluster_processes(node_dir)
+    if not found:
+        return True
+    try:
+        sessions = {os.getsid(pid) for pid in found}
+        return sessions == {os.getsid(int(pid_file.read_text().split()[0]))}
+    except (OSError, ValueError, IndexError):  # no pid file yet, or a process gone meanwhile: look again
+        return False
+
+
 def pgid_of(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
@@ -411,7 +425,12 @@ def test_a_standby_started_as_the_controller_dies_is_recorded_and_stopped(topolo
     time.sleep(delay_s)
     os.kill(record.pid, signal.SIGKILL)
     daemon.stop_background(topology)
-    time.sleep(0.5)  # a start the controller had begun finishes (Apache daemonizes on its own)
+    # A start the controller had begun goes on without it (Apache daemonizes on its own): wait until it
+    # is over, whichever way it went.
+    expected = cluster.provider_for("web1bck")._expected("web1bck")  # type: ignore[attr-defined]
+    wait_until(
+        lambda: start_settled(cluster.paths.node_dir("web1bck"), expected.pid_file), "web1bck's start is over"
+    )
     result = relevo_cli(topology_file, "status", "--json")
     assert result.returncode == 0, result.stderr
     states = {node["name"]: node["state"] for node in json.loads(result.stdout)["nodes"]}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from relevo.loadgen.http import ProtocolError, ResponseParser, encode_request
@@ -22,6 +23,8 @@ from relevo.loadgen.stats import ErrorKind, LabelStats
 from relevo.loadgen.timeouts import TimeoutTimer
 
 monotonic_ns = time.monotonic_ns
+# A monotonic clock in ns: `monotonic_ns` in a run, a virtual one in tests that must not depend on speed.
+Clock = Callable[[], int]
 Address = tuple[str, int]
 # Methods a request may be sent again for when its kept-alive connection turns out closed (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -204,7 +207,7 @@ class Connection(asyncio.Protocol):
         else:
             self.connect_task = None
             if self.timing:
-                self.connect_ns = monotonic_ns()
+                self.connect_ns = self.timer.clock()
             assert self.transport is not None
             self.written = True
             self.transport.write(self.sampler.data)
@@ -224,7 +227,7 @@ class Connection(asyncio.Protocol):
             return  # bytes nobody asked for (a server's late noise): the response was already counted
         parser = self.parser
         if self.timing and not parser.received:
-            self.first_ns = monotonic_ns()
+            self.first_ns = self.timer.clock()
         try:
             done = parser.feed(data)
         except ProtocolError:

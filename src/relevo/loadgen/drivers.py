@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import MutableSequence
 from typing import Protocol
 
-from relevo.loadgen.client import Connection, Sampler, monotonic_ns
+from relevo.loadgen.client import Clock, Connection, Sampler
 from relevo.loadgen.jtl import JtlWriter
 from relevo.loadgen.plan import ThreadGroup
 from relevo.loadgen.recorder import Recorder
@@ -38,6 +38,8 @@ class DriverHost(Protocol):
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def clock(self) -> Clock: ...
     @property
     def timer(self) -> TimeoutTimer: ...
     @property
@@ -73,7 +75,18 @@ class DriverHost(Protocol):
 class ClosedUser:
     """A virtual user: `left` more samples (negative: until the deadline), cycling through the samplers."""
 
-    __slots__ = ("conn", "deadline_ns", "group", "idx", "left", "runner", "samplers", "think_s", "thread")
+    __slots__ = (
+        "clock",
+        "conn",
+        "deadline_ns",
+        "group",
+        "idx",
+        "left",
+        "runner",
+        "samplers",
+        "think_s",
+        "thread",
+    )
 
     def __init__(
         self,
@@ -87,6 +100,7 @@ class ClosedUser:
         think_s: float = 0.0,
     ) -> None:
         self.runner = runner
+        self.clock = runner.clock
         self.think_s = think_s
         self.group = group
         self.samplers = samplers
@@ -106,7 +120,7 @@ class ClosedUser:
         if self.left == 0 or runner.stopping:
             self.finish()
             return
-        now = monotonic_ns()
+        now = self.clock()
         if now >= self.deadline_ns:
             self.finish()
             return
@@ -147,7 +161,7 @@ class ClosedUser:
             self.left = 0
 
     def on_response(self, conn: Connection) -> None:
-        end_ns = monotonic_ns()
+        end_ns = self.clock()
         parser = conn.parser
         runner = self.runner
         runner.recorder.response(
@@ -162,7 +176,7 @@ class ClosedUser:
         # The common case, next() inline: one sampler, the same connection, more to send, still on time.
         left = self.left
         if left and len(self.samplers) == 1 and not runner.stopping and not self.think_s:
-            now = monotonic_ns()
+            now = self.clock()
             if now < self.deadline_ns:
                 self.left = left - 1
                 conn.send(conn.sampler, now, now)
@@ -190,7 +204,7 @@ class ClosedUser:
     def on_stale(self, conn: Connection) -> None:
         """The same request again on a new connection, its latency still counted from the first try."""
         self.on_lost(conn)
-        self.connect(conn.sampler, conn.start_ns, monotonic_ns())
+        self.connect(conn.sampler, conn.start_ns, self.clock())
 
 
 class OpenGroup:
@@ -199,6 +213,7 @@ class OpenGroup:
     __slots__ = (
         "backlog",
         "base_ns",
+        "clock",
         "count",
         "deadline_ns",
         "finished",
@@ -226,6 +241,7 @@ class OpenGroup:
     ) -> None:
         assert spec.rate_rps is not None
         self.runner = runner
+        self.clock = runner.clock
         self.spec = spec
         self.share = share
         self.group = share.group
@@ -247,7 +263,7 @@ class OpenGroup:
     def start(self) -> None:
         self.runner.user_started(self.group)
         runner = self.runner
-        runner.loop.call_later(max(0.0, (self.deadline_ns - monotonic_ns()) / 1e9), self.end)
+        runner.loop.call_later(max(0.0, (self.deadline_ns - self.clock()) / 1e9), self.end)
         self.tick()
 
     def end(self) -> None:
@@ -255,7 +271,7 @@ class OpenGroup:
         lasts its duration plus at most one timeout, however overloaded the target)."""
         if self.finished:
             return
-        now = monotonic_ns()
+        now = self.clock()
         if now < self.deadline_ns and not self.runner.stopping:
             # A loop's timer can fire early: libuv counts from the time it read at the start of the loop's
             # turn, so a busy turn moves every timer armed in it forward. Ending here would leave the last
@@ -273,7 +289,7 @@ class OpenGroup:
         if runner.stopping:
             self.stop()
             return
-        now = monotonic_ns()
+        now = self.clock()
         samplers = self.samplers
         n = len(samplers)
         share = self.share
@@ -347,18 +363,18 @@ class OpenGroup:
         if backlog:
             if conn is not None:
                 sampler, intended = backlog.popleft()
-                conn.send(sampler, intended, monotonic_ns())
+                conn.send(sampler, intended, self.clock())
                 return
             while backlog and len(self.live) < self.max_conns:
                 sampler, intended = backlog.popleft()
-                self.open(sampler, intended, monotonic_ns())
+                self.open(sampler, intended, self.clock())
             return
         if conn is not None:
             self.idle.append(conn)
         self.maybe_finish()
 
     def on_response(self, conn: Connection) -> None:
-        end_ns = monotonic_ns()
+        end_ns = self.clock()
         parser = conn.parser
         runner = self.runner
         self.in_flight -= 1
@@ -386,7 +402,7 @@ class OpenGroup:
     def on_stale(self, conn: Connection) -> None:
         """The same request again on a new connection, its latency still counted from its intended time."""
         self.on_lost(conn)
-        self.open(conn.sampler, conn.start_ns, monotonic_ns())
+        self.open(conn.sampler, conn.start_ns, self.clock())
 
     def stop(self) -> None:
         """Send nothing more: the queue is dropped (counted); what is in flight still finishes (or times
@@ -400,7 +416,7 @@ class OpenGroup:
         backlog = self.backlog
         if backlog:
             recorder = self.runner.recorder
-            now = monotonic_ns()
+            now = self.clock()
             for sampler, _ in backlog:
                 recorder.dropped(sampler, now)
             self.in_flight -= len(backlog)
@@ -462,7 +478,7 @@ def schedule_users(
         # JMeter starts thread t at delay + t * ramp-up / threads.
         at = t0 + int((spec.delay_s + t * spec.ramp_up_s / spec.threads) * 1e9)
         runner.users.append(user)
-        runner.track_start(user, loop.call_later(max(0.0, (at - monotonic_ns()) / 1e9), user.start))
+        runner.track_start(user, loop.call_later(max(0.0, (at - runner.clock()) / 1e9), user.start))
     return len(share.threads)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection as MpConnection
 from pathlib import Path
 
-from relevo.loadgen.client import Address, Connection, Sampler, monotonic_ns, resolve
+from relevo.loadgen.client import Address, Clock, Connection, Sampler, monotonic_ns, resolve
 from relevo.loadgen.drivers import ClosedUser, OpenGroup, active_counts, schedule_users
 from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.http import header_key
@@ -86,9 +86,13 @@ class Worker:
         counters: MutableSequence[int],
         on_series: SeriesCallback | None = None,
         orphan_check: bool = False,
+        clock: Clock = monotonic_ns,
     ) -> None:
         self.loop = asyncio.get_running_loop()
-        self.timer = TimeoutTimer(self.loop, monotonic_ns)
+        # Every reading of the time goes through this clock, and it must agree with the loop's own time():
+        # a test runs a worker on an event loop with a virtual clock, where nothing depends on speed.
+        self.clock = clock
+        self.timer = TimeoutTimer(self.loop, clock)
         self.on_series = on_series
         self.series_mark = 0  # the first second not yet final when the series was last sent
         self.series_sent_ns = 0
@@ -145,13 +149,13 @@ class Worker:
                 group = OpenGroup(self, spec, part, samplers, self.t0_ns)
                 self.open_groups.append(group)
                 self.pending += 1
-                self.loop.call_later(max(0.0, (self.t0_ns - monotonic_ns()) / 1e9), group.start)
+                self.loop.call_later(max(0.0, (self.t0_ns - self.clock()) / 1e9), group.start)
         if self.pending == 0:
             self.finished.set()
         # Everything allocated so far lives for the whole run: keep the collector from rescanning it.
         gc.freeze()
         self._every_interval()
-        self.loop.call_later(max(0.0, (self.t0_ns - monotonic_ns()) / 1e9 + FAIL_FAST_S), self._fail_fast)
+        self.loop.call_later(max(0.0, (self.t0_ns - self.clock()) / 1e9 + FAIL_FAST_S), self._fail_fast)
         try:
             await self.finished.wait()
         finally:
@@ -193,7 +197,7 @@ class Worker:
     def fail(self, conn: Connection, kind: ErrorKind) -> None:
         """Record a failed sample (nothing sent counts 0 bytes sent, as JMeter does) and let its
         connection go: the one place both drivers end a failed request."""
-        end_ns = monotonic_ns()
+        end_ns = self.clock()
         self.recorder.failure(
             conn.sampler,
             conn.start_ns,
@@ -240,7 +244,7 @@ class Worker:
         if self.on_series is None:
             return
         series = self.recorder.series
-        now = monotonic_ns()
+        now = self.clock()
         hist = None
         if now - self.hist_sent_ns >= HISTOGRAM_INTERVAL_S * 1e9 or self.finished.is_set():
             self.hist_sent_ns = now
@@ -250,7 +254,7 @@ class Worker:
             hist = total.sparse()
         self.on_series(self.series_mark, series.tail(self.series_mark), hist)
         # A sample lands in the second it ends in, so seconds before the current one no longer change.
-        self.series_mark = max(0, (monotonic_ns() - self.t0_ns) // 1_000_000_000 - 1)
+        self.series_mark = max(0, (self.clock() - self.t0_ns) // 1_000_000_000 - 1)
         self.series_mark = min(self.series_mark, len(series))
 
     def _every_interval(self) -> None:
@@ -261,7 +265,7 @@ class Worker:
             self.abort()  # orphaned: nobody will read the results, and the load must not run on
             return
         self.publish()
-        now = monotonic_ns()
+        now = self.clock()
         if now - self.series_sent_ns >= SERIES_INTERVAL_S * 1e9:
             self.series_sent_ns = now
             self.send_series()
@@ -326,6 +330,7 @@ async def run_job(
     control: MpConnection | None = None,
     on_series: SeriesCallback | None = None,
     on_start: Callable[[Worker], None] | None = None,
+    clock: Clock = monotonic_ns,
 ) -> WorkerResult:
     """Run a share to its end. A message on `control` (the parent's pipe; a worker process), or
     `Worker.stop` called on the loop (given by `on_start`; a worker in the parent), stops it early: the
@@ -337,6 +342,7 @@ async def run_job(
         counters=counters,
         on_series=on_series,
         orphan_check=control is not None,
+        clock=clock,
     )
     if on_start is not None:
         on_start(runner)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from relevo.loadgen import engine
 from relevo.loadgen.plan import Plan, simple_plan
 from relevo.loadgen.stats import LabelStats
+from relevo.polling import wait_until
 
 from .conftest import Behaviour, Server, answer, close_after_each, keepalive_expires, reset
 
@@ -105,11 +106,17 @@ def test_closed_model_every_request_is_a_sample_or_unfinished(
 def test_open_model_across_workers_stopped_and_cut_off(serve: Serve, workers: int) -> None:
     """Two worker processes, a stop then a cut-off mid-run: every request is still counted somewhere."""
     server = serve(answer())
-    plan = simple_plan(server.url, threads=8, rate_rps=300, duration_s=0.5)
-    result = _run(plan, 150, cut_off=True, workers=workers)
+    plan = simple_plan(server.url, threads=8, rate_rps=300, duration_s=30)
+    handle = engine.start(plan, workers=workers)
+    # Mid-run on any machine: once the server has answered a few of the 9,000 requests planned over 30 s
+    # (a fixed 150 ms after the start came after the end of a 0.5 s run on a loaded machine).
+    assert wait_until(lambda: len(server.requests) >= 10, timeout_s=30, interval_s=0.01)
+    handle.stop()
+    handle.stop()
+    result = handle.wait(timeout_s=30)
     stats = result.stats.total()
     assert result.interrupted
-    assert accounted(stats) == 150
+    assert accounted(stats) == 9_000
     assert stats.unfinished > 0
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -245,32 +245,41 @@ def page_state(url: str, credentials: tuple[str, str]) -> dict[str, Any]:
     return state
 
 
-def test_percentiles_from_haproxys_log_with_no_run_in_progress(up_with_dashboard):
-    """With no relevo run writing its live feed, requests sent through the frontend reach the page's data
-    endpoint from HAProxy's own request log: p50 <= p99 in ms, errors/s, and how many requests they come
-    from (no more than were sent), with the receiver listening and no run's point."""
-    running, url = up_with_dashboard
+def assert_request_log_charted(send: Callable[[], int], url: str, credentials: tuple[str, str]) -> None:
+    """Requests sent by `send()` (it returns the answer's status) until the page's data endpoint has a
+    point from HAProxy's own request log; that point's figures then: p50 <= p99 in ms, no errors/s,
+    from no more requests than were sent, with the receiver listening and no relevo run in progress
+    (nor its point). The local and the LXD tiers' check."""
     sent = 0
-
     found: list[dict[str, Any]] = []
 
     def sent_and_shown() -> bool:
         nonlocal sent
         for _ in range(10):  # a few requests per look; the looks are bounded by wait_until's timeout
-            assert running.get()[0] == 200
+            assert send() == 200
             sent += 1
-        state = page_state(url, running.credentials)
+        state = page_state(url, credentials)
+        if "unreachable" not in state["latest"]:
+            return False  # the dashboard has not sampled the cluster yet
         assert "haproxy's request log" not in state["latest"]["unreachable"]
+        assert state["latest"]["run"] is None
         found.extend(p for p in state["series"] if p.get("log"))
         return bool(found)
 
-    wait_until(sent_and_shown, "HAProxy's request log among the page's points")
+    wait_until(sent_and_shown, "HAProxy's request log among the page's points", 30.0)
     point = found[-1]
     assert point["load"] is None
     logged = point["log"]
     assert 0 < logged["n"] <= sent
     assert logged["errors"] == 0.0
     assert 0 <= logged["p50_ms"] <= logged["p99_ms"]
+
+
+def test_percentiles_from_haproxys_log_with_no_run_in_progress(up_with_dashboard):
+    """With no relevo run writing its live feed, requests sent through the frontend reach the page's data
+    endpoint from HAProxy's own request log (see assert_request_log_charted)."""
+    running, url = up_with_dashboard
+    assert_request_log_charted(lambda: running.get()[0], url, running.credentials)
 
 
 def test_status_json_names_the_dashboard_and_the_controller_metrics(up_with_dashboard):

@@ -15,7 +15,8 @@ from relevo.cli.common import adopt_state_dir, err_console, file_option, get_top
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    help="Where to serve (default: the balancer's address and `dashboard.port`, 8405, on loopback). "
+    help="Where to serve: HOST:PORT, or a PORT on the balancer's address (default: that address and "
+    "`dashboard.port`, 8405, on loopback). "
     "Another address exposes the page and its buttons to whoever reaches it and has the credentials.",
 )
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), hidden=True)
@@ -35,14 +36,17 @@ def dashboard(ctx: click.Context, listen: str | None, state_dir: Path | None, st
 
     The page needs the cluster's generated credentials (the stats user and password, in the secrets
     file); `relevo up` already runs one in the background unless `dashboard.enabled: false`."""
-    from relevo.dashboard.process import LOOPBACK, parse_listen, run_foreground
+    from relevo.dashboard.process import LOOPBACK, default_listen, parse_listen, run_foreground
 
     topology = get_topology(ctx)
     if state_dir is not None:
         topology = replace(topology, state_dir=state_dir)
     if state_fd is not None:
         adopt_state_dir(topology.state_dir, state_fd)
-    where = parse_listen(listen) if listen else None
+    try:
+        where = parse_listen(listen, default_listen(topology)[0]) if listen else None
+    except ValueError as exc:  # bad input: exit 2 before anything is read or started
+        raise click.BadParameter(str(exc), param_hint="'--listen'") from None
     if where is not None and not where[0].startswith(LOOPBACK):
         err_console.print(
             f"[yellow]serving on {where[0]}: anyone who reaches it and has the cluster's credentials can "

@@ -69,13 +69,14 @@ def listening(topology: Topology) -> list[tuple[str, Endpoint]]:
     return [("the dashboard (dashboard.port)", Endpoint(address=host, port=port))]
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT (an IPv6 host in brackets) or PORT alone."""
+def parse_listen(text: str, default_host: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets), or PORT alone on `default_host` (never every address, as
+    an empty host would be); ValueError saying what was expected otherwise."""
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise DashboardError(f"--listen: expected HOST:PORT such as 127.0.0.1:8405, got {text!r}")
-    return host, int(port)
+    if not port.isdigit() or not 0 < int(port) < 65536 or (":" in text and not host):
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8405, or a PORT, got {text!r}")
+    return host or default_host, int(port)
 
 
 def actions_enabled(topology: Topology) -> bool:

@@ -296,6 +296,36 @@ def test_status_json_names_the_dashboard_and_the_controller_metrics(up_with_dash
     assert running.get(report["controller_metrics_url"])[0] == 401
 
 
+def test_a_topology_that_turns_the_dashboard_off_gets_none(cluster_dir):
+    """`dashboard: {enabled: false}`: `relevo up` starts no dashboard (none holds its lock, nothing
+    listens on its port) and names none, nor does `status --json`; the controller's metrics still are."""
+    import socket
+
+    skip_without_daemons()
+    path = make_topology_file(cluster_dir, "dashboard: {enabled: false}\n")
+    topology = load_topology(path)
+    running = RunningCluster(topology=topology, cluster=Cluster(topology), workdir=cluster_dir)
+    try:
+        started = relevo(path, "up", "--json")
+        assert started.returncode == 0, started.stderr
+        shown = json.loads(started.stdout)
+        assert shown["dashboard_url"] is None and shown["controller_metrics_url"]
+        assert process.running_pid(topology) is None
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection((topology.balancer.stats.address, topology.dashboard.port), timeout=2),
+        ):
+            pass
+        report = json.loads(relevo(path, "status", "--json").stdout)
+        assert (report["dashboard_url"], report["dashboard_running"]) == (None, False)
+        assert report["controller_metrics_url"] == shown["controller_metrics_url"]
+    finally:
+        down = relevo(path, "down", "--json")
+        assert down.returncode == 0, down.stderr
+        assert "dashboard" not in json.loads(down.stdout)["stopped"]
+        stop_cluster(running)
+
+
 def test_grafana_dashboard_queries_what_haproxy_exports(running_cluster):
     """Every haproxy_* metric docs/grafana-dashboard.json queries is one this HAProxy's exporter serves."""
     import base64

@@ -4,12 +4,13 @@ and what it says when a source cannot be reached."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from relevo.controller.events import Event, EventKind, EventLog
-from relevo.dashboard.collect import Collector, JournalTail, parse_stat
+from relevo.dashboard.collect import Collector, JournalTail, layout, parse_stat
 from relevo.errors import RuntimeAPIError
 from relevo.providers.base import NodeState
-from relevo.topology import load_topology
+from relevo.topology import load_topology, parse_topology
 
 NODES = """
 nodes:
@@ -265,3 +266,19 @@ def test_a_run_in_progress_is_on_the_charts_with_its_faults(tmp_path):
     update = made.sample()
     assert update["run"]["ended"] == clock.now
     assert update["markers"][-1]["label"] == "run ended"
+
+
+def test_the_picture_of_a_pair_names_its_vip():
+    """An LXD pair's picture has both balancers and the VIP the page shows above them (its network's .10
+    by default); a single balancer's has none."""
+    pair = parse_topology(
+        f"name: t\nprovider: lxd\nnetwork: 10.209.5.0/24\nbalancer: {{name: ha1, peer: ha2}}\n{NODES}",
+        source=None,
+        state_dir=Path("/x/.relevo"),
+    )
+    picture = layout(pair)
+    assert ([b["name"] for b in picture["balancers"]], picture["vip"]) == (["ha1", "ha2"], "10.209.5.10")
+    single = parse_topology(
+        f"name: t\nnetwork: 127.9.7.0/24\n{NODES}", source=None, state_dir=Path("/x/.relevo")
+    )
+    assert layout(single)["vip"] is None

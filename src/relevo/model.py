@@ -199,6 +199,10 @@ class BalancerPair:
     # VRRP: the virtual router id on the bridge (1-255) and the advert interval (v3: centiseconds).
     router_id: int = 51
     advert_s: float = 0.1
+    # Where the file wrote `peer:` and `vip:` (line, column), for checks made later against other
+    # addresses (`relevo export vagrant`'s VMs); vip_at None: the VIP was not written (a default).
+    peer_at: tuple[int, int] | None = field(default=None, compare=False)
+    vip_at: tuple[int, int] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -303,9 +303,11 @@ class _Reader:
             # keepalived); each has its own stats page, on its own address.
             stats=Endpoint(address=listen, port=balancer.stats.port),
         )
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"peer_at": _at(section["peer"])}
         if vip is not None:
             values["vip"] = vip
+        if "vip" in section:
+            values["vip_at"] = _at(section["vip"])
         if "failback" in section:
             failback = self.read.scalar(section["failback"], "balancer.failback")
             if not isinstance(failback, bool):
@@ -739,3 +741,8 @@ def read_topology_text(path: Path) -> str:
 def _has_address(node: yaml.Node, key: str) -> bool:
     """The mapping `node` gives `key` (itself a mapping) an `address` of its own."""
     return "address" in _values(_values(node).get(key))
+
+
+def _at(node: yaml.Node) -> tuple[int, int]:
+    """Where a value stands in the file: its line and column, as errors name them."""
+    return node.start_mark.line + 1, node.start_mark.column + 1

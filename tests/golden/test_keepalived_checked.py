@@ -92,3 +92,20 @@ def test_shellcheck_accepts_the_checker(tmp_path):
     path.write_text(render_checker(topology(PAIRS["defaults"])))
     result = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("failback", [False, True])
+@pytest.mark.parametrize("which", [0, 1])
+def test_keepalived_accepts_each_balancer_vms_config(tmp_path, failback, which):
+    """`relevo export vagrant` of a pair: keepalived -t accepts each balancer VM's config (its private NIC,
+    eth1 on the VMs, named as one this machine has: keepalived -t refuses an interface that is missing)."""
+    from relevo.vagrant.pair import PRIVATE_NIC, keepalived_vm_files
+    from relevo.vagrant.plan import VagrantSettings, balancer_vms, plan_vms
+
+    text = "balancer: {peer: ha2, failback: true}" if failback else "balancer: {peer: ha2}"
+    pair = parse_topology(text, source=None, state_dir=Path("/srv/.relevo"))
+    vms = plan_vms(pair, VagrantSettings())
+    config = keepalived_vm_files(pair, vms, balancer_vms(vms)[which], "relevo-watch.service")[0].content
+    result = keepalived_check(tmp_path, config.replace(f" {PRIVATE_NIC}\n", " eth0\n"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr

@@ -99,8 +99,10 @@ def test_export_modes(case: Path, tmp_path: Path):
             assert mode == 0o755, name
         elif b"golden-password" in data or b"PRIVATE KEY" in data:
             assert mode == 0o600, name
-        elif name.startswith("vmfiles/") and name.endswith("/usr/local/bin/relevo"):
-            assert mode == 0o755, name
+        elif name.startswith("vmfiles/") and (
+            name.endswith("/usr/local/bin/relevo") or "/usr/local/sbin/" in name
+        ):
+            assert mode == 0o755, name  # relevo, and a pair's keepalived checker and notify scripts
         else:
             assert mode == 0o644, name
     assert any(b"golden-password" in data for data, _mode in files.values())

@@ -6,9 +6,9 @@ on the host, outside both balancer containers, so losing a balancer's container 
 (keepalived moves it) nor the controller; and one controller, held to one instance by its pid lock, can
 never act twice at once. It sets every server state on both HAProxy processes (balancers.BalancerSet),
 so whichever one holds the VIP, and both in a split brain, serve with the same states. Where the host
-cannot see the balancers' network (a pair of VMs, not built yet) a controller would run beside each
-balancer and need a rule of its own: act only while its keepalived says MASTER and its interface carries
-the VIP, and in a split brain let a fixed one of the two act.
+cannot see the balancers' network (a pair of VMs) a controller runs beside each balancer, by the rule
+of acting.py: act only while its keepalived says MASTER and its interface carries the VIP, and in a
+split brain let the first balancer act.
 
 The time of a move counts from its first evidence: the first tick at which the holder's HAProxy did not
 answer (killed, hung, its container gone), else the tick at which the new holder was seen.

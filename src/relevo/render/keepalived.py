@@ -50,9 +50,15 @@ def pair_of(topology: Topology) -> BalancerPair:
 
 
 def render_keepalived(
-    topology: Topology, balancer: str, *, interface: str, layout: KeepalivedLayout | None = None
+    topology: Topology,
+    balancer: str,
+    *,
+    interface: str,
+    layout: KeepalivedLayout | None = None,
+    notify: PurePosixPath | None = None,
 ) -> str:
-    """`balancer`'s keepalived.conf: unicast VRRP v3 to its peer, the VIP on `interface`."""
+    """`balancer`'s keepalived.conf: unicast VRRP v3 to its peer, the VIP on `interface`; `notify`, a
+    script told of each state change (a balancer VM's: its controller runs only while MASTER)."""
     pair = pair_of(topology)
     me, peer = _me_and_peer(topology, pair, balancer)
     network = ipaddress.ip_network(topology.network)
@@ -70,6 +76,7 @@ def render_keepalived(
         advert=f"{pair.advert_s:.2f}",
         layout=layout or KeepalivedLayout.in_guest(),
         check_ms=round(1000 * CHECK_FALL_TIMEOUTS * (CHECK_INTERVAL_S + CHECK_TIMEOUT_S)),
+        notify=notify,
     )
 
 

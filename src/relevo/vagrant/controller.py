@@ -25,7 +25,7 @@ from relevo.lxd.transport import certificate_fingerprint
 from relevo.model import Capacity, ControllerSettings, Topology
 from relevo.services import NodeFile
 from relevo.topology import parse_topology
-from relevo.vagrant.plan import VirtualMachine
+from relevo.vagrant.plan import VirtualMachine, web_vms
 
 HOME = PurePosixPath("/var/lib/relevo-controller")
 TOPOLOGY_FILE = HOME / "relevo.yaml"
@@ -60,11 +60,16 @@ class Credentials:
     servers: dict[str, KeyPair]
 
 
-def controller_topology(topology: Topology, vms: tuple[VirtualMachine, ...]) -> Topology:
-    """The cluster as the balancer's VM runs it (its relevo.yaml read back): LXD containers named by the
+def controller_topology(
+    topology: Topology, vms: tuple[VirtualMachine, ...], own: VirtualMachine | None = None
+) -> Topology:
+    """The cluster as a balancer's VM runs it (its relevo.yaml read back): LXD containers named by the
     LXD provider's rule, each web node probed at its VM's address (its proxy device) and reached on its
-    VM's LXD remote. Raises when the file would not say what was meant (a bug, caught at export)."""
-    text = topology_yaml(topology, vms)
+    VM's LXD remote. `own` is that balancer's VM (the first's by default): on a pair each balancer VM's
+    controller drives its own HAProxy and the web nodes. Raises when the file would not say what was
+    meant (a bug, caught at export)."""
+    own = own or vms[0]
+    text = topology_yaml(topology, vms, own)
     parsed = parse_topology(text, source=Path(TOPOLOGY_FILE), state_dir=Path(HOME / ".relevo"))
     at = {vm.node: vm.address for vm in vms}
     meant = [(n.name, n.role, n.standby_for, at[n.name], n.port, n.capacity) for n in topology.nodes]
@@ -74,7 +79,8 @@ def controller_topology(topology: Topology, vms: tuple[VirtualMachine, ...]) -> 
         and parsed.health == topology.health
         and parsed.standby == topology.standby
         and parsed.controller == vm_controller_settings(topology)
-        and parsed.balancer.address == vms[0].address
+        and parsed.balancer.name == own.node
+        and parsed.balancer.address == own.address
     )
     if not same:
         raise RelevoError("the controller's topology does not read back as written (a bug in relevo)")
@@ -87,9 +93,12 @@ def vm_controller_settings(topology: Topology) -> ControllerSettings:
     return dataclasses.replace(settings, start_timeout_s=max(settings.start_timeout_s, VM_START_TIMEOUT_S))
 
 
-def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
-    """The controller's relevo.yaml: every setting of the topology, addresses and providers the VMs'."""
-    balancer, at = vms[0], {vm.node: vm for vm in vms}
+def topology_yaml(
+    topology: Topology, vms: tuple[VirtualMachine, ...], own: VirtualMachine | None = None
+) -> str:
+    """The controller's relevo.yaml: every setting of the topology, addresses and providers the VMs'.
+    On a pair, the balancer of `own`'s VM alone: the two VMs' controllers are each one balancer's."""
+    balancer, at = own or vms[0], {vm.node: vm for vm in vms}
     controller = vm_controller_settings(topology)
     b = topology.balancer
     doc: dict[str, object] = {
@@ -98,7 +107,7 @@ def topology_yaml(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str:
         "provider": "lxd",
         "network": balancer.network,
         "balancer": {
-            "name": b.name,
+            "name": balancer.node,
             "address": balancer.address,
             # On the VM's loopback (proxy devices; the LXD provider wants a balancer's listeners there):
             # `relevo scenarios` and `relevo bench` run on the VM load the frontend here.
@@ -163,11 +172,15 @@ def _ms(seconds: float) -> str:
 
 
 def balancer_vm_files(
-    topology: Topology, vms: tuple[VirtualMachine, ...], credentials: Credentials
+    topology: Topology,
+    vms: tuple[VirtualMachine, ...],
+    credentials: Credentials,
+    own: VirtualMachine | None = None,
 ) -> list[NodeFile]:
-    """The files the balancer's VM gets (beside its container's): the controller's topology, unit and
-    lxc configuration."""
-    vm_topology = controller_topology(topology, vms)
+    """The files a balancer's VM (`own`, the first's by default) gets beside its container's: the
+    controller's topology, unit and lxc configuration."""
+    own = own or vms[0]
+    vm_topology = controller_topology(topology, vms, own)
     lxc = {
         "default-remote": "local",
         "remotes": {
@@ -177,7 +190,7 @@ def balancer_vm_files(
                 "auth_type": "tls",
                 "public": False,
             }
-            for vm in vms[1:]
+            for vm in web_vms(vms)
         },
     }
     unit = unit_name(vm_topology)
@@ -186,7 +199,7 @@ def balancer_vm_files(
         f"Environment=LXD_CONF={LXC_CONF}\n"
     )
     files = [
-        NodeFile(TOPOLOGY_FILE, topology_yaml(topology, vms)),
+        NodeFile(TOPOLOGY_FILE, topology_yaml(topology, vms, own)),
         NodeFile(
             PurePosixPath("/etc/systemd/system") / unit,
             render_systemd_unit(vm_topology, user="root", exe=str(EXE)),
@@ -198,7 +211,7 @@ def balancer_vm_files(
     ]
     files += [
         NodeFile(LXC_CONF / "servercerts" / f"{vm.node}.crt", credentials.servers[vm.node].cert)
-        for vm in vms[1:]
+        for vm in web_vms(vms)
     ]
     return files
 
@@ -219,7 +232,7 @@ def load_or_create_credentials(directory: Path, vms: tuple[VirtualMachine, ...])
     controller = _load_or_create(directory, "controller", "relevo-controller", "clientAuth", None)
     servers = {
         vm.node: _load_or_create(directory, vm.node, f"relevo-lxd-{vm.node}", "serverAuth", vm.address)
-        for vm in vms[1:]
+        for vm in web_vms(vms)
     }
     return Credentials(controller=controller, servers=servers)
 

@@ -38,7 +38,15 @@ from relevo.vagrant.controller import (
     remote_vm_files,
 )
 from relevo.vagrant.guest import LOOPBACK, container_name, guest_files, guest_service
-from relevo.vagrant.plan import ExportSettingsError, VagrantSettings, VirtualMachine, plan_vms
+from relevo.vagrant.pair import PRIVATE_NIC, VRRP_STATE, export_vip, keepalived_vm_files
+from relevo.vagrant.plan import (
+    ExportSettingsError,
+    VagrantSettings,
+    VirtualMachine,
+    balancer_vms,
+    plan_vms,
+    web_vms,
+)
 
 # relevo on the balancer's VM: the uploaded runtime, by the VM's own Python 3 (nothing installed by pip).
 WRAPPER = """#!/bin/sh
@@ -49,6 +57,7 @@ LXD_CONF=${LXD_CONF:-/var/lib/relevo-controller/lxc} PYTHONPATH=/opt/relevo/lib 
 """
 
 BOOT_TIMEOUT_S = 1800
+ANY = "0.0.0.0"  # noqa: S104 - a pair's frontend on the VM: the VIP comes and goes
 
 # How long the balancer's VM waits for the other VMs' provisioning before it starts the controller
 # (under emulation, five VMs brought up in parallel take minutes).
@@ -107,7 +116,9 @@ def export_vagrant(
             f"--image {image}: no such file (an LXD image tarball from `relevo image build`)"
         )
     vms = plan_vms(topology, settings)  # input errors before anything is written
-    controller_topology(topology, vms)  # the balancer VM's topology reads back (a bug otherwise)
+    export_vip(topology, vms)  # a pair's VIP on the VMs' network: errors at the topology's line
+    for balancer in balancer_vms(vms):
+        controller_topology(topology, vms, balancer)  # each balancer VM's topology reads back (else a bug)
     claim_state_dir(topology.state_dir)
     paths = StatePaths(topology.state_dir).held()  # written through its descriptor (see anchor)
     secrets = secrets or load_or_create_secrets(paths.secrets)
@@ -156,6 +167,8 @@ def render_vagrantfile(
             source=describe_source(topology),
             settings=settings,
             vms=vms,
+            # The balancers' VMs last: their provisioning waits for the others before the controller.
+            order=(*web_vms(vms), *balancer_vms(vms)),
             image=image,
             runtime=runtime,
             boot_timeout_s=BOOT_TIMEOUT_S,
@@ -166,10 +179,14 @@ def render_vagrantfile(
 def vm_files(
     topology: Topology, vm: VirtualMachine, vms: tuple[VirtualMachine, ...], credentials: Credentials
 ) -> list[NodeFile]:
-    """The files for the VM itself (not its container): the controller's on the balancer's VM, the LXD
-    server certificate and the controller's certificate on every other."""
+    """The files for the VM itself (not its container): the controller's on a balancer's VM (and a pair's
+    keepalived), the LXD server certificate and the controller's certificate on every other."""
     if vm.role is Role.BALANCER:
-        return [*balancer_vm_files(topology, vms, credentials), NodeFile(EXE, WRAPPER, 0o755)]
+        files = [*balancer_vm_files(topology, vms, credentials, vm), NodeFile(EXE, WRAPPER, 0o755)]
+        if topology.pair is not None:
+            watch_unit = unit_name(controller_topology(topology, vms, vm))
+            files += keepalived_vm_files(topology, vms, vm, watch_unit)
+        return files
     return remote_vm_files(vm, credentials)
 
 
@@ -183,7 +200,8 @@ def render_provision(
 ) -> str:
     standby_for = topology.node(vm.node).standby_for if vm.role is Role.STANDBY else None
     state_dir = HOME / ".relevo"
-    vm_topology = controller_topology(topology, vms)
+    vm_topology = controller_topology(topology, vms, vm if vm.role is Role.BALANCER else None)
+    balancers = balancer_vms(vms)
     return (
         _environment()
         .get_template("provision.sh.j2")
@@ -193,6 +211,11 @@ def render_provision(
             settings=settings,
             vm=vm,
             balancer=vms[0],
+            # A pair's second balancer VM: the web VMs route its container's subnet back to it too.
+            peer=balancers[1] if len(balancers) > 1 else None,
+            vip=export_vip(topology, vms),
+            nic=PRIVATE_NIC,
+            vrrp_state=str(VRRP_STATE),
             standby_for=standby_for,
             temperature=str(topology.standby.temperature),
             container=container_name(topology, vm.node),
@@ -208,7 +231,8 @@ def render_provision(
             state_dir=str(state_dir),
             watch_unit=unit_name(vm_topology),
             others=[
-                {"node": other.node, "container": container_name(topology, other.node)} for other in vms[1:]
+                {"node": other.node, "container": container_name(topology, other.node)}
+                for other in web_vms(vms)
             ],
             lxc_conf=str(LXC_CONF),
             owner_key=OWNER_KEY,
@@ -222,7 +246,17 @@ def render_provision(
 
 def proxy_devices(topology: Topology, vm: VirtualMachine) -> list[ProxyDevice]:
     """The seed's way out of a container: an LXD proxy device on the VM's address for each listener."""
-    if vm.role is Role.BALANCER:
+    if vm.role is Role.BALANCER and topology.pair is not None:
+        ports = [
+            # Every address of the VM: its own, the VIP while keepalived puts it on this VM (a listener
+            # bound to the VIP alone could not start while the other VM holds it), and loopback, where
+            # the controller's topology says the frontend is.
+            ("frontend", "the frontend", ANY, vm.port),
+            ("stats", "the stats GUI", vm.address, topology.balancer.stats.port),
+            # Also where keepalived's checker asks HAProxy whether it answers.
+            ("stats-lo", "the stats GUI", LOOPBACK, topology.balancer.stats.port),
+        ]
+    elif vm.role is Role.BALANCER:
         ports = [
             ("frontend", "the frontend", vm.address, vm.port),
             ("stats", "the stats GUI", vm.address, topology.balancer.stats.port),

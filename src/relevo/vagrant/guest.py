@@ -16,7 +16,8 @@ from relevo.secrets import Secrets
 from relevo.services import NodeFile
 from relevo.services.apache import ApacheService, guest_layout
 from relevo.services.haproxy import HAProxyService
-from relevo.vagrant.plan import VirtualMachine
+from relevo.vagrant.pair import export_vip, vms_pair
+from relevo.vagrant.plan import VirtualMachine, web_vms
 
 # Not eth0: a container NIC named like the VM's took the VM's network down when the container stopped.
 CONTAINER_NIC = "cnet0"
@@ -62,8 +63,13 @@ def guest_files(
         nic += f"    gateway {vm.bridge_address}\n"
     files = [NodeFile(PurePosixPath(f"/etc/network/interfaces.d/{CONTAINER_NIC}"), nic)]
     service = _service(topology, vm)
+    if isinstance(service, HAProxyService) and topology.pair is not None:
+        # A pair's HAProxy answers keepalived's checker (/relevo-alive), as a pair with a VIP's does.
+        vip = export_vip(topology, vms)
+        assert vip is not None
+        service = HAProxyService(vms_pair(topology, vms, vip), HAPROXY_LAYOUT, run_as=GUEST_ACCOUNT)
     if isinstance(service, HAProxyService):
-        at_vm = {other.node: Endpoint(address=other.address, port=other.port) for other in vms[1:]}
+        at_vm = {other.node: Endpoint(address=other.address, port=other.port) for other in web_vms(vms)}
         balancer = topology.balancer
         binds = Binds(
             frontend=Endpoint(address=LOOPBACK, port=balancer.frontend.port),

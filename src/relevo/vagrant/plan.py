@@ -68,7 +68,8 @@ class VirtualMachine:
 
 
 def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMachine, ...]:
-    """One VM per node, in the topology's order (the balancer first), addresses from .2 on."""
+    """One VM per node, in the topology's order (the balancer first), addresses from .2 on; a pair's
+    second balancer last (the seed's five keep their addresses: ha2 is .7)."""
     network = _ipv4_network(settings.network, "--network")
     containers = _ipv4_network(settings.container_network, "--container-network")
     if network.overlaps(containers):
@@ -78,7 +79,9 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
         for other, option in ((network, "--network"), (containers, "--container-network")):
             if management.overlaps(other):
                 raise ExportSettingsError(f"--management-network {management} overlaps {option} {other}")
-    names = topology.node_names
+    names = [topology.balancer.name, *(n.name for n in topology.nodes)]
+    if topology.pair is not None:
+        names.append(topology.pair.peer.name)
     hosts = list(network.hosts())
     if len(hosts) < len(names) + 1:  # .1 is left to the host
         raise ExportSettingsError(f"--network {network} has too few addresses for {len(names)} VMs")
@@ -91,7 +94,7 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
     for index, name in enumerate(names):
         subnet = next(subnets)
         gateway, container = list(subnet.hosts())[:2]
-        if index == 0:
+        if topology.is_balancer(name):
             role, port, standby = Role.BALANCER, topology.balancer.frontend.port, False
         else:
             node = topology.node(name)
@@ -110,6 +113,17 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
             )
         )
     return tuple(vms)
+
+
+def balancer_vms(vms: tuple[VirtualMachine, ...]) -> tuple[VirtualMachine, ...]:
+    """The balancers' VMs: the first balancer's, then a pair's second."""
+    return tuple(vm for vm in vms if vm.role is Role.BALANCER)
+
+
+def web_vms(vms: tuple[VirtualMachine, ...]) -> tuple[VirtualMachine, ...]:
+    """The web nodes' VMs (primaries and standbys), which every balancer VM's controller drives through
+    their LXD remotes."""
+    return tuple(vm for vm in vms if vm.role is not Role.BALANCER)
 
 
 def _ipv4_network(text: str, option: str) -> ipaddress.IPv4Network:

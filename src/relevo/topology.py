@@ -100,12 +100,12 @@ def parse_topology(text: str, *, source: Path | None, state_dir: Path) -> Topolo
             )
         root = yaml.MappingNode("tag:yaml.org,2002:map", [])
     try:
-        return _Reader(source).topology(root, state_dir)
+        return _TopologyReader(source).topology(root, state_dir)
     except RecursionError:
         raise TopologyError("nested too deeply", path=source) from None
 
 
-class _Reader:
+class _TopologyReader:
     """Walks the topology's composed YAML section by section (the values through a `PositionedReader`,
     so errors carry their position), planning addresses and checking the cluster as a whole."""
 
@@ -714,7 +714,7 @@ def _positions(nodes: yaml.Node | None) -> dict[str, yaml.Node]:
 
 
 def _values(node: yaml.Node | None) -> dict[str, yaml.Node]:
-    """A mapping's values by key (the mapping already checked by `_Reader.mapping`)."""
+    """A mapping's values by key (the mapping already checked by `_TopologyReader.mapping`)."""
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}

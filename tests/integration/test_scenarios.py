@@ -18,7 +18,7 @@ from relevo import lock
 from relevo.cluster import Cluster
 from relevo.providers.base import NodeState
 from relevo.scenarios.faults import apply_fault, fault_lock
-from relevo.scenarios.model import Action, Fault, Setup
+from relevo.scenarios.model import Action, FaultStep, Setup
 from relevo.scenarios.prepare import prepare
 
 from .conftest import RunningCluster, cluster_in_short_dir, make_topology_file, start_cluster, stop_cluster
@@ -227,7 +227,7 @@ def test_preparation_and_faults_wait_for_the_cluster_lock(cluster):
         assert not thread.is_alive() and not raised, raised
         assert nodes.status("web2") is not NodeState.RUNNING, "the preparation stopped web2 once it could"
 
-        kill = Fault(at_s=0.0, action=Action.KILL, node="web1")
+        kill = FaultStep(at_s=0.0, action=Action.KILL, node="web1")
 
         def inject() -> None:
             with fault_lock(nodes, kill):

@@ -15,7 +15,7 @@ from relevo.files import StateWriteError, UnsafeStateError, claim_state_dir, ens
 from relevo.lock import LockBusyError, LockLostError, hold, holders
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, process_state, proven_members, signal_pending, stop_group
-from relevo.providers.records import APACHE, Expected, NodeRecords
+from relevo.providers.records import APACHE, ExpectedProcess, NodeRecords
 
 
 def test_state_dir_is_created_private_whatever_the_umask(tmp_path):
@@ -123,7 +123,7 @@ def test_a_forged_record_naming_another_program_is_never_honoured(tmp_path, slee
     forged["config"] = str(paths.node_dir("web1") / "httpd.conf")
     ensure_dir(paths.pid_file("web1").parent)
     paths.pid_file("web1").write_text(json.dumps(forged))
-    expected = Expected(
+    expected = ExpectedProcess(
         kind=APACHE,
         exe="/usr/sbin/apache2",
         config=paths.node_dir("web1") / "httpd.conf",

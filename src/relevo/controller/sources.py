@@ -1,6 +1,6 @@
 """Event sources beside the tick: a node's death heard from the substrate the moment it happens.
 
-Each provider that can (`EventStream`: pidfds locally, LXD's lifecycle events) gives watches; each watch
+Each provider that can (`Watching`: pidfds locally, LXD's lifecycle events) gives watches; each watch
 is read by its own thread here, which queues what it hears, stamped with when, and wakes the loop so
 the controller acts at once instead of at its next tick. The tick stays: it is the safety net for a
 source that is down or reconnecting, and the only judge of ambiguous evidence (a probe timing out).
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relevo.providers.base import EventStream, NodeEvent, NodeState, Provider, Watch
+from relevo.providers.base import NodeEvent, NodeState, Provider, Watch, Watching
 
 if TYPE_CHECKING:
     from relevo.cluster import Cluster
@@ -110,7 +110,7 @@ def cluster_sources(cluster: Cluster, nodes: Sequence[str]) -> Sources:
         by_provider.setdefault(id(provider), (provider, []))[1].append(node)
     watches: list[Watch] = []
     for provider, names in by_provider.values():
-        if isinstance(provider, EventStream):
+        if isinstance(provider, Watching):
             try:
                 watches += provider.watches(names)
             except Exception as exc:  # without events, the tick alone detects: slower, still correct

@@ -17,7 +17,7 @@ from typing import Protocol
 from relevo.loadgen.client import Clock, Connection, Sampler
 from relevo.loadgen.jtl import JtlWriter
 from relevo.loadgen.plan import ThreadGroup
-from relevo.loadgen.recorder import Recorder
+from relevo.loadgen.recorder import SampleRecorder
 from relevo.loadgen.shares import GroupShare
 from relevo.loadgen.stats import ErrorKind
 from relevo.loadgen.timeouts import TimeoutTimer
@@ -47,7 +47,7 @@ class DriverHost(Protocol):
     @property
     def stopping(self) -> bool: ...
     @property
-    def recorder(self) -> Recorder: ...
+    def recorder(self) -> SampleRecorder: ...
     @property
     def sink(self) -> JtlWriter | None: ...
     @property

@@ -61,7 +61,7 @@ class _Scope:
 
 
 @dataclass(slots=True)
-class _Reader:
+class _JmxReader:
     path: Path
     warnings: list[str] = field(default_factory=list)
 
@@ -128,7 +128,7 @@ def arguments(element: ET.Element, name: str) -> list[tuple[str, str]]:
 
 def read_jmx(path: Path) -> tuple[Plan, list[str]]:
     """The plan in `path`, and warnings about parts of it relevo does not run."""
-    reader = _Reader(path)
+    reader = _JmxReader(path)
     try:
         # libexpat >= 2.4 (bundled with CPython 3.11) bounds entity expansion; plans are the user's files.
         with open_binary(path) as handle:
@@ -156,7 +156,7 @@ def read_jmx(path: Path) -> tuple[Plan, list[str]]:
     return Plan(name=name, groups=groups), reader.warnings
 
 
-def _configure(reader: _Reader, element: ET.Element, scope: _Scope) -> bool:
+def _configure(reader: _JmxReader, element: ET.Element, scope: _Scope) -> bool:
     """Apply a configuration element to `scope`; False if `element` is not one."""
     if element.tag == "Arguments":
         for name, value in arguments_of_collection(element):
@@ -185,7 +185,7 @@ def arguments_of_collection(element: ET.Element) -> list[tuple[str, str]]:
     return [(text(arg, "Argument.name"), text(arg, "Argument.value")) for arg in collection]
 
 
-def _walk_plan(reader: _Reader, tree: ET.Element, scope: _Scope) -> Iterator[ThreadGroup]:
+def _walk_plan(reader: _JmxReader, tree: ET.Element, scope: _Scope) -> Iterator[ThreadGroup]:
     # Configuration applies to its whole scope wherever it sits in it, as in JMeter: apply it first.
     enabled = [(e, t) for e, t in pairs(tree) if e.get("enabled", "true") != "false"]
     for element, _ in enabled:
@@ -207,7 +207,7 @@ def _is_config(element: ET.Element) -> bool:
     )
 
 
-def _number(reader: _Reader, element: ET.Element, name: str, scope: _Scope, default: float) -> float:
+def _number(reader: _JmxReader, element: ET.Element, name: str, scope: _Scope, default: float) -> float:
     raw = reader.subst(text(element, name, ""), scope).strip()
     if not raw:
         return default
@@ -217,7 +217,9 @@ def _number(reader: _Reader, element: ET.Element, name: str, scope: _Scope, defa
         raise reader.fail(f"{element.get('testname')!r}: {name} is {raw!r}, not a number") from None
 
 
-def _group(reader: _Reader, element: ET.Element, tree: ET.Element, scope: _Scope, number: int) -> ThreadGroup:
+def _group(
+    reader: _JmxReader, element: ET.Element, tree: ET.Element, scope: _Scope, number: int
+) -> ThreadGroup:
     name = element.get("testname") or f"Thread Group {number}"
     threads = int(_number(reader, element, "ThreadGroup.num_threads", scope, 1))
     ramp_up = _number(reader, element, "ThreadGroup.ramp_time", scope, 0)
@@ -255,7 +257,7 @@ def _group(reader: _Reader, element: ET.Element, tree: ET.Element, scope: _Scope
 
 
 def _samplers(
-    reader: _Reader, tree: ET.Element, scope: _Scope, rate: list[float], threads: int
+    reader: _JmxReader, tree: ET.Element, scope: _Scope, rate: list[float], threads: int
 ) -> Iterator[HttpRequest]:
     enabled = [(e, t) for e, t in pairs(tree) if e.get("enabled", "true") != "false"]
     for element, _ in enabled:
@@ -292,7 +294,7 @@ def _samplers(
             reader.warn(f"{tag} {element.get('testname')!r} is not supported and is ignored")
 
 
-def _request(reader: _Reader, element: ET.Element, subtree: ET.Element, scope: _Scope) -> HttpRequest:
+def _request(reader: _JmxReader, element: ET.Element, subtree: ET.Element, scope: _Scope) -> HttpRequest:
     for child, _ in pairs(subtree):
         if child.get("enabled", "true") != "false":
             _configure(reader, child, scope)

@@ -1,6 +1,6 @@
 """Where each finished sample goes: the label's accumulator, the per-second series, the JTL file if any.
 
-`Recorder.response` runs once per request at full speed, so it inlines what `LabelStats.add` and
+`SampleRecorder.response` runs once per request at full speed, so it inlines what `LabelStats.add` and
 `Histogram.record` do (a Python call costs about as much as the arithmetic itself); the unit tests check
 that both paths give identical accumulators.
 """
@@ -63,7 +63,7 @@ def reason(status: int) -> str:
         return ""
 
 
-class Recorder:
+class SampleRecorder:
     """One worker's accumulators; the engine merges the recorders of all workers at the end."""
 
     __slots__ = ("done", "failed", "fine", "refused", "series", "sink", "stats", "t0_ns")

@@ -21,7 +21,7 @@ from relevo.loadgen.histogram import Histogram
 from relevo.loadgen.http import header_key
 from relevo.loadgen.jtl import JtlWriter
 from relevo.loadgen.plan import Plan, ThreadGroup
-from relevo.loadgen.recorder import Recorder
+from relevo.loadgen.recorder import SampleRecorder
 from relevo.loadgen.shares import WorkerShare
 from relevo.loadgen.stats import ErrorKind, RunStats, TimeSeries
 from relevo.loadgen.timeouts import TimeoutTimer
@@ -110,7 +110,7 @@ class Worker:
             else None
         )
         self.timing = self.sink is not None
-        self.recorder = Recorder(t0_ns=t0_ns)
+        self.recorder = SampleRecorder(t0_ns=t0_ns)
         self.served_key = header_key(self.plan.count_header)
         self.conns: set[Connection] = set()
         self.counters = counters

@@ -295,7 +295,7 @@ class Watch(Protocol):
 
 
 @runtime_checkable
-class EventStream(Protocol):
+class Watching(Protocol):
     """An optional ability: watches that report `nodes`' deaths (and freezes, starts) as they happen."""
 
     def watches(self, nodes: Sequence[str]) -> list[Watch]: ...

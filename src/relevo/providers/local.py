@@ -46,7 +46,7 @@ from relevo.providers.base import (
 from relevo.providers.cpu_quota import CpuCgroups, CpuQuotaError
 from relevo.providers.host import LocalHost, install
 from relevo.providers.local_impair import LocalImpairments
-from relevo.providers.records import APACHE, HAPROXY, Expected, NodeRecords, lingering
+from relevo.providers.records import APACHE, HAPROXY, ExpectedProcess, NodeRecords, lingering
 from relevo.providers.reserve import ensure_reserve, is_full, nearly_full, release_reserve
 from relevo.providers.tools import find_apache, find_haproxy
 from relevo.providers.worker_hang import WorkerHangs
@@ -171,7 +171,7 @@ class LocalProvider:
             if cgroups is not None:
                 self._limit_cpu(web, cgroups)
 
-    def run_daemon(self, node: str, expected: Expected) -> None:
+    def run_daemon(self, node: str, expected: ExpectedProcess) -> None:
         """Start the node's daemon, which detaches. Its files are named through the state directory's
         descriptor (anchor.DAEMON_ROOT, given to the child at that number), never through the
         directory's name; an extra argument carries the config's name, so that `ps` and the record's
@@ -274,7 +274,7 @@ class LocalProvider:
             return self.topology.balancer_named(node).frontend
         return self._web_node(node).endpoint
 
-    # -- hearing a death at once (EventStream) ---------------------------------------------------------
+    # -- hearing a death at once (Watching) ---------------------------------------------------------
     def watches(self, nodes: Sequence[str]) -> list[Watch]:
         """A pidfd on each node's leading process (Apache's parent, HAProxy's master); none on a kernel
         without pidfds (the tick still sees every death)."""
@@ -361,7 +361,7 @@ class LocalProvider:
             cgroups.remove(cgroups.group(self.topology.name, self.paths.root, web.name))
 
     # -- records ------------------------------------------------------------------------------------------
-    def _expected(self, node: str) -> Expected:
+    def _expected(self, node: str) -> ExpectedProcess:
         """What the node's process must be, from its name and kind (a node no longer in the topology:
         the kind its record names)."""
         if self.topology.is_balancer(node):
@@ -372,21 +372,21 @@ class LocalProvider:
             kind = self.records.kind(node) or APACHE
         if kind == HAPROXY:
             config = Path(HAProxyLayout.of_balancer(self.paths, self.topology, node).config)
-            return Expected(
+            return ExpectedProcess(
                 kind=HAPROXY,
                 exe=os.path.realpath(find_haproxy()),
                 config=config,
                 pid_file=Path(HAProxyLayout.of_balancer(self.fs, self.topology, node).config).parent
                 / "haproxy.pid",
             )
-        return Expected(
+        return ExpectedProcess(
             kind=APACHE,
             exe=os.path.realpath(find_apache().binary),
             config=self.paths.node_dir(node) / "httpd.conf",
             pid_file=self.fs.node_dir(node) / "httpd.pid",
         )
 
-    def _adopt(self, node: str, expected: Expected, *, log: Path | None) -> None:
+    def _adopt(self, node: str, expected: ExpectedProcess, *, log: Path | None) -> None:
         """Wait for the daemon's pid file, then record the process as ours. A record that cannot be
         written (a full disk) stops the process again: nothing runs unrecorded past this call."""
         text = ""

@@ -288,7 +288,7 @@ class LXDProvider:
         return found
 
     def watches(self, nodes: Sequence[str]) -> list[Watch]:
-        """One lifecycle event stream per daemon holding some of `nodes` (EventStream)."""
+        """One lifecycle event stream per daemon holding some of `nodes` (Watching)."""
         by_daemon: dict[int, tuple[LXDClient, dict[str, str]]] = {}
         for node in nodes:
             client, name = self.placement.resolve(node)

@@ -34,7 +34,7 @@ STALE_INTENT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class Expected:
+class ExpectedProcess:
     """What a node's process must be: derived from its name and kind, never read from the record."""
 
     kind: str
@@ -66,7 +66,7 @@ class NodeRecords:
         kind = data.get("intent", data.get("kind")) if data else None
         return kind if kind in KINDS else None
 
-    def load(self, node: str, expected: Expected) -> ProcessRecord | None:
+    def load(self, node: str, expected: ExpectedProcess) -> ProcessRecord | None:
         """The node's process when the record names it and it is provably ours; an intent is adopted
         from the daemon's pid file on the way. None when nothing of ours runs."""
         data = self._data(node)
@@ -91,7 +91,7 @@ class NodeRecords:
             return None  # not a record of ours: never honoured, whatever process it names
         return record
 
-    def adopt(self, node: str, expected: Expected) -> ProcessRecord | None:
+    def adopt(self, node: str, expected: ExpectedProcess) -> ProcessRecord | None:
         """Turn the daemon's pid file into the node's full record, if it names a process of ours."""
         text = read_or_empty(expected.pid_file).strip()
         if not text.isdigit():
@@ -131,7 +131,9 @@ class NodeRecords:
             return []
         return [name for name in names if self.kind(name) is not None]
 
-    def _adopt_intent(self, node: str, data: dict[str, Any], expected: Expected) -> ProcessRecord | None:
+    def _adopt_intent(
+        self, node: str, data: dict[str, Any], expected: ExpectedProcess
+    ) -> ProcessRecord | None:
         if data.get("intent") != expected.kind:
             return None
         try:
@@ -190,7 +192,7 @@ class NodeRecords:
             node,
         )
 
-    def _find(self, node: str, expected: Expected) -> ProcessRecord | None:
+    def _find(self, node: str, expected: ExpectedProcess) -> ProcessRecord | None:
         """After a corrupt record: the node's process found by its executable and its config on the
         command line (our user's, leading its own group), recorded again."""
         record = find_by_config(exe=expected.exe, config=str(expected.config))

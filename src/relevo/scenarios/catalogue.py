@@ -20,7 +20,7 @@ from relevo.scenarios.model import (
     OPEN_CONNECTIONS,
     Action,
     Expectation,
-    Fault,
+    FaultStep,
     LoadSettings,
     Scenario,
     Setup,
@@ -149,7 +149,7 @@ def _faulted(
         name=name,
         description=description,
         load=LoadSettings.open_loop(),
-        faults=tuple(Fault(at_s=at, action=action, node=node) for at, action, node in faults),
+        faults=tuple(FaultStep(at_s=at, action=action, node=node) for at, action, node in faults),
         expect=expect,
     )
 
@@ -176,7 +176,7 @@ def _kill_web1_no_standby(c: Cast, t: Topology) -> Scenario:
         "(compare with kill-web1: what the standby buys)",
         load=LoadSettings.open_loop(),
         setup=Setup(controller=False),
-        faults=(Fault(at_s=FAULT_AT_S, action=Action.KILL, node=c.web1),),
+        faults=(FaultStep(at_s=FAULT_AT_S, action=Action.KILL, node=c.web1),),
     )
 
 
@@ -267,7 +267,7 @@ def _kill_balancer(c: Cast, t: Topology) -> Scenario:
 # --- a pair of balancers ----------------------------------------------------------------------------------
 # On a pair the balancer in charge is lost while the other serves: the VIP's holder with keepalived (LXD),
 # which after a takeover is not always the first balancer (nopreempt), so each fault is aimed when it is
-# applied (Fault.in_charge; providers/in_charge.py). Locally both HAProxy processes share the frontend
+# applied (FaultStep.in_charge; providers/in_charge.py). Locally both HAProxy processes share the frontend
 # (SO_REUSEPORT): new connections go to the survivor at once, and only requests in flight on the lost one's
 # connections fail (the load's connections are spread over both: half of them at most, one request each).
 # With keepalived the address moves instead: measured 0.08-0.34 s of refused requests.
@@ -376,9 +376,9 @@ def _kill_controller(c: Cast, t: Topology) -> Scenario:
 
 
 # --- network faults, each for a span and healed after it --------------------------------------------------
-def _lasting(action: Action, node: str | None, at_s: float, for_s: float, **amount: float) -> Fault:
+def _lasting(action: Action, node: str | None, at_s: float, for_s: float, **amount: float) -> FaultStep:
     impairment = Impairment(fault=LASTING_ACTIONS[action], **amount)  # type: ignore[arg-type]
-    return Fault(at_s=at_s, action=action, node=node, for_s=for_s, amount=impairment)
+    return FaultStep(at_s=at_s, action=action, node=node, for_s=for_s, amount=impairment)
 
 
 # A partition must outlast the failover it expects: detection plus the standby's start. A local Apache

@@ -16,21 +16,21 @@ from relevo.errors import ProviderError
 from relevo.haproxy.runtime import AdminState
 from relevo.lock import cluster_lock
 from relevo.procs import ProcessRecord, is_ours
-from relevo.providers.base import Fault as NodeFault
-from relevo.scenarios.model import LASTING_ACTIONS, Action, Fault, Scenario
+from relevo.providers.base import Fault
+from relevo.scenarios.model import LASTING_ACTIONS, Action, FaultStep, Scenario
 
 # The actions that are a provider's fault, and which.
 PROVIDER_FAULTS = {
-    Action.KILL: NodeFault.CRASH,
-    Action.KILL_SERVICE: NodeFault.CRASH_SERVICE,
-    Action.HANG: NodeFault.HANG,
-    Action.RESUME: NodeFault.RESUME,
-    Action.HANG_WORKERS: NodeFault.HANG_WORKERS,
-    Action.RELOAD: NodeFault.RELOAD,
+    Action.KILL: Fault.CRASH,
+    Action.KILL_SERVICE: Fault.CRASH_SERVICE,
+    Action.HANG: Fault.HANG,
+    Action.RESUME: Fault.RESUME,
+    Action.HANG_WORKERS: Fault.HANG_WORKERS,
+    Action.RELOAD: Fault.RELOAD,
 }
 
 
-def fault_lock(cluster: Cluster, fault: Fault) -> contextlib.AbstractContextManager[object]:
+def fault_lock(cluster: Cluster, fault: FaultStep) -> contextlib.AbstractContextManager[object]:
     """The cluster lock for a fault done to a node or HAProxy (a concurrent `relevo up`, `start` or `stop`
     does not interleave with it); none for the controller's own, which the controller's lock guards."""
     if fault.action in (Action.KILL_CONTROLLER, Action.START_CONTROLLER):
@@ -38,7 +38,7 @@ def fault_lock(cluster: Cluster, fault: Fault) -> contextlib.AbstractContextMana
     return cluster_lock(cluster.paths, what=f"relevo scenarios (fault {fault.label})")
 
 
-def unsupported(cluster: Cluster, fault: Fault) -> str | None:
+def unsupported(cluster: Cluster, fault: FaultStep) -> str | None:
     """Why the node's provider cannot do `fault` here (the scenario is then skipped); None when it can."""
     node_fault = PROVIDER_FAULTS.get(fault.action) or LASTING_ACTIONS.get(fault.action)
     if node_fault is None or fault.node is None:
@@ -61,7 +61,7 @@ def refuse_unsupported(cluster: Cluster, scenarios: Iterable[Scenario], source: 
                 )
 
 
-def apply_fault(cluster: Cluster, fault: Fault) -> str | None:
+def apply_fault(cluster: Cluster, fault: FaultStep) -> str | None:
     """Do `fault` now (the caller holds `fault_lock`); for a lasting fault, returns the means the provider
     used. Raises ProviderError (or RuntimeAPIError) when it could not be done."""
     action, node = fault.action, fault.node
@@ -90,13 +90,13 @@ def apply_fault(cluster: Cluster, fault: Fault) -> str | None:
     return None
 
 
-def heal_fault(cluster: Cluster, fault: Fault) -> None:
+def heal_fault(cluster: Cluster, fault: FaultStep) -> None:
     """End a spanned fault: a lasting one healed, a hang resumed (the caller holds `fault_lock`)."""
     assert fault.node is not None
     if fault.action in LASTING_ACTIONS:
         cluster.heal(fault.node)
     else:
-        cluster.fault(fault.node, NodeFault.RESUME)
+        cluster.fault(fault.node, Fault.RESUME)
 
 
 def kill_controller(cluster: Cluster) -> None:

@@ -41,7 +41,7 @@ from relevo.scenarios.model import (
     SPANNED_ACTIONS,
     Action,
     Expectation,
-    Fault,
+    FaultStep,
     LoadSettings,
     Model,
     Scenario,
@@ -207,13 +207,13 @@ class _ScenarioReader:
             controller = value
         return Setup(running=running, in_rotation=rotation, controller=controller)
 
-    def faults(self, node: yaml.Node, where: str, load: LoadSettings) -> tuple[Fault, ...]:
+    def faults(self, node: yaml.Node, where: str, load: LoadSettings) -> tuple[FaultStep, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.read.fail(node, f"{where}: expected a list such as `- {{at: 3s, kill: web1}}`")
         if len(node.value) > MAX_FAULTS:
             raise self.read.fail(node, f"{where}: more than {MAX_FAULTS} faults")
         actions = {a.value for a in Action}
-        out: list[Fault] = []
+        out: list[FaultStep] = []
         for i, item in enumerate(node.value):
             here = f"{where}[{i}]"
             section = self.read.mapping(item, here, {"at", "after", "for", *AMOUNT_KEYS, *actions})
@@ -241,14 +241,14 @@ class _ScenarioReader:
             if action in CONTROLLER_ACTIONS:
                 if self.read.scalar(value_node, f"{here}.{action}") is not True:
                     raise self.read.fail(value_node, f"{here}.{action}: expected `true` (it names no node)")
-                out.append(Fault(at_s=at, action=action, after=after))
+                out.append(FaultStep(at_s=at, action=action, after=after))
                 continue
             roles: tuple[Role, ...] = (Role.WEB, Role.STANDBY)
             if action not in WEB_ONLY:
                 roles = (*roles, Role.BALANCER)
             node_name = self.node_name(value_node, f"{here}.{action}", roles)
             out.append(
-                Fault(
+                FaultStep(
                     at_s=at,
                     action=action,
                     node=node_name,

@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from relevo.providers.base import Fault as NodeFault
-from relevo.providers.base import Impairment
+from relevo.providers.base import Fault, Impairment
 
 # The seed's JMeter plan: 1000 threads, ramp-up 1 s, 50 loops (50,000 GETs).
 SEED_THREADS = 1000
@@ -59,20 +58,20 @@ class Action(enum.StrEnum):
 CONTROLLER_ACTIONS = frozenset({Action.KILL_CONTROLLER, Action.START_CONTROLLER})
 # Actions that last: each is one of the provider's lasting faults.
 LASTING_ACTIONS = {
-    Action.DELAY: NodeFault.DELAY,
-    Action.LOSS: NodeFault.LOSS,
-    Action.BANDWIDTH: NodeFault.BANDWIDTH,
-    Action.PARTITION: NodeFault.PARTITION,
-    Action.SLOW: NodeFault.SLOW,
-    Action.CPU_STARVE: NodeFault.CPU_STARVE,
-    Action.DISK_FULL: NodeFault.DISK_FULL,
+    Action.DELAY: Fault.DELAY,
+    Action.LOSS: Fault.LOSS,
+    Action.BANDWIDTH: Fault.BANDWIDTH,
+    Action.PARTITION: Fault.PARTITION,
+    Action.SLOW: Fault.SLOW,
+    Action.CPU_STARVE: Fault.CPU_STARVE,
+    Action.DISK_FULL: Fault.DISK_FULL,
 }
 # Actions that may have a span (`for:`): the lasting ones, and the hangs (healed by a resume).
 SPANNED_ACTIONS = frozenset({*LASTING_ACTIONS, Action.HANG, Action.HANG_WORKERS})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fault:
+class FaultStep:
     at_s: float  # seconds after the load started
     action: Action
     node: str | None = None  # None only for the controller's actions
@@ -188,7 +187,7 @@ class Scenario:
     description: str
     load: LoadSettings
     setup: Setup = Setup()
-    faults: tuple[Fault, ...] = ()
+    faults: tuple[FaultStep, ...] = ()
     expect: Expectation = Expectation()
     # The seed's published row this scenario reproduces (a key of `seed.SEED_ROWS`), if any.
     seed_row: str | None = None

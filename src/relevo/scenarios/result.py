@@ -18,7 +18,7 @@ HIDDEN_EVENT_KINDS = frozenset({"action"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Second:
+class ScenarioSecond:
     """One second of the run, counted by the second in which each request ended."""
 
     t_s: int
@@ -125,7 +125,7 @@ class SteadyCheck:
 class ScenarioResult:
     scenario: Scenario
     report: SummaryReport
-    seconds: tuple[Second, ...]
+    seconds: tuple[ScenarioSecond, ...]
     markers: tuple[Marker, ...] = ()
     events: tuple[Mapping[str, Any], ...] = ()
     failovers: tuple[Failover, ...] = ()

@@ -33,7 +33,7 @@ from relevo.scenarios.prepare import prepare
 from relevo.scenarios.result import (
     Bucket,
     ScenarioResult,
-    Second,
+    ScenarioSecond,
     SteadyCheck,
     Verdict,
     failovers_from_events,
@@ -217,7 +217,7 @@ def run_one(
     ]
     series = result.stats.series
     seconds = tuple(
-        Second(
+        ScenarioSecond(
             t_s=i,
             requests=series.requests[i],
             errors=series.errors[i],

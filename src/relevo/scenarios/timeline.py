@@ -19,7 +19,7 @@ from relevo.errors import RelevoError
 from relevo.loadgen.feed import LiveFeed
 from relevo.providers.in_charge import InCharge
 from relevo.scenarios.faults import apply_fault, fault_lock, heal_fault
-from relevo.scenarios.model import LASTING_ACTIONS, Fault, Scenario
+from relevo.scenarios.model import LASTING_ACTIONS, FaultStep, Scenario
 from relevo.scenarios.result import Marker, Verdict
 
 # How often a fault that waits for a controller event reads the journal.
@@ -38,7 +38,7 @@ class Clock(Protocol):
 
 @dataclass
 class _InForce:
-    fault: Fault  # with its node (a fault meant for the balancer in charge: the one it went to)
+    fault: FaultStep  # with its node (a fault meant for the balancer in charge: the one it went to)
     label: str
     started_s: float
     due_s: float  # math.inf: until the run ends
@@ -97,7 +97,7 @@ class Timeline:
         for held in list(self.in_force):
             self._heal(held)
 
-    def _apply(self, fault: Fault) -> None:
+    def _apply(self, fault: FaultStep) -> None:
         label = fault.label
         try:
             with fault_lock(self.cluster, fault):
@@ -117,7 +117,7 @@ class Timeline:
             return
         self.markers.append(Marker(t_s=at, source="fault", kind=str(fault.action), label=label))
 
-    def _target(self, fault: Fault) -> tuple[Fault, str]:
+    def _target(self, fault: FaultStep) -> tuple[FaultStep, str]:
         """The fault with its node, and its label: one meant for the balancer in charge goes to the one in
         charge now, resolved once per scenario (a failback's start goes to the balancer its stop took out),
         and its label says which and why (the result's markers, the live feed)."""
@@ -152,7 +152,7 @@ class Timeline:
             )
         )
 
-    def _tell(self, label: str, fault: Fault, at_s: float, end_s: float | None = None) -> None:
+    def _tell(self, label: str, fault: FaultStep, at_s: float, end_s: float | None = None) -> None:
         if self.feed is None:
             return
         end = self._zero + end_s if end_s is not None else None

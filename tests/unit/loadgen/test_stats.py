@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from relevo.loadgen.client import Sampler
 from relevo.loadgen.plan import HttpRequest
-from relevo.loadgen.recorder import Recorder
+from relevo.loadgen.recorder import SampleRecorder
 from relevo.loadgen.stats import ErrorKind, LabelStats, RunStats, TimeSeries, is_success
 
 MS = 1_000_000  # ns
@@ -100,8 +100,8 @@ def test_merging_into_an_empty_accumulator_copies_it() -> None:
 
 
 def test_recorder_hot_path_equals_the_general_path() -> None:
-    """`Recorder.response` (inlined for speed) leaves the same accumulator as `LabelStats.add`."""
-    recorder = Recorder(t0_ns=0)
+    """`SampleRecorder.response` (inlined for speed) leaves the same accumulator as `LabelStats.add`."""
+    recorder = SampleRecorder(t0_ns=0)
     sampler = Sampler(
         HttpRequest(label="GET /", host="127.0.0.1", port=80), recorder.label("GET /"), ("127.0.0.1", 80)
     )
@@ -142,7 +142,7 @@ def test_recorder_hot_path_equals_the_general_path() -> None:
 
 def test_time_series_buckets_by_the_second_a_sample_ended() -> None:
     """Samples land in the second (from the run's start) in which they ended; merging adds per second."""
-    recorder = Recorder(t0_ns=0)
+    recorder = SampleRecorder(t0_ns=0)
     sampler = Sampler(
         HttpRequest(label="x", host="127.0.0.1", port=80), recorder.label("x"), ("127.0.0.1", 80)
     )

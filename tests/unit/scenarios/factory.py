@@ -6,7 +6,7 @@ from __future__ import annotations
 from relevo.loadgen.stats import RunStats
 from relevo.loadgen.summary import summarize
 from relevo.scenarios.model import Scenario
-from relevo.scenarios.result import Bucket, Failover, Marker, ScenarioResult, Second, Verdict
+from relevo.scenarios.result import Bucket, Failover, Marker, ScenarioResult, ScenarioSecond, Verdict
 
 NS = 1_000_000_000
 
@@ -46,7 +46,7 @@ def make_result(
             if not fail and server:
                 served[server] = served.get(server, 0) + 1
         rows.append(
-            Second(
+            ScenarioSecond(
                 t_s=second,
                 requests=per_second,
                 errors=errors,

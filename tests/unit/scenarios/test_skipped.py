@@ -14,7 +14,7 @@ from relevo.report.as_json import result_dict
 from relevo.report.comparison import comparison_text
 from relevo.report.html import write_report
 from relevo.scenarios.faults import unsupported
-from relevo.scenarios.model import Action, Fault, LoadSettings, Scenario
+from relevo.scenarios.model import Action, FaultStep, LoadSettings, Scenario
 from relevo.scenarios.runner import skipped_result
 from relevo.topology import parse_topology
 
@@ -37,11 +37,11 @@ def test_the_providers_reason_makes_the_scenario_skipped(
     monkeypatch.setitem(base.PROVIDERS, "refusing", f"{__name__}:Refusing")
     topology = parse_topology("provider: refusing\n", source=None, state_dir=tmp_path / ".relevo")
     cluster = Cluster(topology)
-    kill = Fault(at_s=1.0, action=Action.KILL, node="web1")
-    reload = Fault(at_s=2.0, action=Action.RELOAD, node="ha1")
+    kill = FaultStep(at_s=1.0, action=Action.KILL, node="web1")
+    reload = FaultStep(at_s=2.0, action=Action.RELOAD, node="ha1")
     assert unsupported(cluster, kill) is None
     assert unsupported(cluster, reload) == "reload ha1: no means for reload here"
-    assert unsupported(cluster, Fault(at_s=0.0, action=Action.KILL_CONTROLLER)) is None
+    assert unsupported(cluster, FaultStep(at_s=0.0, action=Action.KILL_CONTROLLER)) is None
 
     scenario = Scenario(name="r", description="d", load=LoadSettings.open_loop(), faults=(kill, reload))
     result = skipped_result(scenario, "reload ha1: no means for reload here")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relevo.providers.base import Fault as NodeFault
-from relevo.providers.base import Impairment
+from relevo.providers.base import Fault, Impairment
 from relevo.scenarios.loader import ScenarioFileError, parse_scenarios
 from relevo.scenarios.model import Action
 from relevo.topology import parse_topology
@@ -44,7 +43,7 @@ def test_lasting_faults_are_read_with_their_amounts_and_spans(topology):
     delay = next(f for f in faults if f.action is Action.DELAY)
     assert (delay.at_s, delay.for_s, delay.heal_at_s, delay.line) == (2.0, 3.0, 5.0, 5)
     assert delay.amount is not None and (delay.amount.fault, delay.amount.ms, delay.amount.jitter_ms) == (
-        NodeFault.DELAY,
+        Fault.DELAY,
         200.0,
         20.0,
     )
@@ -53,10 +52,10 @@ def test_lasting_faults_are_read_with_their_amounts_and_spans(topology):
     assert loss.for_s is None and loss.amount is not None and loss.amount.pct == 5.0
     assert next(f for f in faults if f.action is Action.HANG).for_s == 1.0
     starve = next(f for f in faults if f.action is Action.CPU_STARVE)
-    assert starve.amount == Impairment(fault=NodeFault.CPU_STARVE, pct=10.0)
+    assert starve.amount == Impairment(fault=Fault.CPU_STARVE, pct=10.0)
     assert starve.label == "cpu-starve web1 10 % of a core for 2 s"
     full = next(f for f in faults if f.action is Action.DISK_FULL)
-    assert full.amount == Impairment(fault=NodeFault.DISK_FULL) and full.label == "disk-full web2 for 2 s"
+    assert full.amount == Impairment(fault=Fault.DISK_FULL) and full.label == "disk-full web2 for 2 s"
 
 
 @pytest.mark.parametrize(

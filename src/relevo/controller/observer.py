@@ -10,7 +10,6 @@ thaw puts them in service without waiting for a probe).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 
 from relevo.controller import balancers
 from relevo.controller.events import Event, EventKind
@@ -275,18 +274,15 @@ class Observer:
 
     def note_peer(self, name: str, haproxy: bool, state: NodeState | None) -> None:
         """`note_balancer` for a pair's other balancer."""
-        first, before = self.policy.balancer, self.balancer_seen
-        self.policy = replace(self.policy, balancer=name)
-        self.balancer_seen = self.peer_seen.get(name, "answering")
-        try:
-            self.note_balancer(haproxy, state)
-            self.peer_seen[name] = self.balancer_seen
-        finally:
-            self.policy = replace(self.policy, balancer=first)
-            self.balancer_seen = before
+        before = self.peer_seen.get(name, "answering")
+        self.peer_seen[name] = self._note_condition(name, before, haproxy, state)
 
     def note_balancer(self, haproxy: bool, state: NodeState | None) -> None:
         """Journal each change of HAProxy's condition: answering, not answering, hung, stopped."""
+        self.balancer_seen = self._note_condition(self.policy.balancer, self.balancer_seen, haproxy, state)
+
+    def _note_condition(self, balancer: str, before: str, haproxy: bool, state: NodeState | None) -> str:
+        """The condition `balancer` is in now, journalled when it is not `before`."""
         if haproxy:
             seen = "answering"
         elif state is NodeState.PAUSED:
@@ -295,7 +291,7 @@ class Observer:
             seen = "stopped"
         else:
             seen = "not answering"
-        if seen != self.balancer_seen:
+        if seen != before:
             reasons = {
                 "answering": "the Runtime API answers",
                 "hung": "its processes are paused (SIGSTOP): certain, restarted",
@@ -303,15 +299,9 @@ class Observer:
                 "not answering": "the Runtime API does not answer, but it runs: waiting, not restarting",
             }
             self.recorder.record(
-                Event(
-                    kind=EventKind.HEALTH,
-                    node=self.policy.balancer,
-                    from_=self.balancer_seen,
-                    to=seen,
-                    reason=reasons[seen],
-                )
+                Event(kind=EventKind.HEALTH, node=balancer, from_=before, to=seen, reason=reasons[seen])
             )
-            self.balancer_seen = seen
+        return seen
 
     def update_health(self, name: str, result: ProbeResult, now: float) -> None:
         before = self.health[name]

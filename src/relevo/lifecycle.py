@@ -98,21 +98,25 @@ def up(
 
             def start(name: str) -> None:
                 if name in pending:
+                    balancers = [b.name for b in topology.balancers]
+                    if name == balancers[0] and all(b in pending for b in balancers):
+                        # A fresh start: last run's server states (a primary in maint) must not come back.
+                        # (With a balancer of a pair still running, its states are the current ones.)
+                        cluster.paths.held().server_state.unlink(missing_ok=True)
+                        daemon.forget_owned_states(topology)
                     progress(f"starting {name}" + (" (HAProxy)" if topology.is_balancer(name) else ""))
                     started.append(name)
                 held.check()  # the lock file replaced meanwhile: another writer may be acting
                 cluster.start(name)
 
-            # The web nodes side by side, then the balancers (HAProxy finds the web nodes up), a pair's
-            # two side by side too: each reads the same server-state file, so it is settled before.
+            # The web nodes side by side, then the balancers in order (HAProxy finds the web nodes up). In
+            # order: a pair's first keepalived is MASTER before the second starts. Side by side (4-5 s
+            # sooner), the second sometimes won the first election and lost the VIP to the first a
+            # moment later: two masters resolve by priority, nopreempt notwithstanding (benchmarks/README).
             _each(start, [name for name in to_run if not topology.is_balancer(name)])
-            balancers = [b.name for b in topology.balancers]
-            if all(b in pending for b in balancers):
-                # A fresh start: last run's server states (a primary in maint) must not come back.
-                # (With a balancer of a pair still running, its states are the current ones.)
-                cluster.paths.held().server_state.unlink(missing_ok=True)
-                daemon.forget_owned_states(topology)
-            _each(start, balancers)
+            for name in to_run:
+                if topology.is_balancer(name):
+                    start(name)
             changes: list[str] = []
             if controller:
                 changes = daemon.apply_edits(topology)

@@ -21,10 +21,12 @@ from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
+from relevo.render.haproxy import GUEST_ACCOUNT
 from relevo.scenarios.catalogue import catalogue
 from relevo.scenarios.catalogue import names as catalogue_names
 from relevo.scenarios.runner import LoadOverride, run_scenarios
 from relevo.topology import load_topology
+from tests.accounts import parent_and_worker_accounts, ps_argv
 
 from ..integration.test_dashboard import assert_request_log_charted
 from .conftest import (
@@ -102,14 +104,9 @@ def test_the_daemons_that_serve_traffic_run_unprivileged_in_their_containers(lxd
     assert isinstance(provider, LXDProvider)
 
     def accounts(node: str, command: str) -> tuple[set[str], set[str]]:
-        listing = provider.host.run(node, ["ps", "-C", command, "-o", "pid=,ppid=,user="], what="list")
-        rows = [line.split() for line in listing.splitlines() if line.strip()]
-        pids = {pid for pid, _, _ in rows}
-        parents = {user for _, ppid, user in rows if ppid not in pids}
-        children = {user for _, ppid, user in rows if ppid in pids}
-        return parents, children
+        return parent_and_worker_accounts(provider.host.run(node, ps_argv(command), what="list"))
 
-    assert accounts("ha1", "haproxy") == ({"root"}, {"haproxy"})
+    assert accounts("ha1", "haproxy") == ({"root"}, {GUEST_ACCOUNT[0]})
     assert accounts("web1", "apache2") == ({"root"}, {"www-data"})
 
 

@@ -13,6 +13,7 @@ import base64
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -27,8 +28,10 @@ from pathlib import Path
 import pytest
 
 from relevo.paths import StatePaths
+from relevo.render.haproxy import GUEST_ACCOUNT
 from relevo.secrets import load_or_create_secrets
 from relevo.topology import default_text
+from tests.accounts import parent_and_worker_accounts, ps_argv
 from tests.vagrant.conftest import POOL, Box, Networks, virsh
 
 pytestmark = [pytest.mark.vagrant, pytest.mark.timeout(40 * 60)]
@@ -251,6 +254,19 @@ def test_stats_gui_needs_the_credentials(cluster: Cluster):
     assert status == 401
     status, _ = get(cluster.address, cluster.stats_port, "/stats", (secrets.stats_user, "wrong"))
     assert status == 401
+
+
+def test_the_daemons_that_serve_traffic_run_unprivileged_in_the_vms_containers(cluster: Cluster):
+    """On the ha1 VM HAProxy's master is root (it reads the 0600 files) and its workers run as the guest
+    account; on the web1 VM Apache's parent is root and its workers run as www-data (issue 17's root drop,
+    as the lxd tier checks it)."""
+
+    def accounts(node: str, command: str) -> tuple[set[str], set[str]]:
+        in_container = ["sudo", "lxc", "exec", f"relevo-{node}", "--", *ps_argv(command)]
+        return parent_and_worker_accounts(cluster.on_vm(node, shlex.join(in_container)))
+
+    assert accounts("ha1", "haproxy") == ({"root"}, {GUEST_ACCOUNT[0]})
+    assert accounts("web1", "apache2") == ({"root"}, {"www-data"})
 
 
 def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,13 +15,16 @@ from click.testing import CliRunner
 
 from relevo.cli import cli
 from relevo.errors import MissingToolError, RelevoError
+from relevo.lxd.build import ImageRecipe
 from relevo.vagrant import box as box_module
 from relevo.vagrant import box_add, box_and_image, box_files
 from relevo.vagrant.box import (
     PARTITION_OFFSET,
     BoxNameError,
     BoxRecipe,
+    BuiltBox,
     build_box,
+    carry_image,
     configure_guest,
     debootstrap_argv,
     losetup_argv,
@@ -264,3 +269,58 @@ def test_backing_files_find_the_box_volume_a_vm_disk_uses(tmp_path: Path) -> Non
         box_module.run([qemu_img, "create", "-q", "-f", "qcow2", str(image), "1M"])
     box_module.run([qemu_img, "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(overlay)])
     assert box_add.backing_files([overlay, alone, base]) == {base}
+
+
+def test_the_image_the_box_carries_is_in_its_key() -> None:
+    """A box that carries another build of the container image is another box (another cache file)."""
+    base = BoxRecipe(insecure_key=KEY, image="debian-bookworm-x86_64-aaaa.tar.zst")
+    other = BoxRecipe(insecure_key=KEY, image="debian-bookworm-x86_64-bbbb.tar.zst")
+    assert len({base.key(), other.key(), BoxRecipe(insecure_key=KEY).key()}) == 3
+
+
+def test_carry_image_puts_the_named_tarball_where_provisioning_looks(tmp_path: Path) -> None:
+    """The image's tarball is copied into the guest's BOX_IMAGE_DIR under its own name; a tarball other
+    than the one the recipe names is refused (the box's key would not say what it holds)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    tarball = tmp_path / "debian-bookworm-x86_64-aaaa.tar.zst"
+    tarball.write_bytes(b"an image")
+    placed = carry_image(root, tarball, tarball.name)
+    assert placed == root / box_files.BOX_IMAGE_DIR.lstrip("/") / tarball.name
+    assert placed.read_bytes() == b"an image"
+    with pytest.raises(RelevoError, match="names debian-bookworm-x86_64-bbbb"):
+        carry_image(root, tarball, "debian-bookworm-x86_64-bbbb.tar.zst")
+
+
+def test_a_box_that_carries_an_image_is_not_built_without_it(tmp_path: Path) -> None:
+    """build_box with a recipe naming an image but no way to get the tarball stops before any tool runs."""
+    recipe = BoxRecipe(insecure_key=KEY, image="debian-bookworm-x86_64-aaaa.tar.zst")
+    with pytest.raises(RelevoError, match="carries the image"):
+        build_box(recipe, cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_box_carries_the_image_built_beside_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """build_box_and_image names the image `relevo image build` makes in the box's recipe (the box's key
+    follows the image's) and gives build_box the tarball that child build reported, once it has ended."""
+    tarball = tmp_path / ImageRecipe().file_name
+    tarball.write_bytes(b"an image")
+    child = f"import json; print(json.dumps({{'tarball': {str(tarball)!r}, 'cached': True}}))"
+    monkeypatch.setattr(
+        box_and_image, "image_build_argv", lambda mirror, rebuild: [sys.executable, "-c", child]
+    )
+    monkeypatch.setattr(box_and_image, "required_tools", dict)
+    seen: dict[str, object] = {}
+
+    def build(recipe: BoxRecipe, *, progress: object, rebuild: bool, image: Callable[[], Path]) -> BuiltBox:
+        seen["recipe"], seen["tarball"] = recipe, image()
+        return BuiltBox(tmp_path / recipe.file_name(), False, 0.0, 0, recipe.key())
+
+    monkeypatch.setattr(box_and_image, "build_box", build)
+    box, image = box_and_image.build_box_and_image(
+        progress=lambda _line: None, box_recipe=BoxRecipe(insecure_key=KEY)
+    )
+    recipe = seen["recipe"]
+    assert isinstance(recipe, BoxRecipe) and recipe.image == tarball.name
+    assert seen["tarball"] == tarball and box.key == recipe.key()
+    assert image.path == tarball and image.cached

@@ -174,3 +174,58 @@ def test_enabled_never_takes_no_answer_for_disabled(
         assert result.stdout == ""
     else:
         assert result.stdout.strip() == ("yes" if status == 0 else "no")
+
+
+# lxc with no image yet: `image info` fails, `image import FILE ...` records FILE.
+FAKE_LXC_IMAGES = """#!/bin/sh
+if [ "$1 $2" = "image info" ]; then
+    exit 1
+fi
+if [ "$1 $2" = "image import" ]; then
+    echo "$3" >>"$CALLS"
+fi
+"""
+
+
+def image_step(script: str) -> str:
+    """The script's image step, from its `begin` to the next step's."""
+    found = re.search(r'^begin "image \$IMAGE"\n.*?(?=^begin )', script, re.MULTILINE | re.DOTALL)
+    assert found, "no image step in the script"
+    return found.group(0)
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "carried", "imported"),
+    [(False, True, "box"), (True, True, "uploaded"), (True, False, "uploaded"), (False, False, None)],
+)
+def test_image_step_imports_the_uploaded_image_else_the_boxs(
+    scripts: dict[str, str], tmp_path: Path, uploaded: bool, carried: bool, imported: str | None
+):
+    """LXD without the image imports the one `export --image` uploaded, else the one the box carries in
+    BOX_IMAGE_DIR (no upload needed); with neither, the step fails saying where it looked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "lxc").write_text(FAKE_LXC_IMAGES)
+    (bin_dir / "lxc").chmod(0o755)
+    tarballs = {"uploaded": tmp_path / "uploaded", "box": tmp_path / "box"}
+    for name, wanted in (("uploaded", uploaded), ("box", carried)):
+        if wanted:
+            tarballs[name].mkdir()
+            (tarballs[name] / "debian-bookworm-x86_64-aaaa.tar.zst").write_bytes(b"image")
+    calls = tmp_path / "calls"
+    calls.touch()
+    harness = (
+        "set -euo pipefail\n"
+        f"IMAGE=relevo/bookworm IMAGE_DIR={tarballs['uploaded']} BOX_IMAGE_DIR={tarballs['box']}\n"
+        "begin() { :; }\n"
+        f"{image_step(scripts['web1'])}"
+    )
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CALLS": str(calls)}
+    result = subprocess.run(["bash", "-c", harness], env=env, capture_output=True, text=True, timeout=60)
+    if imported is None:
+        assert result.returncode == 1
+        assert f"the box carries none in {tarballs['box']}" in result.stderr
+        assert calls.read_text() == ""
+    else:
+        assert result.returncode == 0, result.stderr
+        assert calls.read_text().split() == [str(tarballs[imported] / "debian-bookworm-x86_64-aaaa.tar.zst")]

@@ -185,8 +185,9 @@ class Load:
 
 @pytest.fixture(scope="module")
 def cluster(box: Box, networks: Networks) -> Iterator[Cluster]:
-    """The seed's topology exported for libvirt on the test's networks, brought up with `vagrant up`;
-    destroyed afterwards whatever happened (the last test checks that destroy leaves nothing)."""
+    """The seed's topology exported for libvirt on the test's networks (no image uploaded: the box carries
+    it), brought up with `vagrant up`; destroyed afterwards whatever happened (the last test checks that
+    destroy leaves nothing)."""
     work = Path(tempfile.mkdtemp(prefix="relevo-vagrant-"))
     up_log: list[str] = []
     topology_file = work / "relevo.yaml"
@@ -198,7 +199,6 @@ def cluster(box: Box, networks: Networks) -> Iterator[Cluster]:
             "--provider", "libvirt", "--box", box.name, "--memory", "768",
             "--network", str(networks.private), "--container-network", str(networks.containers),
             "--management-network", str(networks.management), "--libvirt-network-prefix", networks.prefix,
-            "--image", str(box.image),
         ],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -2,9 +2,10 @@
 
 debootstrap (minbase) writes Debian into an ext4 file system on a loop device, with a kernel, extlinux
 as the bootloader, sshd, sudo, the `vagrant` user with Vagrant's insecure public key, python3 and LXD
-with what it needs (dnsmasq-base, iptables), so guests need no apt-get. The disk becomes box.img (qcow2)
-and is packed with metadata.json and a Vagrantfile as vagrant-libvirt expects. The container image the
-VMs run (`relevo image build`) is built at the same time; both are cached.
+with what it needs (dnsmasq-base, iptables), so guests need no apt-get, and the container image the VMs
+run (`relevo image build`, built at the same time) in BOX_IMAGE_DIR, so no VM needs it uploaded. The disk
+becomes box.img (qcow2) and is packed with metadata.json and a Vagrantfile as vagrant-libvirt expects;
+the box and the image are both cached.
 
 Without udev a loop device over a partitioned file shows no partition nodes, so the partition is never
 looked for: the loop device maps the partition's byte range of the disk file directly (--offset).
@@ -20,6 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from relevo.build_dirs import cache_dir, remove_tree, unmount_below
 from relevo.commands import run_streaming, tool
 from relevo.errors import MissingToolError, RelevoError
 from relevo.progress import Progress
+from relevo.safe_open import open_binary
 from relevo.vagrant import box_files as files
 
 DEFAULT_BOX_NAME = "relevo/bookworm64"
@@ -57,6 +60,9 @@ class BoxRecipe:
     packages: tuple[str, ...] = BOX_PACKAGES
     disk_gib: int = 16
     insecure_key: str = field(default="", compare=True)
+    # The container image's tarball the box carries in BOX_IMAGE_DIR, by its file name (which holds its
+    # own recipe's key); empty: none.
+    image: str = ""
 
     def key(self) -> str:
         text = json.dumps({"recipe_version": BOX_RECIPE_VERSION, **asdict(self)}, sort_keys=True)
@@ -172,8 +178,10 @@ def build_box(
     progress: Progress = lambda _line: None,
     cache: Path | None = None,
     rebuild: bool = False,
+    image: Callable[[], Path] | None = None,
 ) -> BuiltBox:
-    """The .box for `recipe`: the cached one unless `rebuild`, else one built now. A failed or
+    """The .box for `recipe`: the cached one unless `rebuild`, else one built now; `image` gives the
+    tarball the recipe names once the guest is in place (it may wait for the image's build). A failed or
     interrupted build leaves nothing but what was cached (no mount, no loop device, no partial file)."""
     recipe = recipe or BoxRecipe(insecure_key=find_insecure_key())
     started = time.monotonic()
@@ -182,6 +190,8 @@ def build_box(
     if target.is_file() and not rebuild:
         progress(f"cached box {target}")
         return BuiltBox(target, True, time.monotonic() - started, target.stat().st_size, recipe.key())
+    if recipe.image and image is None:
+        raise RelevoError(f"the box carries the image {recipe.image}: give build_box its tarball")
     tools = required_tools()
     disk_bytes = recipe.disk_gib << 30
     workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
@@ -189,7 +199,7 @@ def build_box(
         disk = workdir / "disk.raw"
         with disk.open("wb") as handle:
             handle.truncate(disk_bytes)  # sparse: only what debootstrap writes takes space
-        mbr = _fill_disk(recipe, tools, disk, disk_bytes, workdir / "root", progress)
+        mbr = _fill_disk(recipe, tools, disk, disk_bytes, workdir / "root", progress, image)
         with disk.open("r+b") as handle:
             handle.write(mbr_sector(mbr, disk_bytes))
         progress("converting the disk to qcow2")
@@ -214,7 +224,13 @@ def build_box(
 
 
 def _fill_disk(
-    recipe: BoxRecipe, tools: dict[str, str], disk: Path, disk_bytes: int, root: Path, progress: Progress
+    recipe: BoxRecipe,
+    tools: dict[str, str],
+    disk: Path,
+    disk_bytes: int,
+    root: Path,
+    progress: Progress,
+    image: Callable[[], Path] | None,
 ) -> bytes:
     """Make and fill the root file system inside `disk`; return the MBR boot code to write in front."""
     loop = run(losetup_argv(tools["losetup"], disk, disk_bytes)).strip()
@@ -231,6 +247,9 @@ def _fill_disk(
             )
             progress("configuring the guest: vagrant user, sshd, network, bootloader")
             configure_guest(root, root_uuid, recipe.insecure_key, tools["chroot"])
+            if recipe.image and image is not None:
+                progress(f"the container image {recipe.image} into {files.BOX_IMAGE_DIR}")
+                carry_image(root, image(), recipe.image)
             run([str(root / "usr/bin/extlinux"), "--install", str(root / "boot/extlinux")])
             mbr = (root / "usr/lib/syslinux/mbr/mbr.bin").read_bytes()
         finally:
@@ -280,6 +299,18 @@ def configure_guest(root: Path, root_uuid: str, insecure_key: str, chroot: str) 
     (root / "boot/extlinux/extlinux.conf").write_text(files.extlinux_conf(kernel, initrd, root_uuid))
     for name in files.EMPTIED_DIRS:
         _empty_dir(root / name)
+
+
+def carry_image(root: Path, tarball: Path, name: str) -> Path:
+    """The container image's tarball copied into the guest's BOX_IMAGE_DIR, where each VM's provisioning
+    imports it from its own disk. It must be the build the recipe names (its key is in the box's)."""
+    if tarball.name != name:
+        raise RelevoError(f"the image build gave {tarball.name}, the box's recipe names {name}")
+    directory = root / files.BOX_IMAGE_DIR.lstrip("/")
+    directory.mkdir(parents=True, exist_ok=True)
+    with open_binary(tarball) as source, (directory / name).open("wb") as copy:
+        shutil.copyfileobj(source, copy, 1 << 20)
+    return directory / name
 
 
 def _newest(directory: Path, prefix: str) -> str:

@@ -1,5 +1,6 @@
 """The box and the container image built together: the two debootstraps in parallel, the image by a child
-`relevo image build` so that Ctrl-C reaches it and it removes its own partial build."""
+`relevo image build` so that Ctrl-C reaches it and it removes its own partial build; the box waits for the
+image only to carry it (box.carry_image), after its own debootstrap."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from relevo.errors import ProviderError
+from relevo.lxd.build import ImageRecipe
 from relevo.progress import Progress
 from relevo.vagrant.box import (
     BoxRecipe,
@@ -40,8 +42,10 @@ def build_box_and_image(
     *, progress: Progress, rebuild: bool = False, box_recipe: BoxRecipe | None = None
 ) -> tuple[BuiltBox, ImageResult]:
     """The box and the container image, the two debootstraps in parallel (each waits on the mirror and
-    on dpkg in turn, so together they take little more than the longer one)."""
+    on dpkg in turn, so together they take little more than the longer one); the box carries the image."""
     recipe = box_recipe or BoxRecipe(insecure_key=find_insecure_key())
+    # The image `relevo image build --mirror` makes (its name holds its key): the box's key holds it too.
+    recipe = replace(recipe, image=ImageRecipe(mirror=recipe.mirror).file_name)
     if rebuild or not (boxes_cache_dir() / recipe.file_name()).is_file():
         required_tools()  # fail before the image build starts, not after it has run for minutes
     lock = threading.Lock()
@@ -64,30 +68,44 @@ def build_box_and_image(
 
     def relay() -> None:
         assert image.stdout is not None and image.stderr is not None
-        for line in image.stderr:
-            stderr_tail[:] = [*stderr_tail[-19:], line.rstrip()]
-            # The child's own progress printer stamps its lines "[  1.2s] ...": keep only the text.
-            if not stopping.is_set():  # once told to stop, its last words are no news
-                say("image: " + line.rstrip().split("] ", 1)[-1])
-        stdout.append(image.stdout.read())
+        with image.stdout, image.stderr:
+            for line in image.stderr:
+                stderr_tail[:] = [*stderr_tail[-19:], line.rstrip()]
+                # The child's own progress printer stamps its lines "[  1.2s] ...": keep only the text.
+                if not stopping.is_set():  # once told to stop, its last words are no news
+                    say("image: " + line.rstrip().split("] ", 1)[-1])
+            stdout.append(image.stdout.read())
 
     reader = threading.Thread(target=relay, name="relevo-image-progress", daemon=True)
     reader.start()
+    built: list[ImageResult] = []
+
+    def image_built() -> ImageResult:
+        """The image build's result, once it has ended (waited for the first time only)."""
+        if not built:
+            image.wait()
+            reader.join(timeout=30)
+            if image.returncode != 0:
+                raise ProviderError(
+                    f"the container image build failed (exit {image.returncode})",
+                    command=image_build_argv(recipe.mirror, rebuild),
+                    output="\n".join(stderr_tail),
+                )
+            result = json.loads("".join(stdout))
+            built.append(ImageResult(Path(result["tarball"]), bool(result["cached"])))
+        return built[0]
+
     try:
-        box = build_box(recipe, progress=lambda line: say(f"box: {line}"), rebuild=rebuild)
+        box = build_box(
+            recipe,
+            progress=lambda line: say(f"box: {line}"),
+            rebuild=rebuild,
+            image=lambda: image_built().path,
+        )
     except BaseException:
         stopping.set()
         if image.poll() is None:
             image.send_signal(signal.SIGINT)  # it removes its partial build and exits
         image.wait(timeout=120)
         raise
-    image.wait()
-    reader.join(timeout=30)
-    if image.returncode != 0:
-        raise ProviderError(
-            f"the container image build failed (exit {image.returncode})",
-            command=image_build_argv(recipe.mirror, rebuild),
-            output="\n".join(stderr_tail),
-        )
-    built = json.loads("".join(stdout))
-    return box, ImageResult(Path(built["tarball"]), bool(built["cached"]))
+    return box, image_built()

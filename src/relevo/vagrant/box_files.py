@@ -7,6 +7,9 @@ import json
 
 VAGRANT_USER = "vagrant"
 ROOT_LABEL = "relevo-root"
+# Where the box carries the container image's tarball (its file name says which build): each VM's
+# provisioning imports it into its LXD from there, so no VM needs it uploaded.
+BOX_IMAGE_DIR = "/var/lib/relevo/images"
 
 # The first NIC (vagrant-libvirt's management network) comes up by DHCP on any name the kernel gives it.
 # "99-" sorts after the 50-vagrant-*.network files Vagrant writes for private networks: systemd-networkd

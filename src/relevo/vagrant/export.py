@@ -22,6 +22,7 @@ from relevo.render.haproxy import HAProxyLayout, describe_source
 from relevo.safe_open import open_binary
 from relevo.secrets import Secrets, load_or_create_secrets
 from relevo.services import NodeFile
+from relevo.vagrant.box_files import BOX_IMAGE_DIR
 from relevo.vagrant.bundle import write_bundle
 from relevo.vagrant.controller import (
     BRIDGE,
@@ -100,7 +101,8 @@ def export_vagrant(
 ) -> Exported:
     """Write everything `vagrant up` needs into `directory` (created 0700; files written anew, atomically;
     those holding the stats credentials or a private key 0600). With `image`, the LXD image tarball is
-    copied in and uploaded to each VM; without, each VM's LXD must already have `settings.image_alias`.
+    copied in and uploaded to each VM; without, each VM's LXD must already have `settings.image_alias` or
+    the box carry the image (`relevo box build`'s does, in BOX_IMAGE_DIR).
     With `runtime`, relevo and its dependencies are packed for the balancer's VM (its controller)."""
     for option, value in (
         ("--box", settings.box),
@@ -240,6 +242,7 @@ def render_provision(
             bridge=BRIDGE,
             wait_s=WAIT_FOR_OTHERS_S,
             systemd_wait_s=SYSTEMD_WAIT_S,
+            box_image_dir=BOX_IMAGE_DIR,
         )
     )
 

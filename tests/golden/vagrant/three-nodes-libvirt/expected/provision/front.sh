@@ -10,6 +10,7 @@ exec </dev/null
 readonly FILES=/tmp/relevo-files/front
 readonly VMFILES=/tmp/relevo-vmfiles/front
 readonly IMAGE_DIR=/tmp/relevo-image
+readonly BOX_IMAGE_DIR=/var/lib/relevo/images
 readonly IMAGE=relevo/bookworm
 readonly CONTAINER=shop-front
 readonly BRIDGE=relevobr0
@@ -87,10 +88,19 @@ fi
 
 begin "image $IMAGE"
 if ! lxc image info "$IMAGE" >/dev/null 2>&1; then
-    tarball=$(find "$IMAGE_DIR" -maxdepth 1 -name '*.tar*' -print -quit 2>/dev/null || true)
+    # One uploaded by `export --image`, else the one the box carries (`relevo box build` puts it there).
+    tarball=""
+    for dir in "$IMAGE_DIR" "$BOX_IMAGE_DIR"; do
+        if [ -d "$dir" ]; then
+            tarball=$(find "$dir" -maxdepth 1 -name '*.tar*' -print -quit)
+        fi
+        if [ -n "$tarball" ]; then
+            break
+        fi
+    done
     if [ -z "$tarball" ]; then
-        echo "relevo: LXD has no image $IMAGE and none was uploaded; build one with" \
-            "\`relevo image build --no-import\` and export with --image FILE" >&2
+        echo "relevo: LXD has no image $IMAGE, the box carries none in $BOX_IMAGE_DIR and none was" \
+            "uploaded; build one with \`relevo image build --no-import\` and export with --image FILE" >&2
         exit 1
     fi
     lxc image import "$tarball" --alias "$IMAGE"

@@ -40,7 +40,7 @@ from relevo.model import Topology
 from relevo.paths import StatePaths
 from relevo.polling import wait_until
 from relevo.procs import ProcessRecord, command_line, is_ours, process_state, reap_children, signal_pending
-from relevo.providers.base import HoldsVip
+from relevo.providers.base import BoundedStatus, HoldsVip, Provider
 from relevo.services.haproxy import runtime_sockets
 from relevo.supervisor import SUPERVISOR
 
@@ -169,8 +169,22 @@ def build_controller(
         sources=cluster_sources(cluster, [*(n.name for n in topology.nodes), topology.balancer.name]),
         listener=listener,
         vip_holder=vip_holder(cluster, topology),
+        # A tick looks at the providers at most twice: at the web nodes whose probe failed, then at a
+        # silent balancer (Observer.observe).
+        provider_wait_s=status_bound_s(cluster, [n.name for n in topology.nodes])
+        + status_bound_s(cluster, [b.name for b in topology.balancers]),
     )
     return controller, prober
+
+
+def status_bound_s(cluster: Cluster, nodes: list[str]) -> float:
+    """How long one look at `nodes` through their providers may block: each provider answering through
+    an API within its bound (BoundedStatus), the others from this process (nothing to add)."""
+    by_provider: dict[int, tuple[Provider, list[str]]] = {}
+    for node in nodes:
+        provider = cluster.provider_for(node)
+        by_provider.setdefault(id(provider), (provider, []))[1].append(node)
+    return sum(p.status_bound_s(names) for p, names in by_provider.values() if isinstance(p, BoundedStatus))
 
 
 def vip_holder(cluster: Cluster, topology: Topology) -> Callable[[], str | None] | None:
@@ -473,8 +487,12 @@ def controller_status(topology: Topology) -> dict[str, Any]:
     state = _read_state(paths)
     last_tick = state.get("last_tick")
     age = time.time() - last_tick if isinstance(last_tick, int | float) else None
-    # Alive is a recent tick, not a pid that exists: a stuck loop shows up here.
-    stale_after = max(2.0, 20 * topology.controller.tick_s)
+    # Alive is a recent tick, not a pid that exists: a stuck loop shows up here. A live tick may also wait
+    # on its providers' APIs, each call within its own bound (LXD's on a busy emulated VM: 10 s, once
+    # seen in full), as long as the controller says: only past that is it stuck.
+    waits = state.get("provider_wait_s")
+    provider_wait_s = waits if isinstance(waits, int | float) else 0.0
+    stale_after = max(2.0, 20 * topology.controller.tick_s) + provider_wait_s
     return {
         "running": pid is not None,
         "pid": pid,

@@ -88,6 +88,7 @@ class Controller:
         wake: threading.Event | None = None,
         listener: Listener | None = None,
         vip_holder: Callable[[], str | None] | None = None,
+        provider_wait_s: float = 0.0,
     ) -> None:
         self.topology = topology
         self.policy = Policy.from_topology(topology)
@@ -122,6 +123,8 @@ class Controller:
         self.last_snapshot: dict[str, Any] = {}
         self.ticks = 0
         self.started_at = wall_clock()
+        # The longest a tick may wait on the providers' APIs (their status), said in the state file.
+        self.provider_wait_s = provider_wait_s
 
     # What tests and the daemon read or swap in (a failing HAProxy, a journal on a full disk): kept where
     # they were before the split, and a swap reaches every part that uses them.
@@ -244,7 +247,14 @@ class Controller:
             balancer=self.observer.balancer_seen,
             vip_holder=self.observer.vip_seen.holder,
         )
-        return snapshot(self.topology, seen, started=self.started_at, ticks=self.ticks, events=self.events)
+        return snapshot(
+            self.topology,
+            seen,
+            started=self.started_at,
+            ticks=self.ticks,
+            events=self.events,
+            provider_wait_s=self.provider_wait_s,
+        )
 
     def write_state(self) -> None:
         self.last_snapshot = self.snapshot()

@@ -28,7 +28,13 @@ class Seen:
 
 
 def snapshot(
-    topology: Topology, seen: Seen, *, started: float, ticks: int, events: EventLog
+    topology: Topology,
+    seen: Seen,
+    *,
+    started: float,
+    ticks: int,
+    events: EventLog,
+    provider_wait_s: float = 0.0,
 ) -> dict[str, Any]:
     """The controller's view, for `relevo status`."""
     obs, now, memory = seen.observation, seen.now, seen.memory
@@ -64,6 +70,8 @@ def snapshot(
         "last_tick": seen.wall,
         "ticks": ticks,
         "tick_s": topology.controller.tick_s,
+        # How long a live tick may wait on its providers' APIs: `status` calls it stuck only past that.
+        "provider_wait_s": provider_wait_s,
         "haproxy": obs.haproxy if obs else None,
         "balancer": seen.balancer,
         "vip_holder": seen.vip_holder,

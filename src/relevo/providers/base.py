@@ -211,6 +211,15 @@ class BulkStatus(Protocol):
     def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]: ...
 
 
+@runtime_checkable
+class BoundedStatus(Protocol):
+    """An optional ability of a provider that answers `status`/`statuses` through an API (LXD's): how long
+    one look at `nodes` may block at most, so that a controller whose tick waits on it is known for alive,
+    not stuck. A provider without it answers from this process (local: /proc) and adds nothing."""
+
+    def status_bound_s(self, nodes: Sequence[str]) -> float: ...
+
+
 class BulkNodes(Nodes, BulkStatus, Protocol):
     """The verbs and every node's state in one call: what a `Cluster` offers the controller's lock."""
 

@@ -287,6 +287,11 @@ class LXDProvider:
                 found[node] = NodeState.MISSING if status is None else STATES.get(status, NodeState.STOPPED)
         return found
 
+    def status_bound_s(self, nodes: Sequence[str]) -> float:
+        """`statuses(nodes)` lists each daemon holding some of them in turn, each within its API's timeout."""
+        clients = {id(client): client for client, _ in (self.placement.resolve(node) for node in nodes)}
+        return sum(client.endpoint.timeout_s for client in clients.values())
+
     def watches(self, nodes: Sequence[str]) -> list[Watch]:
         """One lifecycle event stream per daemon holding some of `nodes` (Watching)."""
         by_daemon: dict[int, tuple[LXDClient, dict[str, str]]] = {}

@@ -276,3 +276,11 @@ def test_cpu_starve_cuts_the_containers_allowance_and_heal_gives_it_back(tmp_pat
         "limits.cpu.allowance=None",
     )
     assert not record.exists()
+
+
+def test_a_look_at_the_nodes_is_bounded_by_one_listing_per_daemon(tmp_path: Path) -> None:
+    """statuses() of nodes on one daemon may block as long as one call's timeout there: the bound the
+    controller adds to its liveness (a tick waiting on LXD is not a stuck one)."""
+    provider = provider_with(FakeClient({}), tmp_path)
+    assert provider.status_bound_s(["ha1", "web1", "web2"]) == APIEndpoint(url="https://x:8443").timeout_s
+    assert provider.status_bound_s([]) == 0.0

@@ -57,6 +57,13 @@ STATES = {
     "Freezing": NodeState.PAUSED,
     "Stopped": NodeState.STOPPED,
 }
+# Any other status is not evidence of a death: "Error" is what LXD lists when the container's lxc monitor
+# gives no state within 5 s (lxd/instance/drivers/driver_lxc.go getLxcState: "Monitor is unresponsive"),
+# as on an emulated 1-vCPU VM saturated by a balancer's reload, where taking it for "stopped" restarted a
+# serving balancer (895 of 1,200 requests lost); "Starting"/"Stopping" pass. The processes are taken as
+# running and the probes and the Runtime API decide, as for any silent node; a real stop is "Stopped" in
+# the next listing, and LXD's lifecycle event says it at once.
+NOT_CERTAIN = NodeState.RUNNING
 
 # The container's CFS quota: what capacity.cpu sets and cpu-starve cuts for a span.
 ALLOWANCE = "limits.cpu.allowance"
@@ -271,7 +278,7 @@ class LXDProvider:
     def status(self, node: str) -> NodeState:
         client, name = self.placement.resolve(node)
         instance = self._instance(client, name)
-        return NodeState.MISSING if instance is None else STATES.get(instance.status, NodeState.STOPPED)
+        return NodeState.MISSING if instance is None else STATES.get(instance.status, NOT_CERTAIN)
 
     def statuses(self, nodes: Sequence[str]) -> Mapping[str, NodeState]:
         """Every node's state from one listing per daemon (the controller's tick)."""
@@ -284,7 +291,7 @@ class LXDProvider:
             seen = {i.name: i.status for i in client.instances()}
             for name, node in names.items():
                 status = seen.get(name)
-                found[node] = NodeState.MISSING if status is None else STATES.get(status, NodeState.STOPPED)
+                found[node] = NodeState.MISSING if status is None else STATES.get(status, NOT_CERTAIN)
         return found
 
     def status_bound_s(self, nodes: Sequence[str]) -> float:

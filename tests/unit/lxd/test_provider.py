@@ -78,6 +78,17 @@ def test_every_node_s_state_comes_from_one_listing(tmp_path: Path) -> None:
     assert client.calls == [("instances",)]
 
 
+@pytest.mark.parametrize("status", ["Error", "Starting", "Stopping"])
+def test_a_status_that_is_not_stopped_is_not_taken_for_a_death(tmp_path: Path, status: str) -> None:
+    """LXD lists "Error" when a container's monitor does not answer within 5 s (a saturated host), and
+    passes through Starting/Stopping: none is certain evidence that the node's processes are gone, so none
+    reads as stopped (which would have the controller restart a serving balancer)."""
+    client = FakeClient({"t-ha1": status, "t-web1": status})
+    provider = provider_with(client, tmp_path)
+    assert provider.statuses(["ha1", "web1"]) == {"ha1": NodeState.RUNNING, "web1": NodeState.RUNNING}
+    assert provider.status("ha1") is NodeState.RUNNING
+
+
 @pytest.mark.parametrize(
     ("fault", "call"),
     [

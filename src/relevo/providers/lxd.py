@@ -57,12 +57,12 @@ STATES = {
     "Freezing": NodeState.PAUSED,
     "Stopped": NodeState.STOPPED,
 }
-# Any other status is not evidence of a death: "Error" is what LXD lists when the container's lxc monitor
-# gives no state within 5 s (lxd/instance/drivers/driver_lxc.go getLxcState: "Monitor is unresponsive"),
-# as on an emulated 1-vCPU VM saturated by a balancer's reload, where taking it for "stopped" restarted a
-# serving balancer (895 of 1,200 requests lost); "Starting"/"Stopping" pass. The processes are taken as
-# running and the probes and the Runtime API decide, as for any silent node; a real stop is "Stopped" in
-# the next listing, and LXD's lifecycle event says it at once.
+# Any other status is not evidence of a death: "Starting"/"Stopping" pass, and LXD gives up on a state
+# from the container's lxc monitor after 5 s (driver_lxc.go getLxcState, "Monitor is unresponsive"). On
+# an emulated 1-vCPU VM saturated by a balancer's reload, a listing without "Running" was once taken for
+# "stopped" and a serving balancer restarted (895 of 1,200 requests lost; which status LXD listed was not
+# recorded). The processes are taken as running and the probes and the Runtime API decide, as for any
+# silent node; a real stop is "Stopped" in the next listing, and LXD's lifecycle event says it at once.
 NOT_CERTAIN = NodeState.RUNNING
 
 # The container's CFS quota: what capacity.cpu sets and cpu-starve cuts for a span.

@@ -56,16 +56,16 @@ def test_the_balancer_nic_lets_the_vip_through():
 def test_each_balancer_gets_keepalived_its_checker_and_a_delayed_haproxy_restart(pair):
     """A pair's balancer gets its own keepalived.conf (unicast to the other), the checker as an
     executable, and HAProxy's unit restarts only after the takeover (RestartSec), so systemd does not
-    race keepalived; HAProxy listens on every address (the VIP moves on and off its NIC)."""
+    race keepalived; keepalived is ordered after HAProxy, so a stopping container releases the VIP before
+    HAProxy stops listening; HAProxy listens on every address (the VIP moves on and
+    off its NIC)."""
     topology = pair
     files = {str(f.path): f for f in keepalived_files(topology, "ha2", NIC)}
     conf = files["/etc/keepalived/keepalived.conf"].content
     assert "unicast_src_ip 10.205.7.3" in conf and "10.205.7.2\n" in conf
     assert files["/usr/local/sbin/relevo-haproxy-check"].mode == 0o755
-    assert (
-        "After=relevo-haproxy-check.service"
-        in files["/etc/systemd/system/keepalived.service.d/relevo.conf"].content
-    )
+    dropin = files["/etc/systemd/system/keepalived.service.d/relevo.conf"].content.splitlines()
+    assert {"After=relevo-haproxy-check.service", "After=haproxy.service"} <= set(dropin)
     assert PAIR_RESTART == "RestartSec=2s\n"
     binds = GuestServices(topology, host=None)._guest_binds("ha2")  # type: ignore[arg-type]
     assert (binds.frontend.address, binds.stats.address) == (ANY, ANY)

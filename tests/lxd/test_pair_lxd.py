@@ -193,7 +193,7 @@ def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -
     still on the survivor once the stopped balancer is back), their markers name the balancer hit, and
     `relevo status --json` lists both balancers, one holding the VIP."""
     pair = lxd_pair
-    first = holder_now(pair)
+    holder_now(pair)
     source = pair.topology.source
     assert source is not None
     done = subprocess.run(
@@ -219,7 +219,11 @@ def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -
         assert len(faults) == (2 if name == "failback-balancer" else 1), faults
         assert "(in charge: it holds the VIP" in faults[0], faults
         hit[name] = faults[0].split()[1]
-    assert hit == {"kill-balancer": first, "hang-balancer": pair.other(first), "failback-balancer": first}
+    # The first is whoever held the VIP when the kill came, not a read before the run: in one run under load
+    # 21 the kill found the VIP on the other balancer than that read (no fault between), the row then right.
+    first = hit["kill-balancer"]
+    expected = {"kill-balancer": first, "hang-balancer": pair.other(first), "failback-balancer": first}
+    assert hit == expected, f"{hit}{pair.explain()}"
     settled = [v for v in data["failback-balancer"]["verdicts"] if "the VIP stays on" in v["what"]]
     assert [v["what"] for v in settled] == [f"expect: the VIP stays on {pair.other(first)}"], settled
     print(f"\nfailback-balancer: {settled[0]['detail']}; {data['failback-balancer']['verdicts']}")

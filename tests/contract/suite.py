@@ -17,11 +17,10 @@ import pytest
 from relevo.errors import ProviderError
 from relevo.model import Endpoint, Topology
 from relevo.providers.base import LASTING, Fault, Impairment, NodeState
+from tests.waiting import wait_until
 
 # An answer slower than this is no answer (a hung node never answers; a healthy one in milliseconds).
 ANSWER_S = 1.5
-# Waits are bounds on a condition, never speed assertions.
-WAIT_S = 20.0
 
 
 @dataclass
@@ -123,14 +122,6 @@ def cluster_subject(
             cluster.fault(node, Fault.RESUME)
 
 
-def until(predicate: Callable[[], object], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
-
-
 class ProviderContract:
     """Subclassed once per tier with a `subject` fixture; the tests are the same for every provider."""
 
@@ -142,7 +133,7 @@ class ProviderContract:
         assert subject.status(subject.web) in (NodeState.STOPPED, NodeState.MISSING)
         assert not subject.accepts(subject.web)
         subject.start(subject.web)
-        until(lambda: subject.answers(subject.web), f"{subject.web} answers after its start")
+        wait_until(lambda: subject.answers(subject.web), f"{subject.web} answers after its start")
 
     def test_hang_accepts_but_never_answers_until_resumed(self, subject: Subject) -> None:
         """hang: the node is paused, still takes connections, answers nothing; resume: it answers."""
@@ -152,7 +143,7 @@ class ProviderContract:
         assert not subject.answers(subject.web)
         subject.fault(subject.web, Fault.RESUME)
         assert subject.status(subject.web) is NodeState.RUNNING
-        until(lambda: subject.answers(subject.web), f"{subject.web} answers after its resume")
+        wait_until(lambda: subject.answers(subject.web), f"{subject.web} answers after its resume")
 
     def test_hang_workers_keeps_the_node_running_but_answering_nothing(self, subject: Subject) -> None:
         """hang-workers: the daemon's parent lives (running), its service accepts but does not answer
@@ -165,7 +156,7 @@ class ProviderContract:
             assert not subject.answers(subject.web), "a second try was answered: the hang did not last"
         finally:
             subject.fault(subject.web, Fault.RESUME)
-        until(lambda: subject.answers(subject.web), f"{subject.web} answers after its resume")
+        wait_until(lambda: subject.answers(subject.web), f"{subject.web} answers after its resume")
 
     def test_reload_gives_new_workers_and_loses_no_request(self, subject: Subject) -> None:
         """reload: the daemon's graceful reload; the node has new workers afterwards and every request
@@ -187,7 +178,7 @@ class ProviderContract:
         try:
             time.sleep(0.2)  # requests in flight when the reload comes
             subject.fault(subject.web, Fault.RELOAD)
-            until(lambda: subject.workers(subject.web) - before, f"{subject.web} has new workers")
+            wait_until(lambda: subject.workers(subject.web) - before, f"{subject.web} has new workers")
             time.sleep(0.2)
         finally:
             done.set()
@@ -199,7 +190,7 @@ class ProviderContract:
         """reload of the balancer: still running, its frontend answers afterwards."""
         subject.fault(subject.balancer, Fault.RELOAD)
         assert subject.status(subject.balancer) is NodeState.RUNNING
-        until(lambda: subject.answers(subject.balancer), "the balancer's frontend answers")
+        wait_until(lambda: subject.answers(subject.balancer), "the balancer's frontend answers")
 
     def test_stop_ends_the_node_cleanly(self, subject: Subject) -> None:
         """stop: the node ends (asked, not killed) and takes no more connections."""
@@ -233,7 +224,7 @@ class ProviderContract:
             assert subject.status(subject.web) is NodeState.RUNNING
         finally:
             subject.heal(subject.web)
-        until(lambda: subject.answers(subject.web), f"{subject.web} answers after the heal")
+        wait_until(lambda: subject.answers(subject.web), f"{subject.web} answers after the heal")
 
     def test_delay_makes_every_answer_late_until_healed(self, subject: Subject) -> None:
         """delay: an answer takes at least the delay longer; healed, it no longer does."""
@@ -267,7 +258,7 @@ class ProviderContract:
         try:
             assert subject.cpu_quota(subject.web) == pytest.approx(0.1)
             assert subject.status(subject.web) is NodeState.RUNNING
-            until(lambda: subject.answers(subject.web), f"{subject.web} answers while starved")
+            wait_until(lambda: subject.answers(subject.web), f"{subject.web} answers while starved")
         finally:
             subject.heal(subject.web)
         assert subject.cpu_quota(subject.web) == before

@@ -7,10 +7,9 @@ import itertools
 import json
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -25,6 +24,7 @@ from relevo.procs import ProcessRecord, group_members
 from relevo.providers.base import NodeState
 from relevo.topology import load_topology
 from tests.conftest import short_dir
+from tests.waiting import wait_until as wait_until  # the integration tests' import
 
 # Each cluster gets its own 127.X.Y.0/24, so a cluster left behind by a crashed run never clashes. Under
 # pytest-xdist each worker (gw0, gw1, ...) takes a block of its own beside its session's: two workers of
@@ -40,22 +40,6 @@ nodes:
   web1bck: {role: standby, standby_for: web1}
   web2bck: {role: standby, standby_for: web2}
 """
-
-
-def wait_until(
-    predicate: Callable[[], object],
-    what: str,
-    timeout_s: float = 20.0,
-    explain: Callable[[], str] | None = None,
-) -> None:
-    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion. `explain` adds what
-    the cluster was doing to the failure message."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting until {what}" + (explain() if explain else ""))
 
 
 def next_network() -> str:

@@ -38,6 +38,7 @@ from relevo.lxd.network import free_subnet
 from relevo.lxd.transport import APIEndpoint
 from relevo.model import Topology
 from relevo.topology import load_topology
+from tests import waiting
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_WAIT_S = 600.0
@@ -208,16 +209,15 @@ def up_on_lxd(
                 lxd.delete_image(imported.fingerprint)
 
 
-def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60.0, explain=None) -> None:
-    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout_s:g} s waiting until {what}" + (explain() if explain else "")
-    )
+def wait_until(
+    predicate: Callable[[], object],
+    what: str,
+    timeout_s: float = 60.0,
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """`tests.waiting.wait_until` with the LXD tier's longer bound (containers start in seconds) and a
+    slower poll (a predicate is often a call to LXD's API)."""
+    waiting.wait_until(predicate, what, timeout_s, explain, interval_s=0.05)
 
 
 def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, str]:

@@ -10,7 +10,6 @@ import ipaddress
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,20 +20,11 @@ from relevo.lxd.client import LXDClient, proxy_device
 from relevo.lxd.errors import LXDError, LXDForbiddenError, LXDNotFoundError, LXDUnreachableError
 from relevo.lxd.network import free_subnet, isolated_bridge
 from relevo.lxd.transport import APIEndpoint
+from tests.lxd.conftest import wait_until
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
 TAG = f"{os.getpid() % 1_000_000}"
-
-
-def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
-    """Poll until `predicate()` is truthy: a bound on waiting, not a speed assertion."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting until {what}")
 
 
 def http_status(address: str, timeout_s: float = 1.0, *, port: int = 80) -> int | None:

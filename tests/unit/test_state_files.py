@@ -16,6 +16,7 @@ from relevo.lock import LockBusyError, LockLostError, hold, holders
 from relevo.paths import StatePaths
 from relevo.procs import ProcessRecord, is_ours, process_state, proven_members, signal_pending, stop_group
 from relevo.providers.records import APACHE, ExpectedProcess, NodeRecords
+from tests.waiting import wait_until
 
 
 def test_state_dir_is_created_private_whatever_the_umask(tmp_path):
@@ -193,9 +194,7 @@ def test_a_second_holder_is_refused_with_the_holders_pid(tmp_path):
         ["flock", "-x", str(path), "sleep", "30"], stdout=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 5
-        while not holders(path) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: holders(path), "flock holds the lock")
         with pytest.raises(LockBusyError, match=r"pid \d+ holds the lock"), hold(path, wait_s=0.1, what="up"):
             pass
     finally:
@@ -251,9 +250,7 @@ def test_a_signal_sent_and_not_yet_acted_on_is_seen_pending():
     proc = subprocess.Popen(["sleep", "30"])
     try:
         os.kill(proc.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 5
-        while process_state(proc.pid) != "T" and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: process_state(proc.pid) == "T", "the process is stopped")
         assert not signal_pending(proc.pid, signal.SIGTERM)
         os.kill(proc.pid, signal.SIGTERM)
         assert signal_pending(proc.pid, signal.SIGTERM)

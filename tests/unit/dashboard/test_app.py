@@ -9,7 +9,6 @@ import contextlib
 import json
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import uvicorn
 
 from relevo.dashboard.app import Dashboard, Hub, create_app, sse
 from relevo.errors import RelevoError
+from tests.waiting import wait_until
 
 from .test_collect import collector, stat_text
 
@@ -88,9 +88,7 @@ def serving(dashboard) -> Iterator[Client]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: server.started, "uvicorn serves")
     try:
         yield Client(f"http://127.0.0.1:{sock.getsockname()[1]}")
     finally:

@@ -22,6 +22,7 @@ from relevo.controller.events import read_events
 from relevo.dashboard import process
 from relevo.providers.base import Fault
 from relevo.topology import load_topology
+from tests.pages import logged_in_page
 
 from .conftest import RunningCluster, make_topology_file, skip_without_daemons, stop_cluster, wait_until
 
@@ -114,16 +115,12 @@ def test_page_shows_a_failover_and_drives_a_drain(up_with_dashboard, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            wrong = browser.new_context(http_credentials={"username": user, "password": "wrong"})
-            refused = wrong.new_page().goto(url)
+            wrong = logged_in_page(browser, user, "wrong")
+            refused = wrong.goto(url)
             assert refused is not None and refused.status == 401
-            wrong.close()
+            wrong.context.close()
 
-            context = browser.new_context(
-                http_credentials={"username": user, "password": password},
-                viewport={"width": 1280, "height": 900},
-            )
-            page = context.new_page()
+            page = logged_in_page(browser, user, password)
             problems: list[str] = []
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
@@ -202,11 +199,7 @@ def test_page_says_what_it_cannot_reach_and_catches_up(up_with_dashboard, tmp_pa
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            context = browser.new_context(
-                http_credentials={"username": user, "password": password},
-                viewport={"width": 1280, "height": 900},
-            )
-            page = context.new_page()
+            page = logged_in_page(browser, user, password)
             page.goto(url)
             page.wait_for_selector('.node[data-node="web1"][data-condition="serving"]', timeout=10_000)
             daemon.stop_background(running.topology)

@@ -27,6 +27,7 @@ from relevo.scenarios.catalogue import names as catalogue_names
 from relevo.scenarios.runner import LoadOverride, run_scenarios
 from relevo.topology import load_topology
 from tests.accounts import parent_and_worker_accounts, ps_argv
+from tests.pages import logged_in_page
 
 from ..integration.test_dashboard import assert_request_log_charted
 from .conftest import (
@@ -204,11 +205,7 @@ def test_the_dashboard_shows_the_containers_states(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         try:
-            context = browser.new_context(
-                http_credentials={"username": user, "password": password},
-                viewport={"width": 1280, "height": 900},
-            )
-            page = context.new_page()
+            page = logged_in_page(browser, user, password)
             page.goto(url)
             page.wait_for_selector('.node[data-node="controller"][data-condition="serving"]', timeout=20_000)
 

@@ -1,7 +1,8 @@
 """The generated provisioning's waits, run for real in bash against a fake `systemctl` (and an `lxc` that
 runs the command after `--` on this host): a container's systemd whose bus does not answer yet is waited
 for, one that never settles is a clear failure within the bound, and a `systemctl` that gives no answer is
-never taken for "disabled". Time is simulated: the test's `sleep` advances bash's SECONDS at once."""
+never taken for "disabled"; and what a failed provisioning says. Time is simulated: the test's `sleep`
+advances bash's SECONDS at once."""
 
 from __future__ import annotations
 
@@ -229,3 +230,43 @@ def test_image_step_imports_the_uploaded_image_else_the_boxs(
     else:
         assert result.returncode == 0, result.stderr
         assert calls.read_text().split() == [str(tarballs[imported] / "debian-bookworm-x86_64-aaaa.tar.zst")]
+
+
+# What the VM would say after its LXD daemon died mid-step: the daemon's journal, memory, the kernel's log.
+FAKE_DIAGNOSTICS = {
+    "journalctl": 'echo "lxd[812]: the daemon\'s last line"\n',
+    "free": 'echo "Mem:  736  700  36"\n',
+    "dmesg": 'echo "eth1: link up"\necho "Out of memory: Killed process 812 (lxd)"\n',
+    "lxc": "exit 0\n",
+}
+
+
+@pytest.mark.parametrize(("node", "status"), [("web1bck", 1), ("ha1", 1), ("web1bck", 0)])
+def test_a_failed_provisioning_says_what_lxd_and_the_kernel_said_last(
+    scripts: dict[str, str], tmp_path: Path, node: str, status: int
+):
+    """A provisioning that fails prints, beside its failed step, the LXD daemon's last journal lines,
+    the VM's memory and the kernel's OOM kills (not its other lines), and keeps its exit status; one that
+    succeeds prints none of it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKE_DIAGNOSTICS.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}")
+        (bin_dir / name).chmod(0o755)
+    harness = (
+        "set -euo pipefail\n"
+        f"FILES={tmp_path}/f VMFILES={tmp_path}/v IMAGE_DIR={tmp_path}/i RUNTIME_DIR={tmp_path}/r\n"
+        f"CONTAINER=relevo-{node} step='container relevo-{node}'\n"
+        f"{function(scripts[node], 'finish')}"
+        f"trap finish EXIT\nexit {status}\n"
+    )
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    result = subprocess.run(["bash", "-c", harness], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == status
+    said = ["lxd[812]: the daemon's last line", "Mem:  736  700  36", "Killed process 812 (lxd)"]
+    if status:
+        assert f"provisioning {node} FAILED at step: container relevo-{node}" in result.stderr
+        assert all(line in result.stderr for line in said), result.stderr
+        assert "eth1: link up" not in result.stderr
+    else:
+        assert result.stderr == ""

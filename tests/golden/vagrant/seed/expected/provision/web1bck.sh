@@ -24,6 +24,12 @@ finish() {
     rm -rf "$FILES" "$VMFILES" "$IMAGE_DIR"
     if [ "$status" -ne 0 ]; then
         echo "relevo: provisioning web1bck FAILED at step: $step (exit status $status)" >&2
+        # What the LXD daemon and the kernel said last, while the VM still exists: under load 20 an
+        # `lxc init` once lost its daemon mid-unpack ("websocket: close 1006"), and nothing said why.
+        echo "relevo: web1bck: the LXD daemon's last log lines, memory, and the kernel's OOM kills:" >&2
+        journalctl -u lxd.service -u snap.lxd.daemon.service -n 15 --no-pager >&2 2>/dev/null || true
+        free -m >&2 || true
+        dmesg 2>/dev/null | grep -iE 'out of memory|oom-kill|killed process' | tail -n 5 >&2 || true
         # Said on the container too: the balancer's VM, waiting for this one, stops waiting.
         lxc config set "$CONTAINER" user.relevo.provisioned="failed at: $step" >/dev/null 2>&1 || true
     fi

@@ -51,7 +51,10 @@ WATCH_UNIT = "relevo-watch-relevo.service"
 # passed so under load 15-20 on 2026-12-07: the standby served 41 s after hung workers). recover-web1 is
 # not run here: its failback needs two container starts in a row on the VMs, and on 2026-12-07 (load
 # 15-20, a CPU hog beside) its 110 s run had not ended after 15 min, ha1 not answering ssh within 60 s;
-# test_failover_to_web1bck_and_back is its failover and failback on the VMs.
+# again at 15:04 (host load 15-17, two CPU hogs beside): its failover (38 s) and failback were journalled,
+# then ha1 stopped answering ssh for the 8 min left of a 10 min bound, its vCPU at 100 %, its memory
+# available 142 of 706 MiB and falling (no swap) a minute before. test_failover_to_web1bck_and_back is its
+# failover and failback on the VMs.
 SCENARIO_RATE = 20
 SCENARIO_DURATION = "60s"
 VM_SCENARIOS = ("kill-web1", "hang-web2-workers", "reload-balancer")

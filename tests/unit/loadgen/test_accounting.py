@@ -120,6 +120,12 @@ def test_open_model_across_workers_stopped_and_cut_off(serve: Serve, workers: in
     assert stats.unfinished > 0
 
 
+# A bound on waiting for a run's end, not a speed assertion: the closed model's 1,200 requests, each
+# kept-alive connection closed by the server at its second request, were still running after 30 s on
+# this 2-core machine at load 20 (in a landing, and in 3 of 12 runs of its four cases).
+RUN_BOUND_S = 300.0
+
+
 def _run(plan: Plan, stop_at_ms: int | None, cut_off: bool, workers: int = 1) -> engine.RunResult:
     handle = engine.start(plan, workers=workers)
     if stop_at_ms is not None:
@@ -128,7 +134,7 @@ def _run(plan: Plan, stop_at_ms: int | None, cut_off: bool, workers: int = 1) ->
         handle.stop()
         if cut_off:
             handle.stop()
-    return handle.wait(timeout_s=30)
+    return handle.wait(timeout_s=RUN_BOUND_S)
 
 
 def test_a_stop_after_the_run_ended_is_harmless(serve: Serve) -> None:

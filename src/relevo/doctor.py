@@ -114,7 +114,8 @@ def lxd_checks(client: LXDClient | None = None, *, image: str = DEFAULT_ALIAS) -
             name="storage pool",
             ok=bool(pools),
             detail=", ".join(pools) or "none",
-            fix=f"{SUDO}lxc storage create default dir",
+            # btrfs (a loop file LXD makes): containers are snapshots, made and deleted in a moment.
+            fix=f"{SUDO}lxc storage create default btrfs  (or dir, without btrfs-progs)",
             group="lxd",
         )
     )

@@ -42,7 +42,12 @@ from tests import waiting
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK_WAIT_S = 600.0
-POOL = "default"
+# The tier's containers live in a btrfs pool of its own, in a loop file LXD makes (and removes with the
+# pool): a container is a snapshot of the image's volume, made and deleted in well under a second, where
+# `dir` unpacks the image (~400 MB) into each new container and deletes it file by file. RELEVO_LXD_TIER_POOL
+# names an existing pool to use instead (e.g. `default`, where the kernel has no btrfs): used, not removed.
+TIER_POOL = "relevo-tier"
+TIER_POOL_DESCRIPTION = "relevo's LXD test tier (removed at the end of its session)"
 
 
 def _private_dir() -> Path:
@@ -132,6 +137,63 @@ def base_image(tier_lock: None) -> BuiltImage:
         return build_image()
 
 
+@pytest.fixture(scope="session")
+def tier_pool(lxd: LXDClient) -> Iterator[str]:
+    """The storage pool of the tier's containers (see TIER_POOL): made for this session unless
+    RELEVO_LXD_TIER_POOL names one, and removed at its end (with its loop file) when made here."""
+    named = os.environ.get("RELEVO_LXD_TIER_POOL")
+    if named:
+        if named not in lxd.storage_pools():
+            pytest.fail(f"RELEVO_LXD_TIER_POOL={named}: LXD has no such storage pool")
+        yield named
+        return
+    if TIER_POOL in lxd.storage_pools():
+        # Left by a session killed before its teardown: its containers went with their modules' cleanup
+        # or remain to be seen in `lxc list`; the pool is this tier's by its description, and reused.
+        if lxd.storage_pool(TIER_POOL).get("description") != TIER_POOL_DESCRIPTION:
+            pytest.fail(f"LXD has a storage pool {TIER_POOL!r} the test tier did not make")
+    else:
+        try:
+            lxd.create_storage_pool(TIER_POOL, "btrfs", description=TIER_POOL_DESCRIPTION)
+        except LXDError as exc:
+            pytest.fail(
+                f"{exc}\n(the LXD tier makes a btrfs pool in a loop file: it needs btrfs-progs, "
+                "scripts/bootstrap --dev installs it, and a kernel with btrfs; or set "
+                "RELEVO_LXD_TIER_POOL=default to use an existing pool)"
+            )
+    try:
+        yield TIER_POOL
+    finally:
+        lxd.delete_storage_pool(TIER_POOL)
+
+
+@dataclass(frozen=True)
+class TierImage:
+    """The base image imported once for the session under an alias of its own, and the pool the tier's
+    containers use."""
+
+    alias: str
+    fingerprint: str
+    pool: str
+
+
+@pytest.fixture(scope="session")
+def tier_image(lxd: LXDClient, base_image: BuiltImage, tier_pool: str) -> Iterator[TierImage]:
+    """The base image under the alias `relevo-test/tierPID` for every cluster of the session: on btrfs its
+    volume is unpacked once, at the first container, and every later container is a snapshot of it.
+    Its alias (and the image, when imported here) removed at the end."""
+    alias = f"relevo-test/tier{os.getpid() % 1_000_000}"
+    imported = import_image(lxd, base_image.path, alias)
+    try:
+        yield TierImage(alias, imported.fingerprint, tier_pool)
+    finally:
+        with contextlib.suppress(LXDError):
+            lxd.delete_alias(alias)
+        if imported.uploaded:
+            with contextlib.suppress(LXDError):
+                lxd.delete_image(imported.fingerprint)
+
+
 def lxd_inventory(client: LXDClient) -> dict[str, Any]:
     """What a test could leave behind: instances, managed networks, profiles, images and aliases,
     trusted certificates and the server's configuration."""
@@ -179,34 +241,25 @@ class UpOnLXD:
 
 @contextlib.contextmanager
 def up_on_lxd(
-    lxd: LXDClient, base_image: BuiltImage, workdir: Path, name: str, body: str, *, controller: bool = True
+    lxd: LXDClient, image: TierImage, workdir: Path, name: str, body: str, *, controller: bool = True
 ) -> Iterator[UpOnLXD]:
-    """The base image imported under an alias of this module's own, a topology named `name` + this
-    session's tag on a free bridge subnet and that image (then `body`: its other sections) written to
-    `workdir` and brought up; destroyed, and the alias and image removed, at the end whatever happened."""
+    """A topology named `name` + this session's tag on a free bridge subnet, the session's image and
+    pool (then `body`: its other sections) written to `workdir` and brought up; destroyed at the end
+    whatever happened."""
     tag = f"{name}{os.getpid() % 1_000_000}"
-    alias = f"relevo-test/{tag}"
-    imported = import_image(lxd, base_image.path, alias)
+    before = lxd_inventory(lxd)
+    (workdir / "relevo.yaml").write_text(
+        f"name: {tag}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
+        f"providers:\n  lxd: {{image: '{image.alias}', storage_pool: {image.pool}}}\n{body}"
+    )
+    topology = load_topology(workdir / "relevo.yaml")
+    listed = lxc_listings()
     try:
-        before = lxd_inventory(lxd)
-        (workdir / "relevo.yaml").write_text(
-            f"name: {tag}\nprovider: lxd\nnetwork: {free_subnet(start=os.getpid() + 7)}\n"
-            f"providers:\n  lxd: {{image: '{alias}'}}\n{body}"
-        )
-        topology = load_topology(workdir / "relevo.yaml")
-        listed = lxc_listings()
-        try:
-            lifecycle.up(topology, controller=controller)
-            yield UpOnLXD(topology, before, listed)
-        finally:
-            with contextlib.suppress(Exception):
-                lifecycle.destroy(topology)
+        lifecycle.up(topology, controller=controller)
+        yield UpOnLXD(topology, before, listed)
     finally:
-        with contextlib.suppress(LXDError):
-            lxd.delete_alias(alias)
-        if imported.uploaded:
-            with contextlib.suppress(LXDError):
-                lxd.delete_image(imported.fingerprint)
+        with contextlib.suppress(Exception):
+            lifecycle.destroy(topology)
 
 
 def wait_until(

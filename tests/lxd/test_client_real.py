@@ -60,7 +60,7 @@ def undo_stack() -> Iterator[list[Callable[[], None]]]:
 
 
 def test_a_container_from_the_base_image_serves_freezes_stops_and_goes(
-    unchanged_lxd: LXDClient, base_image: BuiltImage
+    unchanged_lxd: LXDClient, base_image: BuiltImage, tier_pool: str
 ) -> None:
     """The whole life of a container through the client: create, file push, start, Apache answering on
     the bridge, frozen (connects but never answers), unfrozen, force-stopped, deleted."""
@@ -84,7 +84,7 @@ def test_a_container_from_the_base_image_serves_freezes_stops_and_goes(
 
         client.create_network(network, isolated_bridge(gateway), description="relevo test bridge")
         undo.append(lambda: client.delete_network(network))
-        root = {"type": "disk", "path": "/", "pool": "default"}
+        root = {"type": "disk", "path": "/", "pool": tier_pool}
         nic = {"type": "nic", "nictype": "bridged", "parent": network, "name": "cnet0"}
         client.create_profile(profile, devices={"root": root, "cnet0": nic})
         undo.append(lambda: client.delete_profile(profile))

@@ -11,12 +11,12 @@ import pytest
 
 from relevo import lifecycle
 from relevo.controller import daemon
-from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
 from relevo.providers.base import Fault
 
 from .conftest import (
     LXDCluster,
+    TierImage,
     assert_no_failures,
     finish,
     open_load,
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
 @pytest.fixture(scope="module")
 def frozen_cluster(
-    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+    lxd: LXDClient, tier_image: TierImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LXDCluster]:
     """The seed's five nodes as containers with frozen standbys, up, both standbys frozen; destroyed at
     the end whatever happened."""
@@ -39,7 +39,7 @@ def frozen_cluster(
         "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
         "  web1bck: {role: standby, standby_for: web1}\n  web2bck: {role: standby, standby_for: web2}\n"
     )
-    with up_on_lxd(lxd, base_image, tmp_path_factory.mktemp("lxd-frozen"), "rf", body) as up:
+    with up_on_lxd(lxd, tier_image, tmp_path_factory.mktemp("lxd-frozen"), "rf", body) as up:
         running = LXDCluster.of(up, lxd)
         wait_until(
             lambda: running.statuses()["web1bck"] == "Frozen" and running.statuses()["web2bck"] == "Frozen",

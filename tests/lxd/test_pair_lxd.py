@@ -23,14 +23,22 @@ from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.controller.journal import read_events
 from relevo.loadgen.engine import LoadRun
-from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
 from relevo.model import Topology
 from relevo.providers.base import Fault
 from relevo.providers.lxd import LXDProvider
 from relevo.services.haproxy import runtime_sockets
 
-from .conftest import RATE_RPS, get, lxc_listings, lxd_inventory, open_load, up_on_lxd, wait_until
+from .conftest import (
+    RATE_RPS,
+    TierImage,
+    get,
+    lxc_listings,
+    lxd_inventory,
+    open_load,
+    up_on_lxd,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
@@ -72,12 +80,12 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def lxd_pair(
-    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+    lxd: LXDClient, tier_image: TierImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pair]:
     """examples/pair-lxd.yaml up on LXD (its balancer and nodes sections under the test's name, network
     and image); destroyed (and the image removed) at the end, whatever happened."""
     body = "balancer:" + EXAMPLE.read_text().split("\nbalancer:", 1)[1]
-    with up_on_lxd(lxd, base_image, tmp_path_factory.mktemp("pair"), "rp", body) as up:
+    with up_on_lxd(lxd, tier_image, tmp_path_factory.mktemp("pair"), "rp", body) as up:
         cluster = Cluster(up.topology)
         provider = cluster.provider_for(up.topology.balancer.name)
         assert isinstance(provider, LXDProvider)

@@ -8,23 +8,22 @@ from collections.abc import Hashable, Iterator
 import pytest
 
 from relevo.cluster import Cluster
-from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
 from relevo.providers.lxd_guest import APACHE_UNIT
 from tests.contract.suite import ProviderContract, Subject, cluster_subject
-from tests.lxd.conftest import up_on_lxd
+from tests.lxd.conftest import TierImage, up_on_lxd
 
 pytestmark = [pytest.mark.lxd, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
 def contract_cluster(
-    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+    lxd: LXDClient, tier_image: TierImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """Three containers (a balancer, web1, web2) without the controller; destroyed at the end."""
     body = "nodes:\n  web1: {role: web}\n  web2: {role: web}\n"
     with up_on_lxd(
-        lxd, base_image, tmp_path_factory.mktemp("lxd-contract"), "rc", body, controller=False
+        lxd, tier_image, tmp_path_factory.mktemp("lxd-contract"), "rc", body, controller=False
     ) as up:
         yield Cluster(up.topology)
 

@@ -17,7 +17,6 @@ import pytest
 from relevo import lifecycle
 from relevo.controller import daemon
 from relevo.doctor_addresses import topology_checks
-from relevo.lxd.build import BuiltImage
 from relevo.lxd.client import LXDClient
 from relevo.providers.base import Fault, NodeState
 from relevo.providers.lxd import LXDProvider
@@ -32,6 +31,7 @@ from tests.pages import logged_in_page
 from ..integration.test_dashboard import assert_request_log_charted
 from .conftest import (
     LXDCluster,
+    TierImage,
     assert_no_failures,
     finish,
     get,
@@ -52,7 +52,7 @@ STANDBY_CPU = 0.5  # web2bck's capacity.cpu: its container's CPU limit
 
 @pytest.fixture(scope="module")
 def lxd_cluster(
-    lxd: LXDClient, base_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+    lxd: LXDClient, tier_image: TierImage, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LXDCluster]:
     """The seed's five nodes as containers, up; destroyed (and the test image removed) at the end,
     whatever happened."""
@@ -64,7 +64,7 @@ def lxd_cluster(
         "  web1bck: {role: standby, standby_for: web1}\n"
         f"  web2bck: {{role: standby, standby_for: web2, capacity: {{cpu: {STANDBY_CPU}}}}}\n"
     )
-    with up_on_lxd(lxd, base_image, tmp_path_factory.mktemp("lxd"), "rt", body) as up:
+    with up_on_lxd(lxd, tier_image, tmp_path_factory.mktemp("lxd"), "rt", body) as up:
         yield LXDCluster.of(up, lxd)
 
 
@@ -337,9 +337,10 @@ def test_a_node_is_created_started_and_destroyed_on_an_https_remote(
     network = running.cluster.provider_for("web1").network_name  # type: ignore[attr-defined]
     subnet = ipaddress.IPv4Network(running.topology.network)
     address = str(subnet[20])
+    lxd = running.topology.provider_options("lxd")  # the tier's image and pool
     (tmp_path / "relevo.yaml").write_text(
         f"name: rr{TAG}\nprovider: lxd\nnetwork: {subnet}\n"
-        f"providers:\n  lxd: {{image: '{running.topology.provider_options('lxd')['image']}'}}\n"
+        f"providers:\n  lxd: {{image: '{lxd['image']}', storage_pool: {lxd['storage_pool']}}}\n"
         f"nodes:\n  web1: {{role: web, address: {address}, options: {{remote: here, network: {network}}}}}\n"
     )
     provider = LXDProvider(load_topology(tmp_path / "relevo.yaml"))

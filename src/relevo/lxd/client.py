@@ -224,9 +224,18 @@ class LXDClient:
     def storage_pools(self) -> list[str]:
         return [p["name"] for p in self._list("/1.0/storage-pools", "list storage pools")]
 
-    def create_storage_pool(self, name: str, driver: str = "dir") -> None:
-        body = {"name": name, "driver": driver, "config": {}}
+    def create_storage_pool(self, name: str, driver: str = "dir", *, description: str = "") -> None:
+        """A storage pool with LXD's defaults: a `btrfs` one lives in a loop file LXD makes (sparse, its
+        size a share of the free disk) and removes with the pool."""
+        body = {"name": name, "driver": driver, "config": {}, "description": description}
         self.call("POST", "/1.0/storage-pools", what=f"create storage pool '{name}'", json_body=body)
+
+    def storage_pool(self, name: str) -> Json:
+        pool: Json = self.call("GET", f"/1.0/storage-pools/{_q(name)}", what=f"show storage pool '{name}'")
+        return pool
+
+    def delete_storage_pool(self, name: str) -> None:
+        self.call("DELETE", f"/1.0/storage-pools/{_q(name)}", what=f"delete storage pool '{name}'")
 
     def _list(self, path: str, what: str, recursion: int = 1) -> list[Json]:
         items: list[Json] = self.call("GET", path, what=what, query={"recursion": str(recursion)}) or []

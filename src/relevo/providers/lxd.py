@@ -21,7 +21,7 @@ from relevo.files import claim_state_dir, ensure_dir, read_or_empty
 from relevo.lxd.build import DEFAULT_ALIAS
 from relevo.lxd.client import Instance, LXDClient
 from relevo.lxd.errors import LXDConflictError, LXDError, LXDNotFoundError, LXDOperationError
-from relevo.model import Endpoint, Topology
+from relevo.model import Endpoint, Temperature, Topology
 from relevo.paths import StatePaths
 from relevo.providers import lxd_doctor, lxd_rules
 from relevo.providers.base import Fault, Finding, Impairment, NodeState, OptionsSpec, Problem, Watch
@@ -444,6 +444,24 @@ class LXDProvider:
         client.push_file(name, f"/etc/network/interfaces.d/{NIC}", interfaces.encode())
         self.guest.prepare(node)
         self._unchecked.add(node)
+        if self._cold_standby(node):
+            self._first_start(node, client, name)
+
+    def _cold_standby(self, node: str) -> bool:
+        """A node `up` leaves stopped, whose first start would come in a failover."""
+        return node in {n.name for n in self.topology.standbys} and (
+            self.topology.standby.temperature is Temperature.COLD
+        )
+
+    def _first_start(self, node: str, client: LXDClient, name: str) -> None:
+        """A cold standby started once at `create` (its config checked meanwhile) and stopped: LXD's first
+        start of a new container does once-only work (on btrfs it shifts the files to the container's
+        ids). Measured under load ~22: first start 8.2-11.6 s and the next 1.1-6.5 s on btrfs, 4.9-10.6 s
+        and 1.3-4.9 s on `dir`; so the start a failover pays is never a first one."""
+        client.start(name)
+        self.guest.check_config(node)
+        self._unchecked.discard(node)
+        client.stop(name, force=True)
 
     def _before_balancer_start(self, node: str) -> None:
         # The proxy device listens at the socket's path on the host: a file left from before blocks it.

@@ -221,3 +221,22 @@ def test_a_stopped_container_s_changed_config_is_checked_at_its_next_start(tmp_p
         checks = [c for c in daemon.calls[before:] if c[0] == "exec" and " -t -f " in c[2]]
         assert len(checks) == expected_checks
         daemon.stop("t-web1")
+
+
+def test_a_new_cold_standby_makes_its_first_start_at_create(tmp_path: Path) -> None:
+    """A new cold standby's container is started, its config checked and stopped again at create (LXD's
+    first start of a container does once-only work), so a failover's start is a later one and checks
+    nothing more; a primary's create starts nothing."""
+    daemon = FakeDaemon()
+    provider = provider_with(daemon, tmp_path)
+    provider.create("web1bck")
+    provider.create("web1")
+    actions = ("start", "stop", "exec")
+    standby = [c for c in daemon.calls if c[1] == "t-web1bck" and c[0] in actions]
+    assert [c[0] for c in standby] == ["start", "exec", "exec", "exec", "stop"]
+    assert " -t -f /etc/relevo/apache/" in standby[-2][2]
+    assert [c for c in daemon.calls if c[1] == "t-web1" and c[0] in actions] == []
+    assert daemon.containers["t-web1bck"].status == "Stopped"
+    before = len(daemon.calls)
+    provider.start("web1bck")
+    assert [c[0] for c in daemon.calls[before:] if c[0] in actions] == ["start"]

@@ -187,6 +187,18 @@ class Load:
     def failures(self) -> list[tuple[float, int, str]]:
         return [r for r in list(self.results) if r[1] != 200]
 
+    def explain(self, fault_at: float) -> str:
+        """Each failed request: when, from the fault (negative: before it), its status or error, and who
+        served the requests just before and after it (a 503 while web2 still served says something else
+        than one while nothing did)."""
+        results = list(self.results)
+        lines = [f"{len(self.failures())} of {len(results)} requests failed:"]
+        for i, (at, status, what) in enumerate(results):
+            if status != 200:
+                around = [served for _, _, served in results[max(0, i - 2) : i + 3]]
+                lines.append(f"  {at - fault_at:+.2f} s: {status} {what!r}; around it: {around}")
+        return "\n".join(lines) + "\n"
+
 
 @pytest.fixture(scope="module")
 def cluster(box: Box, networks: Networks) -> Iterator[Cluster]:
@@ -290,7 +302,7 @@ def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster)
             cluster,
         )
         assert cluster.container_state("web1bck") == "RUNNING"
-        assert load.failures() == []
+        assert load.failures() == [], load.explain(began) + cluster.diagnose()
         began = time.monotonic()
         cluster.on_vm("web1", "sudo lxc start relevo-web1")
         cluster.timings["failback"] = wait_for(
@@ -301,7 +313,7 @@ def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster)
         )
         time.sleep(2.0)
     assert load.results, "the load loop sent nothing"
-    assert load.failures() == [], f"{len(load.failures())} of {len(load.results)} requests failed"
+    assert load.failures() == [], load.explain(began) + cluster.diagnose()
     assert "web1bck" not in load.served_since(time.monotonic() - 1.5)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relevo import anchor, lock
-from relevo.controller import service
+from relevo.controller import charge, service
 from relevo.controller.balancers import BalancerSet
 from relevo.controller.events import EventKind, EventLog
 from relevo.controller.haproxy_view import BalancerControl, PolledBalancer, RuntimeBalancer
@@ -155,6 +155,8 @@ def build_controller(
     # One balancer: as it always was. A pair: every command to both (controller/balancers.py).
     balancer: BalancerControl = polled[topology.balancer.name] if len(polled) == 1 else BalancerSet(polled)
     wake = threading.Event()  # a death heard (or an action done): the tick stops waiting and acts
+    # Beside a VM pair's balancer (its wrapper names the settings): act only while in charge (acting.py).
+    charge_settings = charge.from_environment()
     controller = Controller(
         topology,
         nodes=LockedNodes(cluster, paths, cancelled=stopping),
@@ -173,6 +175,7 @@ def build_controller(
         # silent balancer (Observer.observe).
         provider_wait_s=status_bound_s(cluster, [n.name for n in topology.nodes])
         + status_bound_s(cluster, [b.name for b in topology.balancers]),
+        charge=charge.watch(charge_settings) if charge_settings is not None else None,
     )
     return controller, prober
 
@@ -238,6 +241,8 @@ def run_foreground(topology: Topology, *, stop: StopFlag | None = None) -> None:
             prober.close()
             if isinstance(controller.balancer, PolledBalancer | BalancerSet):
                 controller.balancer.close()
+            if isinstance(controller.charge, charge.ChargeWatch):
+                controller.charge.close()
             mine = ProcessRecord.load(paths.controller_pid)
             if mine is not None and mine.pid == os.getpid():
                 paths.controller_pid.unlink(missing_ok=True)

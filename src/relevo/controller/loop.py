@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from relevo.controller.acting import Charge
 from relevo.controller.actions import ActionRunner, Done, Runner
 from relevo.controller.actor import Actor
 from relevo.controller.decide import decide, note_failure, note_success, pending
@@ -46,6 +47,10 @@ SLEEP_SLICE_S = 0.05
 # While a failover is under way (a standby starting or thawing, a pair without service), the next tick
 # comes this soon: the standby's first passing probe is what puts it in service.
 FAST_TICK_S = 0.02
+
+
+def _charge_word(charge: Charge) -> str:
+    return "acting" if charge.acts else "standing by"
 
 
 class StopFlag(Protocol):
@@ -89,6 +94,7 @@ class Controller:
         listener: Listener | None = None,
         vip_holder: Callable[[], str | None] | None = None,
         provider_wait_s: float = 0.0,
+        charge: Callable[[], Charge] | None = None,
     ) -> None:
         self.topology = topology
         self.policy = Policy.from_topology(topology)
@@ -125,6 +131,9 @@ class Controller:
         self.started_at = wall_clock()
         # The longest a tick may wait on the providers' APIs (their status), said in the state file.
         self.provider_wait_s = provider_wait_s
+        # A VM pair's balancer: may this controller act now (charge.ChargeWatch)? None: always.
+        self.charge = charge
+        self.charge_seen: Charge | None = None
 
     # What tests and the daemon read or swap in (a failing HAProxy, a journal on a full disk): kept where
     # they were before the split, and a swap reaches every part that uses them.
@@ -170,6 +179,12 @@ class Controller:
             thawed |= done.action.kind is ActionKind.THAW and done.error is None
         # A standby just thawed serves with the health it was frozen with: act now, not after probes.
         obs = self.observe(urgent=thawed)
+        if not self.in_charge():
+            # Observed (its health current when it takes charge), nothing decided or done: it converges
+            # from what it sees then, as a restarted controller does.
+            self.ticks += 1
+            self.write_state()
+            return Decision(actions=(), events=(), memory=self.memory)
         plan = decide(self.policy, obs, self.memory)
         self.memory = plan.memory
         for event in plan.events:
@@ -204,6 +219,26 @@ class Controller:
         if self.sources is not None:
             self.sources.refresh()  # a node started or stopped this tick: watch its new process
         return plan
+
+    def in_charge(self) -> bool:
+        """Whether this controller may act this tick (always, but beside a VM pair's balancer: acting.py);
+        each change of the verdict or of its reason is journalled."""
+        if self.charge is None:
+            return True
+        verdict = self.charge()
+        if verdict != self.charge_seen:
+            was = self.charge_seen
+            self.recorder.record(
+                Event(
+                    kind=EventKind.CONTROLLER,
+                    node="controller",
+                    from_="starting" if was is None else _charge_word(was),
+                    to=_charge_word(verdict),
+                    reason=verdict.why,
+                )
+            )
+            self.charge_seen = verdict
+        return verdict.acts
 
     def observe(self, *, urgent: bool = False) -> Observation:
         self.wake.clear()
@@ -258,6 +293,8 @@ class Controller:
 
     def write_state(self) -> None:
         self.last_snapshot = self.snapshot()
+        if self.charge_seen is not None:
+            self.last_snapshot["charge"] = {"acts": self.charge_seen.acts, "why": self.charge_seen.why}
         if self.state_file is None:
             return
         try:

@@ -1,8 +1,9 @@
 """The Vagrant box for vagrant-libvirt, built offline from a Debian mirror and cached, keyed by its recipe.
 
 debootstrap (minbase) writes Debian into an ext4 file system on a loop device, with a kernel, extlinux
-as the bootloader, sshd, sudo, the `vagrant` user with Vagrant's insecure public key, python3 and LXD
-with what it needs (dnsmasq-base, iptables), so guests need no apt-get, and the container image the VMs
+as the bootloader, sshd, sudo, the `vagrant` user with Vagrant's insecure public key, python3, LXD
+with what it needs (dnsmasq-base, iptables) and keepalived (a pair's balancer VMs: Debian's 2.2.7, left
+disabled until a pair's provisioning enables it), so guests need no apt-get, and the container image the VMs
 run (`relevo image build`, built at the same time) in BOX_IMAGE_DIR, so no VM needs it uploaded. The disk
 becomes box.img (qcow2) and is packed with metadata.json and a Vagrantfile as vagrant-libvirt expects;
 the box and the image are both cached.
@@ -35,7 +36,7 @@ from relevo.vagrant import box_files as files
 
 DEFAULT_BOX_NAME = "relevo/bookworm64"
 # Bump when the steps below change in a way the recipe's fields do not show: it renames the cache key.
-BOX_RECIPE_VERSION = 1
+BOX_RECIPE_VERSION = 2
 DEBOOTSTRAP_TIMEOUT_S = 20 * 60.0
 STEP_TIMEOUT_S = 10 * 60.0
 PARTITION_OFFSET = 1 << 20  # the first partition starts at 1 MiB, as fdisk would put it
@@ -47,7 +48,7 @@ INSECURE_KEY_PATHS = (
 BOX_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(/[a-z0-9][a-z0-9._-]{0,62})?$")
 BOX_PACKAGES = (
     "systemd-sysv", "udev", "linux-image-amd64", "extlinux", "syslinux-common", "openssh-server",
-    "sudo", "python3", "iproute2", "lxd", "dnsmasq-base", "iptables", "zstd",
+    "sudo", "python3", "iproute2", "lxd", "dnsmasq-base", "iptables", "zstd", "keepalived",
 )  # fmt: skip
 
 
@@ -285,6 +286,8 @@ def configure_guest(root: Path, root_uuid: str, insecure_key: str, chroot: str) 
     (etc / "dpkg/dpkg.cfg.d/relevo-nodoc").write_text(files.DPKG_EXCLUDES)
     (etc / "apt/apt.conf.d/90relevo-nocache").write_text(files.APT_NO_CACHE)
     in_guest("systemctl", "enable", "systemd-networkd.service", "relevo-ssh-keygen.service", "ssh.service")
+    # keepalived runs on a pair's balancer VMs only, enabled by their provisioning with its config.
+    in_guest("systemctl", "disable", "keepalived.service")
     groups = "sudo,lxd" if "lxd:" in (etc / "group").read_text() else "sudo"
     in_guest("useradd", "--create-home", "--shell", "/bin/bash", "--groups", groups, files.VAGRANT_USER)
     in_guest("usermod", "--password", "*", files.VAGRANT_USER)  # no password, yet not locked for sshd

@@ -8,10 +8,11 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import jinja2
 
+from relevo.controller.charge import ENVIRONMENT as CHARGE_ENVIRONMENT
 from relevo.controller.service import unit_name
 from relevo.errors import RelevoError
 from relevo.files import claim_state_dir, ensure_dir, write_atomic
@@ -39,7 +40,7 @@ from relevo.vagrant.controller import (
     remote_vm_files,
 )
 from relevo.vagrant.guest import LOOPBACK, container_name, guest_files, guest_service
-from relevo.vagrant.pair import PRIVATE_NIC, VRRP_STATE, export_vip, keepalived_vm_files
+from relevo.vagrant.pair import CHARGE_FILE, PRIVATE_NIC, VRRP_STATE, export_vip, keepalived_vm_files
 from relevo.vagrant.plan import (
     ExportSettingsError,
     VagrantSettings,
@@ -49,13 +50,24 @@ from relevo.vagrant.plan import (
     web_vms,
 )
 
-# relevo on the balancer's VM: the uploaded runtime, by the VM's own Python 3 (nothing installed by pip).
-WRAPPER = """#!/bin/sh
+
+def wrapper(charge: PurePosixPath | None = None) -> str:
+    """relevo on the balancer's VM: the uploaded runtime, by the VM's own Python 3 (nothing installed by
+    pip). On a pair's balancer VM every relevo run there (its controller's unit too) gets the charge
+    settings: a controller acts only while this balancer holds the VIP (controller/charge.py)."""
+    charge_line = f"{CHARGE_ENVIRONMENT}=${{{CHARGE_ENVIRONMENT}:-{charge}}} " if charge else ""
+    charge_comment = (
+        "\n# What says whether this VM's balancer is in charge (a pair: keepalived's word, the VIP)."
+        if charge
+        else ""
+    )
+    return f"""#!/bin/sh
 # relevo from the runtime `relevo export vagrant` uploaded into /opt/relevo (no pip, no network).
-# The LXD remotes of the other VMs (the controller's unit sets the same).
-LXD_CONF=${LXD_CONF:-/var/lib/relevo-controller/lxc} PYTHONPATH=/opt/relevo/lib \\
+# The LXD remotes of the other VMs (the controller's unit sets the same).{charge_comment}
+LXD_CONF=${{LXD_CONF:-{LXC_CONF}}} {charge_line}PYTHONPATH=/opt/relevo/lib \\
     exec /usr/bin/python3 -s -m relevo "$@"
 """
+
 
 BOOT_TIMEOUT_S = 1800
 ANY = "0.0.0.0"  # noqa: S104 - a pair's frontend on the VM: the VIP comes and goes
@@ -184,11 +196,15 @@ def vm_files(
     """The files for the VM itself (not its container): the controller's on a balancer's VM (and a pair's
     keepalived), the LXD server certificate and the controller's certificate on every other."""
     if vm.role is Role.BALANCER:
-        files = [*balancer_vm_files(topology, vms, credentials, vm), NodeFile(EXE, WRAPPER, 0o755)]
-        if topology.pair is not None:
-            watch_unit = unit_name(controller_topology(topology, vms, vm))
-            files += keepalived_vm_files(topology, vms, vm, watch_unit)
-        return files
+        files = balancer_vm_files(topology, vms, credentials, vm)
+        if topology.pair is None:
+            return [*files, NodeFile(EXE, wrapper(), 0o755)]
+        watch_unit = unit_name(controller_topology(topology, vms, vm))
+        return [
+            *files,
+            NodeFile(EXE, wrapper(CHARGE_FILE), 0o755),
+            *keepalived_vm_files(topology, vms, vm, watch_unit),
+        ]
     return remote_vm_files(vm, credentials)
 
 

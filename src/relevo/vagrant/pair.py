@@ -7,15 +7,17 @@ remotes), and keepalived says which one runs. Its notify script writes the insta
 the controller's unit when it becomes MASTER, stops it on BACKUP, FAULT or STOP: the controller runs only
 on the VM holding the VIP, and a controller started there converges from what it observes, as any
 restarted controller does (controller/decide.py). `controller/acting.py` is the rule the controller
-itself checks each tick before it acts (the hand-over's overlap, a split brain).
+itself checks each tick before it acts (the hand-over's overlap, a split brain), fed by
+`controller/charge.py` from CHARGE_FILE, which the VM's relevo wrapper names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+from relevo.controller.charge import ChargeSettings
 from relevo.errors import TopologyError
 from relevo.model import Topology
 from relevo.providers.lxd_guest import CHECKER_UNIT_PATH, KEEPALIVED_DROPIN, checker_unit
@@ -31,6 +33,8 @@ VIP_HOST = 10
 NOTIFY = PurePosixPath("/usr/local/sbin/relevo-vrrp-notify")
 # Where the notify script leaves keepalived's last word (MASTER, BACKUP, FAULT, STOP) for the controller.
 VRRP_STATE = PurePosixPath("/run/relevo/vrrp-state")
+# What the controller looks at before each tick's actions (controller/charge.py), named by the VM's wrapper.
+CHARGE_FILE = PurePosixPath("/var/lib/relevo-controller/vrrp-charge.json")
 KEEPALIVED_DROPIN_PATH = PurePosixPath("/etc/systemd/system/keepalived.service.d/relevo.conf")
 
 
@@ -121,10 +125,14 @@ def keepalived_vm_files(
     pair = vms_pair(topology, vms, vip)
     layout = KeepalivedLayout.in_guest()
     config = render_keepalived(pair, own.node, interface=PRIVATE_NIC, layout=layout, notify=NOTIFY)
+    charge = ChargeSettings(
+        vip=vip, nic=PRIVATE_NIC, state_file=Path(VRRP_STATE), first=own.node == topology.balancer.name
+    )
     return [
         NodeFile(layout.config, config),
         NodeFile(layout.checker, render_checker(pair, layout), mode=0o755),
         NodeFile(CHECKER_UNIT_PATH, checker_unit(layout)),
         NodeFile(KEEPALIVED_DROPIN_PATH, KEEPALIVED_DROPIN),
         NodeFile(NOTIFY, notify_script(watch_unit), mode=0o755),
+        NodeFile(CHARGE_FILE, charge.to_json()),
     ]

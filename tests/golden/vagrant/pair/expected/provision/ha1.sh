@@ -40,10 +40,11 @@ begin() {
 }
 
 begin "install LXD"
+# relevo's box has it all (`relevo box build`); a public box (the seed's debian/bookworm64) gets it here.
 if ! command -v lxc >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends lxd dnsmasq-base iptables
+    apt-get install -y -qq --no-install-recommends lxd dnsmasq-base iptables keepalived
 fi
 
 begin "wait for the LXD daemon"
@@ -76,6 +77,7 @@ install_file /usr/local/sbin/relevo-haproxy-check 0755
 install_file /etc/systemd/system/relevo-haproxy-check.service 0644
 install_file /etc/systemd/system/keepalived.service.d/relevo.conf 0644
 install_file /usr/local/sbin/relevo-vrrp-notify 0755
+install_file /var/lib/relevo-controller/vrrp-charge.json 0644
 
 begin "storage pool $POOL"
 if ! lxc storage show "$POOL" >/dev/null 2>&1; then
@@ -376,9 +378,11 @@ if ! ip -o -4 addr show dev eth1 2>/dev/null | grep -q " 192.168.100.2/"; then
     echo "relevo: eth1 does not carry 192.168.100.2; keepalived would put the VIP elsewhere" >&2
     exit 1
 fi
+# Debian's keepalived comes with the box (`relevo box build`), or with LXD where a public box needed both.
 if ! command -v keepalived >/dev/null; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq --no-install-recommends keepalived
+    echo "relevo: keepalived is not installed on ha1: the box lacks it (relevo's box built before" \
+        "it carried keepalived?); \`relevo box build\` makes the current one" >&2
+    exit 1
 fi
 keepalived -t -f /etc/keepalived/keepalived.conf
 # The controller is keepalived's to start (on MASTER) and stop (BACKUP, FAULT, STOP): never at boot.

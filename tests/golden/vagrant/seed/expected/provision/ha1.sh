@@ -40,6 +40,7 @@ begin() {
 }
 
 begin "install LXD"
+# relevo's box has it all (`relevo box build`); a public box (the seed's debian/bookworm64) gets it here.
 if ! command -v lxc >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

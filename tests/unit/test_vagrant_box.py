@@ -72,6 +72,10 @@ def test_debootstrap_argv_is_minbase_with_the_packages(tmp_path: Path) -> None:
     assert argv[:2] == ["/usr/sbin/debootstrap", "--variant=minbase"]
     assert argv[2] == "--include=" + ",".join(recipe.packages)
     assert argv[-3:] == ["bookworm", str(tmp_path / "root"), "http://m.example/debian"]
+    # What the guests must never apt-get: LXD with its helpers, and keepalived for a pair's balancers.
+    assert {"lxd", "dnsmasq-base", "iptables", "keepalived"} <= set(
+        argv[2].removeprefix("--include=").split(",")
+    )
 
 
 def test_losetup_maps_the_partition_range(tmp_path: Path) -> None:

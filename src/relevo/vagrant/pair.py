@@ -6,9 +6,11 @@ Which controller acts: each balancer VM runs its own (its HAProxy, the web nodes
 remotes), and keepalived says which one runs. Its notify script writes the instance's state and starts
 the controller's unit when it becomes MASTER, stops it on BACKUP, FAULT or STOP: the controller runs only
 on the VM holding the VIP, and a controller started there converges from what it observes, as any
-restarted controller does (controller/decide.py). `controller/acting.py` is the rule the controller
-itself checks each tick before it acts (the hand-over's overlap, a split brain), fed by
-`controller/charge.py` from CHARGE_FILE, which the VM's relevo wrapper names.
+restarted controller does (controller/decide.py). The unit is enabled all the same (relevo on the VM
+drives it through systemd; one started at boot stands by until its balancer is in charge).
+`controller/acting.py` is the rule the controller itself checks each tick before it acts (the
+hand-over's overlap, a split brain), fed by `controller/charge.py` from CHARGE_FILE, which the VM's
+relevo wrapper names.
 """
 
 from __future__ import annotations

@@ -385,9 +385,12 @@ if ! command -v keepalived >/dev/null; then
     exit 1
 fi
 keepalived -t -f /etc/keepalived/keepalived.conf
-# The controller is keepalived's to start (on MASTER) and stop (BACKUP, FAULT, STOP): never at boot.
-if enabled relevo-watch-pair.service; then
-    systemctl disable relevo-watch-pair.service
+# keepalived's notify starts the controller on MASTER and stops it on BACKUP, FAULT or STOP. Enabled all
+# the same: relevo on this VM (`relevo scenarios`) then stops and starts it through systemd, and one
+# started at boot, before keepalived has said anything, stands by (it acts only while this VM's balancer
+# is in charge: controller/charge.py).
+if ! enabled relevo-watch-pair.service; then
+    systemctl enable relevo-watch-pair.service
 fi
 for unit in relevo-haproxy-check.service keepalived.service; do
     if ! enabled "$unit"; then
@@ -405,8 +408,12 @@ for unit in relevo-haproxy-check.service keepalived.service; do
     fi
 done
 # keepalived tells its notify script of changes only: a VM already MASTER gets its controller here.
-if [ "$(cat /run/relevo/vrrp-state 2>/dev/null)" = MASTER ] && ! systemctl is-active --quiet relevo-watch-pair.service; then
-    systemctl start relevo-watch-pair.service
+if [ "$(cat /run/relevo/vrrp-state 2>/dev/null)" = MASTER ]; then
+    if ! systemctl is-active --quiet relevo-watch-pair.service; then
+        systemctl start relevo-watch-pair.service
+    elif [ "$vm_changed" = 1 ]; then
+        systemctl restart relevo-watch-pair.service
+    fi
 fi
 
 

@@ -98,6 +98,7 @@ class Connection(asyncio.Protocol):
         "start_ns",
         "thread",
         "timed_out",
+        "timeout_ns",
         "timer",
         "timing",
         "transport",
@@ -135,6 +136,7 @@ class Connection(asyncio.Protocol):
         self.sent_ns = 0
         self.first_ns = 0
         self.connect_ns = 0
+        self.timeout_ns = 0  # the current request's timeout length, for the timer's queues
 
     # Called by the owner.
     def connect(self, start_ns: int, sent_ns: int) -> None:

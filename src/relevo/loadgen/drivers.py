@@ -174,13 +174,13 @@ class ClosedUser:
             self.after_sample()
             return
         # The common case, next() inline: one sampler, the same connection, more to send, still on time.
+        # The response's end is the next request's start: a clock read costs as much as a dozen lines.
         left = self.left
-        if left and len(self.samplers) == 1 and not runner.stopping and not self.think_s:
-            now = self.clock()
-            if now < self.deadline_ns:
-                self.left = left - 1
-                conn.send(conn.sampler, now, now)
-                return
+        fast = len(self.samplers) == 1 and not self.think_s
+        if left and fast and not runner.stopping and end_ns < self.deadline_ns:
+            self.left = left - 1
+            conn.send(conn.sampler, end_ns, end_ns)
+            return
         self.after_sample()
 
     def after_sample(self) -> None:

@@ -20,8 +20,8 @@ Python runs one thread of bytecode per process; a load generator that must keep 
 splits its users across processes (see `shares`). Every worker reports "ready", then all are given the
 same start instant on the shared monotonic clock, so ramp-ups and rate schedules line up as if one
 process ran them. The parent only watches: it reads progress counters and the series as they come, and
-at the end merges the workers' accumulators (counters add, histograms add bucket by bucket, Welford
-states combine). One worker runs in a thread of the calling process, not a process of its own.
+at the end merges the workers' accumulators (counters and the exact sums add, histograms add bucket by
+bucket). One worker runs in a thread of the calling process, not a process of its own.
 """
 
 from __future__ import annotations

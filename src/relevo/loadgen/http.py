@@ -1,14 +1,13 @@
 """HTTP/1.1 on the wire, the minimum a load generator needs: encode a request once, parse responses fast.
 
 The parser is incremental (bytes arrive in any split) and does the least work per response: one search
-for the end of the head, one lower-casing of the head, a few substring searches. Bodies are counted,
-never kept. It knows Content-Length, chunked transfer coding, bodies that end with the connection, and
-responses that have no body (HEAD, 204, 304, 1xx interim answers, which it skips).
+for the end of the head and one dict lookup of the head's bytes, since a server sends the same few heads
+over and over; only a head not seen before costs a lower-casing and a few substring searches. Bodies
+are counted, never kept. It knows Content-Length, chunked transfer coding, bodies that end with the
+connection, and responses that have no body (HEAD, 204, 304, 1xx interim answers, which it skips).
 """
 
 from __future__ import annotations
-
-from typing import TypeVar
 
 from relevo import __version__
 from relevo.loadgen.plan import HttpRequest
@@ -21,6 +20,14 @@ _TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
 _CONNECTION = b"\r\nconnection:"
 # Every valid status code as it appears on the wire, for a lookup in place of int() and a range check.
 _STATUS = {str(code).encode(): code for code in range(100, 1000)}
+# A response head's meaning, cached by its bytes: (status, close, served_by, body length or one of these).
+Head = tuple[int, bool, str | None, int]
+CHUNKED = -1
+UNTIL_EOF = -2
+# Heads remembered per count header. A server repeats a few heads (its Date changes once a second), so
+# nearly every response is one dict lookup instead of a lower-casing and six searches of its head.
+HEADS_MAX = 1024
+_HEADS: dict[bytes, dict[bytes, Head]] = {}
 # Methods whose requests carry a Content-Length even when empty (RFC 9110 asks for it on POST/PUT).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -65,6 +72,7 @@ class ResponseParser:
         "chunk_left",
         "chunked",
         "close",
+        "heads",
         "no_body",
         "received",
         "remaining",
@@ -77,6 +85,7 @@ class ResponseParser:
 
     def __init__(self, served_key: bytes) -> None:
         self.served_key = served_key
+        self.heads = _HEADS.setdefault(served_key, {})
         self.served_by: str | None = None
         self.close = False
         self.buf = b""
@@ -128,53 +137,63 @@ class ResponseParser:
                 raise ProtocolError("response head larger than 64 KiB")
             self.buf = buf
             return False
-        # "HTTP/1.x NNN ": a table lookup converts and checks the code, three byte tests the rest, cheaply.
-        status = _STATUS.get(buf[9:12], 0)
-        if not status or buf[0] != 0x48 or buf[5] != 0x31 or buf[8] != 0x20:
-            raise ProtocolError(f"not an HTTP/1.x status line: {buf.split(CRLF, 1)[0][:60]!r}")
+        head = buf[: end + 2]
+        known = self.heads.get(head)
+        if known is None:
+            known = self._learn(head)
+        status, self.close, self.served_by, length = known
+        self.buf = b""
         if status < 200:
             # An interim answer (100 Continue, 103 Early Hints): the real response follows.
             rest = buf[end + 4 :]
-            self.buf = b""
             self.received -= len(rest)  # counted again by the call below
             return self.feed(rest) if rest else False
-        head = buf[: end + 2]
-        lower = head.lower()
         self.status = status
-        self.buf = b""
-        # Each header search scans the head: search only for what can change the outcome.
-        if buf[7] == 0x30:  # HTTP/1.0 closes unless it says keep-alive
-            self.close = b"keep-alive" not in _value(lower, _CONNECTION)
-        else:
-            self.close = lower.find(_CONNECTION) >= 0 and b"close" in _value(lower, _CONNECTION)
-        at = lower.find(self.served_key)
-        if at >= 0:
-            start = at + len(self.served_key)
-            raw = head[start : head.find(CRLF, start)]
-            served_by = _SERVED.get(raw)
-            self.served_by = served_by if served_by is not None else _remember(_SERVED, raw, _text(raw))
-        else:
-            self.served_by = None
         if self.no_body or status == 204 or status == 304:
             return True
-        at = lower.find(_CONTENT_LENGTH)
-        # A Transfer-Encoding would override Content-Length (RFC 9112 6.3), but a server sending both is
-        # broken; looking for one only when there is no length saves a scan of every head.
-        if at >= 0:
-            start = at + len(_CONTENT_LENGTH)
-            raw = lower[start : lower.find(CRLF, start)]
-            length = _LENGTHS.get(raw)
-            if length is None:
-                length = _remember(_LENGTHS, raw, _length(raw))
+        if length >= 0:
             self.remaining = length - (len(buf) - end - 4)
             return self.remaining <= 0
-        if b"chunked" in _value(lower, _TRANSFER_ENCODING):
+        if length == CHUNKED:
             self.chunked = True
             self.buf = buf[end + 4 :]
             return self._chunks()
         self.until_eof = True
-        self.close = True
         return False
+
+    def _learn(self, head: bytes) -> Head:
+        """What a head says (the slow path, once per distinct head), remembered for the next time."""
+        # "HTTP/1.x NNN ": a table lookup converts and checks the code, three byte tests the rest, cheaply.
+        status = _STATUS.get(head[9:12], 0)
+        if not status or head[0] != 0x48 or head[5] != 0x31 or head[8] != 0x20:
+            raise ProtocolError(f"not an HTTP/1.x status line: {head.split(CRLF, 1)[0][:60]!r}")
+        lower = head.lower()
+        if head[7] == 0x30:  # HTTP/1.0 closes unless it says keep-alive
+            close = b"keep-alive" not in _value(lower, _CONNECTION)
+        else:
+            close = b"close" in _value(lower, _CONNECTION)
+        served_by = None
+        at = lower.find(self.served_key)
+        if at >= 0:
+            start = at + len(self.served_key)
+            served_by = head[start : head.find(CRLF, start)].strip().decode("latin-1")
+        # A Transfer-Encoding would override Content-Length (RFC 9112 6.3), but a server sending both is
+        # broken: the length wins, as it always has here.
+        at = lower.find(_CONTENT_LENGTH)
+        if at >= 0:
+            start = at + len(_CONTENT_LENGTH)
+            length = _length(lower[start : lower.find(CRLF, start)])
+        elif b"chunked" in _value(lower, _TRANSFER_ENCODING):
+            length = CHUNKED
+        else:
+            length = UNTIL_EOF
+            close = True
+        known = (status, close, served_by, length)
+        heads = self.heads
+        if len(heads) >= HEADS_MAX:
+            heads.clear()  # bounded: a server whose every head is new costs a parse each, not memory
+        heads[head] = known
+        return known
 
     def eof(self) -> bool:
         """The connection closed: True if that completes the response (a body delimited by the close)."""
@@ -213,31 +232,14 @@ class ResponseParser:
         return done
 
 
-# Servers repeat the same few header values: converting each once saves a strip/decode/int per response.
-_SERVED: dict[bytes, str] = {}
-_LENGTHS: dict[bytes, int] = {}
-_CACHE_MAX = 4096
-_T = TypeVar("_T")
-
-
-def _text(raw: bytes) -> str:
-    return raw.strip().decode("latin-1")
-
-
 def _length(raw: bytes) -> int:
     try:
         length = int(raw)
     except ValueError:
-        raise ProtocolError(f"bad Content-Length: {raw.strip()[:40]!r}") from None
+        raise ProtocolError(f"bad Content-Length: {raw[:40]!r}") from None
     if length < 0:
         raise ProtocolError(f"negative Content-Length: {length}")
     return length
-
-
-def _remember(cache: dict[bytes, _T], raw: bytes, value: _T) -> _T:
-    if len(cache) < _CACHE_MAX:  # bounded: a server sending ever new values costs a conversion, not memory
-        cache[raw] = value
-    return value
 
 
 def _value(lower_head: bytes, key: bytes) -> bytes:

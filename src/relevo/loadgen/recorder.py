@@ -99,9 +99,7 @@ class SampleRecorder:
         n = st.count + 1
         st.count = n
         st.total_us += us
-        delta = us - st.mean
-        st.mean += delta / n
-        st.m2 += delta * (us - st.mean)
+        st.squares_us2 += us * us
         hist = st.hist
         value = us if us <= MAX_VALUE else MAX_VALUE
         shift = value.bit_length() - SUB_BUCKET_BITS

@@ -60,10 +60,9 @@ class LabelStats:
         "hist",
         "label",
         "last_end_ns",
-        "m2",
-        "mean",
         "sent_bytes",
         "served_by",
+        "squares_us2",
         "total_us",
         "unfinished",
     )
@@ -72,11 +71,11 @@ class LabelStats:
         self.label = label
         self.count = 0
         self.errors = 0
-        # The exact integer sum gives the mean (no float drift before JMeter's truncation to whole ms);
-        # Welford's running mean and M2 give the variance without the cancellation of sum-of-squares.
+        # Exact integer sums give the mean (no float drift before JMeter's truncation to whole ms) and the
+        # variance: Python's integers do not overflow, so sum-of-squares has no cancellation to fear here,
+        # and it costs the hot path one multiply-add where Welford's float update costs five operations.
         self.total_us = 0
-        self.mean = 0.0
-        self.m2 = 0.0
+        self.squares_us2 = 0
         self.hist = Histogram()
         self.bytes = 0
         self.sent_bytes = 0
@@ -110,9 +109,7 @@ class LabelStats:
         elapsed_us = max(0, (end_ns - start_ns) // 1000)
         self.count += 1
         self.total_us += elapsed_us
-        delta = elapsed_us - self.mean
-        self.mean += delta / self.count
-        self.m2 += delta * (elapsed_us - self.mean)
+        self.squares_us2 += elapsed_us * elapsed_us
         self.hist.record(elapsed_us)
         self.bytes += received
         self.sent_bytes += sent
@@ -137,14 +134,10 @@ class LabelStats:
             return
         if self.count == 0:
             self.first_start_ns = other.first_start_ns
-        n = self.count + other.count
-        # Chan et al.'s pairwise update of Welford's mean and M2.
-        delta = other.mean - self.mean
-        self.m2 += other.m2 + delta * delta * self.count * other.count / n
-        self.mean += delta * other.count / n
-        self.count = n
+        self.count += other.count
         self.errors += other.errors
         self.total_us += other.total_us
+        self.squares_us2 += other.squares_us2
         self.hist.merge(other.hist)
         self.bytes += other.bytes
         self.sent_bytes += other.sent_bytes
@@ -164,8 +157,10 @@ class LabelStats:
 
     @property
     def stddev_us(self) -> float:
-        """Population standard deviation (JMeter divides by n, not n - 1)."""
-        return math.sqrt(max(self.m2, 0.0) / self.count) if self.count else 0.0
+        """Population standard deviation (JMeter divides by n, not n - 1): sqrt(n * sum(x^2) - sum(x)^2) / n,
+        exact in integers up to the root."""
+        n = self.count
+        return math.sqrt(n * self.squares_us2 - self.total_us * self.total_us) / n if n else 0.0
 
     @property
     def window_s(self) -> float:

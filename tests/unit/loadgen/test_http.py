@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relevo.loadgen import http
 from relevo.loadgen.http import ProtocolError, ResponseParser, encode_request, header_key
 from relevo.loadgen.plan import HttpRequest
 
@@ -156,3 +157,34 @@ def test_count_header_can_be_turned_off() -> None:
     parser = ResponseParser(header_key(""))
     parser.reset(no_body=False)
     assert parser.feed(RESPONSE) and parser.served_by is None
+
+
+def test_a_head_seen_before_means_the_same_for_each_count_header() -> None:
+    """A repeated head is looked up, not parsed again: the same status, server, length and close as the
+    first time, and a parser counting another header gets that header's value, not the cached one."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nX-Served-By: web1\r\nX-Node: n7\r\nConnection: close\r\n"
+        b"Content-Length: 3\r\n\r\n"
+    )
+    first, done, _ = parse(head + b"abc")
+    assert done and (first.status, first.served_by, first.close) == (200, "web1", True)
+    again, done, _ = parse(head, b"ab", b"c")
+    assert done and (again.status, again.served_by, again.close, again.received) == (
+        200,
+        "web1",
+        True,
+        len(head) + 3,
+    )
+    other = ResponseParser(header_key("X-Node"))
+    other.reset(no_body=False)
+    assert other.feed(head + b"abc") and other.served_by == "n7"
+
+
+def test_garbage_is_an_error_every_time_and_the_cache_is_bounded() -> None:
+    """A head that is not HTTP is never remembered; distinct heads past the bound leave the cache bounded."""
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")
+    for i in range(http.HEADS_MAX + 10):
+        assert parse(f"HTTP/1.1 200 OK\r\nX-Request-Id: {i}\r\nContent-Length: 0\r\n\r\n".encode())[1]
+    assert 0 < len(http._HEADS[KEY]) <= http.HEADS_MAX

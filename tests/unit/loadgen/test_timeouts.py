@@ -9,10 +9,11 @@ from relevo.loadgen.timeouts import MIN_GAP_NS, Timeouts
 MS = 1_000_000
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity, as a connection is
 class FakeConn:
     sent_ns: int
     busy: bool = True
+    timeout_ns: int = 0
     expired_at: list[int] = field(default_factory=list)
     clock: list[int] = field(default_factory=lambda: [0])
 
@@ -67,3 +68,35 @@ def test_a_request_that_ended_does_not_time_out() -> None:
     clock[0] = 150 * MS
     assert timeouts.due(150 * MS) is None
     assert reused.expired_at == [150 * MS]
+
+
+def test_a_connection_is_queued_once_however_many_requests_it_sends() -> None:
+    """Memory is per connection, not per request: 1,000 requests on one connection leave one entry."""
+    timeouts = Timeouts()
+    conn = FakeConn(sent_ns=0)
+    for i in range(1000):
+        conn.sent_ns = i * MS
+        timeouts.add(conn, 100 * MS)
+    assert [len(queue) for queue in timeouts.queues.values()] == [1]
+    assert timeouts.due(1000 * MS) == 1099 * MS
+    assert conn.expired_at == []
+
+
+def test_a_connection_that_changed_timeout_length_neither_expires_early_nor_holds_up_others() -> None:
+    """A connection whose next request has a longer timeout still sits in the shorter timeout's queue: that
+    entry is let go, the other connection behind it expires on time, and it expires at its own deadline."""
+    clock = [0]
+    timeouts = Timeouts()
+    switched = FakeConn(sent_ns=0, clock=clock)
+    other = FakeConn(sent_ns=0, clock=clock)
+    timeouts.add(switched, 100 * MS)
+    switched.sent_ns = 10 * MS  # its first request ended; the next one has a 1 s timeout
+    timeouts.add(switched, 1000 * MS)
+    other.sent_ns = 20 * MS
+    timeouts.add(other, 100 * MS)
+    clock[0] = 125 * MS
+    assert timeouts.due(125 * MS) == 1010 * MS
+    assert other.expired_at == [125 * MS] and switched.expired_at == []
+    clock[0] = 1010 * MS
+    assert timeouts.due(1010 * MS) is None
+    assert switched.expired_at == [1010 * MS]

@@ -320,6 +320,22 @@ def test_failover_to_web1bck_and_back_without_a_failed_request(cluster: Cluster)
     assert "web1bck" not in load.served_since(time.monotonic() - 1.5)
 
 
+def explain_scenarios(stdout: str) -> str:
+    """What each scenario of a `scenarios --json` run said: its status, verdicts, failovers and steady
+    state (a failed run's raw JSON is mostly its timeline, and its tail hides the scenario that failed)."""
+    try:
+        data: dict[str, Any] = json.loads(stdout[stdout.index("{") :])
+    except ValueError:
+        return stdout[-6000:]
+    lines = []
+    for name, run in data.items():
+        lines.append(f"{name}: {run.get('status')}, served by {run.get('served_by')}")
+        lines += [f"  verdict: {verdict}" for verdict in run.get("verdicts", [])]
+        lines += [f"  failover: {failover}" for failover in run.get("failovers", [])]
+        lines.append(f"  steady state: {run.get('steady_state')}")
+    return "\n".join(lines)
+
+
 def run_scenarios(cluster: Cluster, names: tuple[str, ...], duration: str) -> dict[str, Any]:
     """`relevo scenarios --only NAMES` on the balancer's VM; its JSON by scenario, each one passed (no
     failed request, its expectation met, the steady state held before and came back after, none skipped).
@@ -331,7 +347,10 @@ def run_scenarios(cluster: Cluster, names: tuple[str, ...], duration: str) -> di
     began = time.monotonic()
     result = cluster.vagrant("ssh", "ha1", "-c", command, timeout=SCENARIOS_TIMEOUT_S)
     cluster.timings[f"scenarios {','.join(names)}"] = time.monotonic() - began
-    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}\n{cluster.diagnose()}"
+    assert result.returncode == 0, (
+        f"{explain_scenarios(result.stdout)}\n{result.stderr[-3000:]}\n{cluster.diagnose()}\n"
+        + cluster.on_vm("ha1", f"sudo relevo -f {VM_TOPOLOGY} events | tail -200", check=False)
+    )
     data: dict[str, Any] = json.loads(result.stdout[result.stdout.index("{") :])
     assert list(data) == list(names)
     for name in names:

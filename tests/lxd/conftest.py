@@ -37,6 +37,8 @@ from relevo.lxd.errors import LXDError, LXDUnreachableError
 from relevo.lxd.network import free_subnet
 from relevo.lxd.transport import APIEndpoint
 from relevo.model import Topology
+from relevo.providers.lxd import LXDProvider, cluster_tag
+from relevo.providers.lxd_setup import OWNER_KEY
 from relevo.topology import load_topology
 from tests import waiting
 
@@ -257,9 +259,33 @@ def up_on_lxd(
     try:
         lifecycle.up(topology, controller=controller)
         yield UpOnLXD(topology, before, listed)
-    finally:
-        with contextlib.suppress(Exception):
-            lifecycle.destroy(topology)
+    except BaseException as failure:  # `up`'s, or the test's when the body is a test's: it stays the error
+        for problem in destroy_leaving_nothing(lxd, topology):
+            failure.add_note(f"and then, cleaning up: {problem}")
+        raise
+    left = destroy_leaving_nothing(lxd, topology)
+    if left:
+        # A module fixture's teardown: an error of the session, beside the tests' own results.
+        pytest.fail("the teardown's `relevo destroy` left LXD unclean:\n" + "\n".join(left), pytrace=False)
+
+
+def destroy_leaving_nothing(lxd: LXDClient, topology: Topology) -> list[str]:
+    """`relevo destroy` of the topology, then what of it LXD still holds: [] when all of it went, else
+    each problem (the destroy's own error, a container of the cluster or its bridge still there). Once
+    a failed destroy went unseen here and left containers and a bridge behind."""
+    problems = []
+    try:
+        lifecycle.destroy(topology)
+    except Exception as exc:  # reported by the caller, with whatever else failed
+        problems.append(f"relevo destroy failed: {type(exc).__name__}: {exc}")
+    owner = cluster_tag(topology)
+    bridge = LXDProvider(topology).network_name  # the tier's topologies have relevo make theirs
+    try:
+        problems += [f"container {i.name} left" for i in lxd.instances() if i.config.get(OWNER_KEY) == owner]
+        problems += [f"network {n['name']} left" for n in lxd.networks() if n["name"] == bridge]
+    except LXDError as exc:
+        problems.append(f"what is left could not be listed: {exc}")
+    return problems
 
 
 def wait_until(

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from relevo.model import Topology
 from relevo.providers.base import Fault
 from relevo.providers.lxd import LXDProvider
 from relevo.services.haproxy import runtime_sockets
+from relevo.topology import load_topology
 
 from .conftest import (
     RATE_RPS,
@@ -46,6 +48,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pair-lxd.yaml"
 CLIENT_TIMEOUT_S = 5.0
 # The pair's scenarios run in a row, each aimed at the VIP's holder of its time.
 ROW = ("kill-balancer", "hang-balancer", "failback-balancer")
+ROW_LOAD_S = 10  # each scenario's load: its faults are over by 4 s, the start's container up well before
 
 
 @dataclass
@@ -204,29 +207,8 @@ def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -
     holder_now(pair)
     source = pair.topology.source
     assert source is not None
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "relevo", "-f", str(source), "scenarios", "--json", "--no-report"),
-            *("--only", ",".join(ROW), "--rate", "200", "--duration", "10s"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    data = json.loads(done.stdout) if done.stdout.startswith("{") else {}
-    assert list(data) == list(ROW), done.stdout[-3000:] + done.stderr[-3000:]
-    # Every scenario's broken verdicts at once (one failing hides none of the others), whole: a long
-    # message would be cut.
-    broken = {name: [v for v in run["verdicts"] if not v["ok"]] for name, run in data.items()}
-    assert all(run["passed"] for run in data.values()), f"{broken}{pair.explain()}"
-    hit = {}
-    for name, run in data.items():
-        faults = [m["label"] for m in run["markers"] if m["source"] == "fault"]
-        assert len(faults) == (2 if name == "failback-balancer" else 1), faults
-        assert "(in charge: it holds the VIP" in faults[0], faults
-        hit[name] = faults[0].split()[1]
+    data, done = scenarios_json(pair, source, ROW)
+    hit = {name: balancer_hit(name, run) for name, run in data.items()}
     # The first is whoever held the VIP when the kill came, not a read before the run: in one run under load
     # 21 the kill found the VIP on the other balancer than that read (no fault between), the row then right.
     first = hit["kill-balancer"]
@@ -250,6 +232,74 @@ def test_balancer_scenarios_in_a_row_each_fault_the_vip_holder(lxd_pair: Pair) -
         explain=lambda: str(listed()),
     )
     assert set(listed()) == {"ha1", "ha2"}
+
+
+def test_failback_true_moves_the_vip_back_to_the_first_balancer_with_no_failed_request(
+    lxd_pair: Pair,
+) -> None:
+    """`balancer.failback: true` on the running pair (its file edited, `relevo up` again: keepalived
+    reloaded without `nopreempt`): the VIP settles on the first balancer; then `failback-balancer` stops
+    it and starts it again under load: the VIP moves to the peer and back to the first balancer while the
+    load runs, each move journalled as `vip-moved`, no request failed, and the VIP ends on the first."""
+    pair = lxd_pair
+    source = pair.topology.source
+    assert source is not None
+    text = source.read_text()
+    assert text.count("failback: false") == 1, text
+    source.write_text(text.replace("failback: false", "failback: true"))
+    edited = load_topology(source)
+    assert edited.pair is not None and edited.pair.failback
+    lifecycle.up(edited)
+    first, other = pair.topology.balancer.name, pair.other(pair.topology.balancer.name)
+    holder_now(pair)
+    wait_until(
+        lambda: pair.provider.vip_holder() == first,
+        f"the VIP on {first}, which preempts now",
+        timeout_s=30,
+        explain=pair.explain,
+    )
+    data, done = scenarios_json(pair, source, ("failback-balancer",))
+    run = data["failback-balancer"]
+    assert balancer_hit("failback-balancer", run) == first, pair.explain()
+    back = [v for v in run["verdicts"] if "the VIP back on" in v["what"]]
+    assert [(v["what"], v["ok"]) for v in back] == [(f"expect: the VIP back on {first}", True)], back
+    moves = [(m["label"].split()[1], m["t_s"]) for m in run["markers"] if m["kind"] == "vip-moved"]
+    print(f"\nfailback-balancer with failback: true: moves {moves}; {run['verdicts']}")
+    assert [label for label, _ in moves] == [f"{first}→{other}", f"{other}→{first}"], pair.explain()
+    assert moves[-1][1] < ROW_LOAD_S, f"the move back came {moves[-1][1]} s in: after the load"
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def scenarios_json(
+    pair: Pair, source: Path, names: tuple[str, ...]
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """`relevo scenarios --only NAMES --json` on the pair at 200 req/s for ROW_LOAD_S each: each scenario's
+    result, once every one passed (all the broken verdicts said at once, whole: a long message would be
+    cut), and the run itself."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "relevo", "-f", str(source), "scenarios", "--json", "--no-report"),
+            *("--only", ",".join(names), "--rate", "200", "--duration", f"{ROW_LOAD_S}s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    data = json.loads(done.stdout) if done.stdout.startswith("{") else {}
+    assert list(data) == list(names), done.stdout[-3000:] + done.stderr[-3000:]
+    broken = {name: [v for v in run["verdicts"] if not v["ok"]] for name, run in data.items()}
+    assert all(run["passed"] for run in data.values()), f"{broken}{pair.explain()}"
+    return data, done
+
+
+def balancer_hit(name: str, run: dict[str, Any]) -> str:
+    """The balancer a pair scenario's faults hit: its first fault marker names it, the one in charge."""
+    faults = [m["label"] for m in run["markers"] if m["source"] == "fault"]
+    assert len(faults) == (2 if name == "failback-balancer" else 1), faults
+    assert "(in charge: it holds the VIP" in faults[0], faults
+    return str(faults[0].split()[1])
 
 
 def test_destroy_leaves_lxd_as_it_was(lxd_pair: Pair) -> None:

@@ -92,7 +92,8 @@ class LXDProvider:
         self.created = Created(self.paths)
         self.host = LXDHost(self.placement.resolve)
         self.guest = GuestServices(topology, self.host)
-        self._config_changed: set[str] = set()
+        # Running nodes whose configs `create` rewrote: the units `start` reloads.
+        self._config_changed: dict[str, list[str]] = {}
         # Nodes whose config was written while their container was stopped: checked once started.
         self._unchecked: set[str] = set()
         # Containers are created side by side (`relevo up`): one of them makes the bridge.
@@ -135,16 +136,19 @@ class LXDProvider:
             # Made before relevo carried HAProxy's request log: the device is added (live, if running).
             client.add_device(name, ACCESS_LOG_DEVICE, access_log_device(self.topology))
         running = instance.status == "Running"
-        if self.guest.install(node, check=running):
-            (self._config_changed if running else self._unchecked).add(node)
+        changed = self.guest.install(node, check=running)
+        if changed and running:
+            self._config_changed[node] = changed
+        elif changed:
+            self._unchecked.add(node)
 
     def start(self, node: str) -> None:
         client, name = self.placement.resolve(node)
         state = self.status(node)
         if state is NodeState.RUNNING:
-            if node in self._config_changed:
-                self.guest.reload(node)
-                self._config_changed.discard(node)
+            changed = self._config_changed.pop(node, None)
+            if changed:
+                self.guest.reload(node, changed)
             return
         if state is NodeState.MISSING:
             self.create(node)
@@ -158,7 +162,7 @@ class LXDProvider:
             client.unfreeze(name)
             return
         client.start(name)
-        self._config_changed.discard(node)
+        self._config_changed.pop(node, None)
         self._check_config_once(node)
 
     def _check_config_once(self, node: str) -> None:

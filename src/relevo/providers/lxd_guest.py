@@ -4,6 +4,7 @@ image serves both roles, so each container's units are switched on or off by rol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from relevo.model import Endpoint, Topology
@@ -17,6 +18,8 @@ from relevo.services.apache import ApacheService, guest_layout
 from relevo.services.haproxy import HAProxyService
 
 APACHE_UNIT = "relevo-apache.service"
+HAPROXY_UNIT = "haproxy.service"
+KEEPALIVED_UNIT = "keepalived.service"
 ANY = "0.0.0.0"  # noqa: S104 - a pair's balancer serves the VIP, which moves onto its NIC and off
 CHECKER_UNIT = "relevo-haproxy-check.service"
 CHECKER_UNIT_PATH = PurePosixPath(f"/etc/systemd/system/{CHECKER_UNIT}")
@@ -101,17 +104,29 @@ class GuestServices:
         unit = apache_unit(node, service.foreground_argv(), service.graceful_argv())
         return [*service.files(), NodeFile(PurePosixPath(f"/etc/systemd/system/{APACHE_UNIT}"), unit)]
 
-    def install(self, node: str, *, check: bool) -> bool:
-        """Push the node's files; check the config (in the running guest) when it changed and `check`. A
+    def install(self, node: str, *, check: bool) -> list[str]:
+        """Push the node's files; check each config that changed (in the running guest) when `check`. A
         stopped guest gets the files only (its directories exist since `create`): `check_config` once it
-        runs. True when the config changed."""
+        runs. Returns the units whose config changed, for `reload`: the service's, and on a balancer of a
+        pair keepalived's (an edited `balancer.failback` reaches a running pair's keepalived this way)."""
         files = self.files(node)
         service = self.service(node)
+        keepalived = KeepalivedLayout.in_guest().config if self._keepalived(node) else None
+        keepalived_before = self.host.read_file(node, keepalived) if keepalived is not None else ""
         if check:
-            return install(self.host, node, service, files, what=f"{node}'s configuration was rejected")
-        before = self.host.read_file(node, service.config)
-        self.host.put_files(node, files)
-        return any(f.path == service.config and f.content != before for f in files)
+            changed = install(self.host, node, service, files, what=f"{node}'s configuration was rejected")
+        else:
+            before = self.host.read_file(node, service.config)
+            self.host.put_files(node, files)
+            changed = any(f.path == service.config and f.content != before for f in files)
+        units = [self.unit(node)] if changed else []
+        rewritten = any(f.path == keepalived and f.content != keepalived_before for f in files)
+        if keepalived is not None and rewritten:
+            if check:
+                argv = ["keepalived", "-t", "-f", str(keepalived)]
+                self.host.run(node, argv, what=f"{node}'s keepalived configuration was rejected")
+            units.append(KEEPALIVED_UNIT)
+        return units
 
     def prepare(self, node: str) -> None:
         """A new, stopped container made ready for its first start: its directories, files and units,
@@ -185,9 +200,18 @@ class GuestServices:
     def resume_workers(self, node: str) -> None:
         self.host.run(node, ["sh", "-c", _RESUME], what=f"resume {node}'s Apache workers")
 
-    def reload(self, node: str) -> None:
-        unit = "haproxy.service" if self.is_balancer(node) else APACHE_UNIT
-        self.host.run(node, ["systemctl", "reload", unit], what=f"reload {unit} in {node}")
+    def unit(self, node: str) -> str:
+        """The unit that runs the node's service."""
+        return HAPROXY_UNIT if self.is_balancer(node) else APACHE_UNIT
+
+    def reload(self, node: str, units: Sequence[str] = ()) -> None:
+        """Reload `units` in the guest (by default the node's service): each re-reads its config (HAProxy
+        and Apache without dropping a connection; keepalived on its SIGHUP)."""
+        for unit in units or [self.unit(node)]:
+            self.host.run(node, ["systemctl", "reload", unit], what=f"reload {unit} in {node}")
+
+    def _keepalived(self, node: str) -> bool:
+        return self.paired and self.is_balancer(node)
 
 
 def checker_unit(layout: KeepalivedLayout) -> str:

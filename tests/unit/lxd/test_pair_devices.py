@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -11,6 +12,7 @@ from relevo.paths import StatePaths
 from relevo.providers.lxd_guest import ANY, PAIR_RESTART, GuestServices, keepalived_files
 from relevo.providers.lxd_rules import check_topology
 from relevo.providers.lxd_setup import NIC, balancer_nic, balancer_proxies
+from relevo.services import NodeFile
 from relevo.topology import parse_topology
 
 PAIR = "provider: lxd\nnetwork: 10.205.7.0/24\nbalancer: {peer: ha2, vip: 10.205.7.10}\n"
@@ -85,3 +87,44 @@ def test_both_balancers_send_their_request_log_to_the_one_receiver(pair):
             "connect": f"udp:127.205.7.2:{topology.dashboard.port}",
             "bind": "instance",
         }
+
+
+class GuestFiles:
+    """The host seam of GuestServices, in memory: each node's files, and the commands run in it."""
+
+    def __init__(self) -> None:
+        self.files: dict[tuple[str, PurePosixPath], str] = {}
+        self.ran: list[tuple[str, ...]] = []
+
+    def read_file(self, node: str, path: PurePosixPath) -> str:
+        return self.files.get((node, path), "")
+
+    def put_files(
+        self, node: str, files: Sequence[NodeFile], *, directories: Sequence[PurePosixPath] = ()
+    ) -> None:
+        self.files.update({(node, f.path): f.content for f in files})
+
+    def run(self, node: str, argv: list[str], *, what: str) -> str:
+        self.ran.append((node, *argv))
+        return ""
+
+
+def test_an_edited_failback_reloads_the_running_balancers_keepalived_only(short_tmp):
+    """`relevo up` again after `balancer.failback` changed: ha1's keepalived.conf is rewritten without
+    `nopreempt`, checked with `keepalived -t` in the guest, and keepalived (not HAProxy, whose config is
+    the same) is the unit to reload; unchanged, nothing is checked or reloaded."""
+    state = short_tmp / ".relevo"
+    host = GuestFiles()
+    first = GuestServices(parse_topology(PAIR, source=None, state_dir=state), host)  # type: ignore[arg-type]
+    assert first.install("ha1", check=True) == ["haproxy.service", "keepalived.service"]
+    assert first.install("ha1", check=True) == []
+    host.ran.clear()
+    edited = PAIR.replace("vip: 10.205.7.10}", "vip: 10.205.7.10, failback: true}")
+    guest = GuestServices(parse_topology(edited, source=None, state_dir=state), host)  # type: ignore[arg-type]
+    assert guest.install("ha1", check=True) == ["keepalived.service"]
+    conf = PurePosixPath("/etc/keepalived/keepalived.conf")
+    assert "nopreempt" not in host.files["ha1", conf]
+    assert host.ran == [("ha1", "keepalived", "-t", "-f", str(conf))]
+    host.ran.clear()
+    guest.reload("ha1", ["keepalived.service"])
+    assert host.ran == [("ha1", "systemctl", "reload", "keepalived.service")]

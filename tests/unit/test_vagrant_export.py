@@ -56,6 +56,34 @@ def test_custom_topology_names_ports_and_network():
     assert [vm.container_address for vm in vms] == ["172.16.0.2", "172.16.1.2", "172.16.2.2"]
 
 
+def test_balancer_vms_get_more_memory_than_web_vms(tmp_path: Path):
+    """A pair's two balancer VMs get --balancer-memory (LXD, HAProxy, the controller and `relevo
+    scenarios` run there), every web VM --memory; the Vagrantfile sets it on the balancers' VMs alone, and
+    a --memory above --balancer-memory is every VM's."""
+    pair = default_text().replace("  name: ha1\n", "  name: ha1\n  peer: ha2\n")
+    topology = parse_topology(pair, source=None, state_dir=Path("/srv/.relevo"))
+    vms = plan_vms(topology, VagrantSettings(memory_mib=768, balancer_memory_mib=1536))
+    assert {vm.node: vm.memory_mib for vm in vms} == {
+        "ha1": 1536,
+        "web1": 768,
+        "web2": 768,
+        "web1bck": 768,
+        "web2bck": 768,
+        "ha2": 1536,
+    }
+    big = plan_vms(topology, VagrantSettings(memory_mib=2048, balancer_memory_mib=1536))
+    assert {vm.memory_mib for vm in big} == {2048}
+    out = tmp_path / "out"
+    args = ["-f", str(write_topology(tmp_path, pair)), "export", "vagrant", str(out), "--memory", "768"]
+    result = CliRunner().invoke(cli, [*args, "--balancer-memory", "1280", "--no-runtime"])
+    assert result.exit_code == 0, result.output
+    vagrantfile = (out / "Vagrantfile").read_text()
+    assert "lv.memory = 768\n" in vagrantfile
+    blocks = vagrantfile.split("config.vm.define ")[1:]
+    with_more = [block.split()[0] for block in blocks if "lv.memory = 1280 }" in block]
+    assert with_more == ['"ha1"', '"ha2"']
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -98,6 +126,7 @@ def test_cli_writes_and_never_prints_the_password(tmp_path: Path):
         ["--cpu-model", "a b"],
         ["--provider", "docker"],
         ["--memory", "12"],
+        ["--balancer-memory", "100"],
     ],
 )
 def test_cli_bad_option_exits_2_and_writes_nothing(tmp_path: Path, args: list[str]):

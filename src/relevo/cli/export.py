@@ -9,6 +9,7 @@ import click
 
 from relevo.cli.common import file_option, get_topology, print_json
 from relevo.vagrant.plan import (
+    BALANCER_MEMORY_MIB,
     DEFAULT_BOX,
     DEFAULT_CONTAINER_NETWORK,
     DEFAULT_IMAGE_ALIAS,
@@ -40,7 +41,15 @@ def export() -> None:
     type=click.IntRange(256, 65536),
     default=1024,
     show_default=True,
-    help="Each VM's memory in MiB (768 is enough: a guest uses ~260 MiB).",
+    help="Each VM's memory in MiB, a balancer's at least --balancer-memory (a web node's guest uses ~260).",
+)
+@click.option(
+    "--balancer-memory",
+    "balancer_memory_mib",
+    type=click.IntRange(256, 65536),
+    default=BALANCER_MEMORY_MIB,
+    show_default=True,
+    help="A balancer's VM gets at least this many MiB (LXD, HAProxy, the controller, `relevo scenarios`).",
 )
 @click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True, help="Each VM's CPUs.")
 @click.option(
@@ -100,6 +109,7 @@ def vagrant(
     provider: str,
     box: str,
     memory_mib: int,
+    balancer_memory_mib: int,
     cpus: int,
     network: str,
     container_network: str,
@@ -128,6 +138,7 @@ def vagrant(
         provider=VagrantProvider(provider),
         box=box,
         memory_mib=memory_mib,
+        balancer_memory_mib=balancer_memory_mib,
         cpus=cpus,
         network=network,
         container_network=container_network,

@@ -1,5 +1,5 @@
-"""Which VM each node gets: its name, its address on the private network, its LXD bridge's subnet, and
-the settings every VM shares (box, memory, CPUs, provider)."""
+"""Which VM each node gets: its name, its address on the private network, its LXD bridge's subnet, its
+memory (a balancer's more), and the settings every VM shares (box, CPUs, provider)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ DEFAULT_NETWORK = "192.168.100.0/24"
 DEFAULT_CONTAINER_NETWORK = "10.210.0.0/16"
 DEFAULT_BOX = "debian/bookworm64"
 DEFAULT_IMAGE_ALIAS = "relevo/bookworm"
+# A balancer's VM runs more than a web node's: LXD and HAProxy's container, the controller, a pair's
+# keepalived and its checker, and `relevo scenarios` there (the load generator and its report beside a
+# second controller). At 768 MiB (706 visible) ha1 ran out during recover-web1 on 2026-12-07: 142 MiB
+# available and falling a minute before it stopped answering ssh for 8 min, its vCPU at 100 % (no swap).
+BALANCER_MEMORY_MIB = 1536
 
 
 class ExportSettingsError(RelevoError):
@@ -35,6 +40,7 @@ class VagrantSettings:
     provider: VagrantProvider = VagrantProvider.VIRTUALBOX
     box: str = DEFAULT_BOX
     memory_mib: int = 1024
+    balancer_memory_mib: int = BALANCER_MEMORY_MIB  # a balancer's VM gets at least this
     cpus: int = 1
     network: str = DEFAULT_NETWORK
     container_network: str = DEFAULT_CONTAINER_NETWORK
@@ -60,6 +66,7 @@ class VirtualMachine:
     container_address: str
     prefix: int  # of the bridge's subnet
     network: str  # the private network the VMs share
+    memory_mib: int
     standby: bool = False
 
     @property
@@ -94,8 +101,10 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
     for index, name in enumerate(names):
         subnet = next(subnets)
         gateway, container = list(subnet.hosts())[:2]
+        memory = settings.memory_mib
         if topology.is_balancer(name):
             role, port, standby = Role.BALANCER, topology.balancer.frontend.port, False
+            memory = max(memory, settings.balancer_memory_mib)
         else:
             node = topology.node(name)
             role, port, standby = node.role, node.port, node.role is Role.STANDBY
@@ -109,6 +118,7 @@ def plan_vms(topology: Topology, settings: VagrantSettings) -> tuple[VirtualMach
                 container_address=str(container),
                 prefix=subnet.prefixlen,
                 network=str(network),
+                memory_mib=memory,
                 standby=standby,
             )
         )

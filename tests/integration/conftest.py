@@ -19,6 +19,7 @@ import pytest
 from relevo import lifecycle
 from relevo.cluster import Cluster
 from relevo.errors import RelevoError
+from relevo.lxd.network import SUBNET_POOL
 from relevo.model import Topology
 from relevo.procs import ProcessRecord, group_members
 from relevo.providers.base import NodeState
@@ -42,9 +43,17 @@ nodes:
 """
 
 
+# Never 127.213.x: the LXD tier, which scripts/test runs beside this one, listens there (its bridges are
+# in lxd.network.SUBNET_POOL, 10.213.0.0/16, and the host reaches a container at 127 + the rest of its
+# address: providers/lxd_rules.host_address).
+LXD_TIER_OCTET = SUBNET_POOL.network_address.packed[1]
+
+
 def next_network() -> str:
     n = next(_networks) % 60000
-    return f"127.{210 + n // 250 % 40}.{n % 250 + 1}.0/24"
+    second = 210 + n // 250 % 40
+    second += second >= LXD_TIER_OCTET
+    return f"127.{second}.{n % 250 + 1}.0/24"
 
 
 def skip_without_daemons() -> None:

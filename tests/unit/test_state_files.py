@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from relevo import procs
 from relevo.files import StateWriteError, UnsafeStateError, claim_state_dir, ensure_dir, write_atomic
 from relevo.lock import LockBusyError, LockLostError, hold, holders
 from relevo.paths import StatePaths
@@ -137,6 +138,27 @@ def test_a_forged_record_naming_another_program_is_never_honoured(tmp_path, slee
     )
     assert not is_ours(claimed)
     assert sleeper.poll() is None
+
+
+def test_a_process_whose_arguments_read_empty_mid_exec_is_still_ours(sleeper, monkeypatch):
+    """HAProxy's master re-executes itself on a reload, and for that moment its /proc/PID/cmdline reads
+    empty: the live process (start time and executable unchanged) is still proven ours once its arguments
+    show again, instead of being taken for stopped; one whose arguments never show is not ours."""
+    record = ProcessRecord.of(sleeper.pid, config="60")
+    assert record is not None
+    real = procs.command_line
+    reads: list[int] = []
+
+    def mid_exec(pid: int) -> list[str]:
+        reads.append(pid)
+        return [] if len(reads) <= 3 else real(pid)
+
+    monkeypatch.setattr(procs, "command_line", mid_exec)
+    assert is_ours(record)
+    assert len(reads) == 4
+    monkeypatch.setattr(procs, "command_line", lambda pid: [])
+    monkeypatch.setattr(procs, "EXEC_ARGUMENTS_WAIT_S", 0.05)
+    assert not is_ours(record)
 
 
 def test_a_group_whose_leader_is_gone_is_signalled_only_where_membership_is_proven(tmp_path):

@@ -176,6 +176,7 @@ def build_controller(
         provider_wait_s=status_bound_s(cluster, [n.name for n in topology.nodes])
         + status_bound_s(cluster, [b.name for b in topology.balancers]),
         charge=charge.watch(charge_settings) if charge_settings is not None else None,
+        hurry=lambda name: prober.hurry(name, for_s=topology.controller.start_timeout_s, answered=wake.set),
     )
     return controller, prober
 

@@ -95,6 +95,7 @@ class Controller:
         vip_holder: Callable[[], str | None] | None = None,
         provider_wait_s: float = 0.0,
         charge: Callable[[], Charge] | None = None,
+        hurry: Callable[[str], None] | None = None,
     ) -> None:
         self.topology = topology
         self.policy = Policy.from_topology(topology)
@@ -134,6 +135,9 @@ class Controller:
         # A VM pair's balancer: may this controller act now (charge.ChargeWatch)? None: always.
         self.charge = charge
         self.charge_seen: Charge | None = None
+        # A web node just started is probed until it first answers, waking the loop then (probe.Prober's
+        # `hurry`): its first pass puts a standby in service, and need not wait for the next tick's probe.
+        self.hurry = hurry
 
     # What tests and the daemon read or swap in (a failing HAProxy, a journal on a full disk): kept where
     # they were before the split, and a swap reaches every part that uses them.
@@ -202,6 +206,8 @@ class Controller:
                 if self.runner.submit(action):
                     view = obs.nodes.get(action.node)
                     self.recorder.began(action, view.process if view else obs.balancer)
+                    if self.hurry is not None and action.kind is ActionKind.START and view is not None:
+                        self.hurry(action.node)
                 continue
             done = self.actor.execute(action)
             self.finished(done)

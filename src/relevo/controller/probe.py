@@ -3,6 +3,11 @@
 A hung server (SIGSTOPped, or stuck in a request) accepts the TCP connection and then says nothing, so
 each probe has a deadline; a probe still running past it counts as one failed probe and is abandoned
 (its socket timeout ends its thread soon after), so one hung node never delays decisions about others.
+
+A standby just started is *hurried*: probed again every HURRY_INTERVAL_S until it first answers, and the
+loop woken then, instead of once per tick. Its first pass is what puts it in service, and Apache answers
+10-40 ms after its start here: a tick's cadence (20 ms while a failover is under way, plus the tick's own
+work) would add up to a whole interval to every cold failover.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ ProbeFn = Callable[[str], ProbeResult]
 CHECK_HOST = "relevo-check"
 # While probes are out, how often `collect` looks whether it was interrupted (a death was heard).
 INTERRUPT_SLICE_S = 0.005
+# A hurried node (a standby just started) is probed again this soon after a failed probe. Before its
+# server listens, a probe is a refused connect (tens of microseconds); once it listens, the probe waits
+# for the answer itself.
+HURRY_INTERVAL_S = 0.005
 
 
 def http_probe(endpoint: Endpoint, *, path: str, expect_status: int, timeout_s: float) -> ProbeResult:
@@ -69,6 +78,33 @@ class Prober:
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relevo-probe")
         self._inflight: dict[str, tuple[Future[ProbeResult], float]] = {}
+        # node -> its hurried probing (`hurry`): the first passing probe, or the last failed one at its end
+        self._hurried: dict[str, Future[ProbeResult]] = {}
+        self._closed = threading.Event()
+
+    def hurry(self, name: str, *, for_s: float, answered: Callable[[], None]) -> None:
+        """Probe `name` every HURRY_INTERVAL_S until it answers (then call `answered`, from the probing
+        thread) or `for_s` has passed on the prober's clock; `collect` gives that probe's verdict. A probe
+        of it already in flight was sent before its start: its verdict is dropped."""
+        if name in self._hurried and not self._hurried[name].done():
+            return
+        self._inflight.pop(name, None)
+        deadline = self._clock() + for_s
+
+        def until_answered() -> ProbeResult:
+            while True:
+                result = self._probe(name)
+                if result.ok or self._clock() >= deadline or self._closed.wait(HURRY_INTERVAL_S):
+                    return result
+
+        def done(future: Future[ProbeResult]) -> None:
+            # Called once the future is done, so the loop `answered` wakes finds the verdict in.
+            if not future.cancelled() and future.exception() is None and future.result().ok:
+                answered()
+
+        future = self._pool.submit(until_answered)
+        future.add_done_callback(done)
+        self._hurried[name] = future
 
     def collect(
         self, names: Iterable[str], wait_s: float, *, interrupt: threading.Event | None = None
@@ -76,8 +112,16 @@ class Prober:
         """Probe `names` (unless a probe of one is still in flight) and wait up to `wait_s` for them,
         or until `interrupt` is set (a death heard: the tick must not wait on slow probes to act on it).
         Nodes whose probe is neither done nor overdue are left out: no verdict yet."""
-        wanted = list(names)
         results: dict[str, ProbeResult] = {}
+        wanted = []
+        for name in names:
+            hurried = self._hurried.get(name)
+            if hurried is None:
+                wanted.append(name)
+            elif hurried.done():
+                del self._hurried[name]
+                results[name] = _verdict(hurried, self._clock())
+            # else: still hurrying, no verdict yet (its passing probe wakes the loop)
         for name in wanted:
             if name not in self._inflight:
                 self._inflight[name] = (self._pool.submit(self._probe, name), self._clock())
@@ -94,12 +138,7 @@ class Prober:
             future, began = self._inflight[name]
             if future.done():
                 del self._inflight[name]
-                error = future.exception()
-                results[name] = (
-                    ProbeResult(ok=False, detail=f"probe error: {error!r}", sent_at=began)
-                    if error
-                    else future.result()
-                )
+                results[name] = _verdict(future, began)
             elif now - began >= self._timeout_s:
                 # Abandoned (its own socket timeout ends the thread), and the next probe sent at once,
                 # so that `fall` timeouts take `fall` x the timeout, not a tick more each.
@@ -110,4 +149,13 @@ class Prober:
         return results
 
     def close(self) -> None:
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _verdict(future: Future[ProbeResult], began: float) -> ProbeResult:
+    """A finished probe's result; a probe that raised (a bug) is a failed probe that says so."""
+    error = future.exception()
+    if error:
+        return ProbeResult(ok=False, detail=f"probe error: {error!r}", sent_at=began)
+    return future.result()

@@ -146,3 +146,64 @@ def test_overdue_probe_is_replaced_at_once_so_fall_timeouts_take_fall_times_the_
     assert all(r.ambiguous and not r.ok for _, r in verdicts)
     assert [r.sent_at for _, r in verdicts] == [0.0, 1.0], "each verdict says when its probe was sent"
     assert wait_until(lambda: len(sent) == 3, 30, 0.005), "each overdue probe replaced by a new one"
+
+
+def test_a_hurried_node_is_probed_until_it_answers_and_the_loop_woken_then():
+    """A standby just started is probed again at once after each failed probe (not once per tick): its
+    first passing probe wakes the loop, and the next `collect` has that verdict without probing again."""
+    attempts: list[str] = []
+    woken = threading.Event()
+
+    def starting(name: str) -> ProbeResult:
+        attempts.append(name)
+        if len(attempts) < 3:
+            return ProbeResult(ok=False, detail="connection refused", certain=True)
+        return ProbeResult(ok=True, detail="status 200")
+
+    prober = Prober(starting, timeout_s=1.0, clock=FakeClock())
+    try:
+        prober.hurry("web1bck", for_s=10.0, answered=woken.set)
+        assert woken.wait(30), "the first passing probe wakes the loop"
+        verdict = prober.collect(["web1bck"], wait_s=0.0)
+        assert verdict["web1bck"].ok, "the woken tick finds the pass that woke it"
+        assert len(attempts) == 3, "probed until it answered, no further probe for the tick"
+    finally:
+        prober.close()
+
+
+def test_a_hurried_node_gives_no_verdict_while_it_comes_up_nor_one_sent_before_its_start():
+    """While the hurried probes still fail, `collect` says nothing of the node (no failure counted
+    against a standby that is starting); once its start timeout is over the last failure is the verdict;
+    a probe sent before the start is never reported."""
+    release = threading.Event()
+    clock = FakeClock()
+    before_start: list[float] = []
+
+    def probe_fn(_name: str) -> ProbeResult:
+        if not before_start:
+            before_start.append(clock.now)
+            release.wait(30)
+            return ProbeResult(ok=False, detail="sent before the start")
+        return ProbeResult(ok=False, detail="connection refused", certain=True)
+
+    prober = Prober(probe_fn, timeout_s=1.0, clock=clock)
+    try:
+        assert prober.collect(["web1bck"], wait_s=0.0) == {}, "a probe in flight when the start comes"
+        prober.hurry("web1bck", for_s=10.0, answered=release.set)
+        release.set()
+        for _ in range(3):
+            assert prober.collect(["web1bck"], wait_s=0.01) == {}, "still coming up: no verdict"
+        clock.now += 10.0  # its start timeout is over
+        verdicts: dict[str, ProbeResult] = {}
+
+        def verdict_in() -> bool:
+            verdicts.update(prober.collect(["web1bck"], wait_s=0.01))
+            return bool(verdicts)
+
+        assert wait_until(verdict_in, 30, 0.01)
+        assert verdicts["web1bck"].detail == "connection refused"
+        later = prober.collect(["web1bck"], wait_s=0.05)
+        assert all(r.detail != "sent before the start" for r in later.values())
+    finally:
+        release.set()
+        prober.close()

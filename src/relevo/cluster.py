@@ -189,11 +189,10 @@ class Cluster:
         return found
 
     def adopt_orphans(self) -> None:
-        """Read every record, so that a node whose start was cut short (only its intent recorded) is
-        adopted from its daemon's pid file, or its stale intent cleared."""
+        """A node whose start was cut short (only its intent recorded) is adopted from its daemon's pid
+        file, or its stale intent cleared (the controller's every tick, `up` and `down`)."""
         for provider in self.recording_providers():
-            for name in provider.recorded():
-                provider.running_recorded(name)
+            provider.adopt_intents()
 
     def strays(self) -> list[str]:
         """Recorded nodes the topology no longer names whose processes still run."""

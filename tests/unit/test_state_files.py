@@ -296,3 +296,38 @@ def test_a_record_an_earlier_relevo_kept_in_run_is_still_found(tmp_path):
     assert records.kind("web1") == APACHE
     assert paths.pid_file("web1").exists() and not legacy.exists()
     assert paths.controller_pid.exists()
+
+
+def test_adopting_orphans_reads_intents_only_and_never_scans_proc_for_a_dead_node(tmp_path, monkeypatch):
+    """The controller adopts orphans every tick: a stale intent is still cleared, but a dead node's full
+    record is left to the tick's own look at it, never proven gone by a scan of /proc for what its group
+    left behind (3-10 ms a tick here, all through a failover)."""
+    from relevo.cluster import Cluster
+    from relevo.providers.records import ExpectedProcess
+    from relevo.providers.tools import find_apache
+    from relevo.topology import parse_topology
+
+    topo = parse_topology("name: t\nnetwork: 127.9.9.0/24\n", source=None, state_dir=tmp_path / ".relevo")
+    cluster = Cluster(topo)
+    paths = StatePaths(topo.state_dir)
+    claim_state_dir(paths.root)
+    records = NodeRecords(paths)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    config = paths.node_dir("web1") / "httpd.conf"
+    apache = os.path.realpath(find_apache().binary)
+    dead = ProcessRecord(pid=gone.pid, start_time=1, pgid=gone.pid, exe=apache, config=str(config))
+    records.intend("web1", APACHE)
+    records.save("web1", APACHE, dead)
+    records.intend("web2", APACHE)
+    write_atomic(paths.held().pid_file("web2"), json.dumps({"intent": APACHE, "since": time.time() - 60}))
+
+    def scanned(_pgid: int) -> list[int]:
+        raise AssertionError("a scan of /proc")
+
+    monkeypatch.setattr(procs, "group_members", scanned)
+    cluster.adopt_orphans()
+    assert records.recorded() == ["web1"], "the stale intent cleared, the full record left as it is"
+    assert records.intended() == []
+    expected = ExpectedProcess(APACHE, apache, config, paths.node_dir("web1") / "httpd.pid")
+    assert records.load("web1", expected) == dead

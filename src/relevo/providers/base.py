@@ -233,6 +233,10 @@ class Recording(Protocol):
 
     def running_recorded(self, node: str) -> bool: ...
 
+    def adopt_intents(self) -> None:
+        """Adopt each node whose start was cut short (only its intent recorded), or clear its stale
+        intent; leave full records as they are."""
+
     def stop(self, node: str) -> None: ...
 
 

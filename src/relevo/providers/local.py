@@ -287,6 +287,13 @@ class LocalProvider:
         """Every node this provider's records name (a node renamed or removed from the topology too)."""
         return self.records.recorded()
 
+    def adopt_intents(self) -> None:
+        """Each node whose start was cut short (only its intent recorded) adopted from its daemon's pid
+        file, or its stale intent cleared. Full records are not read: proving that a dead node's group left
+        nothing behind scans /proc (3-10 ms here), and the controller calls this every tick."""
+        for node in self.records.intended():
+            self.records.load(node, self._expected(node))
+
     def running_recorded(self, node: str) -> bool:
         """A recorded node (in the topology or not) still has a process of ours."""
         if self.records.kind(node) is None:

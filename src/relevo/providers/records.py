@@ -131,6 +131,10 @@ class NodeRecords:
             return []
         return [name for name in names if self.kind(name) is not None]
 
+    def intended(self) -> list[str]:
+        """The recorded nodes whose record is still an intent: a start not yet adopted, or cut short."""
+        return [name for name in self.recorded() if "intent" in (self._data(name) or {})]
+
     def _adopt_intent(
         self, node: str, data: dict[str, Any], expected: ExpectedProcess
     ) -> ProcessRecord | None:

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from relevo.cli import cli
 from relevo.model import Role
 from relevo.topology import parse_topology
+from relevo.vagrant.controller import load_or_create_credentials
+from relevo.vagrant.export import vm_files
 from relevo.vagrant.pair import NOTIFY, VRRP_STATE, export_vip, keepalived_vm_files, notify_script
 from relevo.vagrant.plan import VagrantSettings, balancer_vms, plan_vms
 
@@ -111,6 +113,33 @@ def test_each_balancer_vm_gets_its_side_of_the_pair():
             assert "interface eth1" in config and "192.168.100.10/24 dev eth1" in config
             assert f"notify {NOTIFY}" in config and "version 3" in config
             assert ("\n    nopreempt\n" in config) is not preempt
+
+
+def merged_list(texts: list[str], key: str) -> set[str]:
+    """A list setting of a unit and its drop-ins, in order, as systemd merges it (an empty one resets)."""
+    found: set[str] = set()
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith(f"{key}="):
+                value = line.split("=", 1)[1].split()
+                found = found | set(value) if value else set()
+    return found
+
+
+def test_the_controllers_unit_may_read_the_nic_and_probe_the_vip(tmp_path: Path):
+    """On a pair's balancer VM the controller's unit, with its drop-ins merged as systemd merges them,
+    allows the netlink and packet sockets and CAP_NET_RAW its charge check needs (the NIC's addresses, an
+    ARP probe for the VIP): the unit alone allows neither, and the controller then stood by for good."""
+    topology = topology_of(PAIR)
+    vms = plan_vms(topology, VagrantSettings())
+    credentials = load_or_create_credentials(tmp_path, vms)
+    for vm in balancer_vms(vms):
+        files = {str(f.path): f.content for f in vm_files(topology, vm, vms, credentials)}
+        unit = next(path for path in files if path.endswith(".service"))
+        texts = [files[unit], *(files[p] for p in sorted(files) if p.startswith(f"{unit}.d/"))]
+        families = merged_list(texts, "RestrictAddressFamilies")
+        assert {"AF_NETLINK", "AF_PACKET", "AF_INET", "AF_UNIX"} <= families
+        assert merged_list(texts, "CapabilityBoundingSet") == {"CAP_NET_RAW"}
 
 
 def run_notify(tmp_path: Path, state: str) -> tuple[str, str]:

@@ -38,6 +38,16 @@ VRRP_STATE = PurePosixPath("/run/relevo/vrrp-state")
 # What the controller looks at before each tick's actions (controller/charge.py), named by the VM's wrapper.
 CHARGE_FILE = PurePosixPath("/var/lib/relevo-controller/vrrp-charge.json")
 KEEPALIVED_DROPIN_PATH = PurePosixPath("/etc/systemd/system/keepalived.service.d/relevo.conf")
+# The controller's unit allows AF_UNIX, AF_INET and AF_INET6 sockets and no capability
+# (relevo-watch.service.j2). On a pair's VM its charge check reads the private NIC's addresses over netlink
+# and probes the VIP with ARP on a packet socket (CAP_NET_RAW): without them every tick failed with errno
+# 97 (EAFNOSUPPORT) and the controller stood by while keepalived said MASTER, so web1's death was never
+# failed over (the six-VM vagrant tier, 2026-12-07 22:15). Lists merge with the unit's own.
+CHARGE_DROPIN = """[Service]
+# controller/charge.py: the NIC's addresses (netlink) and an ARP probe for the VIP (a packet socket).
+RestrictAddressFamilies=AF_NETLINK AF_PACKET
+CapabilityBoundingSet=CAP_NET_RAW
+"""
 
 
 def export_vip(topology: Topology, vms: tuple[VirtualMachine, ...]) -> str | None:
@@ -137,4 +147,5 @@ def keepalived_vm_files(
         NodeFile(KEEPALIVED_DROPIN_PATH, KEEPALIVED_DROPIN),
         NodeFile(NOTIFY, notify_script(watch_unit), mode=0o755),
         NodeFile(CHARGE_FILE, charge.to_json()),
+        NodeFile(PurePosixPath("/etc/systemd/system") / f"{watch_unit}.d" / "vrrp.conf", CHARGE_DROPIN),
     ]

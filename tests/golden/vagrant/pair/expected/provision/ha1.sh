@@ -78,6 +78,7 @@ install_file /etc/systemd/system/relevo-haproxy-check.service 0644
 install_file /etc/systemd/system/keepalived.service.d/relevo.conf 0644
 install_file /usr/local/sbin/relevo-vrrp-notify 0755
 install_file /var/lib/relevo-controller/vrrp-charge.json 0644
+install_file /etc/systemd/system/relevo-watch-pair.service.d/vrrp.conf 0644
 
 begin "storage pool $POOL"
 if ! lxc storage show "$POOL" >/dev/null 2>&1; then

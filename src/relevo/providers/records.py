@@ -120,20 +120,24 @@ class NodeRecords:
 
     def recorded(self) -> list[str]:
         """Every node name with a record or an intent (whatever the topology says now)."""
+        return [name for name in self._listed() if self.kind(name) is not None]
+
+    def intended(self) -> list[str]:
+        """The recorded nodes whose record is still an intent: a start not yet adopted, or cut short.
+        Each record read once: the controller asks every tick."""
+        return [name for name in self._listed() if (self._data(name) or {}).get("intent") in KINDS]
+
+    def _listed(self) -> list[str]:
+        """The names of the record files in run/ (an earlier relevo's, in run/ itself, moved there first)."""
         run = self._at.pid_file("x").parent
         with contextlib.suppress(OSError):
             for entry in run.parent.iterdir():  # records an earlier relevo wrote in run/ itself
                 if entry.suffix == ".json" and entry != self._at.controller_pid:
                     self._adopt_legacy(entry.stem)
         try:
-            names = sorted(entry.stem for entry in run.iterdir() if entry.suffix == ".json")
+            return sorted(entry.stem for entry in run.iterdir() if entry.suffix == ".json")
         except OSError:
             return []
-        return [name for name in names if self.kind(name) is not None]
-
-    def intended(self) -> list[str]:
-        """The recorded nodes whose record is still an intent: a start not yet adopted, or cut short."""
-        return [name for name in self.recorded() if "intent" in (self._data(name) or {})]
 
     def _adopt_intent(
         self, node: str, data: dict[str, Any], expected: ExpectedProcess
